@@ -1,0 +1,504 @@
+"""MCL_LOG 1.0: the text log format of the original MCL (read and write).
+
+A log is a directory of ``<Type>.log`` files, or of split series
+``<Type>_000.log``, ``<Type>_001.log``, ... Only the first file of a series
+has the ``#`` header (version, revision, created = time origin, message type
+or ``None`` for raw data); elapsed times continue across parts. Each data
+line is::
+
+    <elapsed %1.5f, right-justified to 12>    <'topic' left-justified to 8>    <hex msgpack>
+
+Differences from the original reader, on purpose: type names may hold
+underscores (series are found by a trailing ``_NNN``), blank lines are
+skipped, unknown types do not raise, and a damaged line is skipped with a
+warning instead of ending the read. ``.tmp`` files (left by an interrupted
+original recorder) are not read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import heapq
+import os
+import re
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import msgpack
+
+from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormatError, LogNotFound
+from mcl.log.record import (
+    Damage,
+    LogSummary,
+    Record,
+    TopicFilter,
+    TopicStats,
+    datetime_to_ns,
+    make_log_dir,
+    ns_to_datetime,
+)
+from mcl.message import type_name_of
+
+__all__ = ["Mcl1Source", "Mcl1Writer", "probe", "FORMAT"]
+
+FORMAT = "mcl1"
+VERSION = "1.0"
+TIME_PADDING = 12
+TOPIC_PADDING = 8
+COMMENT_BLOCK = "#" + "-" * 65
+_SPLIT_RE = re.compile(r"^(?P<prefix>.+)_(?P<num>\d{3,})\.log$")
+_NS = 1_000_000_000
+
+_HEADER_TEMPLATE = """\
+{block}
+# MCL_LOG
+#     -- version     {version}
+#     -- revision    {revision}
+#     -- created     {created}
+#
+# Each line of this file records a packet of data transmitted over the
+# network. The columns in this file are:
+#
+#     1) The time when the data frame was received relative
+#        to when this file was created.
+#     2) The topic associated with the data frame.
+#     3) The binary data stored as a hex string.
+#
+# The following data type was recorded in this file:
+#
+#      >>> {type_name}
+#
+#     <Time>    <Topic>     <Payload>
+{block}
+"""
+
+
+@dataclass(slots=True)
+class Header:
+    """The header of the first file of a series."""
+
+    version: str = VERSION
+    revision: str = ""
+    created: str = ""  # as written: 'YYYY-MM-DD HH:MM:SS[.ffffff]'
+    type_name: str | None = None  # None for raw data
+    lines: int = 0  # number of header lines
+    end: int = 0  # byte offset of the first data line
+
+
+def probe(path: Path) -> bool:
+    """True if `path` looks like an MCL_LOG 1.0 log (file or directory)."""
+    if path.is_dir():
+        return any(p.suffix == ".log" and p.is_file() for p in path.iterdir())
+    return path.suffix == ".log" or _split_parts(path) != []
+
+
+def _split_parts(prefix: Path) -> list[Path]:
+    """The files of a split series given by its prefix (``dir/Name``)."""
+    parent = prefix.parent if str(prefix.parent) else Path(".")
+    if not parent.is_dir():
+        return []
+    parts = []
+    for p in parent.iterdir():
+        m = _SPLIT_RE.match(p.name)
+        if m and m.group("prefix") == prefix.name and p.is_file():
+            parts.append((int(m.group("num")), p))
+    return [p for _, p in sorted(parts)]
+
+
+def parse_created(text: str, path: Path) -> int:
+    """The 'created' header field to UTC ns since the epoch."""
+    try:
+        when = _dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise LogFormatError(path, f"header 'created' is not a date and time: {text.strip()!r}", line=5) from None
+    return datetime_to_ns(when)
+
+
+def read_header(fp: IO[str], path: Path) -> Header | None:
+    """Parse the header at the start of `fp`; None if the file has none.
+
+    Leaves `fp` at the first data line.
+    """
+    first = fp.readline()
+    if not first.startswith("#"):
+        fp.seek(0)
+        return None
+    if first.rstrip("\r\n") != COMMENT_BLOCK:
+        raise LogFormatError(path, "not an MCL_LOG 1.0 file: the first line is a comment but not the header rule", line=1)
+    header = Header()
+    lineno = 1
+    fields: dict[str, str] = {}
+    while True:
+        line = fp.readline()
+        lineno += 1
+        if not line:
+            raise LogFormatError(path, "header is not closed (the file ends inside the header)", line=lineno)
+        if not line.startswith("#"):
+            raise LogFormatError(path, "header is not closed by a '#---' rule", line=lineno)
+        text = line[1:].strip()
+        if line.rstrip("\r\n") == COMMENT_BLOCK:
+            break
+        if lineno == 2 and text != "MCL_LOG":
+            raise LogFormatError(path, f"not an MCL_LOG file: title is {text!r}", line=2)
+        if text.startswith("--"):
+            key, _, value = text[2:].strip().partition(" ")
+            fields[key] = value.strip()
+        elif text.startswith(">>>"):
+            name = text[3:].strip()
+            header.type_name = None if name in ("None", "") else name
+    header.version = fields.get("version", "")
+    if header.version != VERSION:
+        raise LogFormatError(path, f"unsupported MCL_LOG version {header.version!r} (this reader reads {VERSION})", line=3)
+    header.revision = fields.get("revision", "")
+    header.created = fields.get("created", "")
+    header.lines = lineno
+    header.end = fp.tell()
+    return header
+
+
+@dataclass(slots=True)
+class _Series:
+    """One message stream: a single file or a split series."""
+
+    name: str
+    files: list[Path]
+    header: Header | None = None
+    origin_ns: int | None = None
+    damage: list[Damage] = field(default_factory=list)
+
+
+class Mcl1Source:
+    """An MCL_LOG 1.0 log opened for reading: a directory, a file or a series prefix."""
+
+    format = FORMAT
+
+    def __init__(self, path: str | os.PathLike[str], *, strict: bool = False) -> None:
+        self.path = Path(path)
+        self.strict = strict  # damage raises LogFormatError instead of warning
+        self._series = self._find_series(self.path)
+        for series in self._series:
+            self._read_series_header(series)
+        origins = [s.origin_ns for s in self._series if s.origin_ns is not None]
+        self.origin_ns: int | None = min(origins) if origins else None
+        self.damage: list[Damage] = []
+
+    # -- discovery ------------------------------------------------------------------
+    @staticmethod
+    def _find_series(path: Path) -> list[_Series]:
+        if path.is_dir():
+            groups: dict[str, list[Path]] = {}
+            for p in sorted(path.iterdir()):
+                if p.suffix != ".log" or not p.is_file():
+                    continue
+                m = _SPLIT_RE.match(p.name)
+                key = m.group("prefix") if m else p.stem
+                groups.setdefault(key, []).append(p)
+            if not groups:
+                raise LogNotFound(path, "no MCL_LOG 1.0 (.log) files in this directory")
+            series = []
+            for name, files in groups.items():
+                # `Name.log` and `Name_000.log` both present: two streams.
+                singles = [f for f in files if not _SPLIT_RE.match(f.name)]
+                parts = sorted((f for f in files if _SPLIT_RE.match(f.name)), key=lambda f: int(_SPLIT_RE.match(f.name).group("num")))  # type: ignore[union-attr]
+                series += [_Series(name, [f]) for f in singles]
+                if parts:
+                    series.append(_Series(name, parts))
+            # Ties in time go to the alphabetically first file.
+            series.sort(key=lambda s: s.files[0].name)
+            return series
+        if path.is_file():
+            return [_Series(path.stem, [path])]
+        parts = _split_parts(path)
+        if parts:
+            return [_Series(path.name, parts)]
+        raise LogNotFound(path)
+
+    def _read_series_header(self, series: _Series) -> None:
+        first = series.files[0]
+        try:
+            with open(first, encoding="latin-1", newline="") as fp:
+                header = read_header(fp, first)
+        except OSError as exc:
+            raise LogError(f"{first}: cannot read: {exc.strerror}") from None
+        series.header = header
+        if header is not None:
+            series.origin_ns = parse_created(header.created, first)
+
+    # -- reading --------------------------------------------------------------------
+    @property
+    def files(self) -> list[Path]:
+        return [f for s in self._series for f in s.files]
+
+    def type_names(self) -> dict[str, str | None]:
+        """Series name -> message type named in its header (None for raw)."""
+        return {s.name: (s.header.type_name if s.header else None) for s in self._series}
+
+    def iter_records(
+        self,
+        topics: TopicFilter | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> Iterator[Record]:
+        """Records of every series merged in time order (ties: file order)."""
+        streams = [self._iter_series(s, topics, start_ns, end_ns) for s in self._series]
+        if len(streams) == 1:
+            return streams[0]
+        return heapq.merge(*streams, key=_elapsed)
+
+    def _iter_series(
+        self,
+        series: _Series,
+        topics: TopicFilter | None,
+        start_ns: int | None,
+        end_ns: int | None,
+    ) -> Iterator[Record]:
+        shift = 0
+        if series.origin_ns is not None and self.origin_ns is not None:
+            shift = series.origin_ns - self.origin_ns
+        for index, path in enumerate(series.files):
+            yield from self._iter_file(path, index == 0, shift, topics, start_ns, end_ns)
+
+    def _iter_file(
+        self,
+        path: Path,
+        first: bool,
+        shift: int,
+        topics: TopicFilter | None,
+        start_ns: int | None,
+        end_ns: int | None,
+    ) -> Iterator[Record]:
+        new = tuple.__new__
+        fromhex = bytes.fromhex
+        lo = -(1 << 62) if start_ns is None else start_ns
+        hi = 1 << 62 if end_ns is None else end_ns
+        try:
+            fp = open(path, encoding="latin-1", newline="")
+        except OSError as exc:
+            raise LogError(f"{path}: cannot read: {exc.strerror}") from None
+        with fp:
+            lineno = 0
+            if first:
+                header = read_header(fp, path)
+                lineno = header.lines if header else 0
+            good = 0
+            for line in fp:
+                lineno += 1
+                try:
+                    t, topic, hexpayload = line.split()
+                    if topic[0] != "'" or topic[-1] != "'" or len(topic) < 2:
+                        raise ValueError("topic is not quoted")
+                    elapsed = round(float(t) * _NS) + shift
+                    payload = fromhex(hexpayload)
+                except (ValueError, IndexError):
+                    if not line.strip():
+                        continue  # blank line: the original choked on these
+                    self._damaged(path, lineno, line, good)
+                    continue
+                if line[-1] != "\n" and not _complete_msgpack(payload):
+                    self._damaged(path, lineno, line, good, truncated=True)
+                    continue
+                good += 1
+                if lo <= elapsed <= hi and (topics is None or topics(topic[1:-1])):
+                    yield new(Record, (elapsed, topic[1:-1], payload))
+
+    def _damaged(self, path: Path, lineno: int, line: str, good: int, truncated: bool = False) -> None:
+        if good == 0 and lineno <= 1 and not truncated:
+            # The very first line is not a record and there is no header:
+            # this is not a log at all, not a damaged one.
+            raise LogFormatError(path, "not an MCL_LOG 1.0 file (no header and the first line is not a record)", line=lineno)
+        reason = "line cut short (truncated tail)" if truncated else f"line is not a record: {line[:60].strip()!r}"
+        damage = Damage(path=str(path), reason=reason, line=lineno, lost_bytes=len(line))
+        if self.strict:
+            raise LogFormatError(path, reason, line=lineno)
+        self.damage.append(damage)
+        warnings.warn(LogDamageWarning(path, reason + "; skipped", line=lineno), stacklevel=2)
+
+    def summary(self) -> LogSummary:
+        """Scan the whole log (MCL_LOG 1.0 has no index)."""
+        summary = LogSummary(path=str(self.path), format=FORMAT, origin_ns=self.origin_ns)
+        summary.files = [str(f) for f in self.files]
+        summary.size_bytes = sum(f.stat().st_size for f in self.files)
+        revisions = {s.header.revision for s in self._series if s.header and s.header.revision}
+        if revisions:
+            summary.metadata["revision"] = ", ".join(sorted(revisions))
+        self.damage = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", LogDamageWarning)
+            for series in self._series:
+                header_type = series.header.type_name if series.header else None
+                for rec in self._iter_series(series, None, None, None):
+                    stats = summary.topics.get(rec.topic)
+                    if stats is None:
+                        stats = summary.topics[rec.topic] = TopicStats()
+                    stats.messages += 1
+                    stats.bytes += len(rec.payload)
+                    if stats.first_ns is None or rec.elapsed_ns < stats.first_ns:
+                        stats.first_ns = rec.elapsed_ns
+                    if stats.last_ns is None or rec.elapsed_ns > stats.last_ns:
+                        stats.last_ns = rec.elapsed_ns
+                    if header_type is not None:
+                        stats.types.add(header_type)
+                    else:
+                        name = type_name_of(rec.payload)
+                        if name is not None:
+                            stats.types.add(name)
+        summary.damage = list(self.damage)
+        summary.messages = sum(t.messages for t in summary.topics.values())
+        firsts = [t.first_ns for t in summary.topics.values() if t.first_ns is not None]
+        lasts = [t.last_ns for t in summary.topics.values() if t.last_ns is not None]
+        summary.start_ns = min(firsts) if firsts else None
+        summary.end_ns = max(lasts) if lasts else None
+        return summary
+
+    def close(self) -> None:
+        """Nothing stays open between reads; kept for the LogSource protocol."""
+
+    def __enter__(self) -> Mcl1Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _elapsed(record: Record) -> int:
+    return record.elapsed_ns
+
+
+def _complete_msgpack(payload: bytes) -> bool:
+    try:
+        msgpack.unpackb(payload, raw=True, strict_map_key=False, ext_hook=lambda c, d: None)
+    except Exception:
+        return False
+    return True
+
+
+def format_line(elapsed_ns: int, topic: str, payload: bytes) -> str:
+    """One data line, exactly as the original WriteFile wrote it."""
+    time_str = ("%1.5f" % (elapsed_ns / _NS)).rjust(TIME_PADDING)
+    topic_str = f"'{topic}'".ljust(TOPIC_PADDING)
+    return f"{time_str}    {topic_str}    {payload.hex()}\n"
+
+
+def format_header(origin_ns: int, type_name: str | None, revision: str = "") -> str:
+    """The header block of the first file of a series."""
+    created = ns_to_datetime(origin_ns).replace(tzinfo=None)
+    return _HEADER_TEMPLATE.format(
+        block=COMMENT_BLOCK,
+        version=VERSION,
+        revision=revision,
+        created=str(created),
+        type_name=type_name if type_name is not None else "None",
+    )
+
+
+class _OpenSeries:
+    __slots__ = ("name", "type_name", "fp", "part", "size", "first_ns", "split")
+
+    def __init__(self, name: str, type_name: str | None, split: bool) -> None:
+        self.name = name
+        self.type_name = type_name
+        self.fp: IO[str] | None = None
+        self.part = 0
+        self.size = 0
+        self.first_ns = 0
+        self.split = split
+
+
+class Mcl1Writer:
+    """Writes an MCL_LOG 1.0 directory: one file (or split series) per message type.
+
+    Records whose payload is not a named message go to ``RawData.log``
+    (header type ``None``). Topics cannot hold white space in this format.
+    """
+
+    format = FORMAT
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        origin_ns: int,
+        revision: str = "",
+        split_size: int | None = None,  # bytes per file before a new part; None: no limit
+        split_duration_ns: int | None = None,  # ns per file before a new part; None: no limit
+        metadata: dict[str, str] | None = None,  # only 'revision' can be kept by this format
+    ) -> None:
+        self.path = Path(path)
+        make_log_dir(self.path)
+        self.origin_ns = origin_ns
+        self.revision = revision or (metadata or {}).get("revision", "")
+        self.split_size = split_size
+        self.split_duration_ns = split_duration_ns
+        self._series: dict[str, _OpenSeries] = {}
+        self._closed = False
+
+    def write(self, topic: str, payload: bytes, elapsed_ns: int) -> None:
+        """Append one record; `elapsed_ns` is relative to ``origin_ns``."""
+        if self._closed:
+            raise RuntimeError("Cannot write to a log writer once it has been closed.")
+        if not topic.isprintable() or any(c.isspace() for c in topic):
+            raise LogError(f"{self.path}: topic {topic!r} holds white space; MCL_LOG 1.0 cannot store it (use the native format)")
+        type_name = type_name_of(payload)
+        key = type_name if type_name is not None else "RawData"
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _OpenSeries(key, type_name, self.split_size is not None or self.split_duration_ns is not None)
+        line = format_line(elapsed_ns, topic, payload)
+        if series.fp is not None and series.split and (
+            (self.split_size is not None and series.size + len(line) > self.split_size and series.size > 0)
+            or (self.split_duration_ns is not None and elapsed_ns - series.first_ns >= self.split_duration_ns)
+        ):
+            series.fp.close()
+            series.fp = None
+            series.part += 1
+        if series.fp is None:
+            series.fp = self._open(series)
+            series.first_ns = elapsed_ns
+        series.fp.write(line)
+        series.size += len(line)
+
+    def write_record(self, record: Record) -> None:
+        """Append a :class:`Record`."""
+        self.write(record.topic, record.payload, record.elapsed_ns)
+
+    def _open(self, series: _OpenSeries) -> IO[str]:
+        name = f"{series.name}_{series.part:03d}.log" if series.split else f"{series.name}.log"
+        path = self.path / name
+        try:
+            fp = open(path, "x", encoding="ascii", newline="\n")
+        except FileExistsError:
+            raise LogExistsError(path) from None
+        except OSError as exc:
+            raise LogError(f"{path}: cannot create: {exc.strerror}") from None
+        series.size = 0
+        if series.part == 0:
+            header = format_header(self.origin_ns, series.type_name, self.revision)
+            fp.write(header)
+            series.size = len(header)
+        return fp
+
+    def flush(self) -> None:
+        """Push buffered lines to the operating system."""
+        for series in self._series.values():
+            if series.fp is not None:
+                series.fp.flush()
+
+    def close(self) -> None:
+        """Close every file; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        for series in self._series.values():
+            if series.fp is not None:
+                series.fp.close()
+                series.fp = None
+
+    def __enter__(self) -> Mcl1Writer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+

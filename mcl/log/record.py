@@ -1,0 +1,174 @@
+"""Records and summaries shared by every log format."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+from mcl.exceptions import LogError, LogExistsError
+
+__all__ = [
+    "Record",
+    "Damage",
+    "TopicStats",
+    "LogSummary",
+    "LogSource",
+    "TopicFilter",
+    "make_topic_filter",
+    "seconds_to_ns",
+    "ns_to_datetime",
+    "datetime_to_ns",
+    "make_log_dir",
+]
+
+NS_PER_S = 1_000_000_000
+
+
+class Record(NamedTuple):
+    """One message of a log.
+
+    elapsed_ns: nanoseconds since the log's time origin (``LogSource.origin_ns``).
+    topic: the topic it was published on ('' when none).
+    payload: the payload bytes exactly as received.
+    """
+
+    elapsed_ns: int
+    topic: str
+    payload: bytes
+
+
+# A topic filter is a predicate on the topic; None means every topic.
+TopicFilter = Callable[[str], bool]
+
+
+def make_topic_filter(topics: Iterable[str] | str | None) -> TopicFilter | None:
+    """A predicate matching the topics named exactly, or None for all topics."""
+    if topics is None:
+        return None
+    if isinstance(topics, str):
+        topics = [topics]
+    wanted = frozenset(topics)
+    return wanted.__contains__
+
+
+def seconds_to_ns(seconds: float | None) -> int | None:
+    """Float seconds (command line, original API) to integer nanoseconds."""
+    if seconds is None:
+        return None
+    return round(seconds * NS_PER_S)
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def datetime_to_ns(when: _dt.datetime) -> int:
+    """A datetime (naive means UTC) to integer nanoseconds since the epoch."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return ((when - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
+
+
+def ns_to_datetime(ns: int) -> _dt.datetime:
+    """Integer nanoseconds since the epoch to an aware UTC datetime (µs precision)."""
+    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Damage:
+    """A part of a log that could not be read and was skipped."""
+
+    path: str = ""  # the file
+    reason: str = ""  # what was wrong, one line
+    offset: int | None = None  # byte offset of the damage (binary formats), None if unknown
+    line: int | None = None  # 1-based line (text formats), None if not a text format
+    lost_bytes: int | None = None  # bytes skipped, None if unknown
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f": line {self.line}"
+        if self.offset is not None:
+            where += f": byte {self.offset}"
+        return f"{where}: {self.reason}"
+
+
+@dataclass(slots=True)
+class TopicStats:
+    """Counts for one topic of a log."""
+
+    messages: int = 0  # number of records
+    bytes: int = 0  # payload bytes in all
+    types: set[str] = field(default_factory=set)  # message type names seen (empty for raw data)
+    first_ns: int | None = None  # elapsed of the first record, None if none
+    last_ns: int | None = None  # elapsed of the last record, None if none
+
+
+@dataclass(slots=True)
+class LogSummary:
+    """What ``mcl-info`` shows about one log (one directory or file)."""
+
+    path: str = ""
+    format: str = ""  # "mcl1" or "native"
+    origin_ns: int | None = None  # UTC time origin, ns since the epoch; None if unknown
+    start_ns: int | None = None  # elapsed of the first record; None when empty
+    end_ns: int | None = None  # elapsed of the last record; None when empty
+    messages: int = 0
+    size_bytes: int = 0  # size of the files on disk
+    files: list[str] = field(default_factory=list)
+    topics: dict[str, TopicStats] = field(default_factory=dict)
+    damage: list[Damage] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)  # revision, host, user keys
+    indexed: bool = False  # True if the summary came from an index without scanning
+
+    @property
+    def duration_ns(self) -> int:
+        """Time from the first to the last record (0 when empty)."""
+        if self.start_ns is None or self.end_ns is None:
+            return 0
+        return self.end_ns - self.start_ns
+
+
+class LogSource(Protocol):
+    """One log (a directory or a file) of some format, opened for reading.
+
+    Formats implement this; :func:`mcl.open_log` merges several of them.
+    """
+
+    path: Path
+    format: str  # "mcl1" or "native"
+    origin_ns: int | None  # UTC ns since the epoch of elapsed 0, None if unknown
+
+    def iter_records(
+        self,
+        topics: TopicFilter | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> Iterator[Record]:
+        """Records in time order, optionally filtered; start/end inclusive, elapsed ns."""
+        ...
+
+    def summary(self) -> LogSummary:
+        """Counts, topics, types and damage of the log."""
+        ...
+
+    def close(self) -> None:
+        """Release files; idempotent."""
+        ...
+
+
+def make_log_dir(path: Path) -> None:
+    """Create a new log directory; refuse one that exists and holds files.
+
+    Every writer calls this first: mcl never overwrites a log.
+    """
+    if path.exists():
+        if not path.is_dir() or any(path.iterdir()):
+            raise LogExistsError(path)
+        return
+    try:
+        path.mkdir(parents=True)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot create the log directory: {exc.strerror}") from None

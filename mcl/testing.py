@@ -1,0 +1,1 @@
+"""pytest plugin of mcl (fixtures arrive with issue 7)."""
