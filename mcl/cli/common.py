@@ -1,0 +1,306 @@
+"""Plumbing shared by every mcl command: parser, error boundary, warnings, JSON.
+
+Each command module looks like this::
+
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(...)
+
+    def main(argv: list[str] | None = None) -> int:
+        parser = make_parser("mcl-thing", __doc__, add_arguments)
+        return run_main(lambda: _thing(parser.parse_args(argv)))
+
+    def run() -> None:
+        sys.exit(main())
+
+:func:`run_main` is the error boundary: an :class:`~mcl.MclError` or an
+``OSError`` becomes one line ``error: <message>`` on stderr and exit 1;
+argparse errors exit 2 (its usage line and message); ``--help`` exits 0;
+Ctrl-C exits 130 without a traceback; a closed output pipe (``| head``)
+exits 141 quietly. While the command runs, every
+:class:`~mcl.LogDamageWarning` is printed as ``warning: <message>`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as _dt
+import json
+import math
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import IO, Any
+
+import msgpack
+import numpy as np
+
+from mcl.exceptions import LogDamageWarning, MclError
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_ERROR",
+    "EXIT_USAGE",
+    "EXIT_INTERRUPTED",
+    "EXIT_BROKEN_PIPE",
+    "make_parser",
+    "run_main",
+    "print_error",
+    "print_warning",
+    "seconds",
+    "non_negative_seconds",
+    "comma_list",
+    "to_jsonable",
+    "dumps_json",
+    "format_utc",
+    "format_size",
+    "format_seconds",
+]
+
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input: MclError / OSError, one line on stderr
+EXIT_USAGE = 2  # bad arguments (argparse)
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (128 + SIGPIPE)
+
+
+def make_parser(
+    prog: str,
+    doc: str | None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> argparse.ArgumentParser:
+    """An argument parser for `prog`: description from the module docstring, ``--version``.
+
+    The first line of `doc` is the description; the rest (if any) is shown
+    after the options as the epilog.
+    """
+    from mcl import __version__
+
+    first, _, rest = (doc or "").strip().partition("\n")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=first or None,
+        epilog=rest.strip() or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s (mcl {__version__})")
+    if add_arguments is not None:
+        add_arguments(parser)
+    return parser
+
+
+def print_error(message: object, file: IO[str] | None = None) -> None:
+    """``error: <message>`` on one line of stderr."""
+    _print_line("error", message, file)
+
+
+def print_warning(message: object, file: IO[str] | None = None) -> None:
+    """``warning: <message>`` on one line of stderr."""
+    _print_line("warning", message, file)
+
+
+def _print_line(kind: str, message: object, file: IO[str] | None) -> None:
+    text = " ".join(str(message).split("\n"))
+    stream = file if file is not None else sys.stderr
+    try:
+        print(f"{kind}: {text}", file=stream, flush=True)
+    except (OSError, ValueError):  # stderr closed: nothing more we can say
+        pass
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: IO[str] | None = None,
+    line: str | None = None,
+    *,
+    _fallback: Callable[..., None],
+) -> None:
+    if issubclass(category, LogDamageWarning):
+        print_warning(message, file)
+    else:
+        _fallback(message, category, filename, lineno, file, line)
+
+
+def run_main(body: Callable[[], int | None]) -> int:
+    """Run a command's body inside the error boundary; return its exit status.
+
+    `body` parses its arguments and does the work; it returns the exit
+    status (None counts as 0). argparse's ``SystemExit`` is turned into its
+    status too, so ``main(argv)`` returns (never exits) and tests can call it.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", LogDamageWarning)
+        fallback = warnings.showwarning
+
+        def show(*args: Any, **kwargs: Any) -> None:
+            _show_warning(*args, **kwargs, _fallback=fallback)
+
+        warnings.showwarning = show
+        try:
+            status = body()
+            _flush_stdout()
+            return EXIT_OK if status is None else int(status)
+        except SystemExit as exc:  # argparse: --help (0), bad arguments (2)
+            code = exc.code
+            if code is None:
+                return EXIT_OK
+            if isinstance(code, int):
+                return code
+            print_error(code)
+            return EXIT_ERROR
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
+        except MclError as exc:
+            print_error(exc)
+            return EXIT_ERROR
+        except OSError as exc:
+            print_error(_describe_os_error(exc))
+            return EXIT_ERROR
+
+
+def _flush_stdout() -> None:
+    # Flush here so a closed pipe is reported by the boundary, not at exit.
+    try:
+        sys.stdout.flush()
+    except ValueError:  # stdout closed by the body
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a real file (tests)
+        pass
+
+
+def _describe_os_error(exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{os.fsdecode(exc.filename)}: {reason}"
+    return reason
+
+
+# -- argument types -------------------------------------------------------------------
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds (may be negative)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
+    return value
+
+
+def non_negative_seconds(text: str) -> float:
+    """argparse type: a finite, non-negative number of seconds."""
+    value = seconds(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is negative; give seconds >= 0")
+    return value
+
+
+def comma_list(text: str) -> list[str]:
+    """argparse type: ``a,b,c`` to ``['a', 'b', 'c']`` (no empty items)."""
+    items = [item.strip() for item in text.split(",")]
+    if not items or any(not item for item in items):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of names")
+    return items
+
+
+# -- JSON -------------------------------------------------------------------------------
+
+
+def to_jsonable(value: Any) -> Any:
+    """A decoded payload turned into values ``json`` can write.
+
+    bytes become base64 strings, numpy arrays nested lists, numpy scalars
+    Python numbers, messages their payload map (``name``, ``timestamp``,
+    fields), sets sorted lists, map keys strings. Unknown msgpack
+    extensions become ``{"ext": code, "data": base64}``. Floats NaN and
+    infinity are kept (``json`` writes them as NaN / Infinity).
+    """
+    from mcl.message import Message
+
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    if isinstance(value, dict):
+        return {_json_key(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Message):
+        return to_jsonable(value.to_dict())
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind in "SVO" or value.dtype.names is not None:
+            return [to_jsonable(v) for v in value.tolist()]
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return to_jsonable(value.item())
+    if isinstance(value, (set, frozenset)):
+        return sorted((to_jsonable(v) for v in value), key=repr)
+    if isinstance(value, msgpack.ExtType):
+        return {"ext": value.code, "data": base64.b64encode(value.data).decode("ascii")}
+    if isinstance(value, complex):
+        return [value.real, value.imag]
+    return str(value)
+
+
+def _json_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if isinstance(key, (bytes, bytearray)):
+        return base64.b64encode(bytes(key)).decode("ascii")
+    if isinstance(key, tuple):
+        return json.dumps(to_jsonable(key))
+    return str(to_jsonable(key))
+
+
+def dumps_json(value: Any, *, indent: int | None = None) -> str:
+    """``value`` (decoded payloads, numpy, messages...) as one JSON text."""
+    return json.dumps(to_jsonable(value), indent=indent, ensure_ascii=False)
+
+
+# -- human formatting ---------------------------------------------------------------------
+
+
+def format_utc(ns: int | None) -> str:
+    """UTC ns since the epoch as ISO 8601 (``2024-05-01T12:00:00.123456Z``), '-' if None."""
+    if ns is None:
+        return "-"
+    when = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=ns // 1000)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def format_size(size: int) -> str:
+    """A byte count for people: ``5.8 KiB``."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # not reached
+
+
+def format_seconds(seconds_: float) -> str:
+    """Seconds for people: ``9.990 s`` or ``1 h 02 min 03.000 s``."""
+    if seconds_ < 60:
+        return f"{seconds_:.3f} s"
+    minutes, secs = divmod(seconds_, 60)
+    if minutes < 60:
+        return f"{int(minutes)} min {secs:06.3f} s"
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours} h {minutes:02d} min {secs:06.3f} s"
