@@ -1,0 +1,441 @@
+"""mcl-dump: record a live bus into a new log directory (and/or print what flows on it).
+
+Each recording goes to a new directory DIR/<UTC timestamp>_<host>/ (never an
+existing one), native format unless --format mcl1. The log is flushed every
+--flush-interval (default 0.1 s): a recorder killed with SIGKILL loses at most
+that much and the log reads back. Ctrl-C / SIGTERM close the log cleanly (exit 0).
+
+Scheduled capture: --start-at TIME, --window START END (repeatable), or
+--every S --for S; each window is a separate log directory. TIME is '+S'
+(seconds from now), 'HH:MM[:SS]' (local time, the next such time) or an ISO
+date and time (local unless it ends with Z or an offset). --duration and
+--count end the whole run.
+
+examples:
+  mcl-dump                                  all topics of the default bus into ./
+  mcl-dump --topics imu gps -o /data --split-size 512 --max-files 20 --compress
+  mcl-dump --echo --no-record --topics imu  print decoded messages only
+  mcl-dump --every 3600 --for 60            one minute every hour
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import re
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mcl.cli.common import format_seconds, format_size, make_parser, print_warning, run_main
+from mcl.exceptions import MclError, RecordError
+
+_NS = 1_000_000_000
+_ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (recording never does)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of mcl-dump."""
+    parser.add_argument("--bus", metavar="ADDR", help="bus address, e.g. tcp://10.0.0.2:5555 (default: the local bus)")
+    parser.add_argument("--topics", "-t", nargs="+", metavar="T", help="topics to record (prefixes; default: all)")
+    parser.add_argument("--exact", action="store_true", help="--topics are exact names, not prefixes")
+    parser.add_argument("-o", "--output", metavar="DIR", default=".", help="where the <UTC timestamp>_<host>/ log directories go (default: .)")
+    parser.add_argument("--format", choices=("native", "mcl1"), default="native", help="log format (default: native)")
+    parser.add_argument("--split-size", type=_positive, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
+    parser.add_argument("--split-duration", type=_positive, metavar="S", help="start a new data file every S seconds")
+    parser.add_argument("--max-files", type=_positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
+    parser.add_argument("--compress", action="store_true", help="compress data blocks with zstd (native format)")
+    parser.add_argument("--flush-interval", type=_positive, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
+    parser.add_argument("--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="free metadata kept with the log (repeatable)")
+    stop = parser.add_argument_group("stopping")
+    stop.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds of recording")
+    stop.add_argument("--count", type=_positive_int, metavar="N", help="stop after N messages")
+    sched = parser.add_argument_group("scheduled capture")
+    sched.add_argument("--start-at", metavar="TIME", help="wait until TIME before recording")
+    sched.add_argument("--window", nargs=2, action="append", metavar=("START", "END"), help="record from START to END (repeatable; END may be '+S' after START)")
+    sched.add_argument("--every", type=_positive, metavar="S", help="start a recording every S seconds (with --for)")
+    sched.add_argument("--for", dest="for_", type=_positive, metavar="S", help="length of each --every recording")
+    sched.add_argument("--repeat", type=_positive_int, metavar="N", help="with --every: stop after N recordings")
+    out = parser.add_argument_group("output")
+    out.add_argument("--echo", action="store_true", help="print each message decoded on stdout (as well as recording)")
+    out.add_argument("--no-record", action="store_true", help="write no log (with --echo: print only; alone: count and report losses)")
+    out.add_argument("--quiet", "-q", action="store_true", help="no status lines and no summary (errors only)")
+    out.add_argument("--status-interval", type=_positive, default=5.0, metavar="S", help="seconds between status lines when stderr is not a terminal (default: 5)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run mcl-dump with `argv` (default: sys.argv[1:]); returns the exit status."""
+    parser = make_parser("mcl-dump", __doc__, add_arguments)
+    return run_main(lambda: _dump(parser, parser.parse_args(argv)))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+# -- argument types and checks ----------------------------------------------------------
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def parse_time(text: str, now_ns: int, after_ns: int | None = None) -> int:
+    """A --start-at / --window TIME to UTC ns since the epoch.
+
+    '+S' is S seconds after `after_ns` (default: now); 'HH:MM[:SS]' is the
+    next such local time after `after_ns` (or now); otherwise an ISO date
+    and time, local unless it carries Z or an offset.
+    """
+    base = now_ns if after_ns is None else after_ns
+    text = text.strip()
+    if text.startswith("+"):
+        try:
+            seconds = float(text[1:])
+        except ValueError:
+            raise ValueError(f"{text!r} is not '+SECONDS'") from None
+        if not 0 <= seconds < float("inf"):
+            raise ValueError(f"{text!r}: seconds must be >= 0")
+        return base + round(seconds * _NS)
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?", text)
+    if m:
+        hour, minute = int(m.group(1)), int(m.group(2))
+        sec = float(m.group(3) or 0)
+        if hour > 23 or minute > 59 or sec >= 60:
+            raise ValueError(f"{text!r} is not a time of day")
+        local = _dt.datetime.fromtimestamp(base / _NS).astimezone()
+        when = local.replace(hour=hour, minute=minute, second=int(sec), microsecond=round((sec % 1) * 1e6))
+        if _to_ns(when) <= base:
+            when = (when + _dt.timedelta(days=1)).replace(hour=hour, minute=minute)
+        return _to_ns(when)
+    try:
+        when = _dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time ('+S', 'HH:MM[:SS]' or an ISO date and time)") from None
+    if when.tzinfo is None:
+        when = when.astimezone()  # local time
+    return _to_ns(when)
+
+
+def _to_ns(when: _dt.datetime) -> int:
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return ((when - epoch) // _dt.timedelta(microseconds=1)) * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """One recording of a schedule."""
+
+    start_ns: int = 0  # UTC ns since the epoch; 0: at once
+    end_ns: int | None = None  # UTC ns since the epoch; None: until stopped
+
+
+def make_schedule(args: argparse.Namespace, now_ns: int) -> Iterator[Window]:
+    """The recordings asked for by --start-at / --window / --every --for (ValueError if bad)."""
+    if args.window and (args.every or args.start_at):
+        raise ValueError("--window cannot be combined with --start-at or --every")
+    if (args.every is None) != (args.for_ is None):
+        raise ValueError("--every and --for go together")
+    if args.repeat is not None and args.every is None:
+        raise ValueError("--repeat needs --every")
+    if args.every is not None and args.for_ > args.every:
+        raise ValueError(f"--for {args.for_} is longer than --every {args.every}")
+    start = 0 if args.start_at is None else parse_time(args.start_at, now_ns)
+    if args.window:
+        windows = []
+        for a, b in args.window:
+            s = parse_time(a, now_ns)
+            e = parse_time(b, now_ns, after_ns=s)
+            if e <= s:
+                raise ValueError(f"--window {a} {b}: the end is not after the start")
+            windows.append(Window(s, e))
+        windows.sort(key=lambda w: w.start_ns)
+        for w1, w2 in zip(windows, windows[1:]):
+            if w2.start_ns < (w1.end_ns or 0):
+                raise ValueError("--window: windows overlap")
+        live = [w for w in windows if (w.end_ns or 0) > now_ns]
+        if not live:
+            raise ValueError("--window: every window is already over")
+        return iter(live)
+    if args.every is not None:
+        return _every(start or now_ns, round(args.every * _NS), round(args.for_ * _NS), args.repeat)
+    return iter([Window(start, None)])
+
+
+def _every(first_ns: int, period_ns: int, length_ns: int, repeat: int | None) -> Iterator[Window]:
+    n = 0
+    while repeat is None or n < repeat:
+        s = first_ns + n * period_ns
+        yield Window(s, s + length_ns)
+        n += 1
+
+
+def _metadata(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--metadata {item!r} is not KEY=VALUE")
+        out[key] = value
+    return out
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+class _Stop:
+    """Set by SIGINT / SIGTERM / SIGHUP; the run stops cleanly."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signal: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # main() called from a thread (tests): no signal handling
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            self._old[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signal = signum
+        self.event.set()
+
+    def restore(self) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
+
+
+def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.compress and args.format != "native":
+        parser.error("--compress needs the native format (MCL_LOG 1.0 files are plain text)")
+    if args.max_files is not None and args.format != "native":
+        parser.error("--max-files needs the native format (MCL_LOG 1.0 keeps the time origin only in the first file of a series)")
+    if args.no_record and (args.split_size or args.split_duration or args.max_files or args.compress):
+        parser.error("--no-record writes no log: --split-size, --split-duration, --max-files and --compress do not apply")
+    try:
+        metadata = _metadata(args.metadata)
+        schedule = make_schedule(args, time.time_ns())
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    stop = _Stop()
+    stop.install()
+    try:
+        return _run_schedule(args, metadata, schedule, stop)
+    finally:
+        stop.restore()
+
+
+def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: Iterator[Window], stop: _Stop) -> int:
+    from mcl.record import Recorder, make_log_path
+
+    err = sys.stderr
+    quiet = args.quiet
+    total_messages = 0
+    run_start: int | None = None  # monotonic ns when the first recording started
+    echo = _Echo(sys.stdout) if args.echo else None
+    for window in schedule:
+        now = time.time_ns()
+        if window.end_ns is not None and window.end_ns <= now:
+            continue
+        if window.start_ns > now:
+            if not quiet:
+                print(f"waiting until {_local(window.start_ns)} to record", file=err, flush=True)
+            if stop.event.wait((window.start_ns - now) / _NS):
+                break
+        if stop.event.is_set():
+            break
+        duration_ns = None if args.duration is None else round(args.duration * _NS)
+        if run_start is not None and duration_ns is not None:
+            duration_ns -= time.monotonic_ns() - run_start
+            if duration_ns <= 0:
+                break
+        if window.end_ns is not None:
+            left = window.end_ns - time.time_ns()
+            duration_ns = left if duration_ns is None else min(duration_ns, left)
+        count = None if args.count is None else args.count - total_messages
+        path = None if args.no_record else make_log_path(args.output)
+        recorder = Recorder(
+            path,
+            args.bus,
+            args.topics,
+            format=args.format,
+            exact=args.exact,
+            metadata=metadata,
+            split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
+            split_duration_ns=None if args.split_duration is None else round(args.split_duration * _NS),
+            max_files=args.max_files,
+            compression="zstd" if args.compress else None,
+            flush_interval_ns=round(args.flush_interval * _NS),
+            duration_ns=duration_ns,
+            count=count,
+            on_message=None if echo is None else echo.push,
+        )
+        try:
+            recorder.start()
+        except BaseException:
+            _remove_if_empty(path)
+            raise
+        if run_start is None:
+            run_start = time.monotonic_ns()
+        if echo is not None:
+            echo.origin_ns = recorder.origin_ns
+        if not quiet:
+            where = f"recording to {path}" if path is not None else "listening (not recording)"
+            print(f"{where} ({args.format if path else 'no log'}; {'topics ' + ' '.join(args.topics) if args.topics else 'all topics'})", file=err, flush=True)
+        failure: MclError | None = None
+        try:
+            _watch(recorder, stop, echo, args)
+        finally:
+            try:
+                final = recorder.stop()
+            except MclError as exc:
+                failure = exc
+                final = recorder.status()
+        if echo is not None:
+            echo.drain()
+        if not quiet:
+            _print_summary(final, err, echo)
+        if failure is not None:
+            raise failure
+        total_messages += final.messages
+        if stop.event.is_set() or (args.count is not None and total_messages >= args.count):
+            break
+        if args.duration is not None and time.monotonic_ns() - run_start >= args.duration * _NS:
+            break
+    return 0
+
+
+def _remove_if_empty(path: Path | None) -> None:
+    if path is None:
+        return
+    try:
+        path.rmdir()  # only succeeds if nothing was written
+    except OSError:
+        pass
+
+
+def _local(ns: int) -> str:
+    return _dt.datetime.fromtimestamp(ns / _NS).astimezone().isoformat(timespec="seconds")
+
+
+def _watch(recorder: Any, stop: _Stop, echo: _Echo | None, args: argparse.Namespace) -> None:
+    """Show status and echo until the recording ends or a signal arrives."""
+    err = sys.stderr
+    live_display = not args.quiet and echo is None and err.isatty()
+    plain = not args.quiet and echo is None and not live_display
+    tick = 0.05 if echo is not None else 0.25
+    next_line = time.monotonic() + args.status_interval
+    live = None
+    if live_display:
+        from rich.console import Console
+        from rich.live import Live
+
+        live = Live(_status_text(recorder.status()), console=Console(file=err), refresh_per_second=4, transient=True)
+        live.start()
+    try:
+        while not stop.event.is_set():
+            if recorder.wait(tick):
+                break
+            if echo is not None:
+                echo.drain()
+            if live is not None:
+                live.update(_status_text(recorder.status()))
+            elif plain and time.monotonic() >= next_line:
+                next_line += args.status_interval
+                print(_status_text(recorder.status()), file=err, flush=True)
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _status_text(st: Any) -> str:
+    parts = [
+        f"{format_seconds(st.elapsed_ns / _NS)}",
+        f"{st.messages:,} msgs",
+        format_size(st.bytes),
+        f"{st.rate:,.0f} msg/s",
+        f"lost {st.lost:,}",
+    ]
+    if st.current_file:
+        parts.append(f"file {Path(st.current_file).name}" + (f" ({st.files} files)" if st.files > 1 else ""))
+    return " | ".join(parts)
+
+
+def _print_summary(st: Any, out: IO[str], echo: _Echo | None) -> None:
+    seconds = st.elapsed_ns / _NS
+    rows = [("topic", "messages", "bytes", "msg/s", "lost")]
+    for topic in sorted(st.topics):
+        t = st.topics[topic]
+        rows.append((topic or "''", f"{t.messages:,}", format_size(t.bytes), f"{t.messages / seconds:,.1f}" if seconds > 0 else "-", f"{t.lost:,}"))
+    rows.append(("total", f"{st.messages:,}", format_size(st.bytes), f"{st.messages / seconds:,.1f}" if seconds > 0 else "-", f"{st.lost:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    where = st.path if st.path is not None else "(not recorded)"
+    print(f"recorded {where}: {st.messages:,} messages in {format_seconds(seconds)}, {st.files} data file(s), lost {st.lost:,}", file=out)
+    for i, row in enumerate(rows):
+        if i == len(rows) - 1:
+            print("  " + "  ".join("-" * w for w in widths), file=out)
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        print("  " + "  ".join(cells), file=out)
+    if echo is not None and echo.skipped:
+        print_warning(f"echo skipped {echo.skipped:,} messages (the terminal was slower than the bus; all were recorded)", out)
+    out.flush()
+
+
+class _Echo:
+    """Prints received messages decoded, in the main thread, without slowing the recorder."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.queue: deque[Any] = deque()
+        self.skipped = 0
+        self.origin_ns = 0  # times are printed in seconds since the recording started
+
+    def push(self, received: Any) -> None:
+        """Called in the recording thread: queue, or skip if the printer is behind."""
+        if len(self.queue) < _ECHO_QUEUE:
+            self.queue.append(received)
+        else:
+            self.skipped += 1
+
+    def drain(self) -> None:
+        """Print what is queued."""
+        queue = self.queue
+        out = self.out
+        while queue:
+            r = queue.popleft()
+            try:
+                text = repr(r.message)
+            except Exception:  # noqa: BLE001 - not msgpack: show the bytes
+                text = f"<{len(r.payload)} bytes> {r.payload[:64].hex()}"
+            print(f"{(r.received_ns - self.origin_ns) / _NS:12.6f}  {r.topic}  {text}", file=out)
+        out.flush()
+
+
+if __name__ == "__main__":
+    run()
