@@ -50,6 +50,8 @@ TIME_PADDING = 12
 TOPIC_PADDING = 8
 COMMENT_BLOCK = "#" + "-" * 65
 _SPLIT_RE = re.compile(r"^(?P<prefix>.+)_(?P<num>\d{3,})\.log$")
+_TOPIC_RE = re.compile(r"[!-~]*")  # printable ASCII without white space: the line is split on white space
+_UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.-]|^\.")  # characters kept out of file names
 _NS = 1_000_000_000
 
 _HEADER_TEMPLATE = """\
@@ -147,7 +149,8 @@ def read_header(fp: IO[str], path: Path) -> Header | None:
             key, _, value = text[2:].strip().partition(" ")
             fields[key] = value.strip()
         elif text.startswith(">>>"):
-            name = text[3:].strip()
+            # Files are read as latin-1; the writer writes UTF-8 type names.
+            name = text[3:].strip().encode("latin-1").decode("utf-8", "replace")
             header.type_name = None if name in ("None", "") else name
     header.version = fields.get("version", "")
     if header.version != VERSION:
@@ -390,7 +393,7 @@ def format_header(origin_ns: int, type_name: str | None, revision: str = "") -> 
         version=VERSION,
         revision=revision,
         created=str(created),
-        type_name=type_name if type_name is not None else "None",
+        type_name=" ".join(type_name.splitlines()) if type_name is not None else "None",
     )
 
 
@@ -432,20 +435,23 @@ class Mcl1Writer:
         self.revision = revision or (metadata or {}).get("revision", "")
         self.split_size = split_size
         self.split_duration_ns = split_duration_ns
-        self._series: dict[str, _OpenSeries] = {}
+        self._series: dict[str | None, _OpenSeries] = {}  # type name (None: raw) -> series
         self._closed = False
 
     def write(self, topic: str, payload: bytes, elapsed_ns: int) -> None:
         """Append one record; `elapsed_ns` is relative to ``origin_ns``."""
         if self._closed:
             raise RuntimeError("Cannot write to a log writer once it has been closed.")
-        if not topic.isprintable() or any(c.isspace() for c in topic):
-            raise LogError(f"{self.path}: topic {topic!r} holds white space; MCL_LOG 1.0 cannot store it (use the native format)")
+        if not _TOPIC_RE.fullmatch(topic):
+            raise LogError(
+                f"{self.path}: topic {topic!r} holds white space or characters other than printable ASCII;"
+                " MCL_LOG 1.0 cannot store it (use the native format)"
+            )
         type_name = type_name_of(payload)
-        key = type_name if type_name is not None else "RawData"
-        series = self._series.get(key)
+        series = self._series.get(type_name)
         if series is None:
-            series = self._series[key] = _OpenSeries(key, type_name, self.split_size is not None or self.split_duration_ns is not None)
+            split = self.split_size is not None or self.split_duration_ns is not None
+            series = self._series[type_name] = _OpenSeries(self._file_stem(type_name, split), type_name, split)
         line = format_line(elapsed_ns, topic, payload)
         if series.fp is not None and series.split and (
             (self.split_size is not None and series.size + len(line) > self.split_size and series.size > 0)
@@ -460,6 +466,22 @@ class Mcl1Writer:
         series.fp.write(line)
         series.size += len(line)
 
+    def _file_stem(self, type_name: str | None, split: bool) -> str:
+        """A file name for the series of `type_name`, unique in this log.
+
+        The type name is kept when it is a safe file name; other characters
+        become '_' (the header keeps the real name). An unsplit name ending in
+        ``_NNN`` gets a trailing '_' so that readers do not take it for a part.
+        """
+        stem = "RawData" if type_name is None else (_UNSAFE_RE.sub("_", type_name) or "_")
+        if not split and _SPLIT_RE.match(stem + ".log"):
+            stem += "_"
+        taken = {series.name.casefold() for series in self._series.values()}
+        unique, n = stem, 1
+        while unique.casefold() in taken:  # casefold: case-insensitive file systems
+            unique, n = f"{stem}-{n}", n + 1
+        return unique
+
     def write_record(self, record: Record) -> None:
         """Append a :class:`Record`."""
         self.write(record.topic, record.payload, record.elapsed_ns)
@@ -468,7 +490,7 @@ class Mcl1Writer:
         name = f"{series.name}_{series.part:03d}.log" if series.split else f"{series.name}.log"
         path = self.path / name
         try:
-            fp = open(path, "x", encoding="ascii", newline="\n")
+            fp = open(path, "x", encoding="utf-8", newline="\n")
         except FileExistsError:
             raise LogExistsError(path) from None
         except OSError as exc:

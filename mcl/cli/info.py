@@ -1,0 +1,161 @@
+"""Show what a log holds: format, time origin, duration, size, topics, types, rates and damage.
+
+Each LOG is a log directory, a log file or a split-series prefix, in any
+format mcl reads (native or MCL_LOG 1.0); several logs are shown one after
+the other. With --json, one log gives one JSON object and several logs give
+a JSON list of objects (in the order given). Keys: path, format, files,
+size_bytes, origin (UTC ISO 8601), origin_ns, start and end (elapsed s),
+duration (s), messages, topics (topic -> {messages, types, bytes, rate_hz,
+first, last}), damage (list of {path, line, offset, reason, lost_bytes}),
+metadata, indexed.
+
+Damage (a truncated tail, a damaged line or block) is reported, not an error:
+the exit status is 0. A path that is not a log exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from mcl.cli.common import (
+    dumps_json,
+    format_seconds,
+    format_size,
+    format_utc,
+    make_parser,
+    run_main,
+)
+from mcl.log.formats import open_source
+from mcl.log.record import LogSummary, TopicStats
+
+__all__ = ["add_arguments", "main", "run", "summarize", "summary_to_dict"]
+
+PROG = "mcl-info"
+_NS = 1e9
+
+_FORMAT_NAMES = {"mcl1": "MCL_LOG 1.0 (original MCL text logs)", "native": "mcl native"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of mcl-info (other features add theirs here)."""
+    parser.add_argument("logs", nargs="+", metavar="LOG", help="log directory, log file or split-series prefix")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text (see below)")
+    # Options that act on a log before it is summarised (e.g. rebuilding a
+    # native index) are added here and handled in `summarize`.
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run mcl-info with `argv` (default: sys.argv[1:]); return the exit status."""
+    parser = make_parser(PROG, __doc__, add_arguments)
+    return run_main(lambda: _info(parser.parse_args(argv)))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+def summarize(path: str, args: argparse.Namespace | None = None) -> LogSummary:
+    """The summary of one log (any format)."""
+    source = open_source(path)
+    try:
+        return source.summary()
+    finally:
+        source.close()
+
+
+def _info(args: argparse.Namespace) -> int:
+    summaries = [summarize(path, args) for path in args.logs]
+    if args.json:
+        objects = [summary_to_dict(s) for s in summaries]
+        print(dumps_json(objects[0] if len(objects) == 1 else objects, indent=2))
+        return 0
+    for i, summary in enumerate(summaries):
+        if i:
+            print()
+        print(format_summary(summary))
+    return 0
+
+
+def _seconds(ns: int | None) -> float | None:
+    return None if ns is None else ns / _NS
+
+
+def _rate_hz(stats: TopicStats) -> float | None:
+    """Messages per second between the first and the last record of the topic."""
+    if stats.messages < 2 or stats.first_ns is None or stats.last_ns is None or stats.last_ns <= stats.first_ns:
+        return None
+    return (stats.messages - 1) * _NS / (stats.last_ns - stats.first_ns)
+
+
+def summary_to_dict(summary: LogSummary) -> dict[str, Any]:
+    """The JSON object of mcl-info --json for one log."""
+    return {
+        "path": summary.path,
+        "format": summary.format,
+        "files": list(summary.files),
+        "size_bytes": summary.size_bytes,
+        "origin": None if summary.origin_ns is None else format_utc(summary.origin_ns),
+        "origin_ns": summary.origin_ns,
+        "start": _seconds(summary.start_ns),
+        "end": _seconds(summary.end_ns),
+        "duration": summary.duration_ns / _NS,
+        "messages": summary.messages,
+        "topics": {
+            topic: {
+                "messages": stats.messages,
+                "types": sorted(stats.types),
+                "bytes": stats.bytes,
+                "rate_hz": _rate_hz(stats),
+                "first": _seconds(stats.first_ns),
+                "last": _seconds(stats.last_ns),
+            }
+            for topic, stats in sorted(summary.topics.items())
+        },
+        "damage": [
+            {"path": d.path, "line": d.line, "offset": d.offset, "reason": d.reason, "lost_bytes": d.lost_bytes}
+            for d in summary.damage
+        ],
+        "metadata": dict(summary.metadata),
+        "indexed": summary.indexed,
+    }
+
+
+def format_summary(summary: LogSummary) -> str:
+    """The text mcl-info prints for one log."""
+    lines = [
+        f"path:      {summary.path}",
+        f"format:    {_FORMAT_NAMES.get(summary.format, summary.format)}",
+        f"files:     {len(summary.files)}",
+        f"size:      {format_size(summary.size_bytes)}",
+        f"origin:    {format_utc(summary.origin_ns)}",
+    ]
+    if summary.start_ns is None or summary.end_ns is None:
+        lines.append("duration:  0.000 s (no messages)")
+    else:
+        lines.append(
+            f"duration:  {format_seconds(summary.duration_ns / _NS)}"
+            f" (elapsed {summary.start_ns / _NS:.3f} s to {summary.end_ns / _NS:.3f} s)"
+        )
+    lines.append(f"messages:  {summary.messages}")
+    for key, value in sorted(summary.metadata.items()):
+        lines.append(f"{key + ':':<10} {value}")
+    if summary.damage:
+        lines.append(f"damage:    {len(summary.damage)} damaged part(s) skipped")
+        lines += [f"  - {d}" for d in summary.damage]
+    else:
+        lines.append("damage:    none")
+    if summary.topics:
+        lines.append("topics:")
+        names = [json.dumps(t, ensure_ascii=False) for t in sorted(summary.topics)]
+        width = max(len("topic"), *(len(n) for n in names))
+        lines.append(f"  {'topic':<{width}}  {'messages':>9}  {'rate':>10}  types")
+        for name, (_, stats) in zip(names, sorted(summary.topics.items())):
+            rate = _rate_hz(stats)
+            rate_text = "-" if rate is None else f"{rate:.2f} Hz"
+            types = ", ".join(sorted(stats.types)) or "(raw data)"
+            lines.append(f"  {name:<{width}}  {stats.messages:>9}  {rate_text:>10}  {types}")
+    return "\n".join(lines)

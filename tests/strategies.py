@@ -1,0 +1,135 @@
+"""Hypothesis strategies shared by the test suite: topics, payloads, times, records, messages."""
+
+from __future__ import annotations
+
+import string
+from typing import Any
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from mcl.log.record import Record
+from mcl.message import GenericMessage, encode
+
+__all__ = [
+    "topics",
+    "mcl1_topics",
+    "type_names",
+    "field_names",
+    "plain_values",
+    "numpy_arrays",
+    "field_values",
+    "messages",
+    "payloads",
+    "elapsed_ns",
+    "records",
+    "MCL1_RESOLUTION_NS",
+]
+
+# MCL_LOG 1.0 writes elapsed times with %1.5f: 10 µs resolution.
+MCL1_RESOLUTION_NS = 10_000
+
+
+def topics() -> st.SearchStrategy[str]:
+    """Any topic the native format and the bus accept: short unicode strings, '' included."""
+    return st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+def mcl1_topics() -> st.SearchStrategy[str]:
+    """Topics MCL_LOG 1.0 can store: printable ASCII without white space ('' included)."""
+    return st.text(st.sampled_from(string.ascii_letters + string.digits + string.punctuation), max_size=16)
+
+
+def type_names() -> st.SearchStrategy[str]:
+    """Message type names: identifiers, often with underscores and a trailing ``_NNN``."""
+    word = st.text(st.sampled_from(string.ascii_letters + string.digits), min_size=1, max_size=8)
+    return st.one_of(
+        st.from_regex(r"[A-Z][A-Za-z0-9]{0,10}", fullmatch=True),
+        st.builds(lambda a, b: f"{a}_{b}", word, word),
+        st.builds(lambda a, n: f"{a}_{n:03d}", word, st.integers(0, 999)),
+    )
+
+
+def field_names() -> st.SearchStrategy[str]:
+    """Field names a message type may declare (identifiers, not reserved)."""
+    reserved = {"name", "timestamp", "fields", "mandatory", "type_name", "keys", "get", "encode", "to_dict"}
+    return st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True).filter(lambda n: n not in reserved)
+
+
+_INT64 = st.integers(min_value=-(2**63), max_value=2**64 - 1)
+_FLOATS = st.floats(allow_nan=False)  # NaN != NaN would make plain values unequal to themselves
+
+
+def plain_values(max_leaves: int = 10) -> st.SearchStrategy[Any]:
+    """msgpack values without numpy: None, bools, 64-bit ints, floats, str, bytes, lists, str-keyed maps."""
+    scalars = st.one_of(st.none(), st.booleans(), _INT64, _FLOATS, st.text(max_size=20), st.binary(max_size=20))
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4),
+            st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        ),
+        max_leaves=max_leaves,
+    )
+
+
+_DTYPES = st.one_of(
+    hnp.integer_dtypes(endianness="="),
+    hnp.unsigned_integer_dtypes(endianness="="),
+    hnp.floating_dtypes(endianness="=", sizes=(32, 64)),
+    hnp.complex_number_dtypes(endianness="="),
+    hnp.boolean_dtypes(),
+    st.sampled_from([np.dtype(">f8"), np.dtype("<i4"), np.dtype("S4")]),
+)
+
+
+def numpy_arrays() -> st.SearchStrategy[np.ndarray]:
+    """numpy arrays of numeric, bool, byte-string and non-native-endian dtypes, 0 to 3 dimensions."""
+    return hnp.arrays(_DTYPES, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=4))
+
+
+def field_values() -> st.SearchStrategy[Any]:
+    """Values a message field may hold: plain msgpack values or numpy arrays."""
+    return st.one_of(plain_values(max_leaves=5), numpy_arrays())
+
+
+def messages() -> st.SearchStrategy[GenericMessage]:
+    """Messages with random type names and fields, numpy arrays included."""
+    return st.builds(
+        lambda name, fields, timestamp: GenericMessage(name, fields, timestamp=timestamp),
+        type_names(),
+        st.dictionaries(field_names(), field_values(), max_size=5),
+        _FLOATS,
+    )
+
+
+def payloads() -> st.SearchStrategy[bytes]:
+    """Payload bytes: encoded messages, encoded raw values, or arbitrary bytes."""
+    return st.one_of(
+        messages().map(encode),
+        plain_values().map(encode),
+        st.binary(max_size=64),
+    )
+
+
+def elapsed_ns(resolution_ns: int = 1, max_s: int = 100_000) -> st.SearchStrategy[int]:
+    """Elapsed times in ns, multiples of `resolution_ns`, from 0 to `max_s` seconds."""
+    return st.integers(0, max_s * 1_000_000_000 // resolution_ns).map(lambda n: n * resolution_ns)
+
+
+def records(
+    topic: st.SearchStrategy[str] | None = None,
+    payload: st.SearchStrategy[bytes] | None = None,
+    resolution_ns: int = 1,
+    max_size: int = 30,
+) -> st.SearchStrategy[list[Record]]:
+    """Lists of records in non-decreasing time order (what a recorder writes)."""
+    one = st.tuples(
+        elapsed_ns(resolution_ns),
+        topic if topic is not None else topics(),
+        payload if payload is not None else payloads(),
+    )
+    return st.lists(one, max_size=max_size).map(
+        lambda rows: [Record(t, tp, p) for t, tp, p in sorted(rows, key=lambda r: r[0])]
+    )
