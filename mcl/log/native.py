@@ -1,0 +1,625 @@
+"""The native log format: chunked, indexed, crash-safe binary files (the default).
+
+A log is a directory of data files ``data_0000.mcln``, ``data_0001.mcln``, ...
+each followed, once closed, by an index ``data_NNNN.mcli``. A data file is a
+header then chunks; a chunk is self-contained (own topic table, two CRCs), so
+damage loses at most that chunk. The byte layout is in ``docs/log-format.md``
+and :mod:`mcl.log.native_layout`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+import re
+import socket
+import time
+import warnings
+from array import array
+from bisect import bisect_left
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormatError, LogNotFound
+from mcl.log.native_layout import (
+    CHUNK_HEADER,
+    DATA_SUFFIX,
+    FILE_MAGIC,
+    MAX_TOPICS_PER_CHUNK,
+    ChunkDamaged,
+    ChunkInfo,
+    ChunkTopic,
+    FileHeader,
+    FileScan,
+    HeaderDamaged,
+    add_topic_stats,
+    check_chunk_header,
+    index_path_for,
+    decode_body,
+    encode_chunk,
+    encode_file_header,
+    iter_body,
+    parse_chunk_header,
+    read_file_header,
+    read_index,
+    scan_file,
+    write_index,
+)
+from mcl.log.record import Damage, LogSummary, Record, TopicFilter, TopicStats, make_log_dir
+from mcl.message import type_name_of
+
+__all__ = ["FORMAT", "NativeSource", "NativeWriter", "probe", "reindex", "data_files"]
+
+FORMAT = "native"
+DEFAULT_CHUNK_SIZE = 1 << 20  # raw bytes buffered before a chunk is written
+DEFAULT_FLUSH_INTERVAL_NS = 100_000_000
+_RECORD_OVERHEAD = 14  # bytes a record adds to a chunk body besides its payload
+_DATA_RE = re.compile(r"^data_(\d+)\.mcln$")
+
+
+def probe(path: Path) -> bool:
+    """True if `path` is a native data file or a directory holding some."""
+    if path.is_dir():
+        return any(p.suffix == DATA_SUFFIX and p.is_file() for p in path.iterdir())
+    if path.suffix == DATA_SUFFIX:
+        return True
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(len(FILE_MAGIC)) == FILE_MAGIC
+    except OSError:
+        return False
+
+
+def data_files(path: Path) -> list[Path]:
+    """The data files of a log directory in order (or [path] for a file)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise LogNotFound(path)
+    files = [p for p in path.iterdir() if p.suffix == DATA_SUFFIX and p.is_file()]
+    if not files:
+        raise LogNotFound(path, "no native (.mcln) data files in this directory")
+
+    def key(p: Path) -> tuple[int, str]:
+        m = _DATA_RE.match(p.name)
+        return (int(m.group(1)) if m else 1 << 62, p.name)
+
+    return sorted(files, key=key)
+
+
+def _writer_name() -> str:
+    from mcl import __version__
+
+    return f"mcl {__version__}"
+
+
+class NativeWriter:
+    """Writes a native log directory.
+
+    Records are buffered into a chunk; a chunk is written (one ``write``
+    system call) when it holds `chunk_size` bytes, when `flush_interval_ns`
+    of wall time passed since the last write of a chunk (checked on each
+    ``write``: a caller that can sit idle calls :meth:`flush` itself), on
+    :meth:`flush` and on :meth:`close`. A process killed at any instant
+    leaves every chunk written before intact; the index of each data file
+    is written when the file is closed (``reindex`` rebuilds a missing one).
+
+    Records should come in time order; records out of order within a chunk
+    are sorted, and readers merge chunks whose time ranges overlap.
+    """
+
+    format = FORMAT
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        origin_ns: int,
+        metadata: dict[str, str] | None = None,  # host (default: this host), revision, user keys
+        split_size: int | None = None,  # bytes per data file before a new one starts; None: no limit
+        split_duration_ns: int | None = None,  # elapsed ns per data file before a new one starts; None: no limit
+        compression: str | None = None,  # None / "none" or "zstd" (per chunk)
+        compression_level: int = 3,  # zstd level
+        chunk_size: int = DEFAULT_CHUNK_SIZE,  # raw bytes per chunk (smaller if split_size is smaller)
+        flush_interval_ns: int | None = DEFAULT_FLUSH_INTERVAL_NS,  # None: only size, flush() and close() write chunks
+        fsync: bool = False,  # fsync after every chunk (survives power loss, slower)
+    ) -> None:
+        self.path = Path(path)
+        if split_size is not None and split_size <= 0:
+            raise LogError(f"split size must be positive, not {split_size}")
+        if split_duration_ns is not None and split_duration_ns <= 0:
+            raise LogError(f"split duration must be positive, not {split_duration_ns} ns")
+        if chunk_size <= 0:
+            raise LogError(f"chunk size must be positive, not {chunk_size}")
+        self._compressor: Any = None
+        if compression not in (None, "none", "zstd"):
+            raise LogError(f"unknown compression {compression!r} (known: none, zstd)")
+        if compression == "zstd":
+            try:
+                import zstandard
+            except ImportError:
+                raise LogError("zstd compression needs the 'zstandard' package (pip install mcl[compress])") from None
+            self._compressor = zstandard.ZstdCompressor(level=compression_level)
+        make_log_dir(self.path)
+        self.origin_ns = int(origin_ns)
+        meta = {"host": socket.gethostname()}
+        meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
+        self.metadata = meta
+        self.compression = compression if compression != "none" else None
+        self.split_size = split_size
+        self.split_duration_ns = split_duration_ns
+        self._chunk_limit = min(chunk_size, split_size) if split_size else chunk_size
+        self._flush_interval_ns = flush_interval_ns
+        self._fsync = fsync
+        self._closed = False
+        self._fd = -1
+        self._file_index = -1
+        self._files: list[Path] = []
+        self._reset_chunk()
+        self._open_next_file()
+
+    # -- public API --------------------------------------------------------------------
+    @property
+    def files(self) -> list[Path]:
+        """The data files written so far."""
+        return list(self._files)
+
+    def write(self, topic: str, payload: bytes, elapsed_ns: int) -> None:
+        """Append one record; `elapsed_ns` is relative to ``origin_ns``."""
+        if elapsed_ns >= self._roll_at_ns:
+            self._roll_for_time(elapsed_ns)
+        tid = self._ids.get(topic)
+        if tid is None:
+            tid = self._new_topic(topic, payload)
+        if elapsed_ns < self._last_ns:
+            self._sorted = False
+        self._last_ns = elapsed_ns
+        self._times.append(elapsed_ns)
+        self._tids.append(tid)
+        self._payloads.append(payload)
+        self._pending += len(payload) + _RECORD_OVERHEAD
+        if self._pending >= self._chunk_limit or time.monotonic_ns() >= self._flush_at_ns:
+            self._write_chunk()
+
+    def write_record(self, record: Record) -> None:
+        """Append a :class:`Record`."""
+        self.write(record[1], record[2], record[0])
+
+    def flush(self) -> None:
+        """Write the buffered records as a chunk (readable after a crash from now on)."""
+        if self._closed:
+            raise RuntimeError("Cannot flush a log writer once it has been closed.")
+        self._write_chunk()
+
+    def close(self) -> None:
+        """Write the last chunk and the index, close the file; idempotent."""
+        if self._closed:
+            return
+        try:
+            self._write_chunk()
+            self._close_file()
+        finally:
+            self._closed = True
+            self._roll_at_ns = -(1 << 63)  # so that a later write() reaches the check in _roll_for_time
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> NativeWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- chunks ------------------------------------------------------------------------
+    def _reset_chunk(self) -> None:
+        self._ids: dict[str, int] = {}
+        self._topic_names: list[str] = []
+        self._topic_types: list[str | None] = []
+        self._times = array("q")
+        self._tids = array("H")
+        self._payloads: list[bytes] = []
+        self._pending = 0
+        self._sorted = True
+        self._last_ns = -(1 << 63)
+        self._flush_at_ns = (
+            time.monotonic_ns() + self._flush_interval_ns if self._flush_interval_ns is not None else 1 << 63
+        )
+
+    def _new_topic(self, topic: str, payload: bytes) -> int:
+        if self._closed:
+            raise RuntimeError("Cannot write to a log writer once it has been closed.")
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a str, not {type(topic).__name__}")
+        if not isinstance(payload, (bytes, bytearray, memoryview)):
+            raise TypeError(f"payload must be bytes, not {type(payload).__name__}")
+        if len(topic.encode("utf-8")) > 0xFFFF:
+            raise LogError(f"{self.path}: topic of {len(topic)} characters is over the limit of 65535 bytes")
+        if len(self._topic_names) >= MAX_TOPICS_PER_CHUNK:
+            self._write_chunk()
+        tid = len(self._topic_names)
+        self._ids[topic] = tid
+        self._topic_names.append(topic)
+        self._topic_types.append(type_name_of(bytes(payload)))
+        return tid
+
+    def _write_chunk(self) -> None:
+        n = len(self._times)
+        if n == 0:
+            self._flush_at_ns = (
+                time.monotonic_ns() + self._flush_interval_ns if self._flush_interval_ns is not None else 1 << 63
+            )
+            return
+        times, tids, payloads = self._times, self._tids, self._payloads
+        if any(type(p) is not bytes for p in payloads):
+            payloads = [bytes(p) for p in payloads]
+        if not self._sorted:
+            order = sorted(range(n), key=times.__getitem__)
+            times = array("q", [times[i] for i in order])
+            tids = array("H", [tids[i] for i in order])
+            payloads = [payloads[i] for i in order]
+        topics = self._chunk_topics(times, tids, payloads)
+        data = encode_chunk(times, tids, payloads, topics, self._compressor)
+        self._reset_chunk()
+        if self.split_size is not None and self._size + len(data) > self.split_size and self._chunks:
+            self._close_file()
+            self._open_next_file()
+        offset = self._size
+        self._write_all(data)
+        self._chunks.append(ChunkInfo(offset, len(data), n, times[0], times[-1]))
+        add_topic_stats(self._stats, topics)
+
+    def _chunk_topics(self, times: array, tids: array, payloads: list[bytes]) -> list[ChunkTopic]:
+        import numpy as np
+
+        ids = np.frombuffer(tids, dtype=np.uint16)
+        k = len(self._topic_names)
+        counts = np.bincount(ids, minlength=k)
+        lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+        nbytes = np.bincount(ids, weights=lengths, minlength=k)
+        ts = np.frombuffer(times, dtype=np.int64)
+        first_idx = np.unique(ids, return_index=True)[1]
+        last_idx = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
+        return [
+            ChunkTopic(name, tn, int(counts[i]), int(nbytes[i]), int(ts[first_idx[i]]), int(ts[last_idx[i]]))
+            for i, (name, tn) in enumerate(zip(self._topic_names, self._topic_types))
+        ]
+
+    # -- files -------------------------------------------------------------------------
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+            if self._fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            raise LogError(f"{self._files[-1]}: cannot write: {exc.strerror}") from None
+        self._size += len(data)
+
+    def _open_next_file(self) -> None:
+        self._file_index += 1
+        path = self.path / f"data_{self._file_index:04d}{DATA_SUFFIX}"
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except FileExistsError:
+            raise LogExistsError(path) from None
+        except OSError as exc:
+            raise LogError(f"{path}: cannot create: {exc.strerror}") from None
+        self._files.append(path)
+        header, crc = encode_file_header(self.origin_ns, self._file_index, self.metadata, _writer_name())
+        self._header = FileHeader(self.origin_ns, self._file_index, self.metadata, size=len(header), crc=crc)
+        self._size = 0
+        self._chunks: list[ChunkInfo] = []
+        self._stats: dict[str, TopicStats] = {}
+        self._write_all(header)
+        self._roll_at_ns = -(1 << 63) if self.split_duration_ns is not None else 1 << 63
+
+    def _roll_for_time(self, elapsed_ns: int) -> None:
+        if self._closed:
+            raise RuntimeError("Cannot write to a log writer once it has been closed.")
+        if not isinstance(elapsed_ns, int):
+            raise TypeError(f"elapsed_ns must be an int, not {type(elapsed_ns).__name__}")
+        if self.split_duration_ns is None:
+            raise LogError(f"{self.path}: elapsed time {elapsed_ns} ns is over the format limit of 2**63 - 1")
+        if self._chunks or self._times:
+            self._write_chunk()
+            self._close_file()
+            self._open_next_file()
+        assert self.split_duration_ns is not None
+        self._roll_at_ns = elapsed_ns + self.split_duration_ns
+
+    def _close_file(self) -> None:
+        scan = FileScan(chunks=self._chunks, topics=self._stats, size=self._size)
+        os.close(self._fd)
+        self._fd = -1
+        write_index(self._files[-1], self._header, scan)
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _DataFile:
+    path: Path
+    header: FileHeader | None
+    scan: FileScan
+    indexed: bool
+    shift: int = 0  # ns added to this file's times to make them relative to the log's origin
+    fd: int = -1
+
+
+@dataclass(slots=True)
+class _Step:
+    """A run of chunks whose time ranges overlap (usually one), and the damage before it."""
+
+    end_ns: int  # latest record time of the run (log time)
+    chunks: list[tuple[_DataFile, ChunkInfo]] = field(default_factory=list)
+    damage: list[Damage] = field(default_factory=list)
+
+
+class NativeSource:
+    """A native log opened for reading: a directory of data files or one data file."""
+
+    format = FORMAT
+
+    def __init__(self, path: str | os.PathLike[str], *, strict: bool = False) -> None:
+        self.path = Path(path)
+        self.strict = strict  # damage raises LogFormatError instead of warning
+        self._closed = False
+        self._files: list[_DataFile] = []
+        self.damage: list[Damage] = []  # damage found while reading (besides the index / scan)
+        try:
+            for p in data_files(self.path):
+                self._files.append(self._open_file(p))
+        except BaseException:
+            self.close()
+            raise
+        origins = [f.header.origin_ns for f in self._files if f.header is not None]
+        self.origin_ns: int | None = min(origins) if origins else None
+        for f in self._files:
+            if f.header is not None and self.origin_ns is not None:
+                f.shift = f.header.origin_ns - self.origin_ns
+        self._plan = self._make_plan()
+        self._plan_ends = [step.end_ns for step in self._plan]
+
+    def _open_file(self, path: Path) -> _DataFile:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise LogError(f"{path}: cannot read: {exc.strerror}") from None
+        size = os.fstat(fd).st_size
+        try:
+            header: FileHeader | None = read_file_header(fd, path)
+        except HeaderDamaged as exc:
+            header = None
+            header_damage = Damage(path=str(path), reason=str(exc), offset=0)
+        except BaseException:
+            os.close(fd)
+            raise
+        if header is not None:
+            scan = read_index(path, header, size)
+            if scan is not None:
+                return _DataFile(path, header, scan, True, fd=fd)
+            scan = scan_file(fd, path, header.size, size)
+        else:
+            # Without a header, look for the first chunk after where its magic would end.
+            scan = scan_file(fd, path, len(FILE_MAGIC), size)
+            first = scan.damage[0].offset if scan.damage else None
+            if scan.damage and first == len(FILE_MAGIC):
+                scan.damage[0] = Damage(
+                    path=str(path), reason=header_damage.reason + "; " + scan.damage[0].reason, offset=0,
+                    lost_bytes=(scan.damage[0].lost_bytes or 0) + len(FILE_MAGIC),
+                )
+            else:
+                scan.damage.insert(0, header_damage)
+        return _DataFile(path, header, scan, False, fd=fd)
+
+    def _make_plan(self) -> list[_Step]:
+        """Chunks of every file in time order, grouped into runs that overlap in time."""
+        items: list[tuple[int, int, Any]] = []  # (start in log time, sequence, chunk or damage)
+        seq = 0
+        last = -(1 << 63)
+        for f in self._files:
+            damage = sorted(f.scan.damage, key=lambda d: d.offset or 0)
+            di = 0
+            for chunk in f.scan.chunks:
+                while di < len(damage) and (damage[di].offset or 0) < chunk.offset:
+                    items.append((last, seq, damage[di]))
+                    seq += 1
+                    di += 1
+                items.append((chunk.start_ns + f.shift, seq, (f, chunk)))
+                seq += 1
+                last = chunk.end_ns + f.shift
+            for d in damage[di:]:
+                items.append((last, seq, d))
+                seq += 1
+        items.sort(key=lambda it: (it[0], it[1]))
+        plan: list[_Step] = []
+        pending: list[Damage] = []
+        step: _Step | None = None
+        for start, _, item in items:
+            if isinstance(item, Damage):
+                pending.append(item)
+                continue
+            f, chunk = item
+            end = chunk.end_ns + f.shift
+            if step is not None and start < step.end_ns:
+                step.chunks.append(item)
+                step.end_ns = max(step.end_ns, end)
+                step.damage.extend(pending)
+            else:
+                step = _Step(end, [item], pending)
+                plan.append(step)
+            pending = []
+        if pending:
+            plan.append(_Step(plan[-1].end_ns if plan else -(1 << 63), [], pending))
+        return plan
+
+    # -- LogSource protocol ----------------------------------------------------------
+    @property
+    def files(self) -> list[Path]:
+        return [f.path for f in self._files]
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """Metadata of the first data file with a readable header."""
+        for f in self._files:
+            if f.header is not None:
+                return dict(f.header.metadata)
+        return {}
+
+    def iter_records(
+        self,
+        topics: TopicFilter | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+    ) -> Iterator[Record]:
+        """Records in time order; the index finds the first chunk of the window without reading others."""
+        if self._closed:
+            raise RuntimeError("Cannot read from a log source once it has been closed.")
+        first = 0 if start_ns is None else bisect_left(self._plan_ends, start_ns)
+        return chain.from_iterable(self._iter_steps(first, topics, start_ns, end_ns))
+
+    def _iter_steps(
+        self, first: int, topics: TopicFilter | None, start_ns: int | None, end_ns: int | None
+    ) -> Iterator[Iterator[Record]]:
+        plan = self._plan
+        for i in range(first, len(plan)):
+            step = plan[i]
+            for damage in step.damage:
+                self._report(damage)
+            if not step.chunks:
+                continue
+            if end_ns is not None and min(f.shift + c.start_ns for f, c in step.chunks) > end_ns:
+                return
+            if len(step.chunks) == 1:
+                f, chunk = step.chunks[0]
+                records = self._read_chunk(f, chunk, topics, start_ns, end_ns)
+                if records is not None:
+                    yield records
+            else:
+                streams = [self._read_chunk(f, c, topics, start_ns, end_ns) for f, c in step.chunks]
+                yield heapq.merge(*(s for s in streams if s is not None), key=_elapsed)
+
+    def _read_chunk(
+        self, f: _DataFile, chunk: ChunkInfo, topics: TopicFilter | None, start_ns: int | None, end_ns: int | None
+    ) -> Iterator[Record] | None:
+        if self._closed:
+            raise RuntimeError("Cannot read from a log source once it has been closed.")
+        data = os.pread(f.fd, chunk.length, chunk.offset)
+        try:
+            if len(data) < CHUNK_HEADER.size:
+                raise ChunkDamaged("chunk is cut short")
+            header = parse_chunk_header(data)
+            if header.length != chunk.length or header.count != chunk.count:
+                raise ChunkDamaged("chunk header does not match the index")
+            table = check_chunk_header(data, header)
+            raw = decode_body(data, header)
+            names = [t.name for t in table]
+            lo = None if start_ns is None else start_ns - f.shift
+            hi = None if end_ns is None else end_ns - f.shift
+            return iter_body(raw, header.count, names, topics, lo, hi, f.shift)
+        except ChunkDamaged as exc:
+            damage = Damage(
+                path=str(f.path), reason=f"damaged chunk ({exc}): {chunk.count} records lost",
+                offset=chunk.offset, lost_bytes=chunk.length,
+            )
+            if damage not in self.damage:
+                self.damage.append(damage)
+            self._report(damage)
+            return None
+
+    def _report(self, damage: Damage) -> None:
+        if self.strict:
+            raise LogFormatError(damage.path, damage.reason, offset=damage.offset)
+        warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
+
+    def summary(self) -> LogSummary:
+        """Counts, topics, types, metadata and damage, from the indexes (or chunk headers)."""
+        summary = LogSummary(path=str(self.path), format=FORMAT, origin_ns=self.origin_ns)
+        summary.files = [str(f.path) for f in self._files]
+        summary.size_bytes = sum(f.scan.size for f in self._files)
+        summary.metadata = self.metadata
+        stats: dict[str, TopicStats] = {}
+        for f in self._files:
+            for name, s in f.scan.topics.items():
+                shifted = TopicStats(s.messages, s.bytes, set(s.types), _add(s.first_ns, f.shift), _add(s.last_ns, f.shift))
+                t = stats.setdefault(name, TopicStats())
+                t.messages += shifted.messages
+                t.bytes += shifted.bytes
+                t.types |= shifted.types
+                if shifted.first_ns is not None:
+                    t.first_ns = shifted.first_ns if t.first_ns is None else min(t.first_ns, shifted.first_ns)
+                if shifted.last_ns is not None:
+                    t.last_ns = shifted.last_ns if t.last_ns is None else max(t.last_ns, shifted.last_ns)
+            summary.damage.extend(f.scan.damage)
+        summary.damage.extend(d for d in self.damage if d not in summary.damage)
+        summary.topics = dict(sorted(stats.items()))
+        summary.messages = sum(t.messages for t in stats.values())
+        firsts = [t.first_ns for t in stats.values() if t.first_ns is not None]
+        lasts = [t.last_ns for t in stats.values() if t.last_ns is not None]
+        summary.start_ns = min(firsts) if firsts else None
+        summary.end_ns = max(lasts) if lasts else None
+        summary.indexed = all(f.indexed for f in self._files)
+        return summary
+
+    def close(self) -> None:
+        """Close the data files; idempotent."""
+        self._closed = True
+        for f in self._files:
+            if f.fd >= 0:
+                os.close(f.fd)
+                f.fd = -1
+
+    def __enter__(self) -> NativeSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _add(value: int | None, shift: int) -> int | None:
+    return None if value is None else value + shift
+
+
+def _elapsed(record: Record) -> int:
+    return record.elapsed_ns
+
+
+def reindex(path: str | os.PathLike[str]) -> LogSummary:
+    """Rebuild the index of every data file of a native log (after a crash).
+
+    Reads every chunk and checks its CRCs, so the new index also lists
+    damaged chunks; the data files are never modified. Returns the summary
+    of the repaired log.
+    """
+    p = Path(path)
+    for data_path in data_files(p):
+        try:
+            fd = os.open(data_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except OSError as exc:
+            raise LogError(f"{data_path}: cannot read: {exc.strerror}") from None
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                header: FileHeader | None = read_file_header(fd, data_path)
+            except HeaderDamaged:
+                header = None
+            if header is None:
+                # An index is tied to its data file by the header's CRC: a file
+                # without a readable header gets no index and is scanned on open.
+                index_path_for(data_path).unlink(missing_ok=True)
+                continue
+            scan = scan_file(fd, data_path, header.size, size, verify=True)
+        finally:
+            os.close(fd)
+        write_index(data_path, header, scan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LogDamageWarning)
+        with NativeSource(p) as source:
+            return source.summary()

@@ -1,0 +1,516 @@
+"""Byte layout of the native log format: file header, chunks, index files, scanning.
+
+Everything here follows ``docs/log-format.md``; :mod:`mcl.log.native` builds
+the reader and writer on top. All integers are little-endian.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+import zlib
+from array import array
+from dataclasses import dataclass, field
+from itertools import accumulate, compress, islice
+from functools import partial
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mcl.exceptions import LogError, LogFormatError
+from mcl.log.record import Damage, Record, TopicFilter, TopicStats
+
+VERSION_MAJOR = 1  # a reader refuses another major version
+VERSION_MINOR = 0  # minor versions only add things an older reader may ignore
+
+DATA_SUFFIX = ".mcln"
+INDEX_SUFFIX = ".mcli"
+FILE_MAGIC = b"\x89MCLN\r\n\x1a"
+INDEX_MAGIC = b"\x89MCLI\r\n\x1a"
+CHUNK_MAGIC = b"MCLC"
+
+# File header: magic, major, minor, JSON length, CRC-32 of the JSON; then the JSON.
+FILE_HEADER = struct.Struct("<8sHHII")
+# Chunk header: magic, header CRC, body CRC, topic table length, stored body
+# length, raw body length, record count, compression, 3 reserved, start, end.
+CHUNK_HEADER = struct.Struct("<4sIIIIIIB3xqq")
+# Topic table entry after its two strings: count, payload bytes, first, last.
+TOPIC_STATS = struct.Struct("<IQqq")
+# Index file header: magic, major, minor, data file size, data header CRC,
+# JSON length, chunk count.
+INDEX_HEADER = struct.Struct("<8sHHQIII")
+# Index chunk entry: offset, length, record count, start, end.
+INDEX_ENTRY = struct.Struct("<QIIqq")
+
+COMPRESSION_NONE = 0
+COMPRESSION_ZSTD = 1
+COMPRESSION_NAMES = {COMPRESSION_NONE: "none", COMPRESSION_ZSTD: "zstd"}
+
+MAX_TOPICS_PER_CHUNK = 0xFFFF
+MAX_CHUNK_BYTES = 0xFFFF_FFFF  # lengths are u32
+_RESYNC_BLOCK = 1 << 20
+_LITTLE = sys.byteorder == "little"
+_make_record = partial(tuple.__new__, Record)
+
+
+def _crc(data: bytes | memoryview) -> int:
+    return zlib.crc32(data) & 0xFFFF_FFFF
+
+
+# -- file header -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class FileHeader:
+    """The header at byte 0 of a data file."""
+
+    origin_ns: int = 0  # UTC ns since the epoch of elapsed 0
+    file_index: int = 0  # 0 for the first data file of a log, then 1, 2, ...
+    metadata: dict[str, str] = field(default_factory=dict)  # host, revision, user keys
+    extra: dict[str, Any] = field(default_factory=dict)  # every other JSON key, kept as read
+    minor: int = VERSION_MINOR
+    size: int = 0  # bytes of the header (offset of the first chunk)
+    crc: int = 0  # CRC-32 of the JSON (ties an index file to this data file)
+
+
+def encode_file_header(origin_ns: int, file_index: int, metadata: dict[str, str], writer: str) -> tuple[bytes, int]:
+    """The header bytes of a new data file and the CRC of its JSON."""
+    from mcl.log.record import ns_to_datetime
+
+    doc = {
+        "origin_ns": origin_ns,
+        "origin_utc": ns_to_datetime(origin_ns).isoformat().replace("+00:00", "Z"),
+        "file_index": file_index,
+        "metadata": metadata,
+        "writer": writer,
+    }
+    body = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    crc = _crc(body)
+    return FILE_HEADER.pack(FILE_MAGIC, VERSION_MAJOR, VERSION_MINOR, len(body), crc) + body, crc
+
+
+class HeaderDamaged(Exception):
+    """The file header is cut short or fails its CRC (the caller turns it into damage)."""
+
+
+def read_file_header(fd: int, path: Path) -> FileHeader:
+    """Parse the header of a data file.
+
+    LogFormatError if it is not a native data file at all (wrong magic or
+    major version); HeaderDamaged if it is one whose header is cut or damaged.
+    """
+    head = os.pread(fd, FILE_HEADER.size, 0)
+    if len(head) < len(FILE_MAGIC):
+        if FILE_MAGIC.startswith(head):
+            raise HeaderDamaged(f"file header cut short ({len(head)} bytes)")
+        raise LogFormatError(path, "not an mcl native data file (bad magic)", offset=0)
+    if head[:8] != FILE_MAGIC:
+        raise LogFormatError(path, "not an mcl native data file (bad magic)", offset=0)
+    if len(head) < FILE_HEADER.size:
+        raise HeaderDamaged(f"file header cut short ({len(head)} bytes)")
+    _, major, minor, length, crc = FILE_HEADER.unpack(head)
+    if major != VERSION_MAJOR:
+        raise LogFormatError(path, f"native format version {major}.{minor}; this reader reads {VERSION_MAJOR}.x", offset=8)
+    body = os.pread(fd, length, FILE_HEADER.size)
+    if len(body) < length:
+        raise HeaderDamaged(f"file header cut short ({FILE_HEADER.size + len(body)} of {FILE_HEADER.size + length} bytes)")
+    if _crc(body) != crc:
+        raise HeaderDamaged("file header fails its CRC")
+    try:
+        doc = json.loads(body)
+        header = FileHeader(
+            origin_ns=int(doc["origin_ns"]),
+            file_index=int(doc.get("file_index", 0)),
+            metadata={str(k): str(v) for k, v in dict(doc.get("metadata", {})).items()},
+            extra={k: v for k, v in doc.items() if k not in ("origin_ns", "file_index", "metadata")},
+            minor=minor,
+            size=FILE_HEADER.size + length,
+            crc=crc,
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise HeaderDamaged("file header JSON is not valid") from None
+    return header
+
+
+# -- chunks ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ChunkTopic:
+    """One entry of a chunk's topic table."""
+
+    name: str
+    type_name: str | None
+    messages: int
+    bytes: int
+    first_ns: int
+    last_ns: int
+
+
+@dataclass(slots=True)
+class ChunkInfo:
+    """Where a chunk is and what it holds (from an index entry or a header)."""
+
+    offset: int
+    length: int  # whole chunk: header + topic table + stored body
+    count: int
+    start_ns: int
+    end_ns: int
+    topics: list[ChunkTopic] | None = None  # known when read from the chunk header
+
+
+def encode_topic_table(topics: list[ChunkTopic]) -> bytes:
+    parts = [struct.pack("<H", len(topics))]
+    for t in topics:
+        name = t.name.encode("utf-8")
+        type_name = (t.type_name or "").encode("utf-8")
+        parts.append(struct.pack("<H", len(name)) + name + struct.pack("<H", len(type_name)) + type_name)
+        parts.append(TOPIC_STATS.pack(t.messages, t.bytes, t.first_ns, t.last_ns))
+    return b"".join(parts)
+
+
+def decode_topic_table(data: bytes) -> list[ChunkTopic]:
+    """Parse a topic table (ValueError / struct.error if malformed)."""
+    (n,) = struct.unpack_from("<H", data, 0)
+    pos = 2
+    topics = []
+    for _ in range(n):
+        (ln,) = struct.unpack_from("<H", data, pos)
+        name = data[pos + 2 : pos + 2 + ln].decode("utf-8")
+        pos += 2 + ln
+        (lt,) = struct.unpack_from("<H", data, pos)
+        type_name = data[pos + 2 : pos + 2 + lt].decode("utf-8") or None
+        pos += 2 + lt
+        messages, nbytes, first, last = TOPIC_STATS.unpack_from(data, pos)
+        pos += TOPIC_STATS.size
+        topics.append(ChunkTopic(name, type_name, messages, nbytes, first, last))
+    if pos != len(data):
+        raise ValueError("topic table has trailing bytes")
+    return topics
+
+
+def encode_chunk(
+    times: array,
+    ids: array,
+    payloads: list[bytes],
+    topics: list[ChunkTopic],
+    compressor: Any | None,
+) -> bytes:
+    """A whole chunk. `times` ('q'), `ids` ('H') and `payloads` are in time order."""
+    lengths = array("I", map(len, payloads))
+    if not _LITTLE:
+        times, ids, lengths = array("q", times), array("H", ids), array("I", lengths)
+        for a in (times, ids, lengths):
+            a.byteswap()
+    raw = b"".join((times.tobytes(), lengths.tobytes(), ids.tobytes(), b"".join(payloads)))
+    stored, method = raw, COMPRESSION_NONE
+    if compressor is not None:
+        packed = compressor.compress(raw)
+        if len(packed) < len(raw):
+            stored, method = packed, COMPRESSION_ZSTD
+    table = encode_topic_table(topics)
+    if len(stored) > MAX_CHUNK_BYTES or len(raw) > MAX_CHUNK_BYTES:
+        raise LogError(f"a chunk of {len(raw)} bytes is over the format limit of {MAX_CHUNK_BYTES} bytes")
+    rest = CHUNK_HEADER.pack(
+        CHUNK_MAGIC, 0, _crc(stored), len(table), len(stored), len(raw), len(times), method, times[0], max(times)
+    )[8:]
+    header_crc = _crc(rest + table)
+    return b"".join((CHUNK_MAGIC, struct.pack("<I", header_crc), rest, table, stored))
+
+
+class ChunkDamaged(Exception):
+    """A chunk fails a check; the message says which."""
+
+
+@dataclass(slots=True)
+class ChunkHeader:
+    body_crc: int
+    topics_len: int
+    stored_len: int
+    raw_len: int
+    count: int
+    compression: int
+    start_ns: int
+    end_ns: int
+
+    @property
+    def length(self) -> int:
+        return CHUNK_HEADER.size + self.topics_len + self.stored_len
+
+
+def parse_chunk_header(head: bytes) -> ChunkHeader:
+    """The fixed header fields (magic checked, CRC not: it covers the topic table too)."""
+    magic, _, body_crc, topics_len, stored_len, raw_len, count, method, start, end = CHUNK_HEADER.unpack_from(head)
+    if magic != CHUNK_MAGIC:
+        raise ChunkDamaged("no chunk magic")
+    return ChunkHeader(body_crc, topics_len, stored_len, raw_len, count, method, start, end)
+
+
+def check_chunk_header(data: bytes | memoryview, header: ChunkHeader) -> list[ChunkTopic]:
+    """Verify the header CRC over ``data`` (the chunk from its start) and parse the topic table."""
+    end = CHUNK_HEADER.size + header.topics_len
+    (crc,) = struct.unpack_from("<I", data, 4)
+    if _crc(data[8:end]) != crc:
+        raise ChunkDamaged("chunk header fails its CRC")
+    if header.compression not in COMPRESSION_NAMES:
+        raise ChunkDamaged(f"unknown compression {header.compression}")
+    if header.start_ns > header.end_ns:
+        raise ChunkDamaged("chunk start time is after its end time")
+    try:
+        topics = decode_topic_table(bytes(data[CHUNK_HEADER.size : end]))
+    except (ValueError, struct.error, UnicodeDecodeError):
+        raise ChunkDamaged("chunk topic table is malformed") from None
+    if sum(t.messages for t in topics) != header.count:
+        raise ChunkDamaged("chunk topic counts do not add up to its record count")
+    return topics
+
+
+_decompressor: Any = None
+
+
+def _zstd_decompress(stored: bytes, raw_len: int) -> bytes:
+    global _decompressor
+    if _decompressor is None:
+        try:
+            import zstandard
+        except ImportError:
+            raise LogError("this log is compressed with zstd: install the 'zstandard' package (pip install mcl[compress])") from None
+        _decompressor = zstandard.ZstdDecompressor()
+    return bytes(_decompressor.decompress(stored, max_output_size=raw_len))
+
+
+def decode_body(chunk: bytes, header: ChunkHeader) -> bytes:
+    """The raw body of a chunk whose header was checked (body CRC checked here)."""
+    start = CHUNK_HEADER.size + header.topics_len
+    stored = chunk[start : start + header.stored_len]
+    if len(stored) != header.stored_len:
+        raise ChunkDamaged("chunk is cut short")
+    if _crc(stored) != header.body_crc:
+        raise ChunkDamaged("chunk body fails its CRC")
+    if header.compression == COMPRESSION_ZSTD:
+        try:
+            raw = _zstd_decompress(stored, header.raw_len)
+        except LogError:
+            raise
+        except Exception as exc:  # zstd raises its own error type
+            raise ChunkDamaged(f"chunk body does not decompress: {exc}") from None
+    else:
+        raw = stored
+    n = header.count
+    if len(raw) != header.raw_len or header.raw_len < 14 * n:
+        raise ChunkDamaged("chunk body has the wrong length")
+    return raw
+
+
+def iter_body(
+    raw: bytes,
+    count: int,
+    names: list[str],
+    topics: TopicFilter | None,
+    start_ns: int | None,
+    end_ns: int | None,
+    shift: int = 0,
+) -> Iterator[Record]:
+    """The records of a raw chunk body, built with a handful of C-level calls.
+
+    `start_ns` / `end_ns` are in the chunk's own time (before `shift`).
+    """
+    from bisect import bisect_left, bisect_right
+
+    n = count
+    times = array("q")
+    times.frombytes(raw[: 8 * n])
+    lengths = array("I")
+    lengths.frombytes(raw[8 * n : 12 * n])
+    ids = array("H")
+    ids.frombytes(raw[12 * n : 14 * n])
+    if not _LITTLE:
+        times.byteswap()
+        lengths.byteswap()
+        ids.byteswap()
+    ends = list(accumulate(lengths, initial=14 * n))
+    if ends[-1] != len(raw):
+        raise ChunkDamaged("chunk payload lengths do not add up to its body")
+    if max(ids, default=0) >= len(names):
+        raise ChunkDamaged("chunk names a topic its table does not hold")
+    lo = 0 if start_ns is None else bisect_left(times, start_ns)
+    hi = n if end_ns is None else bisect_right(times, end_ns)
+    if lo >= hi:
+        return iter(())
+    if lo or hi < n:
+        times, ids = times[lo:hi], ids[lo:hi]
+    payloads = map(raw.__getitem__, map(slice, islice(ends, lo, hi), islice(ends, lo + 1, hi + 1)))
+    stamps: Any = times if not shift else map(shift.__add__, times)
+    records = map(_make_record, zip(stamps, map(names.__getitem__, ids), payloads))
+    if topics is not None:
+        keep = [bool(topics(name)) for name in names]
+        if not all(keep):
+            return compress(records, map(keep.__getitem__, ids))
+    return records
+
+
+# -- scanning a data file (no index) ------------------------------------------------
+
+
+@dataclass(slots=True)
+class FileScan:
+    """What a data file holds, from its index or from reading its chunk headers."""
+
+    chunks: list[ChunkInfo] = field(default_factory=list)
+    topics: dict[str, TopicStats] = field(default_factory=dict)
+    damage: list[Damage] = field(default_factory=list)
+    size: int = 0  # bytes of the data file when indexed / scanned
+
+
+def add_topic_stats(stats: dict[str, TopicStats], topics: list[ChunkTopic]) -> None:
+    for t in topics:
+        s = stats.get(t.name)
+        if s is None:
+            s = stats[t.name] = TopicStats()
+        s.messages += t.messages
+        s.bytes += t.bytes
+        if t.type_name:
+            s.types.add(t.type_name)
+        s.first_ns = t.first_ns if s.first_ns is None else min(s.first_ns, t.first_ns)
+        s.last_ns = t.last_ns if s.last_ns is None else max(s.last_ns, t.last_ns)
+
+
+def _read_chunk_at(fd: int, offset: int, size: int) -> tuple[ChunkHeader, list[ChunkTopic]]:
+    """Header and topic table of the chunk at `offset` (ChunkDamaged if it is not a good one)."""
+    head = os.pread(fd, CHUNK_HEADER.size, offset)
+    if len(head) < CHUNK_HEADER.size:
+        raise ChunkDamaged("cut short")
+    header = parse_chunk_header(head)
+    if header.topics_len > 0xFFFF * 4 * 1024:
+        raise ChunkDamaged("implausible topic table length")
+    table = os.pread(fd, header.topics_len, offset + CHUNK_HEADER.size)
+    if len(table) < header.topics_len:
+        raise ChunkDamaged("cut short")
+    topics = check_chunk_header(head + table, header)
+    if offset + header.length > size:
+        raise ChunkDamaged("cut short")
+    return header, topics
+
+
+def _resync(fd: int, start: int, size: int) -> int:
+    """Offset of the next chunk with a valid header at or after `start`, or `size`."""
+    pos = start
+    while pos < size:
+        block = os.pread(fd, _RESYNC_BLOCK + len(CHUNK_MAGIC) - 1, pos)
+        if not block:
+            break
+        at = block.find(CHUNK_MAGIC)
+        while at != -1 and at < _RESYNC_BLOCK:
+            try:
+                _read_chunk_at(fd, pos + at, size)
+                return pos + at
+            except ChunkDamaged:
+                at = block.find(CHUNK_MAGIC, at + 1)
+        pos += _RESYNC_BLOCK
+    return size
+
+
+def scan_file(fd: int, path: Path, first: int, size: int, *, verify: bool = False) -> FileScan:
+    """Chunk headers of a data file from offset `first` (no body is read unless `verify`).
+
+    A bad header makes the scan look for the next valid chunk header; the
+    bytes between are one damage entry. `verify` also reads every body and
+    checks its CRC (what ``reindex`` does).
+    """
+    scan = FileScan(size=size)
+    offset = first
+    while offset < size:
+        try:
+            header, topics = _read_chunk_at(fd, offset, size)
+        except ChunkDamaged as exc:
+            nxt = _resync(fd, offset + 1, size)
+            if nxt >= size and str(exc) == "cut short":
+                reason = f"truncated tail: the last {size - offset} bytes are an incomplete chunk"
+            else:
+                reason = f"damaged chunk ({exc}): {nxt - offset} bytes skipped"
+            scan.damage.append(Damage(path=str(path), reason=reason, offset=offset, lost_bytes=nxt - offset))
+            offset = nxt
+            continue
+        if verify:
+            try:
+                decode_body(os.pread(fd, header.length, offset), header)
+            except ChunkDamaged as exc:
+                scan.damage.append(
+                    Damage(path=str(path), reason=f"damaged chunk ({exc}): {header.count} records lost", offset=offset, lost_bytes=header.length)
+                )
+                offset += header.length
+                continue
+        scan.chunks.append(ChunkInfo(offset, header.length, header.count, header.start_ns, header.end_ns, topics))
+        add_topic_stats(scan.topics, topics)
+        offset += header.length
+    return scan
+
+
+# -- index files -------------------------------------------------------------------
+
+
+def index_path_for(data_path: Path) -> Path:
+    return data_path.with_suffix(INDEX_SUFFIX)
+
+
+def _stats_to_json(stats: dict[str, TopicStats]) -> dict[str, Any]:
+    return {
+        name: {"messages": s.messages, "bytes": s.bytes, "types": sorted(s.types), "first_ns": s.first_ns, "last_ns": s.last_ns}
+        for name, s in stats.items()
+    }
+
+
+def write_index(data_path: Path, header: FileHeader | None, scan: FileScan) -> None:
+    """Write the index of a data file atomically (temporary file, then rename)."""
+    doc = {
+        "topics": _stats_to_json(scan.topics),
+        "damage": [{"offset": d.offset, "reason": d.reason, "lost_bytes": d.lost_bytes} for d in scan.damage],
+        "origin_ns": header.origin_ns if header else None,
+        "metadata": header.metadata if header else {},
+    }
+    body = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    entries = b"".join(INDEX_ENTRY.pack(c.offset, c.length, c.count, c.start_ns, c.end_ns) for c in scan.chunks)
+    head = INDEX_HEADER.pack(
+        INDEX_MAGIC, VERSION_MAJOR, VERSION_MINOR, scan.size, header.crc if header else 0, len(body), len(scan.chunks)
+    )
+    data = head + body + entries
+    data += struct.pack("<I", _crc(data))
+    target = index_path_for(data_path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        with open(tmp, "wb") as fp:
+            fp.write(data)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise LogError(f"{target}: cannot write the index: {exc.strerror}") from None
+
+
+def read_index(data_path: Path, header: FileHeader | None, size: int) -> FileScan | None:
+    """The index of a data file, or None if it is missing, damaged or stale."""
+    try:
+        data = index_path_for(data_path).read_bytes()
+    except OSError:
+        return None
+    if len(data) < INDEX_HEADER.size + 4 or data[:8] != INDEX_MAGIC:
+        return None
+    (crc,) = struct.unpack_from("<I", data, len(data) - 4)
+    if _crc(memoryview(data)[:-4]) != crc:
+        return None
+    _, major, _, data_size, header_crc, json_len, nchunks = INDEX_HEADER.unpack_from(data)
+    if major != VERSION_MAJOR or data_size != size or header is None or header_crc != header.crc:
+        return None
+    if INDEX_HEADER.size + json_len + nchunks * INDEX_ENTRY.size + 4 != len(data):
+        return None
+    try:
+        doc = json.loads(data[INDEX_HEADER.size : INDEX_HEADER.size + json_len])
+        scan = FileScan(size=size)
+        for name, s in doc["topics"].items():
+            scan.topics[name] = TopicStats(s["messages"], s["bytes"], set(s["types"]), s["first_ns"], s["last_ns"])
+        for d in doc["damage"]:
+            scan.damage.append(Damage(path=str(data_path), reason=d["reason"], offset=d["offset"], lost_bytes=d["lost_bytes"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+    scan.chunks = [ChunkInfo(*e) for e in INDEX_ENTRY.iter_unpack(data[INDEX_HEADER.size + json_len : -4])]
+    return scan
