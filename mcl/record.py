@@ -233,7 +233,7 @@ class Recorder:
         self._losses = LossCounter()
         self._drops: dict[tuple[str, str], int] = {}  # the subscriber's own count
         self._dropped_topics: dict[str, int] = {}
-        self._rotated: list[str] = []
+        self._rotated = 0  # data files deleted by rotation
         self._rate_samples: deque[tuple[int, int]] = deque(maxlen=64)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -374,12 +374,16 @@ class Recorder:
     def _files(self) -> tuple[str | None, int]:
         if self.path is None:
             return None, 0
-        writer = self._writer
-        current = getattr(writer, "current_path", None) if writer is not None else None
         data = _data_files(self.path, self.format)
+        current = self._current_file()
         if current is None and data:
             current = data[-1]
         return (None if current is None else str(current)), len(data)
+
+    def _current_file(self) -> Path | None:
+        """The data file the native writer appends to (None for mcl1: one file per type)."""
+        files = getattr(self._writer, "files", None)
+        return files[-1] if files else None
 
     # -- the recording thread -------------------------------------------------------
     def _run(self) -> None:
@@ -471,19 +475,16 @@ class Recorder:
 
     def _rotate(self) -> None:
         assert self.path is not None and self.max_files is not None
-        current = getattr(self._writer, "current_path", None)
+        current = self._current_file()
         files = _data_files(self.path, self.format)
         excess = len(files) - self.max_files
         for old in files:
             if excess <= 0:
                 break
-            if current is not None and Path(old) == Path(current):
+            if old == current:
                 continue
-            try:
-                os.unlink(old)
-            except FileNotFoundError:
-                pass
-            self._rotated.append(str(old))
+            _remove_data_file(old, self.format)
+            self._rotated += 1
             excess -= 1
 
     def _close_writer(self) -> None:
@@ -509,39 +510,31 @@ def _as_record_error(exc: BaseException, path: Path | None, messages: int) -> Ba
             "what was written before is readable"
         )
     if isinstance(exc, LogError):
-        return RecordError(f"{exc}; recording stopped after {messages} messages")
+        return RecordError(f"{exc}; recording stopped after {messages} messages, what was written before is readable")
     return exc
 
 
-def _data_files(path: Path, format: str) -> list[str]:
+def _data_files(path: Path, format: str) -> list[Path]:
     """The data files of a log directory, oldest first."""
     try:
-        entries = list(os.scandir(path))
-    except OSError:
+        if format == "native":
+            from mcl.log.native import data_files
+
+            return data_files(path)
+        return sorted(p for p in path.iterdir() if p.suffix == ".log" and p.is_file())
+    except (OSError, LogError):
         return []
-    files = []
-    for e in entries:
-        if not e.is_file() or e.name.startswith("."):
-            continue
-        if format == "mcl1":
-            if not e.name.endswith(".log"):
-                continue
-        elif not _is_native_data(e.name):
-            continue
+
+
+def _remove_data_file(path: Path, format: str) -> None:
+    """Delete a data file and, for the native format, its index file."""
+    paths = [path]
+    if format == "native":
+        from mcl.log.native_layout import INDEX_SUFFIX
+
+        paths.append(path.with_suffix(INDEX_SUFFIX))
+    for p in paths:
         try:
-            files.append((e.stat().st_mtime_ns, e.name, e.path))
+            p.unlink()
         except FileNotFoundError:
-            continue
-    files.sort()
-    return [p for _, _, p in files]
-
-
-def _is_native_data(name: str) -> bool:
-    try:
-        from mcl.log import native
-    except ImportError:
-        return True
-    is_data = getattr(native, "is_data_file", None)
-    if callable(is_data):
-        return bool(is_data(name))
-    return True
+            pass
