@@ -29,6 +29,7 @@ from mcl.log.native_layout import (
     DATA_SUFFIX,
     FILE_MAGIC,
     MAX_TOPICS_PER_CHUNK,
+    BadMagic,
     ChunkDamaged,
     ChunkInfo,
     ChunkTopic,
@@ -398,6 +399,9 @@ class NativeSource:
         except HeaderDamaged as exc:
             header = None
             header_damage = Damage(path=str(path), reason=str(exc), offset=0)
+            if isinstance(exc, BadMagic) and not scan_file(fd, path, 0, size).chunks:
+                os.close(fd)
+                raise LogFormatError(path, "not an mcl native data file (bad magic and no chunk)", offset=0) from None
         except BaseException:
             os.close(fd)
             raise
@@ -442,19 +446,24 @@ class NativeSource:
         plan: list[_Step] = []
         pending: list[Damage] = []
         step: _Step | None = None
-        for start, _, item in items:
+        last_seq = -1
+        for start, seq, item in items:
             if isinstance(item, Damage):
                 pending.append(item)
                 continue
             f, chunk = item
             end = chunk.end_ns + f.shift
-            if step is not None and start < step.end_ns:
+            # Overlapping chunks are merged; so are chunks that only touch at one
+            # instant if they are out of file order (ties keep the file order).
+            if step is not None and (start < step.end_ns or (start == step.end_ns and seq < last_seq)):
                 step.chunks.append(item)
+                step.chunks.sort(key=lambda fc: (self._files.index(fc[0]), fc[1].offset))
                 step.end_ns = max(step.end_ns, end)
                 step.damage.extend(pending)
             else:
                 step = _Step(end, [item], pending)
                 plan.append(step)
+            last_seq = max(last_seq, seq)
             pending = []
         if pending:
             plan.append(_Step(plan[-1].end_ns if plan else -(1 << 63), [], pending))
@@ -519,8 +528,10 @@ class NativeSource:
             if header.length != chunk.length or header.count != chunk.count:
                 raise ChunkDamaged("chunk header does not match the index")
             table = check_chunk_header(data, header)
-            raw = decode_body(data, header)
             names = [t.name for t in table]
+            if topics is not None and not any(topics(name) for name in names):
+                return None
+            raw = decode_body(data, header)
             lo = None if start_ns is None else start_ns - f.shift
             hi = None if end_ns is None else end_ns - f.shift
             return iter_body(raw, header.count, names, topics, lo, hi, f.shift)

@@ -87,37 +87,44 @@ def encode_file_header(origin_ns: int, file_index: int, metadata: dict[str, str]
         "writer": writer,
     }
     body = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
-    crc = _crc(body)
-    return FILE_HEADER.pack(FILE_MAGIC, VERSION_MAJOR, VERSION_MINOR, len(body), crc) + body, crc
+    fields = struct.pack("<HHI", VERSION_MAJOR, VERSION_MINOR, len(body))
+    crc = _crc(fields + body)
+    return FILE_MAGIC + fields + struct.pack("<I", crc) + body, crc
 
 
 class HeaderDamaged(Exception):
     """The file header is cut short or fails its CRC (the caller turns it into damage)."""
 
 
+class BadMagic(HeaderDamaged):
+    """The file does not start with the magic: not a data file, or one whose first bytes are damaged."""
+
+    def __init__(self) -> None:
+        super().__init__("file header damaged (bad magic)")
+
+
 def read_file_header(fd: int, path: Path) -> FileHeader:
     """Parse the header of a data file.
 
-    LogFormatError if it is not a native data file at all (wrong magic or
-    major version); HeaderDamaged if it is one whose header is cut or damaged.
+    LogFormatError for another major version; BadMagic if the magic is
+    wrong (not a data file, or damage: the caller decides); HeaderDamaged
+    if the header is cut short or fails its CRC.
     """
     head = os.pread(fd, FILE_HEADER.size, 0)
-    if len(head) < len(FILE_MAGIC):
-        if FILE_MAGIC.startswith(head):
-            raise HeaderDamaged(f"file header cut short ({len(head)} bytes)")
-        raise LogFormatError(path, "not an mcl native data file (bad magic)", offset=0)
-    if head[:8] != FILE_MAGIC:
-        raise LogFormatError(path, "not an mcl native data file (bad magic)", offset=0)
     if len(head) < FILE_HEADER.size:
-        raise HeaderDamaged(f"file header cut short ({len(head)} bytes)")
+        if FILE_MAGIC.startswith(head[:8]):
+            raise HeaderDamaged(f"file header cut short ({len(head)} bytes)")
+        raise BadMagic()
+    if head[:8] != FILE_MAGIC:
+        raise BadMagic()
     _, major, minor, length, crc = FILE_HEADER.unpack(head)
+    body = os.pread(fd, min(length, 1 << 24), FILE_HEADER.size)
+    if _crc(head[8:16] + body) != crc:
+        if len(body) < length:
+            raise HeaderDamaged(f"file header cut short ({FILE_HEADER.size + len(body)} of {FILE_HEADER.size + length} bytes)")
+        raise HeaderDamaged("file header fails its CRC")
     if major != VERSION_MAJOR:
         raise LogFormatError(path, f"native format version {major}.{minor}; this reader reads {VERSION_MAJOR}.x", offset=8)
-    body = os.pread(fd, length, FILE_HEADER.size)
-    if len(body) < length:
-        raise HeaderDamaged(f"file header cut short ({FILE_HEADER.size + len(body)} of {FILE_HEADER.size + length} bytes)")
-    if _crc(body) != crc:
-        raise HeaderDamaged("file header fails its CRC")
     try:
         doc = json.loads(body)
         header = FileHeader(
