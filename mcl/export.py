@@ -130,7 +130,8 @@ def dump_to_array(
     Every exported message must be of one type and hold every key. A field
     holding a number (or a bool) fills one column. A field holding a numpy
     array or a list of numbers fills ``size`` columns, flattened in C order;
-    its shape must be the same in every message (checked). Raw-typed
+    its shape must be the same in every message (checked). None (a field
+    without a value, or an item of a list) becomes NaN. Raw-typed
     records are skipped. An empty selection gives an array of shape
     ``(0, len(keys))``.
 
@@ -168,7 +169,7 @@ def _numeric(value: Any, key: str, row: tuple[float, str, list[Any]]) -> np.ndar
         numbers = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         numbers = None
-    if numbers is None or value is None or isinstance(value, (str, bytes)) or numbers.dtype != np.float64:
+    if numbers is None or isinstance(value, (str, bytes)):
         raise MessageError(
             f"record at {row[0]:.6f} s on topic {row[1]!r}: field {key!r} holds"
             f" {_describe(value)}, which is not a number or an array of numbers"

@@ -88,6 +88,7 @@ class Header:
     type_name: str | None = None  # None for raw data
     lines: int = 0  # number of header lines
     end: int = 0  # byte offset of the first data line
+    complete: bool = True  # False: the file ends inside the header (a crash cut it short)
 
 
 def probe(path: Path) -> bool:
@@ -128,16 +129,23 @@ def read_header(fp: IO[str], path: Path) -> Header | None:
     if not first.startswith("#"):
         fp.seek(0)
         return None
+    header = Header()
+    if not first.endswith("\n") and COMMENT_BLOCK.startswith(first):
+        header.complete = False  # cut inside the first line
+        header.lines = 1
+        return header
     if first.rstrip("\r\n") != COMMENT_BLOCK:
         raise LogFormatError(path, "not an MCL_LOG 1.0 file: the first line is a comment but not the header rule", line=1)
-    header = Header()
     lineno = 1
     fields: dict[str, str] = {}
     while True:
         line = fp.readline()
         lineno += 1
-        if not line:
-            raise LogFormatError(path, "header is not closed (the file ends inside the header)", line=lineno)
+        if not line.endswith("\n"):
+            # Cut short while being written (the last line may be partial):
+            # damage, not a foreign file.
+            header.complete = False
+            break
         if not line.startswith("#"):
             raise LogFormatError(path, "header is not closed by a '#---' rule", line=lineno)
         text = line[1:].strip()
@@ -153,7 +161,7 @@ def read_header(fp: IO[str], path: Path) -> Header | None:
             name = text[3:].strip().encode("latin-1").decode("utf-8", "replace")
             header.type_name = None if name in ("None", "") else name
     header.version = fields.get("version", "")
-    if header.version != VERSION:
+    if header.version != VERSION and (header.complete or "version" in fields):
         raise LogFormatError(path, f"unsupported MCL_LOG version {header.version!r} (this reader reads {VERSION})", line=3)
     header.revision = fields.get("revision", "")
     header.created = fields.get("created", "")
@@ -227,7 +235,7 @@ class Mcl1Source:
         except OSError as exc:
             raise LogError(f"{first}: cannot read: {exc.strerror}") from None
         series.header = header
-        if header is not None:
+        if header is not None and (header.complete or header.created):
             series.origin_ns = parse_created(header.created, first)
 
     # -- reading --------------------------------------------------------------------
@@ -283,9 +291,16 @@ class Mcl1Source:
             raise LogError(f"{path}: cannot read: {exc.strerror}") from None
         with fp:
             lineno = 0
+            # A file that starts a stream without a header must start with a
+            # record, or it is not a log at all (rather than a damaged one).
+            headless = first
             if first:
                 header = read_header(fp, path)
-                lineno = header.lines if header else 0
+                if header is not None:
+                    lineno, headless = header.lines, False
+                    if not header.complete:
+                        self._report(path, lineno, "file ends inside the header (cut short); no records", header.end)
+                        return
             good = 0
             for line in fp:
                 lineno += 1
@@ -298,26 +313,33 @@ class Mcl1Source:
                 except (ValueError, IndexError):
                     if not line.strip():
                         continue  # blank line: the original choked on these
-                    self._damaged(path, lineno, line, good)
-                    continue
+                    empty = _parse_empty_payload(line)
+                    if empty is None:
+                        self._damaged(path, lineno, line, good, headless)
+                        continue
+                    elapsed = empty[0] + shift
+                    topic, payload = empty[1], b""
                 if line[-1] != "\n" and not _complete_msgpack(payload):
-                    self._damaged(path, lineno, line, good, truncated=True)
+                    self._damaged(path, lineno, line, good, headless, truncated=True)
                     continue
                 good += 1
                 if lo <= elapsed <= hi and (topics is None or topics(topic[1:-1])):
                     yield new(Record, (elapsed, topic[1:-1], payload))
 
-    def _damaged(self, path: Path, lineno: int, line: str, good: int, truncated: bool = False) -> None:
-        if good == 0 and lineno <= 1 and not truncated:
-            # The very first line is not a record and there is no header:
+    def _damaged(self, path: Path, lineno: int, line: str, good: int, headless: bool, truncated: bool = False) -> None:
+        if headless and good == 0 and not truncated:
+            # No header and the first non-blank line is not a record:
             # this is not a log at all, not a damaged one.
             raise LogFormatError(path, "not an MCL_LOG 1.0 file (no header and the first line is not a record)", line=lineno)
         reason = "line cut short (truncated tail)" if truncated else f"line is not a record: {line[:60].strip()!r}"
-        damage = Damage(path=str(path), reason=reason, line=lineno, lost_bytes=len(line))
+        self._report(path, lineno, reason, len(line))
+
+    def _report(self, path: Path, lineno: int, reason: str, lost_bytes: int | None) -> None:
+        """Damage: raise in strict mode, else remember it and warn (the read goes on)."""
         if self.strict:
             raise LogFormatError(path, reason, line=lineno)
-        self.damage.append(damage)
-        warnings.warn(LogDamageWarning(path, reason + "; skipped", line=lineno), stacklevel=2)
+        self.damage.append(Damage(path=str(path), reason=reason, line=lineno, lost_bytes=lost_bytes))
+        warnings.warn(LogDamageWarning(path, reason + "; skipped", line=lineno), stacklevel=3)
 
     def summary(self) -> LogSummary:
         """Scan the whole log (MCL_LOG 1.0 has no index)."""
@@ -366,6 +388,17 @@ class Mcl1Source:
         self.close()
 
 
+def _parse_empty_payload(line: str) -> tuple[int, str] | None:
+    """(elapsed ns, quoted topic) of a line whose payload is empty (no hex column), else None."""
+    parts = line.split()
+    if len(parts) != 2 or len(parts[1]) < 2 or parts[1][0] != "'" or parts[1][-1] != "'" or not line.endswith("\n"):
+        return None
+    try:
+        return round(float(parts[0]) * _NS), parts[1]
+    except ValueError:
+        return None
+
+
 def _elapsed(record: Record) -> int:
     return record.elapsed_ns
 
@@ -388,13 +421,16 @@ def format_line(elapsed_ns: int, topic: str, payload: bytes) -> str:
 def format_header(origin_ns: int, type_name: str | None, revision: str = "") -> str:
     """The header block of the first file of a series."""
     created = ns_to_datetime(origin_ns).replace(tzinfo=None)
-    return _HEADER_TEMPLATE.format(
+    text = _HEADER_TEMPLATE.format(
         block=COMMENT_BLOCK,
         version=VERSION,
         revision=revision,
         created=str(created),
         type_name=" ".join(type_name.splitlines()) if type_name is not None else "None",
     )
+    # The original's empty comment lines are '# ' (kept here, where editors
+    # would strip the trailing space from the template).
+    return "\n".join("# " if line == "#" else line for line in text.split("\n"))
 
 
 class _OpenSeries:
