@@ -1,0 +1,124 @@
+"""What a replay plays and how: selection, timing, buffering and output options."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from mcl.replay.clock import check_speed
+
+__all__ = ["ReplayOptions", "ReplayStatus", "parse_remap"]
+
+NS_PER_S = 1_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayOptions:
+    """Options of a replay; times are log elapsed ns (from the log's time origin)."""
+
+    speed: float = 1.0  # log seconds per wall second; math.inf = as fast as possible
+    start_ns: int | None = None  # first log time played; None = the first record
+    end_ns: int | None = None  # last log time played (inclusive); None = the last record
+    topics: tuple[str, ...] | None = None  # exact topic names kept; None = every topic
+    exclude: str | None = None  # regex (re.search) of topics dropped; None = drop nothing
+    remap: tuple[tuple[str, str], ...] = ()  # (old, new) topic renames, applied after filtering
+    loop: bool = False  # start again at the end, forever (until stop / close)
+    delay_ns: int = 0  # wait before the first record of each pass
+    read_ahead: int = 5000  # records buffered ahead of the clock (queue bound, with batch_bytes)
+    batch_records: int = 256  # records per queue transfer, at most
+    batch_bytes: int = 1 << 20  # payload bytes per queue transfer, at most (one larger record goes alone)
+    spin_ns: int = 150_000  # the last stretch before a record is due is spun, not slept
+    bus: str | None = None  # bus address for the publisher; None = the default bus
+    publish: bool = True  # publish on the bus (False: hooks only)
+    wait_for_subscribers: int = 0  # hold the first record until this many subscribers are connected
+    stuck_timeout_ns: int = 10 * NS_PER_S  # a worker silent this long is reported stuck
+    start_timeout_ns: int = 60 * NS_PER_S  # time allowed for the workers to start
+
+    def __post_init__(self) -> None:
+        check_speed(self.speed)
+        if self.start_ns is not None and self.start_ns < 0:
+            raise ValueError(f"start must be >= 0 s, not {self.start_ns / NS_PER_S} s")
+        if self.start_ns is not None and self.end_ns is not None and self.start_ns > self.end_ns:
+            raise ValueError(f"start {self.start_ns / NS_PER_S} s is after end {self.end_ns / NS_PER_S} s")
+        if self.read_ahead < 1 or self.batch_records < 1 or self.batch_bytes < 1:
+            raise ValueError("read_ahead, batch_records and batch_bytes must be >= 1")
+        if self.delay_ns < 0:
+            raise ValueError("delay must be >= 0 s")
+        if self.wait_for_subscribers < 0:
+            raise ValueError("wait_for_subscribers must be >= 0")
+        if self.exclude is not None:
+            try:
+                re.compile(self.exclude)
+            except re.error as exc:
+                raise ValueError(f"bad exclude pattern {self.exclude!r}: {exc}") from None
+
+    @property
+    def queue_batches(self) -> int:
+        """Queue length in batches so that about `read_ahead` records are buffered."""
+        return max(2, math.ceil(self.read_ahead / self.batch_records))
+
+
+def parse_remap(text: str) -> tuple[str, str]:
+    """``OLD:=NEW`` to ``("OLD", "NEW")`` (the rosbag2 / ROS remap syntax)."""
+    old, sep, new = text.partition(":=")
+    if not sep or not old:
+        raise ValueError(f"{text!r} is not a remap OLD:=NEW")
+    return old, new
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayStatus:
+    """A snapshot of a replay, from :meth:`Replay.status`."""
+
+    state: str = "idle"  # idle, playing, paused, waiting (for subscribers), finished, failed, closed
+    position_ns: int | None = None  # log time now (elapsed ns); None before anything is known
+    start_ns: int | None = None  # log time of the first record played (elapsed ns); None if unknown
+    end_ns: int | None = None  # log time of the last record played (elapsed ns); None if unknown
+    sent: int = 0  # records published in this pass
+    total: int = 0  # records published since the replay was made
+    passes: int = 0  # completed passes (with loop)
+    speed: float = 1.0
+    lateness: dict[str, int] = field(default_factory=dict)  # count, mean_ns, p50_ns, p99_ns, max_ns
+    error: str | None = None  # why the replay failed
+
+    @property
+    def paused(self) -> bool:
+        return self.state in ("paused", "idle")
+
+    @property
+    def finished(self) -> bool:
+        return self.state == "finished"
+
+    @property
+    def duration_ns(self) -> int | None:
+        """Log time from the first to the last record played."""
+        if self.start_ns is None or self.end_ns is None:
+            return None
+        return self.end_ns - self.start_ns
+
+    @property
+    def progress(self) -> float | None:
+        """Fraction of the log time played, 0..1 (None if unknown)."""
+        if self.position_ns is None or self.start_ns is None or not self.duration_ns:
+            return None if self.duration_ns is None else (1.0 if self.finished else 0.0)
+        return min(1.0, max(0.0, (self.position_ns - self.start_ns) / self.duration_ns))
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain values (JSON ready; seconds added for people)."""
+        return {
+            "state": self.state,
+            "position_ns": self.position_ns,
+            "start_ns": self.start_ns,
+            "end_ns": self.end_ns,
+            "position": None if self.position_ns is None else self.position_ns / NS_PER_S,
+            "duration": None if self.duration_ns is None else self.duration_ns / NS_PER_S,
+            "progress": self.progress,
+            "sent": self.sent,
+            "total": self.total,
+            "passes": self.passes,
+            "speed": None if math.isinf(self.speed) else self.speed,
+            "paused": self.paused,
+            "lateness": dict(self.lateness),
+            "error": self.error,
+        }

@@ -1,0 +1,108 @@
+"""Plumbing shared by the replay worker processes: naming, parent watch, signals, timer slack."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from multiprocessing.sharedctypes import Synchronized
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["WorkerContext", "setup_worker", "parent_alive", "beat", "heartbeat_age", "main_hidden"]
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_TIMERSLACK = 29
+
+
+class WorkerContext:
+    """What a worker needs to know about its parent (picklable, passed at spawn)."""
+
+    def __init__(self, title: str, parent_pid: int, death_signal: bool) -> None:
+        self.title = title  # process title shown by ps / top
+        self.parent_pid = parent_pid  # the Replay process; the worker exits when it is gone
+        self.death_signal = death_signal  # ask the kernel for SIGTERM when the parent thread dies
+
+
+def _prctl(option: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def setup_worker(ctx: WorkerContext) -> None:
+    """Name the process, tie its life to the parent, leave Ctrl-C to the parent.
+
+    The terminal sends SIGINT to the whole foreground process group; the
+    parent owns the shutdown, so workers ignore it. SIGTERM (also what
+    PR_SET_PDEATHSIG delivers) exits at once. PR_SET_PDEATHSIG fires when the
+    *thread* that started the worker exits, so it is only used when that
+    thread is the main thread; every worker also polls its parent's pid.
+    """
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(ctx.title)
+    except ImportError:  # pragma: no cover - a declared dependency
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    if ctx.death_signal:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if not parent_alive(ctx):  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def set_fine_timer_slack() -> None:
+    """Let sleeps wake within microseconds (Linux groups wake-ups 50 µs apart by default)."""
+    _prctl(_PR_SET_TIMERSLACK, 1)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    os._exit(128 + signum)
+
+
+def parent_alive(ctx: WorkerContext) -> bool:
+    """False once the parent is gone (the worker was re-parented)."""
+    return os.getppid() == ctx.parent_pid
+
+
+def beat(heartbeat: Synchronized[float] | Any) -> None:
+    """Record that the worker is alive and making progress (monotonic seconds)."""
+    heartbeat.value = time.monotonic()
+
+
+def heartbeat_age(heartbeat: Synchronized[float] | Any) -> float:
+    """Seconds since the worker last beat (CLOCK_MONOTONIC is system-wide on Linux)."""
+    return time.monotonic() - heartbeat.value
+
+
+@contextlib.contextmanager
+def main_hidden(hide: bool = True) -> Iterator[None]:
+    """Start spawned workers without re-running the user's ``__main__`` script.
+
+    A 'spawn' child imports the parent's main module (to unpickle objects
+    defined there), which re-runs a script that lacks the
+    ``if __name__ == "__main__"`` guard. The replay workers need nothing from
+    it unless the source is a reader object of the user's, so the main module
+    is hidden from multiprocessing while the process starts.
+    """
+    main = sys.modules.get("__main__")
+    if not hide or main is None:
+        yield
+        return
+    saved = {name: main.__dict__[name] for name in ("__file__", "__spec__") if name in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__dict__["__spec__"] = None
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
