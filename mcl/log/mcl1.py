@@ -315,7 +315,8 @@ class Mcl1Source:
                         continue  # blank line: the original choked on these
                     empty = _parse_empty_payload(line)
                     if empty is None:
-                        self._damaged(path, lineno, line, good, headless)
+                        # A last line without its newline was cut while being written.
+                        self._damaged(path, lineno, line, good, headless, truncated=not line.endswith("\n"))
                         continue
                     elapsed = empty[0] + shift
                     topic, payload = empty[1], b""
@@ -327,7 +328,7 @@ class Mcl1Source:
                     yield new(Record, (elapsed, topic[1:-1], payload))
 
     def _damaged(self, path: Path, lineno: int, line: str, good: int, headless: bool, truncated: bool = False) -> None:
-        if headless and good == 0 and not truncated:
+        if headless and good == 0:
             # No header and the first non-blank line is not a record:
             # this is not a log at all, not a damaged one.
             raise LogFormatError(path, "not an MCL_LOG 1.0 file (no header and the first line is not a record)", line=lineno)
