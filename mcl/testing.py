@@ -23,10 +23,10 @@ project that depends on mcl gets these fixtures with no configuration:
       10-minute log takes a fraction of a second. The recorded times stay
       visible: ``mcl_replay.clock`` (a :class:`VirtualClock`, the same object
       for the whole test, so it can be given to the code under test before
-      the replay) reads the recorded UTC time of the record being delivered,
-      and each hook receives a :class:`Delivery` holding that time. With
-      hooks the delivery is synchronous, in the test's thread
-      (deterministic). Without hooks the records are published on the bus as
+      the replay) reads the recorded UTC time of the record being delivered.
+      Hooks receive each :class:`mcl.Record` (``elapsed_ns``, ``topic``,
+      ``payload``), as with :class:`mcl.Replay`, synchronously in the test's
+      thread (deterministic). Without hooks the records are published on the bus as
       fast as it takes them, after waiting for `wait_for_subscribers`
       subscribers: the code under test receives them in order, but
       ``mcl_replay.clock`` is not in step with what it has received; use the
@@ -55,15 +55,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from mcl.log.record import Record
 
 __all__ = [
     "Captured",
     "Capture",
     "CaptureTimeout",
-    "Delivery",
     "InstantReplay",
     "ReplayFactory",
     "VirtualClock",
@@ -159,6 +161,7 @@ class Capture:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._lost = 0
         self._thread = threading.Thread(target=self._run, name="mcl_capture", daemon=True)
         self._thread.start()
         self._ready.wait(10.0)
@@ -199,6 +202,7 @@ class Capture:
                         )
                     with self._cond:
                         self._messages.extend(items)
+                        self._lost = sub.lost
                         self._cond.notify_all()
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             self._error = exc
@@ -217,6 +221,12 @@ class Capture:
         """Everything received so far (on `topic`, or on every topic), in arrival order."""
         with self._cond:
             return self._of(topic)
+
+    @property
+    def lost(self) -> int:
+        """Messages the capture knows it missed (sequence gaps), as counted by its subscriber."""
+        with self._cond:
+            return self._lost
 
     def counts(self) -> dict[str, int]:
         """Messages received so far per topic."""
@@ -331,18 +341,6 @@ class VirtualClock:
         return f"VirtualClock(now_ns={self.now_ns()}, elapsed_ns={self.elapsed_ns})"
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """One record as an instant replay gives it to a hook."""
-
-    topic: str = ""
-    payload: bytes = b""  # exactly as recorded
-    message: Any = None  # decoded payload
-    elapsed_ns: int = 0  # recorded time since the log's origin
-    time_ns: int = 0  # recorded UTC time, ns since the epoch (origin + elapsed)
-    index: int = 0  # 0-based position in the replay
-
-
 class InstantReplay:
     """A finished instant replay (see ``mcl_replay(..., instant=True)``)."""
 
@@ -351,7 +349,7 @@ class InstantReplay:
         path: Any,
         topics: Iterable[str] | None,
         bus: str | None,
-        hooks: list[Callable[[Delivery], Any]] | None,
+        hooks: list[Callable[[Record], Any]] | None,
         wait_for_subscribers: int,
         timeout: float,
         clock: VirtualClock | None = None,
@@ -374,21 +372,12 @@ class InstantReplay:
                 self._to_bus(reader, wait_for_subscribers, timeout)
 
     def _to_hooks(self, reader: Any) -> None:
-        from mcl.message import decode
-
         clock = self.clock
-        for index, record in enumerate(reader):
+        hooks = self.hooks
+        for record in reader:
             clock.elapsed_ns = record.elapsed_ns
-            delivery = Delivery(
-                topic=record.topic,
-                payload=record.payload,
-                message=decode(record.payload),
-                elapsed_ns=record.elapsed_ns,
-                time_ns=clock.origin_ns + record.elapsed_ns,
-                index=index,
-            )
-            for hook in self.hooks:
-                hook(delivery)
+            for hook in hooks:
+                hook(record)
             self.sent += 1
 
     def _to_bus(self, reader: Any, wait_for_subscribers: int, timeout: float) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from mcl import decode
 from overspeed import ALERT_TOPIC, OverspeedDetector, OverspeedService
 
 DRIVE = Path(__file__).parent / "data" / "drive"  # 10 minutes: speed at 1 Hz, status every 10 s
@@ -18,7 +19,7 @@ def test_instant_replay_into_the_detector_sees_recorded_times(mcl_replay):
     alerts = []
     detector = OverspeedDetector(limit_mps=30.0, hold_s=5.0, emit=alerts.append, clock=mcl_replay.clock)
     started = time.monotonic()
-    replay = mcl_replay(DRIVE, instant=True, topics=["vehicle/speed"], hooks=[lambda d: detector.on_speed(d.message)])
+    replay = mcl_replay(DRIVE, instant=True, topics=["vehicle/speed"], hooks=[lambda record: detector.on_speed(decode(record.payload))])
     assert time.monotonic() - started < 1.0
     assert replay.sent == 600
     assert [a.since for a in alerts] == EXPECTED_SINCE
