@@ -330,7 +330,8 @@ class GenericMessage(Message):
 
     @property
     def name(self) -> str:
-        return self._name  # type: ignore[no-any-return]
+        name: str = self._name
+        return name
 
     @property
     def fields(self) -> tuple[str, ...]:  # type: ignore[override]

@@ -119,3 +119,21 @@ def test_read_directory_payload_modes(two_topics: Path) -> None:
         assert reader.read()["payload"] == _msg("Alpha", 0).encode()  # type: ignore[index]
     with pytest.raises(mcl.LogError, match="not a directory"):
         mcl.ReadDirectory(two_topics / "Alpha.log")
+
+
+def test_vehicle_sample_log(sample_logs: Path) -> None:
+    """sample_logs/vehicle holds imu 100 Hz, gps 10 Hz and camera 30 Hz for 10 s, decoding to the example types."""
+    from mcl.examples.vehicle import CameraFrame, GpsFix, ImuSample
+
+    counts: dict[str, int] = {}
+    with mcl.open_log(sample_logs / "vehicle") as log:
+        for rec in log:
+            counts[rec.topic] = counts.get(rec.topic, 0) + 1
+            if counts[rec.topic] == 1:
+                msg = decode(rec.payload)
+                expected = {"imu": ImuSample, "gps": GpsFix, "camera/front": CameraFrame}[rec.topic]
+                assert type(msg) is expected
+                if rec.topic == "imu":
+                    assert msg.accel.shape == (3,) and msg.accel.dtype.kind == "f"
+        assert log.duration_ns < 10 * S
+    assert counts == {"imu": 1000, "gps": 100, "camera/front": 300}

@@ -1,0 +1,1 @@
+"""Example message types used by the sample logs of the project."""
