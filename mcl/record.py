@@ -9,11 +9,13 @@ counts losses exactly::
         ...                      # the code under test publishes
     print(rec.status().messages, rec.status().lost)
 
-Losses are the sequence gaps per publisher and topic (a message the
-recorder never saw, whatever dropped it: a high-water mark on the way, a
-slow subscriber) plus the drops the subscriber itself reports. A publisher
-that restarts (new id, sequence from 0) starts a new stream and is not a
-loss; nor are the messages a publisher sent before the recorder joined.
+Losses are counted by the :class:`~mcl.network.Subscriber` the recorder
+receives with: sequence gaps per publisher and topic (a high-water-mark drop
+anywhere on the way: publisher, forwarder, the recorder's own queue), plus
+what a closing publisher's end-of-stream table shows was missed at the head
+or the tail. A publisher that restarts (new id, sequence from 0) starts a
+new stream and is not a loss; nor are the messages a publisher sent before
+it saw the recorder.
 
 Crash safety: the writer is flushed to the operating system every
 ``flush_interval_ns`` (100 ms by default), so a recorder killed with
@@ -45,12 +47,13 @@ __all__ = [
     "Recorder",
     "RecorderStatus",
     "TopicStatus",
-    "LossCounter",
     "make_log_path",
     "DEFAULT_FLUSH_INTERVAL_NS",
+    "DEFAULT_HWM",
 ]
 
 DEFAULT_FLUSH_INTERVAL_NS = 100_000_000  # SIGKILL loses at most this much of the recording
+DEFAULT_HWM = 100_000  # messages queued for the recorder while it writes (ZeroMQ's default is 1000)
 _BATCH = 1000  # messages taken from the subscriber at a time
 _NS = 1_000_000_000
 
@@ -106,38 +109,9 @@ class RecorderStatus:
     path: str | None = None  # the log directory, None when not writing
     current_file: str | None = None  # the data file written last, None before the first message
     files: int = 0  # data files in the log directory
-    publishers: int = 0  # publisher streams seen (publisher id, topic)
+    publishers: int = 0  # publishers seen (ids)
     topics: dict[str, TopicStatus] = field(default_factory=dict)
     error: str | None = None  # why the recording stopped early, None if it did not
-
-
-class LossCounter:
-    """Exact loss count from per-(publisher, topic) sequence numbers.
-
-    The first message of a stream sets its baseline (what a publisher sent
-    before we joined is not a loss). A sequence that goes backwards is a
-    restarted stream, not a loss.
-    """
-
-    __slots__ = ("last", "lost", "by_topic")
-
-    def __init__(self) -> None:
-        self.last: dict[tuple[str, str], int] = {}
-        self.lost = 0
-        self.by_topic: dict[str, int] = {}
-
-    def see(self, publisher: str, topic: str, sequence: int) -> int:
-        """Account one message; returns how many were lost just before it."""
-        key = (publisher, topic)
-        last = self.last.get(key)
-        self.last[key] = sequence
-        if last is None or sequence <= last:
-            return 0
-        gap = sequence - last - 1
-        if gap:
-            self.lost += gap
-            self.by_topic[topic] = self.by_topic.get(topic, 0) + gap
-        return gap
 
 
 class Recorder:
@@ -162,6 +136,9 @@ class Recorder:
         count: stop by itself after this many messages (None: never).
         on_message: called in the recording thread with each
             :class:`~mcl.network.Received` message; must be quick.
+        hwm: messages the recorder's socket queues while the recording
+            thread is busy (writing, a slow disk) before ZeroMQ drops (and
+            the drop is counted as lost).
 
     Use as a context manager (start on enter, stop on exit) or call
     :meth:`start` / :meth:`stop`. A failure while recording (disk full, ...)
@@ -186,6 +163,7 @@ class Recorder:
         duration_ns: int | None = None,
         count: int | None = None,
         on_message: Callable[[Received], Any] | None = None,
+        hwm: int = DEFAULT_HWM,
     ) -> None:
         if max_files is not None and max_files < 1:
             raise ValueError("max_files must be at least 1")
@@ -214,6 +192,7 @@ class Recorder:
         self.duration_ns = duration_ns
         self.count = count
         self.on_message = on_message
+        self.hwm = hwm
 
         self.origin_ns = 0
         self._writer: LogWriterProtocol | None = None
@@ -230,9 +209,9 @@ class Recorder:
         self._messages = 0
         self._bytes = 0
         self._topic_counts: dict[str, list[int]] = {}  # topic -> [messages, bytes]
-        self._losses = LossCounter()
-        self._drops: dict[tuple[str, str], int] = {}  # the subscriber's own count
-        self._dropped_topics: dict[str, int] = {}
+        self._publishers: set[str] = set()
+        self._lost = 0  # from Subscriber.losses(), read every flush interval and at the end
+        self._lost_by_topic: dict[str, int] = {}
         self._rotated = 0  # data files deleted by rotation
         self._rate_samples: deque[tuple[int, int]] = deque(maxlen=64)
 
@@ -247,6 +226,7 @@ class Recorder:
             raise RuntimeError("Cannot start a recorder twice; create a new Recorder for a new recording.")
         self._started = True
         self.origin_ns = time.time_ns()
+        existed = self.path is not None and self.path.exists()
         if self.path is not None:
             options: dict[str, Any] = {}
             if self.compression is not None:
@@ -274,8 +254,24 @@ class Recorder:
         if self._error is not None:
             self._thread.join()
             self._error_raised = True
+            self._remove_empty_log(existed)
             raise self._error
         return self
+
+    def _remove_empty_log(self, existed: bool) -> None:
+        """After a failed start: remove the files of the log just created (it holds no message)."""
+        if self.path is None or self._messages:
+            return
+        for p in self.path.iterdir():  # make_log_dir made sure the directory held nothing before
+            try:
+                p.unlink()
+            except OSError:
+                pass
+        if not existed:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
 
     def stop(self, timeout: float | None = 30.0) -> RecorderStatus:
         """Stop recording, close the log (index written) and return the final status.
@@ -344,9 +340,7 @@ class Recorder:
                     rate = (messages - n) * _NS / (now - t)
                 break
         topics = {}
-        lost_by_topic = dict(self._losses.by_topic)
-        for topic, n in self._dropped_topics.items():
-            lost_by_topic[topic] = lost_by_topic.get(topic, 0) + n
+        lost_by_topic = dict(self._lost_by_topic)
         for topic, (m, b) in list(self._topic_counts.items()):
             topics[topic] = TopicStatus(m, b, lost_by_topic.pop(topic, 0))
         for topic, lost in lost_by_topic.items():
@@ -360,13 +354,13 @@ class Recorder:
             running=self.running,
             messages=messages,
             bytes=self._bytes,
-            lost=self._losses.lost + sum(self._drops.values()),
+            lost=self._lost,
             rate=rate,
             elapsed_ns=elapsed,
             path=None if self.path is None else str(self.path),
             current_file=current,
             files=files,
-            publishers=len(self._losses.last),
+            publishers=len(self._publishers),
             topics=topics,
             error=None if self._error is None else str(self._error),
         )
@@ -390,7 +384,7 @@ class Recorder:
         try:
             from mcl.network import Subscriber
 
-            with Subscriber(self.topics, self.bus, exact=self.exact) as sub:
+            with Subscriber(self.topics, self.bus, exact=self.exact, hwm=self.hwm) as sub:
                 self._ready.set()
                 self._loop(sub)
         except BaseException as exc:  # noqa: BLE001 - reported through stop()/wait()
@@ -410,7 +404,7 @@ class Recorder:
         write = writer.write if writer is not None else None
         origin = self.origin_ns
         counts = self._topic_counts
-        see = self._losses.see
+        publishers = self._publishers
         on_message = self.on_message
         stop = self._stop
         flush_every = self.flush_interval_ns
@@ -428,10 +422,13 @@ class Recorder:
             if remaining is not None and len(batch) >= remaining:
                 batch = batch[:remaining]
             nbytes = 0
+            publisher = None
             for r in batch:
                 topic = r.topic
                 payload = r.payload
-                see(r.publisher, topic, r.sequence)
+                if r.publisher is not publisher:
+                    publisher = r.publisher
+                    publishers.add(publisher)
                 c = counts.get(topic)
                 if c is None:
                     c = counts[topic] = [0, 0]
@@ -460,18 +457,17 @@ class Recorder:
                 return
 
     def _tick(self, sub: Any) -> None:
-        """Every flush interval: flush, rotate, read the subscriber's drop counts."""
+        """Every flush interval: flush, rotate, read the subscriber's loss counts."""
         if self._writer is not None:
             self._writer.flush()
             if self.max_files is not None and self.path is not None:
                 self._rotate()
-        drops = getattr(sub, "drops", None)
-        if callable(drops):
-            self._drops = dict(drops())
-            by_topic: dict[str, int] = {}
-            for (_, topic), n in self._drops.items():
-                by_topic[topic] = by_topic.get(topic, 0) + n
-            self._dropped_topics = by_topic
+        losses = sub.losses()
+        by_topic: dict[str, int] = {}
+        for (_, topic), n in losses.items():
+            by_topic[topic] = by_topic.get(topic, 0) + n
+        self._lost_by_topic = by_topic
+        self._lost = sum(losses.values())
 
     def _rotate(self) -> None:
         assert self.path is not None and self.max_files is not None

@@ -12,7 +12,7 @@ import pytest
 
 import mcl
 from mcl.exceptions import LogDamageWarning, RecordError
-from mcl.record import LossCounter, Recorder, make_log_path
+from mcl.record import Recorder, make_log_path
 
 from test_record_helpers import FMT, make_bus, payloads, publish_all, read_back
 
@@ -42,21 +42,6 @@ def test_make_log_path_under_a_file_is_a_record_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(RecordError, match="file"):
         make_log_path(blocker / "sub")
-
-
-def test_loss_counter_counts_gaps_not_restarts_or_late_joins() -> None:
-    """Gaps per (publisher, topic) are losses; a first sequence > 0, a new id or a reset are not."""
-    c = LossCounter()
-    assert c.see("p1", "a", 5) == 0  # joined late: not a loss
-    assert c.see("p1", "a", 6) == 0
-    assert c.see("p1", "a", 9) == 2  # 7 and 8 missed
-    assert c.see("p1", "b", 0) == 0  # own sequence per topic
-    assert c.see("p1", "b", 2) == 1
-    assert c.see("p2", "a", 0) == 0  # restarted publisher: new id from 0
-    assert c.see("p1", "a", 0) == 0  # same id reset: not a loss either
-    assert c.see("p1", "a", 1) == 0
-    assert c.lost == 3
-    assert c.by_topic == {"a": 2, "b": 1}
 
 
 def test_recorder_records_every_message_in_order(bus: str, tmp_path: Path) -> None:

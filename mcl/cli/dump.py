@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-files", type=_positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
     parser.add_argument("--compress", action="store_true", help="compress data blocks with zstd (native format)")
     parser.add_argument("--flush-interval", type=_positive, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
+    parser.add_argument("--hwm", type=_positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes before ZeroMQ drops (counted as lost; default: 100000)")
     parser.add_argument("--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="free metadata kept with the log (repeatable)")
     stop = parser.add_argument_group("stopping")
     stop.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds of recording")
@@ -242,6 +243,9 @@ def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         schedule = make_schedule(args, time.time_ns())
     except ValueError as exc:
         parser.error(str(exc))
+    from mcl.network.address import parse_bus
+
+    parse_bus(args.bus)  # a bad address is an error before any log directory is made
 
     stop = _Stop()
     stop.install()
@@ -295,6 +299,7 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             duration_ns=duration_ns,
             count=count,
             on_message=None if echo is None else echo.push,
+            hwm=args.hwm,
         )
         try:
             recorder.start()
@@ -395,8 +400,11 @@ def _print_summary(st: Any, out: IO[str], echo: _Echo | None) -> None:
         rows.append((topic or "''", f"{t.messages:,}", format_size(t.bytes), f"{t.messages / seconds:,.1f}" if seconds > 0 else "-", f"{t.lost:,}"))
     rows.append(("total", f"{st.messages:,}", format_size(st.bytes), f"{st.messages / seconds:,.1f}" if seconds > 0 else "-", f"{st.lost:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    where = st.path if st.path is not None else "(not recorded)"
-    print(f"recorded {where}: {st.messages:,} messages in {format_seconds(seconds)}, {st.files} data file(s), lost {st.lost:,}", file=out)
+    if st.path is not None:
+        head = f"recorded {st.path}: {st.messages:,} messages in {format_seconds(seconds)}, {st.files} data file(s), lost {st.lost:,}"
+    else:
+        head = f"received {st.messages:,} messages in {format_seconds(seconds)} (not recorded), lost {st.lost:,}"
+    print(head, file=out)
     for i, row in enumerate(rows):
         if i == len(rows) - 1:
             print("  " + "  ".join("-" * w for w in widths), file=out)
