@@ -43,8 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-info (other features add theirs here)."""
     parser.add_argument("logs", nargs="+", metavar="LOG", help="log directory, log file or split-series prefix")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text (see below)")
-    # Options that act on a log before it is summarised (e.g. rebuilding a
-    # native index) are added here and handled in `summarize`.
+    parser.add_argument(
+        "--reindex",
+        action="store_true",
+        help="rebuild the index of a native log (after a crash or damage) before showing it",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +63,13 @@ def run() -> None:
 
 def summarize(path: str, args: argparse.Namespace | None = None) -> LogSummary:
     """The summary of one log (any format)."""
+    if args is not None and getattr(args, "reindex", False):
+        from pathlib import Path
+
+        from mcl.log import native
+
+        if native.probe(Path(path)):
+            return native.reindex(path)
     source = open_source(path)
     try:
         return source.summary()

@@ -38,7 +38,7 @@ from mcl.log.native_layout import (
     HeaderDamaged,
     add_topic_stats,
     check_chunk_header,
-    index_path_for,
+    file_key,
     decode_body,
     encode_chunk,
     encode_file_header,
@@ -152,7 +152,8 @@ class NativeWriter:
         self.compression = compression if compression != "none" else None
         self.split_size = split_size
         self.split_duration_ns = split_duration_ns
-        self._chunk_limit = min(chunk_size, split_size) if split_size else chunk_size
+        # Chunks well under the split size, so that files come close to it without passing it.
+        self._chunk_limit = min(chunk_size, max(1, split_size // 4)) if split_size else chunk_size
         self._flush_interval_ns = flush_interval_ns
         self._fsync = fsync
         self._closed = False
@@ -338,7 +339,7 @@ class NativeWriter:
         scan = FileScan(chunks=self._chunks, topics=self._stats, size=self._size)
         os.close(self._fd)
         self._fd = -1
-        write_index(self._files[-1], self._header, scan)
+        write_index(self._files[-1], self._header, scan, self._header.crc)
 
 
 # -- reading -------------------------------------------------------------------------
@@ -405,22 +406,14 @@ class NativeSource:
         except BaseException:
             os.close(fd)
             raise
+        key = file_key(fd, header)
+        scan = read_index(path, size, key)
+        if scan is not None:
+            return _DataFile(path, header, scan, True, fd=fd)
         if header is not None:
-            scan = read_index(path, header, size)
-            if scan is not None:
-                return _DataFile(path, header, scan, True, fd=fd)
             scan = scan_file(fd, path, header.size, size)
         else:
-            # Without a header, look for the first chunk after where its magic would end.
-            scan = scan_file(fd, path, len(FILE_MAGIC), size)
-            first = scan.damage[0].offset if scan.damage else None
-            if scan.damage and first == len(FILE_MAGIC):
-                scan.damage[0] = Damage(
-                    path=str(path), reason=header_damage.reason + "; " + scan.damage[0].reason, offset=0,
-                    lost_bytes=(scan.damage[0].lost_bytes or 0) + len(FILE_MAGIC),
-                )
-            else:
-                scan.damage.insert(0, header_damage)
+            scan = _scan_headerless(fd, path, size, header_damage)
         return _DataFile(path, header, scan, False, fd=fd)
 
     def _make_plan(self) -> list[_Step]:
@@ -594,6 +587,20 @@ class NativeSource:
         self.close()
 
 
+def _scan_headerless(fd: int, path: Path, size: int, header_damage: Damage, verify: bool = False) -> FileScan:
+    """Chunks of a data file whose header is unreadable: look for them after where the magic ends."""
+    skip = len(FILE_MAGIC)
+    scan = scan_file(fd, path, skip, size, verify=verify)
+    if scan.damage and scan.damage[0].offset == skip:
+        first = scan.damage[0]
+        scan.damage[0] = Damage(
+            path=str(path), reason=f"{header_damage.reason}; {first.reason}", offset=0, lost_bytes=(first.lost_bytes or 0) + skip
+        )
+    else:
+        scan.damage.insert(0, header_damage)
+    return scan
+
+
 def _add(value: int | None, shift: int) -> int | None:
     return None if value is None else value + shift
 
@@ -619,17 +626,19 @@ def reindex(path: str | os.PathLike[str]) -> LogSummary:
             size = os.fstat(fd).st_size
             try:
                 header: FileHeader | None = read_file_header(fd, data_path)
-            except HeaderDamaged:
+            except HeaderDamaged as exc:
                 header = None
-            if header is None:
-                # An index is tied to its data file by the header's CRC: a file
-                # without a readable header gets no index and is scanned on open.
-                index_path_for(data_path).unlink(missing_ok=True)
-                continue
-            scan = scan_file(fd, data_path, header.size, size, verify=True)
+                header_damage = Damage(path=str(data_path), reason=str(exc), offset=0)
+            if header is not None:
+                scan = scan_file(fd, data_path, header.size, size, verify=True)
+            else:
+                scan = _scan_headerless(fd, data_path, size, header_damage, verify=True)
+                if not scan.chunks and header_damage.reason.endswith("(bad magic)"):
+                    raise LogFormatError(data_path, "not an mcl native data file (bad magic and no chunk)", offset=0)
+            key = file_key(fd, header)
         finally:
             os.close(fd)
-        write_index(data_path, header, scan)
+        write_index(data_path, header, scan, key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LogDamageWarning)
         with NativeSource(p) as source:

@@ -469,7 +469,13 @@ def _stats_to_json(stats: dict[str, TopicStats]) -> dict[str, Any]:
     }
 
 
-def write_index(data_path: Path, header: FileHeader | None, scan: FileScan) -> None:
+def file_key(fd: int, header: FileHeader | None) -> int:
+    """What ties an index to its data file: the header CRC, or for a file with an
+    unreadable header the CRC-32 of its first 64 bytes."""
+    return header.crc if header is not None else _crc(os.pread(fd, 64, 0))
+
+
+def write_index(data_path: Path, header: FileHeader | None, scan: FileScan, key: int) -> None:
     """Write the index of a data file atomically (temporary file, then rename)."""
     doc = {
         "topics": _stats_to_json(scan.topics),
@@ -480,7 +486,7 @@ def write_index(data_path: Path, header: FileHeader | None, scan: FileScan) -> N
     body = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode("utf-8")
     entries = b"".join(INDEX_ENTRY.pack(c.offset, c.length, c.count, c.start_ns, c.end_ns) for c in scan.chunks)
     head = INDEX_HEADER.pack(
-        INDEX_MAGIC, VERSION_MAJOR, VERSION_MINOR, scan.size, header.crc if header else 0, len(body), len(scan.chunks)
+        INDEX_MAGIC, VERSION_MAJOR, VERSION_MINOR, scan.size, key, len(body), len(scan.chunks)
     )
     data = head + body + entries
     data += struct.pack("<I", _crc(data))
@@ -494,7 +500,7 @@ def write_index(data_path: Path, header: FileHeader | None, scan: FileScan) -> N
         raise LogError(f"{target}: cannot write the index: {exc.strerror}") from None
 
 
-def read_index(data_path: Path, header: FileHeader | None, size: int) -> FileScan | None:
+def read_index(data_path: Path, size: int, key: int) -> FileScan | None:
     """The index of a data file, or None if it is missing, damaged or stale."""
     try:
         data = index_path_for(data_path).read_bytes()
@@ -506,7 +512,7 @@ def read_index(data_path: Path, header: FileHeader | None, size: int) -> FileSca
     if _crc(memoryview(data)[:-4]) != crc:
         return None
     _, major, _, data_size, header_crc, json_len, nchunks = INDEX_HEADER.unpack_from(data)
-    if major != VERSION_MAJOR or data_size != size or header is None or header_crc != header.crc:
+    if major != VERSION_MAJOR or data_size != size or header_crc != key:
         return None
     if INDEX_HEADER.size + json_len + nchunks * INDEX_ENTRY.size + 4 != len(data):
         return None
