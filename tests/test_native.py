@@ -284,7 +284,7 @@ def test_index_layout_matches_the_chunks(tmp_path: Path) -> None:
     assert len(index) == INDEX_HEADER.size + INDEX_HEADER.unpack_from(index)[5] + nchunks * INDEX_ENTRY.size + 4
     fd = os.open(data, os.O_RDONLY)
     try:
-        scan = read_index(data, read_file_header(fd, data), data.stat().st_size)
+        scan = read_index(data, data.stat().st_size, read_file_header(fd, data).crc)
     finally:
         os.close(fd)
     assert scan is not None and len(scan.chunks) == nchunks > 5
