@@ -144,7 +144,7 @@ class LatenessStats:
         return {
             "count": self.count,
             "mean_ns": self.total_ns // self.count if self.count else 0,
-            "p50_ns": recent[(n - 1) // 2] if n else 0,
-            "p99_ns": recent[min(n - 1, int(n * 0.99))] if n else 0,
+            "p50_ns": recent[max(0, math.ceil(n * 0.5) - 1)] if n else 0,  # nearest rank
+            "p99_ns": recent[max(0, math.ceil(n * 0.99) - 1)] if n else 0,
             "max_ns": self.max_ns,
         }

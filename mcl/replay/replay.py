@@ -253,6 +253,8 @@ class Replay:
     # -- internals ------------------------------------------------------------------------
 
     def _check(self) -> None:
+        if self._error is None and self._scheduler is not None and self._scheduler.error is not None:
+            self._fail(self._scheduler.error)
         if self._error is not None:
             raise ReplayError(self._error)
         if self._closed:

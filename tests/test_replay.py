@@ -1,0 +1,458 @@
+"""Replay engine: exact delivery, controls, timing, filters, sources (hooks, real worker processes)."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mcl
+from mcl.replay.buffer import BufferData
+from mcl.replay.clock import LatenessStats, ReplayClock
+from mcl.replay.options import ReplayOptions
+from mcl.replay.scheduler import ScheduleBroadcasts
+
+MS = 1_000_000
+
+
+def make_log(path: Path, count: int, step_ns: int, *, topics: tuple[str, ...] = ("a",), start_ns: int = 0) -> Path:
+    """A log of `count` records `step_ns` apart; the payload is the record's index (4 bytes)."""
+    with mcl.LogWriter(path, format="mcl1") as writer:
+        for i in range(count):
+            writer.write(topics[i % len(topics)], i.to_bytes(4, "big"), start_ns + i * step_ns)
+    return path
+
+
+def indices(records: list[mcl.Record]) -> list[int]:
+    return [int.from_bytes(r.payload, "big") for r in records]
+
+
+class Collector:
+    """A hook that keeps what it is given, with its arrival time."""
+
+    def __init__(self) -> None:
+        self.records: list[mcl.Record] = []
+        self.times: list[float] = []
+
+    def __call__(self, record: mcl.Record) -> None:
+        self.times.append(time.monotonic())
+        self.records.append(record)
+
+    def wait_count(self, n: int, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.records) < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return len(self.records) >= n
+
+
+def test_replays_every_record_in_order(sample_logs: Path) -> None:
+    """The original MCL dataset replays into a hook: 30 records, same order and bytes as open_log."""
+    log = sample_logs / "mcl-v1-dataset"
+    with mcl.open_log(log) as reader:
+        expected = list(reader)
+    got = Collector()
+    with mcl.Replay(log, speed=math.inf, hooks=[got]) as replay:
+        replay.start()
+        assert replay.wait(30)
+        status = replay.status()
+    assert got.records == expected
+    assert status.state == "finished" and status.sent == 30
+
+
+def test_start_after_end_replays_from_beginning(tmp_path: Path) -> None:
+    """start() after a finished pass plays the whole log again (the original sent nothing)."""
+    log = make_log(tmp_path / "log", 20, 1 * MS)
+    got = Collector()
+    with mcl.Replay(log, speed=50, hooks=[got]) as replay:
+        replay.start()
+        assert replay.wait(30)
+        replay.start()
+        assert replay.wait(30)
+    assert indices(got.records) == list(range(20)) * 2
+
+
+def test_pause_stops_the_clock_and_keeps_spacing(tmp_path: Path) -> None:
+    """After a pause, the next record waits its remaining time and the following keep their spacing."""
+    log = make_log(tmp_path / "log", 3, 300 * MS)
+    got = Collector()
+    with mcl.Replay(log, hooks=[got]) as replay:
+        replay.start()
+        assert got.wait_count(1)
+        time.sleep(0.1)
+        replay.pause()
+        assert len(got.records) == 1
+        time.sleep(0.5)
+        replay.start()
+        assert replay.wait(30)
+    gap1 = got.times[1] - got.times[0]
+    gap2 = got.times[2] - got.times[1]
+    assert gap1 >= 0.75  # 0.1 played + 0.5 paused + 0.2 left
+    assert 0.25 <= gap2 <= 0.5  # recorded spacing 0.3 s, no burst
+
+
+def test_seek_plays_from_the_first_record_at_or_after(tmp_path: Path) -> None:
+    """seek(t) while paused, then start(): records from the first at or after t, to the end."""
+    log = make_log(tmp_path / "log", 50, 10 * MS)
+    got = Collector()
+    with mcl.Replay(log, speed=math.inf, hooks=[got]) as replay:
+        replay.seek(0.2051)
+        assert replay.status().state == "paused"
+        replay.start()
+        assert replay.wait(30)
+    assert indices(got.records) == list(range(21, 50))
+
+
+def test_step_sends_exactly_one_record(tmp_path: Path) -> None:
+    """step() pauses and publishes the next record only; False at the end."""
+    log = make_log(tmp_path / "log", 3, 1000 * MS)
+    got = Collector()
+    with mcl.Replay(log, hooks=[got]) as replay:
+        assert replay.step() is True
+        assert indices(got.records) == [0]
+        assert replay.step() is True
+        assert indices(got.records) == [0, 1]
+        status = replay.status()
+        assert status.state == "paused" and status.position_ns == 1000 * MS
+        assert replay.step() is True
+        assert replay.step() is False
+    assert indices(got.records) == [0, 1, 2]
+
+
+def test_speed_change_while_playing(tmp_path: Path) -> None:
+    """Raising the speed while playing finishes the rest at once; status reports the speed."""
+    log = make_log(tmp_path / "log", 30, 100 * MS)  # 2.9 s at speed 1
+    got = Collector()
+    with mcl.Replay(log, hooks=[got]) as replay:
+        replay.start()
+        assert got.wait_count(2)
+        began = time.monotonic()
+        replay.speed = math.inf
+        assert replay.wait(30)
+        assert time.monotonic() - began < 2.0
+        assert replay.speed == math.inf
+    assert indices(got.records) == list(range(30))
+
+
+def test_stop_goes_back_to_the_beginning(tmp_path: Path) -> None:
+    """stop() pauses at the start with counts reset; start() replays everything."""
+    log = make_log(tmp_path / "log", 40, 50 * MS)
+    got = Collector()
+    with mcl.Replay(log, speed=4, hooks=[got]) as replay:
+        replay.start()
+        assert got.wait_count(3)
+        replay.stop()
+        status = replay.status()
+        assert status.state == "paused" and status.sent == 0 and status.position_ns == 0
+        first_pass = len(got.records)
+        replay.speed = math.inf
+        replay.start()
+        assert replay.wait(30)
+    assert indices(got.records) == list(range(first_pass)) + list(range(40))
+
+
+def test_status_reports_progress_and_lateness(tmp_path: Path) -> None:
+    """status(): window, position, sent, paused state and lateness statistics."""
+    log = make_log(tmp_path / "log", 21, 10 * MS, start_ns=100 * MS)
+    with mcl.Replay(log, speed=5, hooks=[lambda r: None]) as replay:
+        idle = replay.status()
+        assert idle.state == "idle" and idle.start_ns == 100 * MS and idle.end_ns == 300 * MS
+        assert idle.duration_ns == 200 * MS
+        replay.start()
+        assert replay.wait(30)
+        done = replay.status()
+    assert done.state == "finished" and done.sent == 21 and done.progress == 1.0
+    assert done.lateness["count"] == 21
+    assert 0 <= done.lateness["p50_ns"] <= done.lateness["p99_ns"] <= done.lateness["max_ns"]
+    assert done.lateness["p50_ns"] < 50 * MS  # generous: a loaded machine
+    assert done.to_dict()["duration"] == pytest.approx(0.2)
+
+
+def test_loop_plays_again_until_stopped(tmp_path: Path) -> None:
+    """loop=True starts over at the end; every pass is complete and in order."""
+    log = make_log(tmp_path / "log", 10, 1 * MS)
+    got = Collector()
+    with mcl.Replay(log, speed=math.inf, hooks=[got], loop=True) as replay:
+        replay.start()
+        assert got.wait_count(35)
+        replay.pause()
+        passes = replay.status().passes
+    seen = indices(got.records)
+    assert passes >= 3
+    assert seen == [i % 10 for i in range(len(seen))]
+
+
+def test_selection_topics_exclude_remap_window(tmp_path: Path) -> None:
+    """topics, exclude, remap and the start/end window select and rename records."""
+    log = make_log(tmp_path / "log", 30, 10 * MS, topics=("a", "b", "c"))
+    got = Collector()
+    with mcl.Replay(
+        log, speed=math.inf, hooks=[got], topics=["a", "b"], exclude="^b$", remap=["a:=/x/a"], start=0.05, end=0.2
+    ) as replay:
+        replay.start()
+        assert replay.wait(30)
+    assert [(r.topic, int.from_bytes(r.payload, "big")) for r in got.records] == [
+        ("/x/a", i) for i in range(6, 21, 3)
+    ]
+
+
+class ListReader:
+    """A reader with the original protocol over a list (picklable, defined at module level)."""
+
+    def __init__(self, items: list[tuple[float, str, object]]) -> None:
+        self.items = items
+        self.index = 0
+
+    def read(self) -> dict[str, object] | None:
+        if self.index >= len(self.items):
+            return None
+        elapsed, topic, payload = self.items[self.index]
+        self.index += 1
+        return {"elapsed_time": elapsed, "topic": topic, "payload": payload}
+
+    def is_data_pending(self) -> bool:
+        return self.index < len(self.items)
+
+    def reset(self) -> None:
+        self.index = 0
+
+
+def test_sources_reader_protocol_and_read_directory(sample_logs: Path) -> None:
+    """A reader object (payloads encoded if not bytes) and mcl.ReadDirectory are replay sources."""
+    got = Collector()
+    reader = ListReader([(0.0, "x", b"raw"), (0.01, "y", {"name": "M", "v": 1})])
+    with mcl.Replay(reader, speed=math.inf, hooks=[got]) as replay:
+        replay.start()
+        assert replay.wait(30)
+    assert [(r.elapsed_ns, r.topic) for r in got.records] == [(0, "x"), (10 * MS, "y")]
+    assert got.records[0].payload == b"raw"
+    assert mcl.message.unpack(got.records[1].payload) == {"name": "M", "v": 1}
+
+    got2 = Collector()
+    with mcl.ReadDirectory(sample_logs / "mcl-v1-dataset", raw=True) as directory:
+        with mcl.Replay(directory, speed=math.inf, hooks=[got2]) as replay:
+            replay.start()
+            assert replay.wait(30)
+    assert len(got2.records) == 30
+
+
+def test_bad_sources_and_arguments(tmp_path: Path) -> None:
+    """A missing log, a non-reader object, a bad speed or hook fail at once with a clear error."""
+    with pytest.raises(mcl.LogNotFound):
+        mcl.Replay(tmp_path / "missing")
+    with pytest.raises(TypeError, match="replay source"):
+        mcl.Replay(42)
+    log = make_log(tmp_path / "log", 2, MS)
+    with pytest.raises(ValueError, match="speed"):
+        mcl.Replay(log, speed=0)
+    with pytest.raises(TypeError, match="callable"):
+        mcl.Replay(log, hooks=["not callable"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="remap"):
+        mcl.Replay(log, remap=["nonsense"])
+    replay = mcl.Replay(log, hooks=[print])
+    with pytest.raises(RuntimeError, match="never started"):
+        replay.wait(0.1)
+    replay.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        replay.start()
+
+
+def test_hook_error_fails_the_replay(tmp_path: Path) -> None:
+    """A hook that raises stops the replay: wait() raises ReplayError naming the hook."""
+    log = make_log(tmp_path / "log", 5, MS)
+
+    def broken(record: mcl.Record) -> None:
+        raise KeyError("boom")
+
+    with mcl.Replay(log, speed=math.inf, hooks=[broken]) as replay:
+        replay.start()
+        with pytest.raises(mcl.ReplayError, match="broken.*KeyError"):
+            replay.wait(30)
+        assert replay.status().state == "failed"
+
+
+def test_original_style_buffer_and_scheduler(tmp_path: Path) -> None:
+    """BufferData(reader, length) + ScheduleBroadcasts(queue, speed) compose as in the original MCL."""
+    log = make_log(tmp_path / "log", 25, MS)
+    got = Collector()
+    with BufferData(str(log), length=8, options=ReplayOptions(batch_records=4)) as buffer:
+        with ScheduleBroadcasts(buffer.queue, speed=100, hooks=[got]) as scheduler:
+            buffer.start()
+            scheduler.start()
+            assert scheduler.wait_finished(0, 30)
+    assert indices(got.records) == list(range(25))
+
+
+def test_buffer_batches_are_bounded(tmp_path: Path) -> None:
+    """Queue items are batches bounded by record count and bytes; the pass ends with an end mark."""
+    with mcl.LogWriter(tmp_path / "log", format="mcl1") as writer:
+        for i in range(20):
+            writer.write("t", bytes(100 if i != 7 else 5000), i * MS)
+    options = ReplayOptions(batch_records=6, batch_bytes=1000, read_ahead=12)
+    with BufferData(str(tmp_path / "log"), length=12, options=options) as buffer:
+        buffer.start()
+        batches = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            generation, records, end = buffer.queue.get(timeout=30)
+            batches.append(records)
+            if end:
+                break
+    assert sum(len(b) for b in batches) == 20
+    for batch in batches:
+        assert len(batch) <= 6
+        assert sum(len(r[2]) for r in batch) < 1000 + 5000
+        assert len(batch) == 1 or sum(len(r[2]) for r in batch[:-1]) < 1000
+
+
+def test_clock_pause_resume_speed_seek() -> None:
+    """ReplayClock maps log time to wall time through pause, resume, speed change and seek."""
+    now = [1_000]
+    clock = ReplayClock(2.0, paused=False, now=lambda: now[0])
+    assert clock.position_ns is None
+    clock.anchor(500)
+    assert clock.due_ns(700) == 1_100  # 200 log ns at speed 2
+    now[0] = 1_050
+    assert clock.position_ns == 600
+    clock.pause()
+    now[0] = 9_000
+    assert clock.position_ns == 600  # frozen
+    clock.resume()
+    assert clock.due_ns(700) == 9_050  # 100 log ns left at speed 2
+    clock.set_speed(1.0)
+    assert clock.due_ns(700) == 9_100
+    clock.set_position(10_000)
+    assert clock.position_ns == 10_000 and clock.due_ns(10_010) == 9_010
+    clock.set_speed(math.inf)
+    assert clock.due_ns(99_999) <= now[0]
+    with pytest.raises(ValueError):
+        clock.set_speed(-1)
+
+
+def test_lateness_stats() -> None:
+    """Lateness statistics: count, mean, percentiles and max; early counts as 0."""
+    stats = LatenessStats(window=100)
+    for late in range(-5, 100):
+        stats.add(late)
+    snap = stats.snapshot()
+    assert snap["count"] == 105 and snap["max_ns"] == 99
+    assert snap["p50_ns"] == 49 and snap["p99_ns"] == 98
+
+
+# -- property: exactly once, in order, whatever the controls -------------------------------
+
+N_RECORDS = 30
+STEP_NS = 5 * MS
+
+operations = st.lists(
+    st.one_of(
+        st.tuples(st.just("start")),
+        st.tuples(st.just("pause")),
+        st.tuples(st.just("stop")),
+        st.tuples(st.just("step")),
+        st.tuples(st.just("seek"), st.integers(0, N_RECORDS + 2)),
+        st.tuples(st.just("speed"), st.sampled_from([2.0, 10.0, 50.0, math.inf])),
+        st.tuples(st.just("sleep"), st.floats(0, 0.03)),
+    ),
+    max_size=10,
+)
+
+
+def explains(delivered: list[int], segments: list[tuple[str, int]], n: int) -> bool:
+    """True if `delivered` is a concatenation of runs, one per segment, the last one complete.
+
+    A segment ("seek", s) is a run s, s+1, ... of any length; ("restart", 0)
+    happens only if the run before it had reached the end (start() after the
+    end); the final run must reach the end (the final start() + wait()).
+    """
+    states = {(0, 0, segments[0][1])}  # (index in delivered, segment, next expected record)
+    seen = set()
+    while states:
+        i, k, nxt = states.pop()
+        if (i, k, nxt) in seen:
+            continue
+        seen.add((i, k, nxt))
+        if i == len(delivered) and k == len(segments) - 1 and nxt >= n:
+            return True
+        if i < len(delivered) and delivered[i] == nxt and nxt < n:
+            states.add((i + 1, k, nxt + 1))
+        if k + 1 < len(segments):
+            kind, target = segments[k + 1]
+            if kind == "seek" or nxt >= n:
+                states.add((i, k + 1, target))
+            if kind == "restart":
+                states.add((i, k + 1, nxt))  # start() on an unfinished pass resumes it
+    return False
+
+
+@pytest.fixture(scope="module")
+def control_replay(tmp_path_factory: pytest.TempPathFactory):
+    """One replay reused by every example (stop() between them), with its collector."""
+    log = make_log(tmp_path_factory.mktemp("control") / "log", N_RECORDS, STEP_NS)
+    got = Collector()
+    replay = mcl.Replay(log, hooks=[got], stuck_timeout=30)
+    yield replay, got
+    replay.close()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=operations)
+def test_exactly_once_in_order_under_any_controls(control_replay, ops) -> None:
+    """Random start/pause/stop/step/seek/speed sequences: delivery is exactly the model's runs."""
+    replay, got = control_replay
+    replay.stop()
+    replay.speed = 10.0
+    got.records.clear()
+    segments: list[tuple[str, int]] = [("seek", 0)]
+    paused = True  # known to be paused (so nothing is in flight towards the hooks)
+    for op in ops:
+        if op[0] == "start":
+            replay.start()
+            segments.append(("restart", 0))
+            paused = False
+        elif op[0] == "pause":
+            replay.pause()
+            paused = True
+        elif op[0] == "stop":
+            replay.stop()
+            segments.append(("seek", 0))
+            paused = True
+        elif op[0] == "step":
+            before = len(got.records)
+            stepped = replay.step()
+            if paused:  # exactly one record, delivered before step() returns
+                assert len(got.records) == before + (1 if stepped else 0)
+            paused = True
+        elif op[0] == "seek":
+            replay.seek(max(0.0, op[1] * STEP_NS / 1e9 - 0.001))
+            segments.append(("seek", min(op[1], N_RECORDS)))
+        elif op[0] == "speed":
+            replay.speed = op[1]
+        else:
+            time.sleep(op[1])
+        if paused:
+            count = len(got.records)
+            time.sleep(0.002)
+            assert len(got.records) == count  # paused means nothing more arrives
+    replay.speed = 50.0
+    replay.start()
+    segments.append(("restart", 0))
+    assert replay.wait(30)
+    delivered = indices(got.records)
+    assert explains(delivered, segments, N_RECORDS), (ops, delivered)
+
+
+def test_model_rejects_loss_duplicates_and_disorder() -> None:
+    """The exactness model itself: it rejects a gap, a duplicate, a reorder and an unfinished pass."""
+    segs = [("seek", 0), ("restart", 0)]
+    assert explains([0, 1, 2, 3], segs, 4)
+    assert explains([0, 1, 2, 3, 0, 1, 2, 3], segs, 4)
+    assert not explains([0, 2, 3], segs, 4)
+    assert not explains([0, 1, 1, 2, 3], segs, 4)
+    assert not explains([0, 2, 1, 3], segs, 4)
+    assert not explains([0, 1, 2], segs, 4)
+    assert not explains([0, 1, 0, 1, 2, 3], segs, 4)  # restart before the end
+    assert explains([0, 1, 3], [("seek", 0), ("seek", 3)], 4)
