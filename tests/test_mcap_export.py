@@ -197,3 +197,23 @@ def test_to_json_value_rules() -> None:
     assert to_json_value((1, b"a")) == [1, "YQ=="]
     assert to_json_value(np.array([(1, 2.5)], dtype=[("a", "i4"), ("b", "f8")])) == [[1, 2.5]]
     json.dumps(to_json_value({"x": [math.nan, np.arange(3)]}), allow_nan=False)
+
+
+def test_mcl_convert_writes_mcap_of_the_vehicle_log(sample_logs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`mcl-convert LOG OUT.mcap` writes a JSON MCAP with the same messages per topic as the log, same content."""
+    convert = pytest.importorskip("mcl.cli.convert", reason="mcl-convert is not built yet")
+    vehicle = sample_logs / "vehicle"
+    if not vehicle.is_dir():
+        pytest.skip("sample_logs/vehicle is not generated yet")
+    out = tmp_path / "vehicle.mcap"
+    assert convert.main([str(vehicle), str(out)]) == 0
+    capsys.readouterr()
+    messages = read_mcap(out)
+    with mcl.open_log(vehicle) as reader:
+        records = list(reader)
+        origin = reader.origin_ns
+    assert Counter(c.topic for _, c, _ in messages) == Counter(r.topic for r in records) == {"imu": 1000, "gps": 100, "camera/front": 300}
+    for record, (schema, channel, message) in zip(records, messages):
+        assert (channel.topic, channel.message_encoding, schema.encoding) == (record.topic, "json", "jsonschema")
+        assert message.log_time == origin + record.elapsed_ns
+        assert json.loads(message.data) == to_json_value(unpack(record.payload))
