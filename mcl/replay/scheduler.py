@@ -262,7 +262,8 @@ def _scheduler_main(
                 from mcl.network import Publisher
             except ImportError as exc:
                 raise ReplayError(f"the bus is not available: {exc}") from None
-            publisher = Publisher(options.bus)
+            # A short end-of-stream wait: stopping a replay must not hang.
+            publisher = Publisher(options.bus, close_timeout=0.5)
         worker = _Scheduler(ctx, options, queue, control, events, heartbeat, publisher, with_hooks, paused)
         events.put(("ready",))
         worker.run()
