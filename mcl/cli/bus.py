@@ -1,0 +1,144 @@
+"""Run a bus forwarder (the hub that publishers and subscribers connect to) until stopped.
+
+The bus address names the publisher port; subscribers use port + 1. Without
+--bind it serves the default local bus ($MCL_BUS or tcp://127.0.0.1:26000),
+which mcl programs otherwise serve among themselves (see docs/architecture.md).
+To serve other machines, bind every interface and point each program at
+tcp://THIS_HOST:PORT:
+
+    mcl-bus --bind tcp://0.0.0.0:26000
+
+CURVE security (optional): make keys once with --make-keys, give the
+forwarder its secret certificate and a directory of accepted client public
+keys; clients set MCL_CURVE_SECRET (their .key_secret) and MCL_CURVE_SERVER
+(the forwarder's .key). Unknown clients are refused and logged on stderr.
+SIGINT / SIGTERM stop the forwarder (exit 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from mcl.cli.common import make_parser, print_error, run_main
+from mcl.exceptions import BusError
+
+__all__ = ["add_arguments", "main", "run"]
+
+PROG = "mcl-bus"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bind",
+        metavar="ADDR",
+        help="bus address to serve: tcp://HOST:PORT (PORT and PORT+1 are bound; default: the default bus)",
+    )
+    parser.add_argument(
+        "--hwm",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="messages queued per peer before ZeroMQ drops (default: 1000)",
+    )
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if the ports are taken (e.g. by an mcl program hosting the default bus), wait for them",
+    )
+    parser.add_argument("--curve-secret", metavar="FILE", type=Path, help="the forwarder's CURVE secret certificate")
+    parser.add_argument(
+        "--curve-clients", metavar="DIR", type=Path, help="directory of the public keys (*.key) of accepted clients"
+    )
+    parser.add_argument(
+        "--make-keys",
+        metavar="DIR/NAME",
+        type=Path,
+        help="write a new CURVE key pair DIR/NAME.key and DIR/NAME.key_secret, then exit",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(PROG, __doc__, add_arguments)
+    return run_main(lambda: _bus(parser, parser.parse_args(argv)))
+
+
+def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from mcl.network.forwarder import DEFAULT_HWM, HOST_RETRY_S, Forwarder
+    from mcl.network.security import CurveServer, make_keys
+
+    if args.make_keys is not None:
+        public, secret = make_keys(args.make_keys.parent, args.make_keys.name)
+        if not args.quiet:
+            print(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it)")
+        return 0
+    if (args.curve_secret is None) != (args.curve_clients is None):
+        parser.error("--curve-secret and --curve-clients go together")
+    curve = None
+    if args.curve_secret is not None:
+        if not args.curve_secret.is_file():
+            raise BusError(f"{args.curve_secret}: no such certificate file")
+        curve = CurveServer(args.curve_secret, args.curve_clients)
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    net_log = logging.getLogger("mcl.network")
+    net_log.addHandler(handler)
+    net_log.setLevel(logging.INFO)
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        forwarder = Forwarder(
+            args.bind,
+            hwm=args.hwm or DEFAULT_HWM,
+            curve=curve,
+            retry_s=HOST_RETRY_S if args.wait else None,
+        )
+        try:
+            if args.wait and not forwarder.serving:
+                if not args.quiet:
+                    print(f"{PROG}: waiting for {forwarder.bind_address} to be free", flush=True)
+                while not stop.is_set() and not forwarder.wait_serving(0.2):
+                    pass
+            if forwarder.serving and not args.quiet:
+                bound = forwarder.bind_address
+                port = int(bound.rsplit(":", 1)[1])
+                secure = " (CURVE)" if curve is not None else ""
+                print(
+                    f"{PROG}: serving bus {forwarder.address}{secure}: publishers connect to port {port}, "
+                    f"subscribers to port {port + 1}",
+                    flush=True,
+                )
+            while not stop.wait(0.5):
+                pass
+        finally:
+            forwarder.close()
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        net_log.removeHandler(handler)
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

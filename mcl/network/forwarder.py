@@ -1,0 +1,292 @@
+"""The forwarder (the hub of a bus) and the zero-configuration hosting of the default bus.
+
+A forwarder is ZeroMQ's own XSUB/XPUB proxy (``zmq.proxy``, in C): publishers
+connect to its XSUB socket on the bus port, subscribers to its XPUB socket on
+port + 1, and subscriptions flow back from subscribers to publishers.
+
+Zero configuration: every publisher and subscriber of the default bus (see
+:mod:`mcl.network.address`) holds a lease on a :class:`Forwarder` running in a
+background thread of its own process in *hosting* mode: it tries to bind the
+two well-known ports and, while another process holds them, retries every
+:data:`HOST_RETRY_S` seconds. So exactly one process on the machine serves the
+bus at any time (the OS refuses the second bind), and when that process exits
+another one takes the ports over within a retry interval; ZeroMQ sockets
+reconnect by themselves, so nobody restarts. A long-lived ``mcl-bus`` simply
+holds the ports for good.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+from types import TracebackType
+
+import zmq
+
+from mcl.exceptions import BusError
+from mcl.network.address import BusAddress, parse_bus
+from mcl.network.security import CurveServer
+
+__all__ = ["DEFAULT_HWM", "HOST_RETRY_S", "Forwarder", "BusLease", "lease_bus"]
+
+log = logging.getLogger("mcl.network")
+
+DEFAULT_HWM = 1000  # messages queued per peer and direction before ZeroMQ drops (its default)
+HOST_RETRY_S = 0.5  # seconds between two attempts to take over the default bus ports
+_RANDOM_PORT_TRIES = 64
+
+
+class Forwarder:
+    """An XSUB/XPUB forwarder running in a background thread of this process.
+
+    ``Forwarder("tcp://127.0.0.1:0")`` starts a private bus on two free
+    loopback ports; :attr:`address` is the bus address to give publishers and
+    subscribers. The constructor returns once both ports are bound (BusError
+    if they cannot be) unless `retry_s` is given: then binding is retried in
+    the background every `retry_s` seconds until it succeeds or the forwarder
+    is closed (:attr:`serving` tells whether it holds the ports).
+
+    `hwm` bounds the queue of each peer (messages); `curve` turns on CURVE
+    encryption and client authentication. A context manager; ``close()`` is
+    idempotent and takes a few milliseconds.
+    """
+
+    def __init__(
+        self,
+        bus: str | BusAddress | None = None,
+        *,
+        hwm: int = DEFAULT_HWM,
+        curve: CurveServer | None = None,
+        retry_s: float | None = None,
+    ) -> None:
+        self._requested = parse_bus(bus, allow_any_port=True)
+        self._hwm = int(hwm)
+        self._curve = curve
+        self._retry_s = retry_s
+        self._bound: BusAddress | None = None
+        self._error: BusError | None = None
+        self._ready = threading.Event()
+        self._closing = threading.Event()
+        self._closed = False
+        self._context = zmq.Context(io_threads=1)
+        self._context.linger = 0
+        self._auth = None
+        try:
+            if curve is not None:
+                self._auth = curve.start_authenticator(self._context)
+        except BaseException:
+            self._context.term()
+            raise
+        self._thread = threading.Thread(target=self._run, name=f"mcl-forwarder {self._requested}", daemon=True)
+        self._thread.start()
+        if retry_s is None:
+            self._ready.wait()
+            if self._error is not None:
+                self.close()
+                raise self._error
+
+    # -- public -------------------------------------------------------------------
+    @property
+    def address(self) -> str:
+        """The bus address to connect to (a wildcard host reads as 127.0.0.1)."""
+        bound = self._bound or self._requested
+        host = "127.0.0.1" if bound.host in ("*", "0.0.0.0") else "[::1]" if bound.host == "[::]" else bound.host
+        return str(BusAddress(host, bound.port))
+
+    @property
+    def bind_address(self) -> str:
+        """The address bound, as given (wildcards kept), with the real port."""
+        return str(self._bound or self._requested)
+
+    @property
+    def serving(self) -> bool:
+        """True while this forwarder holds its ports and forwards."""
+        return self._bound is not None and not self._closed
+
+    def wait_serving(self, timeout: float | None = None) -> bool:
+        """Wait until the ports are bound (hosting mode); True when serving."""
+        self._ready.wait(timeout)
+        return self.serving
+
+    def close(self) -> None:
+        """Stop forwarding and release the ports (idempotent, never blocks long)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._closing.set()
+        if self._auth is not None:
+            self._auth.stop()
+        # term() makes the proxy (or a bind in progress) fail with ETERM; the
+        # thread then closes its sockets, which lets term() return.
+        self._context.term()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> Forwarder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "serving" if self.serving else "waiting for its ports"
+        return f"<Forwarder {self.bind_address} {state}>"
+
+    # -- thread ---------------------------------------------------------------------
+    def _socket(self, kind: int) -> zmq.Socket:
+        sock = self._context.socket(kind)
+        sock.linger = 0
+        if self._requested.ipv6 or self._requested.host == "*":
+            sock.ipv6 = True
+        if kind == zmq.XPUB:
+            sock.sndhwm = self._hwm
+        else:
+            sock.rcvhwm = self._hwm
+        if self._curve is not None:
+            self._curve.apply(sock)
+        return sock
+
+    def _bind(self) -> tuple[zmq.Socket, zmq.Socket]:
+        """Bind XSUB on the bus port and XPUB on port + 1 (a free pair for port 0)."""
+        want = self._requested
+        xsub = self._socket(zmq.XSUB)
+        xpub = self._socket(zmq.XPUB)
+        try:
+            if want.port != 0:
+                try:
+                    xsub.bind(want.publish_endpoint)
+                    xpub.bind(want.subscribe_endpoint)
+                except zmq.ZMQError as exc:
+                    raise _bind_error(want, exc) from exc
+                return xsub, xpub
+            for _ in range(_RANDOM_PORT_TRIES):
+                try:
+                    xsub.bind(f"tcp://{want.host}:*")
+                except zmq.ZMQError as exc:
+                    raise _bind_error(want, exc) from exc
+                endpoint = xsub.last_endpoint.decode()
+                port = int(endpoint.rsplit(":", 1)[1])
+                if port < 65535:
+                    try:
+                        xpub.bind(f"tcp://{want.host}:{port + 1}")
+                        self._requested = BusAddress(want.host, port)
+                        return xsub, xpub
+                    except zmq.ZMQError as exc:
+                        if exc.errno != zmq.EADDRINUSE:
+                            raise _bind_error(want, exc) from exc
+                xsub.unbind(endpoint)
+            raise BusError(f"cannot find two free adjacent ports on {want.host}")
+        except BaseException:
+            xsub.close(0)
+            xpub.close(0)
+            raise
+
+    def _run(self) -> None:
+        while True:
+            try:
+                xsub, xpub = self._bind()
+                break
+            except zmq.ContextTerminated:
+                return
+            except BusError as exc:
+                if self._retry_s is None or self._closing.is_set():
+                    self._error = exc
+                    self._ready.set()
+                    return
+                log.debug("%s", exc)
+            except zmq.ZMQError:
+                if self._closing.is_set():
+                    return
+                raise
+            if self._closing.wait(self._retry_s * random.uniform(0.8, 1.2)):
+                return
+        self._bound = self._requested
+        self._ready.set()
+        log.debug("forwarding on %s", self._bound)
+        try:
+            zmq.proxy(xsub, xpub)
+        except zmq.ContextTerminated:
+            pass
+        except zmq.ZMQError as exc:  # pragma: no cover - not expected from a proxy
+            log.error("forwarder on %s stopped: %s", self._bound, exc)
+        finally:
+            xsub.close(0)
+            xpub.close(0)
+
+
+def _bind_error(address: BusAddress, exc: zmq.ZMQError) -> BusError:
+    if exc.errno == zmq.EADDRINUSE:
+        reason = "address already in use (another forwarder, or an mcl program hosting the bus?)"
+    else:
+        reason = str(exc)
+    error = BusError(f"cannot bind the bus {address} (ports {address.port} and {address.port + 1}): {reason}")
+    error.errno = exc.errno  # type: ignore[attr-defined]
+    return error
+
+
+# -- zero-configuration hosting --------------------------------------------------------
+class BusLease:
+    """A hold on the hosting forwarder of a bus; the last close() stops it."""
+
+    def __init__(self, address: BusAddress) -> None:
+        self.address = address
+        self._closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        _release(self.address)
+
+
+_hosts: dict[BusAddress, list] = {}  # address -> [Forwarder, lease count]
+_hosts_pid = os.getpid()
+_hosts_lock = threading.Lock()
+
+
+def lease_bus(address: BusAddress) -> BusLease:
+    """Take part in hosting the bus at `address` (one hosting forwarder per process)."""
+    global _hosts_pid
+    with _hosts_lock:
+        if _hosts_pid != os.getpid():  # a forked child owns none of its parent's threads
+            _hosts.clear()
+            _hosts_pid = os.getpid()
+        entry = _hosts.get(address)
+        if entry is None:
+            entry = _hosts[address] = [Forwarder(address, retry_s=HOST_RETRY_S), 0]
+        entry[1] += 1
+    return BusLease(address)
+
+
+def hosting(address: BusAddress) -> bool:
+    """True when this process currently serves the bus at `address`."""
+    with _hosts_lock:
+        entry = _hosts.get(address)
+        return entry is not None and entry[0].serving
+
+
+def _release(address: BusAddress) -> None:
+    with _hosts_lock:
+        if _hosts_pid != os.getpid():
+            return
+        entry = _hosts.get(address)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] > 0:
+            return
+        del _hosts[address]
+    entry[0].close()
+
+
+@atexit.register
+def _close_hosts() -> None:
+    with _hosts_lock:
+        if _hosts_pid != os.getpid():
+            return
+        entries = list(_hosts.values())
+        _hosts.clear()
+    for forwarder, _ in entries:
+        forwarder.close()

@@ -1,0 +1,247 @@
+"""Publisher: sends messages on topics of a bus, with sequence numbers and end-of-stream."""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import TracebackType
+from typing import Any
+
+import msgpack
+import zmq
+
+from mcl.exceptions import BusError
+from mcl.message import Message, encode
+from mcl.network import wire
+from mcl.network._common import make_id, make_socket, resolve
+from mcl.network.address import BusAddress
+from mcl.network.forwarder import DEFAULT_HWM
+from mcl.network.security import CurveClient
+
+__all__ = ["Publisher"]
+
+log = logging.getLogger("mcl.network")
+
+_DRAIN_EVERY = 256  # publishes between two reads of the subscription messages
+_SNDMORE = zmq.SNDMORE
+_pack_meta = wire.META.pack
+_time_ns = time.time_ns
+
+
+class Publisher:
+    """Publishes messages on a bus (None = the default bus; see :mod:`mcl.network.address`).
+
+    ``publish(topic, payload)`` sends bytes verbatim, a :class:`mcl.Message`
+    as ``msg.encode()`` and any other value as ``mcl.message.encode(value)``.
+    Each message carries this publisher's :attr:`id`, a sequence number per
+    topic (from 0) and the send time, so subscribers count what they miss.
+
+    Options: `hwm` (messages queued towards the forwarder before ZeroMQ drops;
+    drops are counted by subscribers as gaps), `close_timeout` (seconds
+    ``close()`` waits at most for the subscribers to acknowledge the end of
+    stream; 0 = send it once and do not wait: a subscriber must be receiving, in
+    another thread or process, to acknowledge), `provide` (help serve the bus; default: only the
+    default bus on loopback), `curve` (:class:`~mcl.network.security.CurveClient`;
+    default from $MCL_CURVE_SECRET / $MCL_CURVE_SERVER), `id`.
+
+    Not thread-safe: use one publisher per thread. A context manager; ``close()``
+    is idempotent.
+    """
+
+    def __init__(
+        self,
+        bus: str | BusAddress | None = None,
+        *,
+        hwm: int = DEFAULT_HWM,
+        close_timeout: float = 1.0,
+        provide: bool | None = None,
+        curve: CurveClient | None = None,
+        id: str | None = None,
+    ) -> None:
+        self._sock: zmq.Socket | None = None
+        self._lease = None
+        self.id: str = id if id is not None else make_id()
+        self._idb = self.id.encode()
+        self._ack_prefix = wire.ACK_PREFIX + self._idb + b"."
+        self._close_timeout = close_timeout
+        self._topics: dict[str, bytes] = {}
+        self._seqs: dict[bytes, int] = {}  # topic -> next sequence number
+        self._subscribers: set[bytes] = set()  # ids of the subscribers attached now
+        self._joined: dict[bytes, dict[bytes, int]] = {}  # subscriber -> next sequences when first seen
+        self._acked: set[bytes] = set()
+        self._countdown = _DRAIN_EVERY
+        self._address, self._lease = resolve(bus, provide)
+        try:
+            self._sock = make_socket(zmq.XPUB, self._address, hwm, curve)
+            self._sock.connect(self._address.publish_endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise BusError(f"cannot connect a publisher to {self._address}: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+
+    # -- properties -------------------------------------------------------------------
+    @property
+    def bus(self) -> str:
+        """The bus address this publisher sends to."""
+        return str(self._address)
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    @property
+    def subscribers(self) -> int:
+        """How many subscribers are attached to the bus now (as far as seen)."""
+        if self._sock is not None:
+            self._drain()
+        return len(self._subscribers)
+
+    @property
+    def sent(self) -> dict[str, int]:
+        """Messages published so far, per topic."""
+        return {t.decode(): n for t, n in self._seqs.items()}
+
+    # -- publishing -------------------------------------------------------------------
+    def publish(self, topic: str, payload: bytes | Message | Any) -> None:
+        """Send `payload` on `topic` (never blocks: ZeroMQ drops at the high-water mark)."""
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("Cannot publish on a closed Publisher.")
+        tb = self._topics.get(topic)
+        if tb is None:
+            tb = self._add_topic(topic)
+        if type(payload) is bytes or isinstance(payload, (bytes, bytearray, memoryview)):
+            data = payload
+        elif isinstance(payload, Message):
+            data = payload.encode()
+        else:
+            data = encode(payload)
+        seq = self._seqs.get(tb, 0)
+        self._seqs[tb] = seq + 1
+        sock.send(tb, _SNDMORE)
+        sock.send(_pack_meta(1, 0, seq, _time_ns()) + self._idb, _SNDMORE)
+        sock.send(data)
+        self._countdown -= 1
+        if self._countdown <= 0:
+            self._countdown = _DRAIN_EVERY
+            self._drain()
+
+    def _add_topic(self, topic: str) -> bytes:
+        if not isinstance(topic, str):
+            raise TypeError(f"topic must be a str, not {type(topic).__name__}")
+        tb = topic.encode("utf-8")
+        self._topics[topic] = tb
+        return tb
+
+    # -- subscribers --------------------------------------------------------------------
+    def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
+        """Wait until `n` subscribers are attached to the bus; False on timeout.
+
+        A subscriber counts once its topic subscriptions have reached this
+        publisher: from then on it gets every message published (or counts
+        what it misses).
+        """
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("Cannot wait for subscribers on a closed Publisher.")
+        deadline = time.monotonic() + timeout
+        while True:
+            self._drain()
+            if len(self._subscribers) >= n:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            sock.poll(max(1, int(min(remaining, 0.5) * 1000)), zmq.POLLIN)
+
+    def _drain(self) -> None:
+        """Read the subscription messages that reached this publisher."""
+        sock = self._sock
+        assert sock is not None
+        while True:
+            try:
+                msg = sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if not msg:
+                continue
+            subscribe = msg[0] == 1
+            body = msg[1:]
+            if body.startswith(wire.SUB_PREFIX):
+                sid = body[len(wire.SUB_PREFIX) :]
+                if subscribe:
+                    self._subscribers.add(sid)
+                    if sid not in self._joined:
+                        self._joined[sid] = dict(self._seqs)
+                else:
+                    self._subscribers.discard(sid)
+            elif subscribe and body.startswith(self._ack_prefix):
+                self._acked.add(body[len(self._ack_prefix) :])
+
+    # -- end of stream ------------------------------------------------------------------
+    def _send_end(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        table = {
+            "counts": self._seqs,
+            "joined": {sid: self._joined.get(sid, {}) for sid in self._subscribers},
+        }
+        sock.send(wire.END_TOPIC, _SNDMORE)
+        sock.send(_pack_meta(1, wire.KIND_END, 0, _time_ns()) + self._idb, _SNDMORE)
+        sock.send(msgpack.packb(table, use_bin_type=True))
+
+    def _finish(self) -> None:
+        """Send end-of-stream until every attached subscriber acknowledged it, or timeout."""
+        sock = self._sock
+        assert sock is not None
+        deadline = time.monotonic() + self._close_timeout
+        interval = 0.02
+        while True:
+            self._drain()
+            self._send_end()
+            resend = time.monotonic() + interval
+            while True:
+                if not (self._subscribers - self._acked):
+                    return
+                now = time.monotonic()
+                if now >= deadline:
+                    log.debug("publisher %s: %d subscriber(s) did not acknowledge the end", self.id,
+                              len(self._subscribers - self._acked))
+                    return
+                if now >= resend:
+                    break
+                if sock.poll(max(1, int((min(resend, deadline) - now) * 1000)), zmq.POLLIN):
+                    self._drain()
+            interval = min(interval * 2, 0.2)
+
+    def close(self) -> None:
+        """Send end-of-stream (see `close_timeout`), then close the socket (linger 0)."""
+        sock = self._sock
+        try:
+            if sock is not None and self._seqs:
+                try:
+                    if self._close_timeout > 0:
+                        self._finish()
+                    else:
+                        self._drain()
+                        self._send_end()
+                except zmq.ZMQError as exc:  # a closing context: nothing left to tell
+                    log.debug("publisher %s: end of stream not sent: %s", self.id, exc)
+        finally:
+            self._sock = None
+            if sock is not None:
+                sock.close(0)
+            if self._lease is not None:
+                self._lease.close()
+                self._lease = None
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Publisher {self.id} on {self._address}{' closed' if self._sock is None else ''}>"

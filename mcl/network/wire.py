@@ -1,0 +1,58 @@
+"""The bus wire format: frames, metadata struct and the reserved control topics.
+
+Every message is three ZeroMQ frames::
+
+    [topic (UTF-8), metadata (18 + n bytes), payload (bytes, verbatim)]
+
+metadata, little endian::
+
+    offset size  field
+    0      1     format version (1)
+    1      1     kind: 0 data, 1 end-of-stream (see below)
+    2      8     sequence: u64, per publisher and topic, from 0
+    10     8     sent_ns: u64, the sender's time.time_ns() at publish
+    18     n     publisher id (UTF-8, the rest of the frame)
+
+Control topics start with byte 0xFF, which never occurs in UTF-8, so they can
+never collide with (nor sort before) a user topic:
+
+* ``\\xffmcl.end`` (kind 1): sent by a closing publisher; the payload is msgpack
+  ``{"counts": {topic: messages sent}, "joined": {subscriber id: {topic:
+  first sequence sent after that subscriber was seen}}}``. It lets each
+  subscriber count the messages it missed at the tail (and the head).
+* subscriptions ``\\xffmcl.sub.<subscriber id>`` announce a subscriber (a
+  publisher sees it through the forwarder: this is how
+  ``wait_for_subscribers`` counts); it sorts after every user topic, so when a
+  publisher sees it the subscriber's topic subscriptions are already in place.
+* subscriptions ``\\xffmcl.ack.<publisher id>.<subscriber id>`` acknowledge an
+  end-of-stream message to the closing publisher.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = [
+    "ACK_PREFIX",
+    "END_TOPIC",
+    "KIND_DATA",
+    "KIND_END",
+    "META",
+    "SUB_PREFIX",
+    "VERSION",
+]
+
+VERSION = 1
+KIND_DATA = 0
+KIND_END = 1
+META = struct.Struct("<BBQQ")  # version, kind, sequence, sent_ns; publisher id follows
+
+CONTROL = b"\xffmcl."
+END_TOPIC = CONTROL + b"end"
+SUB_PREFIX = CONTROL + b"sub."
+ACK_PREFIX = CONTROL + b"ack."
+
+
+def ack_topic(publisher: bytes, subscriber: bytes) -> bytes:
+    """The subscription by which `subscriber` acknowledges the end of `publisher`."""
+    return ACK_PREFIX + publisher + b"." + subscriber
