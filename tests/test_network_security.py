@@ -1,0 +1,92 @@
+"""Tests of CURVE security on the bus: known keys talk, an unknown key is refused and logged."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from mcl.exceptions import BusError
+from mcl.network import CurveClient, CurveServer, Forwarder, Publisher, Subscriber, make_keys
+
+
+@pytest.fixture()
+def keys(tmp_path: Path) -> dict[str, Path]:
+    """A server key pair, an accepted client and a stranger; clients dir holds only the accepted key."""
+    server_public, server_secret = make_keys(tmp_path / "server", "server")
+    good_public, good_secret = make_keys(tmp_path / "good", "good")
+    _, bad_secret = make_keys(tmp_path / "bad", "bad")
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    (clients / "good.key").write_bytes(good_public.read_bytes())
+    return {"server_public": server_public, "server_secret": server_secret, "clients": clients,
+            "good": good_secret, "bad": bad_secret}
+
+
+def test_curve_known_clients_talk(keys: dict[str, Path]) -> None:
+    """Publisher and subscriber with an accepted key exchange messages through a CURVE forwarder."""
+    good = CurveClient(keys["good"], keys["server_public"])
+    with Forwarder("tcp://127.0.0.1:0", curve=CurveServer(keys["server_secret"], keys["clients"])) as forwarder:
+        with Subscriber(bus=forwarder.address, curve=good) as sub, Publisher(
+            forwarder.address, curve=good, close_timeout=0
+        ) as pub:
+            assert pub.wait_for_subscribers(1, timeout=10)
+            pub.publish("secret", b"payload")
+            got = sub.recv(timeout=5)
+            assert got is not None and got.payload == b"payload"
+
+
+def test_curve_unknown_key_is_refused_and_logged(keys: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """A client whose key is not accepted gets nothing through, and the refusal is logged."""
+    good = CurveClient(keys["good"], keys["server_public"])
+    bad = CurveClient(keys["bad"], keys["server_public"])
+    caplog.set_level(logging.WARNING, logger="mcl.network")
+    with Forwarder("tcp://127.0.0.1:0", curve=CurveServer(keys["server_secret"], keys["clients"])) as forwarder:
+        with Subscriber(bus=forwarder.address, curve=good) as sub, Publisher(
+            forwarder.address, curve=bad, close_timeout=0
+        ) as intruder:
+            assert intruder.wait_for_subscribers(1, timeout=1.0) is False
+            intruder.publish("secret", b"forged")
+            assert sub.recv(timeout=0.3) is None
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any("refused" in r.getMessage() for r in caplog.records):
+                time.sleep(0.05)
+    refusals = [r for r in caplog.records if "refused a bus client" in r.getMessage()]
+    assert refusals and refusals[0].levelno == logging.WARNING
+    assert str(keys["clients"]) in refusals[0].getMessage()
+
+
+def test_curve_plain_client_gets_nothing(keys: dict[str, Path]) -> None:
+    """A client without keys cannot attach to a CURVE bus."""
+    with Forwarder("tcp://127.0.0.1:0", curve=CurveServer(keys["server_secret"], keys["clients"])) as forwarder:
+        with Subscriber(bus=forwarder.address) as sub, Publisher(forwarder.address, close_timeout=0) as pub:
+            assert pub.wait_for_subscribers(1, timeout=0.5) is False
+            pub.publish("x", b"plain")
+            assert sub.recv(timeout=0.2) is None
+
+
+def test_curve_bad_key_files(tmp_path: Path, keys: dict[str, Path]) -> None:
+    """Missing or public-only certificates give a BusError naming the file."""
+    with pytest.raises(BusError, match="cannot read a CURVE certificate"):
+        Publisher("tcp://127.0.0.1:1", curve=CurveClient(tmp_path / "missing", keys["server_public"]))
+    with pytest.raises(BusError, match="holds no secret key"):
+        Subscriber(bus="tcp://127.0.0.1:1", curve=CurveClient(keys["server_public"], keys["server_public"]))
+    with pytest.raises(BusError, match="no such directory"):
+        Forwarder("tcp://127.0.0.1:0", curve=CurveServer(keys["server_secret"], tmp_path / "nope"))
+
+
+def test_curve_keys_from_environment(keys: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """$MCL_CURVE_SECRET and $MCL_CURVE_SERVER configure clients with no code change."""
+    monkeypatch.setenv("MCL_CURVE_SECRET", str(keys["good"]))
+    monkeypatch.setenv("MCL_CURVE_SERVER", str(keys["server_public"]))
+    with Forwarder("tcp://127.0.0.1:0", curve=CurveServer(keys["server_secret"], keys["clients"])) as forwarder:
+        with Subscriber(bus=forwarder.address) as sub, Publisher(forwarder.address, close_timeout=0) as pub:
+            assert pub.wait_for_subscribers(1, timeout=10)
+            pub.publish("env", b"ok")
+            got = sub.recv(timeout=5)
+            assert got is not None and got.payload == b"ok"
+    monkeypatch.delenv("MCL_CURVE_SERVER")
+    with pytest.raises(BusError, match="set both"):
+        Publisher("tcp://127.0.0.1:1")
