@@ -29,6 +29,8 @@ from mcl.log.native_layout import (
     DATA_SUFFIX,
     FILE_MAGIC,
     MAX_TOPICS_PER_CHUNK,
+    MAX_TYPES_PER_TOPIC,
+    TYPE_SAMPLE,
     BadMagic,
     ChunkDamaged,
     ChunkInfo,
@@ -220,7 +222,6 @@ class NativeWriter:
     def _reset_chunk(self) -> None:
         self._ids: dict[str, int] = {}
         self._topic_names: list[str] = []
-        self._topic_types: list[str | None] = []
         self._times = array("q")
         self._tids = array("H")
         self._payloads: list[bytes] = []
@@ -245,7 +246,6 @@ class NativeWriter:
         tid = len(self._topic_names)
         self._ids[topic] = tid
         self._topic_names.append(topic)
-        self._topic_types.append(type_name_of(bytes(payload)))
         return tid
 
     def _write_chunk(self) -> None:
@@ -283,12 +283,22 @@ class NativeWriter:
         lengths = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
         nbytes = np.bincount(ids, weights=lengths, minlength=k)
         ts = np.frombuffer(times, dtype=np.int64)
-        first_idx = np.unique(ids, return_index=True)[1]
-        last_idx = len(ids) - 1 - np.unique(ids[::-1], return_index=True)[1]
-        return [
-            ChunkTopic(name, tn, int(counts[i]), int(nbytes[i]), int(ts[first_idx[i]]), int(ts[last_idx[i]]))
-            for i, (name, tn) in enumerate(zip(self._topic_names, self._topic_types))
-        ]
+        # Records of each topic, in time order: a stable sort by topic id.
+        by_topic = np.split(np.argsort(ids, kind="stable"), np.cumsum(counts)[:-1])
+        topics = []
+        for name, rows in zip(self._topic_names, by_topic):
+            # Type names of up to TYPE_SAMPLE records, evenly spread, first and last included.
+            picks = rows if len(rows) <= TYPE_SAMPLE else rows[np.linspace(0, len(rows) - 1, TYPE_SAMPLE).astype(np.int64)]
+            types: list[str] = []
+            for i in picks.tolist():
+                type_name = type_name_of(payloads[i])
+                if type_name is not None and type_name not in types and len(types) < MAX_TYPES_PER_TOPIC:
+                    types.append(type_name)
+            tid = len(topics)
+            topics.append(
+                ChunkTopic(name, types, int(counts[tid]), int(nbytes[tid]), int(ts[rows[0]]), int(ts[rows[-1]]))
+            )
+        return topics
 
     # -- files -------------------------------------------------------------------------
     def _write_all(self, data: bytes) -> None:

@@ -49,6 +49,8 @@ COMPRESSION_ZSTD = 1
 COMPRESSION_NAMES = {COMPRESSION_NONE: "none", COMPRESSION_ZSTD: "zstd"}
 
 MAX_TOPICS_PER_CHUNK = 0xFFFF
+MAX_TYPES_PER_TOPIC = 0xFF
+TYPE_SAMPLE = 64  # records per topic per chunk whose type name is read
 MAX_CHUNK_BYTES = 0xFFFF_FFFF  # lengths are u32
 _RESYNC_BLOCK = 1 << 20
 _LITTLE = sys.byteorder == "little"
@@ -149,7 +151,7 @@ class ChunkTopic:
     """One entry of a chunk's topic table."""
 
     name: str
-    type_name: str | None
+    types: list[str]  # message type names seen (empty: raw data); see docs/log-format.md
     messages: int
     bytes: int
     first_ns: int
@@ -172,8 +174,10 @@ def encode_topic_table(topics: list[ChunkTopic]) -> bytes:
     parts = [struct.pack("<H", len(topics))]
     for t in topics:
         name = t.name.encode("utf-8")
-        type_name = (t.type_name or "").encode("utf-8")
-        parts.append(struct.pack("<H", len(name)) + name + struct.pack("<H", len(type_name)) + type_name)
+        parts.append(struct.pack("<H", len(name)) + name + struct.pack("<B", len(t.types)))
+        for type_name in t.types:
+            encoded = type_name.encode("utf-8")
+            parts.append(struct.pack("<H", len(encoded)) + encoded)
         parts.append(TOPIC_STATS.pack(t.messages, t.bytes, t.first_ns, t.last_ns))
     return b"".join(parts)
 
@@ -187,12 +191,16 @@ def decode_topic_table(data: bytes) -> list[ChunkTopic]:
         (ln,) = struct.unpack_from("<H", data, pos)
         name = data[pos + 2 : pos + 2 + ln].decode("utf-8")
         pos += 2 + ln
-        (lt,) = struct.unpack_from("<H", data, pos)
-        type_name = data[pos + 2 : pos + 2 + lt].decode("utf-8") or None
-        pos += 2 + lt
+        (ntypes,) = struct.unpack_from("<B", data, pos)
+        pos += 1
+        types = []
+        for _ in range(ntypes):
+            (lt,) = struct.unpack_from("<H", data, pos)
+            types.append(data[pos + 2 : pos + 2 + lt].decode("utf-8"))
+            pos += 2 + lt
         messages, nbytes, first, last = TOPIC_STATS.unpack_from(data, pos)
         pos += TOPIC_STATS.size
-        topics.append(ChunkTopic(name, type_name, messages, nbytes, first, last))
+        topics.append(ChunkTopic(name, types, messages, nbytes, first, last))
     if pos != len(data):
         raise ValueError("topic table has trailing bytes")
     return topics
@@ -378,8 +386,7 @@ def add_topic_stats(stats: dict[str, TopicStats], topics: list[ChunkTopic]) -> N
             s = stats[t.name] = TopicStats()
         s.messages += t.messages
         s.bytes += t.bytes
-        if t.type_name:
-            s.types.add(t.type_name)
+        s.types.update(t.types)
         s.first_ns = t.first_ns if s.first_ns is None else min(s.first_ns, t.first_ns)
         s.last_ns = t.last_ns if s.last_ns is None else max(s.last_ns, t.last_ns)
 
