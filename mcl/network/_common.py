@@ -35,7 +35,7 @@ def resolve(bus: str | BusAddress | None, provide: bool | None) -> tuple[BusAddr
 
 def make_socket(kind: int, address: BusAddress, hwm: int, curve: CurveClient | None) -> zmq.Socket:
     """A socket of this process's context with linger 0, the HWM and the keys set."""
-    sock = zmq.Context.instance().socket(kind)
+    sock: zmq.Socket = zmq.Context.instance().socket(kind)
     try:
         sock.linger = 0
         if kind in (zmq.PUB, zmq.XPUB):

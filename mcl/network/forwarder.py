@@ -23,6 +23,7 @@ import os
 import random
 import threading
 from types import TracebackType
+from typing import Any
 
 import zmq
 
@@ -166,7 +167,7 @@ class Forwarder:
                     xsub.bind(f"tcp://{want.host}:*")
                 except zmq.ZMQError as exc:
                     raise _bind_error(want, exc) from exc
-                endpoint = xsub.last_endpoint.decode()
+                endpoint = xsub.getsockopt_string(zmq.LAST_ENDPOINT)
                 port = int(endpoint.rsplit(":", 1)[1])
                 if port < 65535:
                     try:
@@ -241,7 +242,7 @@ class BusLease:
         _release(self.address)
 
 
-_hosts: dict[BusAddress, list] = {}  # address -> [Forwarder, lease count]
+_hosts: dict[BusAddress, list[Any]] = {}  # address -> [Forwarder, lease count]
 _hosts_pid = os.getpid()
 _hosts_lock = threading.Lock()
 

@@ -23,6 +23,7 @@ __all__ = ["Publisher"]
 log = logging.getLogger("mcl.network")
 
 _DRAIN_EVERY = 256  # publishes between two reads of the subscription messages
+_ZERO_COPY_BYTES = 65536  # pyzmq's copy threshold: larger frames are sent without a copy
 _SNDMORE = zmq.SNDMORE
 _pack_meta = wire.META.pack
 _time_ns = time.time_ns
@@ -122,7 +123,10 @@ class Publisher:
         self._seqs[tb] = seq + 1
         sock.send(tb, _SNDMORE)
         sock.send(_pack_meta(1, 0, seq, _time_ns()) + self._idb, _SNDMORE)
-        sock.send(data)
+        if len(data) < _ZERO_COPY_BYTES:
+            sock.send(data)
+        else:  # large payloads: hand the buffer to ZeroMQ instead of copying it
+            sock.send(data, copy=False)
         self._countdown -= 1
         if self._countdown <= 0:
             self._countdown = _DRAIN_EVERY
