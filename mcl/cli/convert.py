@@ -99,7 +99,7 @@ def convert(
             return _write_mcap(reader, out)
         origin = reader.origin_ns if reader.origin_ns is not None else 0
         count = 0
-        with LogWriter(
+        writer = LogWriter(
             out,
             format,
             origin_ns=origin,
@@ -107,11 +107,14 @@ def convert(
             split_size=split_size,
             split_duration=split_duration,
             **options,
-        ) as writer:
+        )
+        try:
             write = writer.write_record
             for record in reader:
                 write(record)
                 count += 1
+        finally:
+            writer.close()
     return count
 
 

@@ -162,6 +162,8 @@ class NativeWriter:
         self._fd = -1
         self._file_index = -1
         self._files: list[Path] = []
+        self._last_ns = 0  # time of the last record written (to notice records out of order)
+        self._flush_at_ns = 0  # monotonic ns when the buffered records are due as a chunk
         self._reset_chunk()
         self._open_next_file()
 
@@ -285,7 +287,7 @@ class NativeWriter:
         ts = np.frombuffer(times, dtype=np.int64)
         # Records of each topic, in time order: a stable sort by topic id.
         by_topic = np.split(np.argsort(ids, kind="stable"), np.cumsum(counts)[:-1])
-        topics = []
+        topics: list[ChunkTopic] = []
         for name, rows in zip(self._topic_names, by_topic):
             # Type names of up to TYPE_SAMPLE records, evenly spread, first and last included.
             picks = rows if len(rows) <= TYPE_SAMPLE else rows[np.linspace(0, len(rows) - 1, TYPE_SAMPLE).astype(np.int64)]
