@@ -14,7 +14,7 @@ from typing import Any
 
 from mcl.exceptions import ReplayError
 from mcl.replay.options import NS_PER_S, ReplayOptions
-from mcl.replay.worker import WorkerContext, beat, main_hidden, parent_alive, setup_worker
+from mcl.replay.worker import WorkerContext, beat, main_hidden, sigint_blocked, parent_alive, setup_worker
 
 __all__ = ["BufferData", "SourceSpec", "make_source_spec", "iter_source", "END"]
 
@@ -205,7 +205,7 @@ class BufferData:
             name="mcl-replay: buffer",
             daemon=True,
         )
-        with main_hidden(self.spec.reader is None):
+        with sigint_blocked(), main_hidden(self.spec.reader is None):
             self._process.start()
 
     def is_alive(self) -> bool:

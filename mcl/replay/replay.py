@@ -13,7 +13,7 @@ from mcl.replay.buffer import BufferData, SourceSpec, make_source_spec
 from mcl.replay.clock import check_speed
 from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, parse_remap
 from mcl.replay.scheduler import Hook, ScheduleBroadcasts
-from mcl.replay.worker import heartbeat_age
+from mcl.replay.worker import heartbeat_age, sigint_blocked
 
 __all__ = ["Replay"]
 
@@ -270,8 +270,9 @@ class Replay:
             from dataclasses import replace
 
             options = replace(options, speed=self._speed)
-        buffer = BufferData(self._spec, options.read_ahead, options=options)
-        scheduler = ScheduleBroadcasts(buffer.queue, self._speed, hooks=self.hooks, options=options, paused=True)
+        with sigint_blocked():  # the queues may start multiprocessing's resource tracker
+            buffer = BufferData(self._spec, options.read_ahead, options=options)
+            scheduler = ScheduleBroadcasts(buffer.queue, self._speed, hooks=self.hooks, options=options, paused=True)
         self._buffer, self._scheduler = buffer, scheduler
         try:
             buffer.start()

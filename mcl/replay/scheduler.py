@@ -20,7 +20,7 @@ from mcl.log.record import Record
 from mcl.replay.buffer import Batch
 from mcl.replay.clock import LatenessStats, ReplayClock, check_speed
 from mcl.replay.options import NS_PER_S, ReplayOptions
-from mcl.replay.worker import WorkerContext, beat, main_hidden, parent_alive, set_fine_timer_slack, setup_worker
+from mcl.replay.worker import WorkerContext, beat, main_hidden, sigint_blocked, parent_alive, set_fine_timer_slack, setup_worker
 
 __all__ = ["ScheduleBroadcasts", "Hook"]
 
@@ -98,7 +98,7 @@ class ScheduleBroadcasts:
             name="mcl-replay: broadcast",
             daemon=True,
         )
-        with main_hidden():
+        with sigint_blocked(), main_hidden():
             self._process.start()
         self._thread = threading.Thread(target=self._deliver, name="mcl-replay: hooks", daemon=True)
         self._thread.start()

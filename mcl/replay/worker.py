@@ -7,12 +7,13 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 import time
 from multiprocessing.sharedctypes import Synchronized
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["WorkerContext", "setup_worker", "parent_alive", "beat", "heartbeat_age", "main_hidden"]
+__all__ = ["WorkerContext", "setup_worker", "parent_alive", "beat", "heartbeat_age", "main_hidden", "sigint_blocked"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_TIMERSLACK = 29
@@ -54,6 +55,7 @@ def setup_worker(ctx: WorkerContext) -> None:
         pass
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by sigint_blocked()
     if ctx.death_signal:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if not parent_alive(ctx):  # the parent died before prctl took effect
@@ -106,3 +108,21 @@ def main_hidden(hide: bool = True) -> Iterator[None]:
     finally:
         main.__dict__.pop("__spec__", None)
         main.__dict__.update(saved)
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Start child processes with SIGINT blocked (the mask is inherited through fork and exec).
+
+    A Ctrl-C while a worker bootstraps would otherwise print a traceback from
+    it; the worker ignores SIGINT and unblocks it in :func:`setup_worker`.
+    The parent gets its own SIGINT as soon as the block ends.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives SIGINT
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -1,0 +1,395 @@
+"""Replay logs onto the bus at their recorded timing, with live progress and controls.
+
+Keys (in a terminal): space pause/resume, s step one message, left/right seek
+-5/+5 s, up/down speed, q quit. Without a terminal, plain progress lines are
+printed once a second. Times are seconds of log time from the log's time
+origin (the elapsed times of mcl-cat). --control ADDR serves JSON requests
+(status, pause, resume, stop, step, seek, speed, quit) on a ZeroMQ REP socket:
+see docs/architecture.md, "Replay".
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import select
+import signal
+import sys
+import termios
+import threading
+import time
+import tty
+from collections import deque
+from contextlib import ExitStack
+from types import FrameType
+from typing import Any, TextIO
+
+from mcl.cli.common import comma_list, make_parser, non_negative_seconds, run_main
+from mcl.exceptions import ReplayError
+from mcl.replay.options import NS_PER_S, ReplayStatus, parse_remap
+
+__all__ = ["add_arguments", "main", "run"]
+
+PROG = "mcl-replay"
+SEEK_STEP_S = 5.0
+SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
+    return value
+
+
+def _regex(text: str) -> str:
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {exc}") from None
+    return text
+
+
+def _remap(text: str) -> str:
+    try:
+        parse_remap(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("logs", nargs="+", metavar="LOG", help="log directories or files (several are merged by time)")
+    timing = parser.add_argument_group("timing")
+    timing.add_argument("--speed", type=_positive_float, default=1.0, metavar="X", help="replay rate (default 1.0)")
+    timing.add_argument("--max-speed", action="store_true", help="as fast as possible (in order, nothing dropped)")
+    timing.add_argument("--loop", action="store_true", help="start again at the end, until quit")
+    timing.add_argument("--start-offset", type=non_negative_seconds, metavar="S", help="start at log time S")
+    end = timing.add_mutually_exclusive_group()
+    end.add_argument("--until", type=non_negative_seconds, metavar="S", help="stop after log time S")
+    end.add_argument("--duration", type=non_negative_seconds, metavar="S", help="play S seconds of log time")
+    timing.add_argument("--start-paused", action="store_true", help="start paused (space or a control request plays)")
+    timing.add_argument("--delay", type=non_negative_seconds, default=0.0, metavar="S", help="wait S seconds before each pass")
+    selection = parser.add_argument_group("selection")
+    selection.add_argument("--topics", type=comma_list, action="extend", metavar="T[,T...]", help="only these topics")
+    selection.add_argument("--exclude", type=_regex, metavar="REGEX", help="drop topics matching REGEX")
+    selection.add_argument("--remap", type=_remap, action="append", default=[], metavar="OLD:=NEW", help="rename a topic (repeatable)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--bus", metavar="ADDR", help="bus address (default: $MCL_BUS or the local default bus)")
+    output.add_argument("--wait-for-subscribers", type=_count, default=0, metavar="N", help="hold the first message until N subscribers are connected")
+    output.add_argument("--dry-run", action="store_true", help="publish nothing: timing and progress only")
+    output.add_argument("--read-ahead", type=_positive_int, default=5000, metavar="N", help="messages buffered ahead (default 5000)")
+    output.add_argument("--control", metavar="ADDR", help="serve remote control requests on ADDR (PORT, HOST:PORT, tcp://...; port 0: any)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser(PROG, __doc__, add_arguments)
+    return run_main(lambda: _replay(parser.parse_args(argv)))
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+def _replay(args: argparse.Namespace) -> int:
+    import mcl
+    from mcl.replay import Replay
+
+    if args.bus is not None and not args.dry_run:
+        from mcl.network import parse_bus
+
+        parse_bus(args.bus)  # a bad address is bad input: say so before starting anything
+    end = args.until
+    if args.duration is not None:
+        start = args.start_offset
+        if start is None:
+            with mcl.open_log(*args.logs, topics=args.topics) as reader:
+                first = next(iter(reader.iter_records()), None)
+            start = 0.0 if first is None else first.elapsed_ns / NS_PER_S
+        end = start + args.duration
+    try:
+        replay = Replay(
+            args.logs,
+            math.inf if args.max_speed else args.speed,
+            bus=args.bus,
+            publish=not args.dry_run,
+            loop=args.loop,
+            start=args.start_offset,
+            end=end,
+            topics=args.topics,
+            exclude=args.exclude,
+            remap=args.remap,
+            delay=args.delay,
+            read_ahead=args.read_ahead,
+            wait_for_subscribers=args.wait_for_subscribers,
+        )
+    except ValueError as exc:
+        raise ReplayError(str(exc)) from None
+    quit_requested = threading.Event()
+    with ExitStack() as stack:
+        stack.enter_context(replay)
+        stack.enter_context(_exit_on_sigterm())
+        keys = stack.enter_context(KeyReader(sys.stdin)) if _is_tty(sys.stdin) else None
+        display: Display = RichDisplay(keys is not None) if _is_tty(sys.stdout) else PlainDisplay(sys.stdout)
+        stack.enter_context(display)
+        if args.start_paused:
+            replay.pause()
+        else:
+            replay.start()
+        if args.control is not None:
+            from mcl.replay.control import ControlServer
+
+            server = stack.enter_context(ControlServer(replay, args.control, on_quit=quit_requested.set))
+            print(f"control: {server.address}", flush=True)
+        status = _run(replay, keys, display, quit_requested)
+        display.final(status)
+    return 0
+
+
+def _run(replay: Any, keys: KeyReader | None, display: Display, quit_requested: threading.Event) -> ReplayStatus:
+    while True:
+        status = replay.status()
+        if status.state == "failed":
+            raise ReplayError(status.error or "the replay failed")
+        display.update(status)
+        if status.finished or quit_requested.is_set():
+            return status
+        if keys is None:
+            quit_requested.wait(0.1)
+            continue
+        for key in keys.read(0.1):
+            if key == "q":
+                return replay.status()
+            _on_key(replay, key, status)
+
+
+def _on_key(replay: Any, key: str, status: ReplayStatus) -> None:
+    if key == " ":
+        if status.state in ("playing", "waiting"):
+            replay.pause()
+        else:
+            replay.start()
+    elif key == "s":
+        replay.step()
+    elif key in ("left", "right"):
+        position = (status.position_ns or 0) / NS_PER_S + (SEEK_STEP_S if key == "right" else -SEEK_STEP_S)
+        low = (status.start_ns or 0) / NS_PER_S
+        high = (status.end_ns or 0) / NS_PER_S if status.end_ns is not None else position
+        replay.seek(max(low, min(position, high)))
+    elif key in ("up", "down"):
+        replay.speed = _next_speed(replay.speed, up=key == "up")
+
+
+def _next_speed(speed: float, *, up: bool) -> float:
+    """The next rung of the speed ladder (up from infinity stays; down from it goes to the top)."""
+    if math.isinf(speed):
+        return speed if up else SPEEDS[-1]
+    if up:
+        return next((s for s in SPEEDS if s > speed * 1.001), SPEEDS[-1])
+    return next((s for s in reversed(SPEEDS) if s < speed * 0.999), SPEEDS[0])
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class _exit_on_sigterm:
+    """SIGTERM ends the command like Ctrl-C does: cleanly, workers stopped, terminal restored."""
+
+    def __enter__(self) -> _exit_on_sigterm:
+        self._old = signal.signal(signal.SIGTERM, self._handler)
+        return self
+
+    @staticmethod
+    def _handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    def __exit__(self, *exc: object) -> None:
+        signal.signal(signal.SIGTERM, self._old)
+
+
+class KeyReader:
+    """Single key presses from a terminal (cbreak mode: no echo, no line buffering, Ctrl-C kept).
+
+    The terminal settings are restored on exit, whatever ends the program
+    (Ctrl-C, SIGTERM, an error).
+    """
+
+    _SEQUENCES = {"\x1b[A": "up", "\x1b[B": "down", "\x1b[C": "right", "\x1b[D": "left"}
+
+    def __init__(self, stream: TextIO) -> None:
+        self.fd = stream.fileno()
+        self._saved: list[Any] | None = None
+
+    def __enter__(self) -> KeyReader:
+        self._saved = termios.tcgetattr(self.fd)
+        tty.setcbreak(self.fd, termios.TCSANOW)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is not None:
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+            self._saved = None
+
+    def read(self, timeout: float) -> list[str]:
+        """Keys pressed within `timeout` seconds: characters, or up/down/left/right."""
+        if not select.select([self.fd], [], [], timeout)[0]:
+            return []
+        text = os.read(self.fd, 64).decode("utf-8", errors="ignore")
+        keys = []
+        i = 0
+        while i < len(text):
+            for sequence, name in self._SEQUENCES.items():
+                if text.startswith(sequence, i):
+                    keys.append(name)
+                    i += len(sequence)
+                    break
+            else:
+                keys.append(text[i].lower())
+                i += 1
+        return keys
+
+
+class Display:
+    """Shows the progress of a replay."""
+
+    def __init__(self) -> None:
+        self._rates: deque[tuple[float, int]] = deque()
+
+    def rate(self, status: ReplayStatus) -> float:
+        """Messages per second over the last two seconds."""
+        now = time.monotonic()
+        rates = self._rates
+        rates.append((now, status.total))
+        while len(rates) > 2 and now - rates[0][0] > 2.0:
+            rates.popleft()
+        span = now - rates[0][0]
+        return (status.total - rates[0][1]) / span if span > 0 else 0.0
+
+    def update(self, status: ReplayStatus) -> None:
+        raise NotImplementedError
+
+    def final(self, status: ReplayStatus) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Display:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _times(status: ReplayStatus) -> tuple[float, float, float]:
+    start = (status.start_ns or 0) / NS_PER_S
+    position = ((status.position_ns or 0) / NS_PER_S) - start
+    duration = (status.duration_ns or 0) / NS_PER_S
+    return max(0.0, position), duration, 100.0 * (status.progress or 0.0)
+
+
+def _speed_text(speed: float) -> str:
+    return "max" if math.isinf(speed) else f"{speed:g}x"
+
+
+class PlainDisplay(Display):
+    """One progress line a second (and on a change of state), for pipes and CI logs."""
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self._last = 0.0
+        self._state = ""
+
+    def update(self, status: ReplayStatus) -> None:
+        rate = self.rate(status)
+        now = time.monotonic()
+        if now - self._last < 1.0 and status.state == self._state:
+            return
+        self._last, self._state = now, status.state
+        position, duration, percent = _times(status)
+        print(
+            f"{status.state:<8} {position:9.3f} / {duration:.3f} s {percent:5.1f} % "
+            f"{rate:8.0f} msg/s  sent {status.sent}  speed {_speed_text(status.speed)}",
+            file=self.stream,
+            flush=True,
+        )
+
+    def final(self, status: ReplayStatus) -> None:
+        print(f"{status.state}: {status.sent} messages sent, {status.passes} loops", file=self.stream, flush=True)
+
+
+class RichDisplay(Display):
+    """A live line with a progress bar, redrawn in place (rich)."""
+
+    def __init__(self, with_keys: bool) -> None:
+        super().__init__()
+        from rich.console import Console
+        from rich.live import Live
+
+        self.console = Console()
+        self.with_keys = with_keys
+        self.live = Live(console=self.console, refresh_per_second=10, transient=False, auto_refresh=False)
+
+    def __enter__(self) -> RichDisplay:
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.__exit__(None, None, None)
+
+    def update(self, status: ReplayStatus) -> None:
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        rate = self.rate(status)
+        position, duration, percent = _times(status)
+        grid = Table.grid(padding=(0, 1))
+        styles = {"playing": "green", "paused": "yellow", "waiting": "cyan", "finished": "blue"}
+        grid.add_row(
+            Text(f"{status.state:<8}", style=f"bold {styles.get(status.state, 'red')}"),
+            Text(f"{position:.3f}/{duration:.3f} s", no_wrap=True),
+            ProgressBar(total=100.0, completed=percent, width=20),
+            Text(f"{percent:5.1f} %"),
+            Text(f"{rate:7.0f} msg/s"),
+            Text(f"sent {status.sent}"),
+            Text(f"speed {_speed_text(status.speed)}"),
+        )
+        if self.with_keys:
+            help_line = Text("space pause/resume  s step  \u2190/\u2192 seek 5 s  \u2191/\u2193 speed  q quit", style="dim")
+            outer = Table.grid()
+            outer.add_row(grid)
+            outer.add_row(help_line)
+            self.live.update(outer, refresh=True)
+        else:
+            self.live.update(grid, refresh=True)
+
+    def final(self, status: ReplayStatus) -> None:
+        self.update(status)
