@@ -90,6 +90,7 @@ def run(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 60) ->
     return result
 
 
+@pytest.mark.slow
 def test_record_replayed_sample_log_then_inspect_and_export(tmp_path: Path) -> None:
     """Recording the vehicle log replayed at speed 4 gives the same messages, counts and CSV rows as the original."""
     missing = missing_pieces()
