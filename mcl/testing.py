@@ -7,8 +7,9 @@ project that depends on mcl gets these fixtures with no configuration:
     The address (a string such as ``tcp://127.0.0.1:41234``) of a private
     bus on free loopback ports, for one test. Give it to the code under test
     (``Publisher(bus=mcl_bus)``, ``Subscriber(bus=mcl_bus)``); it is torn
-    down after the test. Tests never share a bus, so they can run in any
-    order and in parallel.
+    down after the test. While the test runs it is also the default bus
+    (``$MCL_BUS``), so code and child processes that use the default bus
+    need no address. Tests never share a bus.
 
 ``mcl_replay``
     A factory: ``mcl_replay(path, speed=1.0, topics=None, instant=False,
