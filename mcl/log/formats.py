@@ -39,6 +39,10 @@ class LogWriterProtocol(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> LogWriterProtocol: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
 
 def format_module(name: str) -> ModuleType:
     """The module implementing format `name` (LogError if unknown)."""
