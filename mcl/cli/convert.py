@@ -43,7 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--start", type=non_negative_seconds, metavar="S", help="first elapsed second to keep (inclusive)")
     parser.add_argument("--end", type=non_negative_seconds, metavar="S", help="last elapsed second to keep (inclusive)")
-    parser.add_argument("--compress", action="store_true", help="compress native chunks with zstd")
+    parser.add_argument("--compress", action="store_true", help="compress native chunks with zstd (MCAP output is always zstd-compressed)")
+    parser.add_argument(
+        "--mcap-encoding",
+        choices=("json", "msgpack"),
+        default="json",
+        help="message encoding of a .mcap OUT (json: what Foxglove reads; msgpack: payload bytes as recorded)",
+    )
     parser.add_argument("--split-size", type=int, metavar="BYTES", help="start a new data file after this many bytes")
     parser.add_argument("--split-duration", type=non_negative_seconds, metavar="S", help="start a new data file every S seconds")
 
@@ -60,8 +66,10 @@ def run() -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    options = {}
-    if args.compress:
+    options: dict[str, object] = {}
+    if Path(args.output).suffix == ".mcap":
+        options["mcap_encoding"] = args.mcap_encoding
+    elif args.compress:
         if args.format != "native":
             raise LogError("--compress needs the native format")
         options["compression"] = "zstd"
@@ -96,7 +104,8 @@ def convert(
     out = Path(output)
     with open_log(*inputs, topics=topics, start=start, end=end) as reader:
         if out.suffix == ".mcap":
-            return _write_mcap(reader, out)
+            encoding = str(options.pop("mcap_encoding", "json"))
+            return _write_mcap(reader, out, encoding)
         origin = reader.origin_ns if reader.origin_ns is not None else 0
         count = 0
         writer = LogWriter(
@@ -118,14 +127,14 @@ def convert(
     return count
 
 
-def _write_mcap(reader: LogReader, out: Path) -> int:
+def _write_mcap(reader: LogReader, out: Path, encoding: str = "json") -> int:
     try:
         module = importlib.import_module("mcl.mcap_export")
     except ModuleNotFoundError as exc:
         if exc.name not in ("mcl.mcap_export", "mcap"):
             raise
         raise LogError("MCAP export needs the mcl.mcap_export module and the 'mcap' package (pip install mcl[mcap])") from None
-    counts = module.write_mcap(reader, out)  # topic -> messages written
+    counts = module.write_mcap(reader, out, encoding=encoding)  # topic -> messages written
     return sum(counts.values())
 
 
