@@ -77,3 +77,7 @@ def _cat(args: argparse.Namespace) -> int:
             write(line)
             write("\n")
     return 0
+
+
+if __name__ == "__main__":
+    run()

@@ -165,3 +165,7 @@ def _metadata_of(source: LogSource) -> dict[str, str]:
                 revisions.append(header.revision)
         return {"revision": ", ".join(revisions)} if revisions else {}
     return {}
+
+
+if __name__ == "__main__":
+    run()

@@ -61,3 +61,7 @@ def _export(args: argparse.Namespace) -> int:
         np.save(fp, array)
     print(f"{array.shape[0]} rows x {array.shape[1]} columns written to {args.npy}")
     return 0
+
+
+if __name__ == "__main__":
+    run()

@@ -169,3 +169,7 @@ def format_summary(summary: LogSummary) -> str:
             types = ", ".join(sorted(stats.types)) or "(raw data)"
             lines.append(f"  {name:<{width}}  {stats.messages:>9}  {rate_text:>10}  {types}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run()
