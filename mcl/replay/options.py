@@ -31,6 +31,7 @@ class ReplayOptions:
     spin_ns: int = 150_000  # the last stretch before a record is due is spun, not slept
     bus: str | None = None  # bus address for the publisher; None = the default bus
     publish: bool = True  # publish on the bus (False: hooks only)
+    hwm: int | None = None  # publisher high-water mark (messages; 0 = unlimited); None = the bus default
     wait_for_subscribers: int = 0  # hold the first record until this many subscribers are connected
     stuck_timeout_ns: int = 10 * NS_PER_S  # a worker silent this long is reported stuck
     start_timeout_ns: int = 60 * NS_PER_S  # time allowed for the workers to start

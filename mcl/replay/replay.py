@@ -46,6 +46,9 @@ class Replay:
             subscribers are connected to the publisher.
         stuck_timeout: seconds without a sign of life after which a worker
             is reported stuck and the replay fails.
+        hwm: the publisher's high-water mark (messages queued towards slow
+            subscribers before ZeroMQ drops; 0 = unlimited; None = the bus
+            default). Subscribers count what is dropped.
 
     Nothing runs until :meth:`start` (or :meth:`pause` / :meth:`step`, which
     start the workers paused). Positions are log times in seconds from the
@@ -74,6 +77,7 @@ class Replay:
         read_ahead: int = 5000,
         wait_for_subscribers: int = 0,
         stuck_timeout: float = 10.0,
+        hwm: int | None = None,
     ) -> None:
         self.hooks = list(hooks or ())
         for hook in self.hooks:
@@ -96,6 +100,7 @@ class Replay:
             bus=bus,
             publish=publish,
             wait_for_subscribers=wait_for_subscribers,
+            hwm=hwm,
             stuck_timeout_ns=_to_ns(stuck_timeout, "stuck_timeout") or NS_PER_S,
         )
         self._spec = make_source_spec(source)

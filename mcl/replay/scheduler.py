@@ -263,7 +263,8 @@ def _scheduler_main(
             except ImportError as exc:
                 raise ReplayError(f"the bus is not available: {exc}") from None
             # A short end-of-stream wait: stopping a replay must not hang.
-            publisher = Publisher(options.bus, close_timeout=0.5)
+            extra = {} if options.hwm is None else {"hwm": options.hwm}
+            publisher = Publisher(options.bus, close_timeout=0.5, **extra)
         worker = _Scheduler(ctx, options, queue, control, events, heartbeat, publisher, with_hooks, paused)
         events.put(("ready",))
         worker.run()
