@@ -44,12 +44,12 @@ if TYPE_CHECKING:
     from mcl.network import Received
 
 __all__ = [
+    "DEFAULT_FLUSH_INTERVAL_NS",
+    "DEFAULT_HWM",
     "Recorder",
     "RecorderStatus",
     "TopicStatus",
     "make_log_path",
-    "DEFAULT_FLUSH_INTERVAL_NS",
-    "DEFAULT_HWM",
 ]
 
 DEFAULT_FLUSH_INTERVAL_NS = 100_000_000  # SIGKILL loses at most this much of the recording
@@ -66,7 +66,7 @@ def make_log_path(out_dir: str | os.PathLike[str], when_ns: int | None = None, h
     until the name is free (the directory is created here, atomically).
     """
     root = Path(out_dir)
-    when = _dt.datetime.fromtimestamp((time.time_ns() if when_ns is None else when_ns) / _NS, tz=_dt.timezone.utc)
+    when = _dt.datetime.fromtimestamp((time.time_ns() if when_ns is None else when_ns) / _NS, tz=_dt.UTC)
     host = re.sub(r"[^A-Za-z0-9.-]+", "-", host if host is not None else socket.gethostname()) or "host"
     base = f"{when:%Y%m%dT%H%M%SZ}_{host}"
     try:
@@ -217,7 +217,11 @@ class Recorder:
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Recorder:
-        """Open the log and start recording; returns once subscribed.
+        """Open the log and start recording; returns once the subscriber is connected.
+
+        Subscriptions reach publishers asynchronously: a publisher that must
+        not lose the first messages calls ``wait_for_subscribers`` (as
+        ``mcl-replay --wait-for-subscribers`` does).
 
         Raises RecordError / LogError if the log cannot be created, BusError
         if the bus cannot be joined.

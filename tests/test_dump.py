@@ -15,11 +15,17 @@ import time
 from pathlib import Path
 
 import pytest
+from test_record_helpers import (
+    ROOT,
+    DumpProcess,
+    make_bus,
+    payloads,
+    publish_all,
+    read_back,
+)
 
 import mcl
 from mcl.cli.dump import Window, add_arguments, main, make_schedule, parse_time
-
-from test_record_helpers import ROOT, DumpProcess, make_bus, payloads, publish_all, read_back
 
 NS = 1_000_000_000
 
@@ -266,7 +272,7 @@ def test_dump_disk_full_on_a_small_tmpfs(bus: str, tmp_path: Path) -> None:
     """A real full disk (1 MiB tmpfs, needs root): one-line error, exit 1, what was written reads back."""
     mnt = tmp_path / "small"
     mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True).returncode != 0:
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, check=False).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root); the RLIMIT_FSIZE test covers the failure path")
     try:
         with DumpProcess("--bus", bus, "-o", str(mnt), "--quiet", "--format", "mcl1") as dump:
@@ -405,8 +411,9 @@ def test_round_trip_mcl_replay_into_mcl_dump(bus: str, tmp_path: Path) -> None:
         path = dump.wait_recording()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
         replay = subprocess.run(
-            [sys.executable, "-m", "mcl.cli.replay", str(tmp_path / "original"), "--bus", bus],
-            capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT),
+            [sys.executable, "-m", "mcl.cli.replay", str(tmp_path / "original"), "--bus", bus, "--wait-for-subscribers", "1"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT), check=False,
         )
         assert replay.returncode == 0, replay.stderr
         time.sleep(0.3)

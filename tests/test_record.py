@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import threading
 import time
-import warnings
 from pathlib import Path
 
 import pytest
+from test_record_helpers import FMT, make_bus, payloads, publish_all, read_back
 
 import mcl
-from mcl.exceptions import LogDamageWarning, RecordError
+from mcl.exceptions import RecordError
 from mcl.record import Recorder, make_log_path
-
-from test_record_helpers import FMT, make_bus, payloads, publish_all, read_back
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ def dump_command(*args: str) -> list[str]:
 class DumpProcess:
     """mcl-dump in a subprocess; stderr is collected in a thread; killed on exit if still running."""
 
-    def __init__(self, *args: str, stdout: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None, preexec_fn=None) -> None:  # noqa: ANN001
+    def __init__(self, *args: str, stdout: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None, preexec_fn=None) -> None:
         pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
         full_env = dict(os.environ, PYTHONPATH=pythonpath, **(env or {}))
         self.proc = subprocess.Popen(
@@ -95,7 +95,7 @@ class DumpProcess:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             self.lines.append(line.rstrip("\n"))
-            if line.startswith("recording to ") or line.startswith("listening"):
+            if line.startswith(("recording to ", "listening")):
                 self._recording.set()
 
     def wait_recording(self, timeout: float = 15.0) -> Path | None:

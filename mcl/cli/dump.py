@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import itertools
 import re
 import signal
 import sys
@@ -33,8 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mcl.cli.common import format_seconds, format_size, make_parser, print_warning, run_main
-from mcl.exceptions import MclError, RecordError
+from mcl.cli.common import (
+    format_seconds,
+    format_size,
+    make_parser,
+    print_warning,
+    run_main,
+)
+from mcl.exceptions import MclError
 
 _NS = 1_000_000_000
 _ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (recording never does)
@@ -142,7 +149,7 @@ def parse_time(text: str, now_ns: int, after_ns: int | None = None) -> int:
 
 
 def _to_ns(when: _dt.datetime) -> int:
-    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
     return ((when - epoch) // _dt.timedelta(microseconds=1)) * 1000
 
 
@@ -174,7 +181,7 @@ def make_schedule(args: argparse.Namespace, now_ns: int) -> Iterator[Window]:
                 raise ValueError(f"--window {a} {b}: the end is not after the start")
             windows.append(Window(s, e))
         windows.sort(key=lambda w: w.start_ns)
-        for w1, w2 in zip(windows, windows[1:]):
+        for w1, w2 in itertools.pairwise(windows):
             if w2.start_ns < (w1.end_ns or 0):
                 raise ValueError("--window: windows overlap")
         live = [w for w in windows if (w.end_ns or 0) > now_ns]
