@@ -393,3 +393,7 @@ class RichDisplay(Display):
 
     def final(self, status: ReplayStatus) -> None:
         self.update(status)
+
+
+if __name__ == "__main__":
+    run()

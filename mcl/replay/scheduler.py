@@ -263,8 +263,10 @@ def _scheduler_main(
             except ImportError as exc:
                 raise ReplayError(f"the bus is not available: {exc}") from None
             # A short end-of-stream wait: stopping a replay must not hang.
-            extra = {} if options.hwm is None else {"hwm": options.hwm}
-            publisher = Publisher(options.bus, close_timeout=0.5, **extra)
+            if options.hwm is None:
+                publisher = Publisher(options.bus, close_timeout=0.5)
+            else:
+                publisher = Publisher(options.bus, close_timeout=0.5, hwm=options.hwm)
         worker = _Scheduler(ctx, options, queue, control, events, heartbeat, publisher, with_hooks, paused)
         events.put(("ready",))
         worker.run()
@@ -511,7 +513,7 @@ class _Scheduler:
         while now < due:  # the last stretch: spin (at most spin_ns)
             now = time.monotonic_ns()
         infinite = math.isinf(clock.speed)
-        out = []
+        out: list[tuple[int, str, bytes]] = []
         publish = self.publish
         lateness = self.lateness
         limit = 4096 if infinite else 1 << 30
