@@ -218,7 +218,6 @@ def test_dump_signal_closes_the_log_cleanly(bus: str, tmp_path: Path, sig: int) 
         assert any(line.split()[:2] == [topic, f"{count:,}"] for line in summary.splitlines())
 
 
-@pytest.mark.slow
 def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_path: Path) -> None:
     """Killed with SIGKILL at random instants, the log reads back: an unbroken run up to <= 0.5 s before the kill.
 
@@ -227,7 +226,7 @@ def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_pat
     """
     rng = random.Random(1234)
     with _Feeder(bus, rate=3000) as feeder:
-        for attempt in range(4):
+        for attempt in range(6):
             out = tmp_path / f"run{attempt}"
             with DumpProcess("--bus", bus, "-o", str(out), "--format", "native" if attempt % 2 == 0 else "mcl1") as dump:
                 dump.wait_recording()

@@ -75,7 +75,11 @@ def test_recorder_stops_by_itself_after_count_and_duration(bus: str, tmp_path: P
     sent = payloads(100)
     rec = Recorder(tmp_path / "count", bus, format=FMT, count=40).start()
     try:
-        publish_all(bus, sent)
+        for i in range(0, len(sent), 100):  # spread over several flushes: some chunks fit under the limit
+            publish_all(bus, sent[i : i + 100])
+            time.sleep(0.03)
+            if not rec.running:
+                break
         assert rec.wait(10)
     finally:
         final = rec.stop()
@@ -199,7 +203,11 @@ def test_recorder_write_failure_keeps_what_was_written(bus: str, tmp_path: Path)
     # The limit applies to the whole process, so only while this test publishes.
     resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, hard))
     try:
-        publish_all(bus, sent)
+        for i in range(0, len(sent), 100):  # spread over several flushes: some chunks fit under the limit
+            publish_all(bus, sent[i : i + 100])
+            time.sleep(0.03)
+            if not rec.running:
+                break
         assert rec.wait(10)
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
