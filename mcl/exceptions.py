@@ -20,6 +20,16 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def where(path: str | Path, *, line: int | None = None, offset: int | None = None) -> str:
+    """'path: line N: byte M', the place named in log errors and warnings."""
+    text = str(path)
+    if line is not None:
+        text += f": line {line}"
+    if offset is not None:
+        text += f": byte {offset}"
+    return text
+
+
 class MclError(Exception):
     """Root of every error mcl raises on purpose."""
 
@@ -68,12 +78,7 @@ class LogFormatError(LogError):
         self.reason = reason
         self.offset = offset
         self.line = line
-        where = self.path
-        if line is not None:
-            where += f": line {line}"
-        if offset is not None:
-            where += f": byte {offset}"
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where(path, line=line, offset=offset)}: {reason}")
 
 
 class BusError(MclError):
@@ -96,9 +101,4 @@ class LogDamageWarning(UserWarning):
         self.reason = reason
         self.offset = offset
         self.line = line
-        where = self.path
-        if line is not None:
-            where += f": line {line}"
-        if offset is not None:
-            where += f": byte {offset}"
-        super().__init__(f"{where}: {reason}")
+        super().__init__(f"{where(path, line=line, offset=offset)}: {reason}")
