@@ -235,3 +235,12 @@ def test_keys_in_a_terminal_and_terminal_restored(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert after == before
     assert b"paused" in output and b"q quit" in output
+
+
+@pytest.mark.parametrize("topics", [["imu", "gps"], ["imu,gps"], ["imu", "--topics", "gps"]])
+def test_topics_take_names_or_comma_lists(topics: list[str]) -> None:
+    """--topics a b, --topics a,b and a repeated --topics select the same records."""
+    vehicle = Path(__file__).resolve().parent.parent / "sample_logs" / "vehicle"
+    done = run_cli(str(vehicle), "--max-speed", "--dry-run", "--topics", *topics)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "finished: 1100 messages sent, 0 loops"

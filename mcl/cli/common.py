@@ -220,6 +220,25 @@ def comma_list(text: str) -> list[str]:
     return items
 
 
+class ExtendNames(argparse.Action):
+    """argparse action for ``--topics a b`` and ``--topics a,b`` alike (repeatable).
+
+    Use with ``nargs="+"`` and ``type=comma_list``: every value is a list, flattened here.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        names = list(getattr(namespace, self.dest, None) or [])
+        for value in values:
+            names.extend(value)
+        setattr(namespace, self.dest, names)
+
+
 # -- JSON -------------------------------------------------------------------------------
 
 

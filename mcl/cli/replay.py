@@ -26,7 +26,7 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any, TextIO
 
-from mcl.cli.common import comma_list, make_parser, non_negative_seconds, run_main
+from mcl.cli.common import ExtendNames, comma_list, make_parser, non_negative_seconds, run_main
 from mcl.exceptions import ReplayError
 from mcl.replay.options import NS_PER_S, ReplayStatus, parse_remap
 
@@ -96,7 +96,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--start-paused", action="store_true", help="start paused (space or a control request plays)")
     timing.add_argument("--delay", type=non_negative_seconds, default=0.0, metavar="S", help="wait S seconds before each pass")
     selection = parser.add_argument_group("selection")
-    selection.add_argument("--topics", type=comma_list, action="extend", metavar="T[,T...]", help="only these topics")
+    selection.add_argument(
+        "--topics",
+        nargs="+",
+        type=comma_list,
+        action=ExtendNames,
+        metavar="T",
+        help="only these topics (exact names: several after one --topics, or comma-separated)",
+    )
     selection.add_argument("--exclude", type=_regex, metavar="REGEX", help="drop topics matching REGEX")
     selection.add_argument("--remap", type=_remap, action="append", default=[], metavar="OLD:=NEW", help="rename a topic (repeatable)")
     output = parser.add_argument_group("output")
