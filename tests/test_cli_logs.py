@@ -165,3 +165,20 @@ def test_run_main_boundary(capsys: Capsys) -> None:
     assert run_main(broken) == 141
     assert run_main(failing) == 1
     assert capsys.readouterr().err == "error: bad thing\n"
+
+
+def test_unknown_topic_is_one_error_line(tmp_path: Path, capsys: Capsys) -> None:
+    """--topics naming a topic absent from the log: mcl-cat and mcl-export exit 1 naming it and the topics there."""
+    log = tmp_path / "log"
+    with mcl.LogWriter(log) as writer:
+        writer.write("imu", encode({"name": "Imu", "timestamp": 0.0, "x": 1.0}), elapsed_ns=0)
+    assert cat.main([str(log), "--topics", "imu", "nosuch"]) == 1
+    out, err = capsys.readouterr()
+    assert out.count("\n") == 1
+    assert _one_error_line(err) == "error: topic 'nosuch' not in the log (its topics: 'imu')"
+    assert cat.main([str(log), "--topics", "imu", "--start", "5"]) == 0  # present, only outside the window
+    assert capsys.readouterr() == ("", "")
+    csv_path = tmp_path / "out.csv"
+    assert export.main([str(log), "--fields", "x", "--topics", "nosuch", "--csv", str(csv_path)]) == 1
+    assert "'nosuch' not in the log" in _one_error_line(capsys.readouterr().err)
+    assert not csv_path.exists()

@@ -110,6 +110,9 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
         ([str(tmp_path / "in"), str(tmp_path / "taken")], "never overwrites"),
         ([str(tmp_path / "in"), str(tmp_path / "o2"), "--format", "mcl1"], "white space"),
         ([str(tmp_path / "in"), str(tmp_path / "o3"), "--format", "mcl1", "--compress"], "native"),
+        ([str(tmp_path / "in"), str(tmp_path / "o4"), "--topics", "nosuch"], "topic 'nosuch' not in the log"),
+        ([str(tmp_path / "in"), str(tmp_path / "o5.mcap"), "--format", "mcl1"], "--format does not apply to an MCAP"),
+        ([str(tmp_path / "in"), str(tmp_path / "o6"), "--mcap-encoding", "json"], "applies only to an MCAP"),
     ]
     for argv, message in cases:
         proc = subprocess.run(
@@ -120,5 +123,6 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
+    assert not any((tmp_path / name).exists() for name in ("o4", "o5.mcap", "o6"))
     assert main(["only-one-arg"]) == 2
     assert main(["--format", "xml", "a", "b"]) == 2

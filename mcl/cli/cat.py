@@ -18,7 +18,7 @@ import base64
 import json
 import sys
 
-from mcl.cli.common import make_parser, non_negative_seconds, print_warning, run_main, to_jsonable
+from mcl.cli.common import check_topics, make_parser, non_negative_seconds, print_warning, run_main, to_jsonable
 from mcl.exceptions import MessageError
 from mcl.log.reader import open_log
 from mcl.message import unpack
@@ -56,8 +56,10 @@ def run() -> None:
 def _cat(args: argparse.Namespace) -> int:
     write = sys.stdout.write
     dumps = json.dumps
+    seen: set[str] = set()
     with open_log(*args.logs, topics=args.topics, start=args.start, end=args.end) as reader:
         for elapsed_ns, topic, payload in reader:
+            seen.add(topic)
             time_s = elapsed_ns / 1e9
             try:
                 value = to_jsonable(unpack(payload))
@@ -76,6 +78,7 @@ def _cat(args: argparse.Namespace) -> int:
                 line = dumps({"time": time_s, "topic": topic, "payload": value}, ensure_ascii=False)
             write(line)
             write("\n")
+        check_topics(reader, args.topics, seen)
     return 0
 
 

@@ -30,13 +30,13 @@ import math
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import IO, Any
 
 import msgpack
 import numpy as np
 
-from mcl.exceptions import LogDamageWarning, MclError
+from mcl.exceptions import LogDamageWarning, LogError, MclError
 
 __all__ = [
     "EXIT_OK",
@@ -51,6 +51,7 @@ __all__ = [
     "seconds",
     "non_negative_seconds",
     "comma_list",
+    "check_topics",
     "to_jsonable",
     "dumps_json",
     "format_utc",
@@ -240,6 +241,26 @@ class ExtendNames(argparse.Action):
 
 
 # -- JSON -------------------------------------------------------------------------------
+
+
+def check_topics(reader: Any, topics: Iterable[str] | None, seen: Collection[str] = ()) -> None:
+    """Raise LogError when a topic asked for with ``--topics`` is in none of the logs.
+
+    `reader` is an open :class:`~mcl.log.reader.LogReader`; topics in `seen`
+    are known to be present (so the summaries, a scan for MCL_LOG 1.0, are
+    read only when a topic was never met).
+    """
+    missing = [t for t in dict.fromkeys(topics or ()) if t not in seen]
+    if not missing:
+        return
+    present: set[str] = set()
+    for summary in reader.summaries():
+        present.update(summary.topics)
+    unknown = [t for t in missing if t not in present]
+    if unknown:
+        names = ", ".join(repr(t) for t in sorted(present)) or "none"
+        which = "topic" if len(unknown) == 1 else "topics"
+        raise LogError(f"{which} {', '.join(repr(t) for t in unknown)} not in the log (its topics: {names})")
 
 
 def to_jsonable(value: Any) -> Any:

@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from mcl.cli.common import make_parser, non_negative_seconds, run_main
+from mcl.cli.common import check_topics, make_parser, non_negative_seconds, run_main
 from mcl.exceptions import LogError
 from mcl.log.formats import FORMATS
 from mcl.log.reader import LogReader, LogWriter, open_log
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-convert."""
     parser.add_argument("inputs", nargs="+", metavar="IN", help="log directory, log file or split-series prefix")
     parser.add_argument("output", metavar="OUT", help="new log directory (or a .mcap file)")
-    parser.add_argument("--format", choices=sorted(FORMATS), default="native", help="format of OUT (default: native)")
+    parser.add_argument("--format", choices=sorted(FORMATS), help="format of OUT (default: native)")
     parser.add_argument(
         "--topics", nargs="+", action="extend", metavar="T", help="keep only these topics (exact names)"
     )
@@ -47,8 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mcap-encoding",
         choices=("json", "msgpack"),
-        default="json",
-        help="message encoding of a .mcap OUT (json: what Foxglove reads; msgpack: payload bytes as recorded)",
+        help="message encoding of a .mcap OUT (default json: what Foxglove reads; msgpack: payload bytes as recorded)",
     )
     parser.add_argument("--split-size", type=int, metavar="BYTES", help="start a new data file after this many bytes")
     parser.add_argument("--split-duration", type=non_negative_seconds, metavar="S", help="start a new data file every S seconds")
@@ -68,15 +67,23 @@ def run() -> None:
 def _convert(args: argparse.Namespace) -> int:
     options: dict[str, object] = {}
     if Path(args.output).suffix == ".mcap":
-        options["mcap_encoding"] = args.mcap_encoding
-    elif args.compress:
-        if args.format != "native":
-            raise LogError("--compress needs the native format")
-        options["compression"] = "zstd"
+        given = (("--format", args.format), ("--split-size", args.split_size), ("--split-duration", args.split_duration))
+        ignored = [name for name, value in given if value is not None]
+        if ignored:
+            verb = "does" if len(ignored) == 1 else "do"
+            raise LogError(f"{' and '.join(ignored)} {verb} not apply to an MCAP output ({args.output})")
+        options["mcap_encoding"] = args.mcap_encoding or "json"
+    else:
+        if args.mcap_encoding is not None:
+            raise LogError(f"--mcap-encoding applies only to an MCAP output (OUT ending in .mcap, not {args.output})")
+        if args.compress:
+            if args.format not in (None, "native"):
+                raise LogError("--compress needs the native format")
+            options["compression"] = "zstd"
     count = convert(
         args.inputs,
         args.output,
-        format=args.format,
+        format=args.format or "native",
         topics=args.topics,
         start=args.start,
         end=args.end,
@@ -103,6 +110,7 @@ def convert(
     """Merge `inputs`, filter, write `output` (a new log, or an MCAP file); return the record count."""
     out = Path(output)
     with open_log(*inputs, topics=topics, start=start, end=end) as reader:
+        check_topics(reader, topics)
         if out.suffix == ".mcap":
             encoding = str(options.pop("mcap_encoding", "json"))
             return _write_mcap(reader, out, encoding)

@@ -17,8 +17,9 @@ import sys
 
 import numpy as np
 
-from mcl.cli.common import comma_list, make_parser, non_negative_seconds, run_main
+from mcl.cli.common import check_topics, comma_list, make_parser, non_negative_seconds, run_main
 from mcl.export import dump_to_array, dump_to_csv
+from mcl.log.reader import open_log
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -51,6 +52,9 @@ def run() -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
+    if args.topics:
+        with open_log(args.log) as reader:
+            check_topics(reader, args.topics)
     if args.csv is not None:
         rows = dump_to_csv(args.log, args.csv, args.fields, args.start, args.end, topics=args.topics)
         print(f"{rows} rows of {len(args.fields)} fields written to {args.csv}")
