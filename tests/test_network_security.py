@@ -90,3 +90,28 @@ def test_curve_keys_from_environment(keys: dict[str, Path], monkeypatch: pytest.
     monkeypatch.delenv("MCL_CURVE_SERVER")
     with pytest.raises(BusError, match="set both"):
         Publisher("tcp://127.0.0.1:1")
+
+
+def test_mcl_bus_key_files_and_bad_certificate(tmp_path: Path) -> None:
+    """mcl-bus --make-keys keeps the secret private and never replaces a key; a bad certificate exits 1 at once."""
+    import stat
+    import subprocess
+    import sys
+
+    def bus(*argv: str) -> subprocess.CompletedProcess[str]:
+        code = "from mcl.cli.bus import run; run()"
+        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=30)
+
+    base = tmp_path / "keys" / "server"
+    assert bus("--make-keys", str(base)).returncode == 0
+    secret = base.with_name("server.key_secret")
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    before = secret.read_bytes()
+    again = bus("--make-keys", str(base))
+    assert again.returncode == 1 and again.stderr.startswith("error: ") and "already exists" in again.stderr
+    assert secret.read_bytes() == before
+    not_a_cert = tmp_path / "passwd"
+    not_a_cert.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    bad = bus("--bind", "tcp://127.0.0.1:0", "--curve-secret", str(not_a_cert), "--curve-clients", str(tmp_path))
+    assert bad.returncode == 1, bad.stderr
+    assert bad.stderr.count("\n") == 1 and "cannot read a CURVE certificate" in bad.stderr

@@ -23,9 +23,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mcl.cli.common import make_parser, print_error, run_main
 from mcl.exceptions import BusError
+
+if TYPE_CHECKING:
+    from mcl.network.security import CurveServer
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -83,7 +87,12 @@ def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from mcl.network.security import CurveServer, make_keys
 
     if args.make_keys is not None:
-        public, secret = make_keys(args.make_keys.parent, args.make_keys.name)
+        base = args.make_keys
+        taken = [f for f in (base.with_name(base.name + ".key"), base.with_name(base.name + ".key_secret")) if f.exists()]
+        if taken:
+            raise BusError(f"{taken[0]}: already exists; not replacing a key (remove it first to make a new pair)")
+        public, secret = make_keys(base.parent, base.name)
+        secret.chmod(0o600)  # the secret key: readable by its owner only
         if not args.quiet:
             print(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it)")
         return 0
@@ -94,6 +103,7 @@ def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         if not args.curve_secret.is_file():
             raise BusError(f"{args.curve_secret}: no such certificate file")
         curve = CurveServer(args.curve_secret, args.curve_clients)
+        _check_certificate(curve)
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
@@ -134,6 +144,21 @@ def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             signal.signal(sig, old)
         net_log.removeHandler(handler)
     return 0
+
+
+def _check_certificate(curve: CurveServer) -> None:
+    """Raise BusError now if the forwarder's certificate cannot be used (before any thread starts)."""
+    import zmq
+
+    context = zmq.Context()
+    try:
+        sock = context.socket(zmq.XSUB)
+        try:
+            curve.apply(sock)
+        finally:
+            sock.close(0)
+    finally:
+        context.term()
 
 
 def run() -> None:
