@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from types import TracebackType
 from typing import Any
@@ -24,7 +25,7 @@ log = logging.getLogger("mcl.network")
 
 _DRAIN_EVERY = 256  # publishes between two reads of the subscription messages
 _ZERO_COPY_BYTES = 65536  # pyzmq's copy threshold: larger frames are sent without a copy
-_SNDMORE = zmq.SNDMORE
+_SNDMORE = int(zmq.SNDMORE)  # a plain int: pyzmq converts an enum flag on every call
 _pack_meta = wire.META.pack
 _time_ns = time.time_ns
 
@@ -64,6 +65,7 @@ class Publisher:
         self.id: str = id if id is not None else make_id()
         self._idb = self.id.encode()
         self._ack_prefix = wire.ACK_PREFIX + self._idb + b"."
+        self._pack_data = struct.Struct(wire.META.format + f"{len(self._idb)}s").pack  # metadata + id in one call
         self._close_timeout = close_timeout
         self._topics: dict[str, bytes] = {}
         self._seqs: dict[bytes, int] = {}  # topic -> next sequence number
@@ -119,14 +121,16 @@ class Publisher:
             data = payload.encode()
         else:
             data = encode(payload)
-        seq = self._seqs.get(tb, 0)
-        self._seqs[tb] = seq + 1
-        sock.send(tb, _SNDMORE)
-        sock.send(_pack_meta(1, 0, seq, _time_ns()) + self._idb, _SNDMORE)
+        seqs = self._seqs
+        seq = seqs.get(tb, 0)
+        seqs[tb] = seq + 1
+        send = sock.send
+        send(tb, _SNDMORE)
+        send(self._pack_data(1, 0, seq, _time_ns(), self._idb), _SNDMORE)
         if len(data) < _ZERO_COPY_BYTES:
-            sock.send(data)
+            send(data)
         else:  # large payloads: hand the buffer to ZeroMQ instead of copying it
-            sock.send(data, copy=False)
+            send(data, copy=False)
         self._countdown -= 1
         if self._countdown <= 0:
             self._countdown = _DRAIN_EVERY

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
@@ -27,7 +26,7 @@ log = logging.getLogger("mcl.network")
 _unpack_meta = wire.META.unpack_from
 _META_SIZE = wire.META.size
 _time_ns = time.time_ns
-_NOBLOCK = zmq.NOBLOCK
+_NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq converts an enum flag on every call
 _ACK_KEEP_S = 10.0  # seconds an end-of-stream acknowledgement stays subscribed
 _POLL_SLICE_MS = 500  # a blocking receive wakes this often (Ctrl-C stays prompt)
 
@@ -180,46 +179,12 @@ class Subscriber:
     # -- receiving ------------------------------------------------------------------------
     def recv(self, timeout: float | None = None) -> Received | None:
         """The next message; None when none came within `timeout` seconds (None = wait)."""
-        sock = self._sock
-        if sock is None:
-            raise RuntimeError("Cannot receive on a closed Subscriber.")
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            try:
-                frames = sock.recv_multipart(_NOBLOCK)
-            except zmq.Again:
-                if deadline is None:
-                    wait_ms = _POLL_SLICE_MS
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return None
-                    wait_ms = max(1, min(_POLL_SLICE_MS, int(remaining * 1000)))
-                sock.poll(wait_ms, zmq.POLLIN)
-                continue
-            received = self._handle(frames)
-            if received is not None:
-                return received
+        batch = self._wait_and_take(1, timeout)
+        return batch[0] if batch else None
 
     def recv_batch(self, max_count: int = 1000, timeout: float | None = None) -> list[Received]:
         """Up to `max_count` messages: waits up to `timeout` for the first, then takes what is queued."""
-        first = self.recv(timeout)
-        if first is None:
-            return []
-        batch = [first]
-        sock = self._sock
-        assert sock is not None
-        handle = self._handle
-        recv_multipart = sock.recv_multipart
-        while len(batch) < max_count:
-            try:
-                frames = recv_multipart(_NOBLOCK)
-            except zmq.Again:
-                break
-            received = handle(frames)
-            if received is not None:
-                batch.append(received)
-        return batch
+        return self._wait_and_take(max_count, timeout)
 
     def __iter__(self) -> Iterator[Received]:
         while self._sock is not None:
@@ -227,49 +192,108 @@ class Subscriber:
             if received is not None:
                 yield received
 
-    def _handle(self, frames: list[bytes]) -> Received | None:
-        """Account for one multipart message; the Received, or None for control/foreign ones."""
-        if len(frames) != 3:
-            return self._foreign(frames)
-        topic_b, meta, payload = frames
-        try:
+    def _wait_and_take(self, max_count: int, timeout: float | None) -> list[Received]:
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("Cannot receive on a closed Subscriber.")
+        batch: list[Received] = []
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._take(sock, batch, max_count)
+            if batch:
+                return batch
+            if deadline is None:
+                wait_ms = _POLL_SLICE_MS
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return batch
+                wait_ms = max(1, min(_POLL_SLICE_MS, int(remaining * 1000)))
+            sock.poll(wait_ms, zmq.POLLIN)
+
+    def _take(self, sock: zmq.Socket, batch: list[Received], max_count: int) -> None:
+        """Append the queued messages (up to `max_count` in `batch`) and account for them; never waits.
+
+        The hot path: plain ``recv`` calls (``recv_multipart`` and every
+        ``RCVMORE`` query cost about a microsecond each in pyzmq), the frames of
+        a message being queued together. Only the metadata frame is received as
+        a ``zmq.Frame``, whose ``more`` tells a foreign two-frame message from an
+        mcl one. A frame that cannot start a valid message (a one-frame message,
+        frames left by a longer one) makes the metadata check fail; the rest of
+        that message is then skipped with ``RCVMORE`` so the next one is read
+        from its first frame.
+        """
+        recv = sock.recv
+        append = batch.append
+        expected = self._expected
+        lost = self._lost
+        names = self._names
+        exact = self._exact
+        n = len(batch)
+        while n < max_count:
+            try:
+                topic_b = recv(_NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                meta_frame = recv(_NOBLOCK, False)
+            except zmq.Again:  # a one-frame message
+                self.malformed += 1
+                return
+            meta = meta_frame.bytes
+            if not meta_frame.more:  # two frames: a foreign [topic, payload]
+                received = self._foreign(topic_b, meta)
+                if received is not None:
+                    append(received)
+                    n += 1
+                continue
+            payload = recv(_NOBLOCK)  # the frames of a message are queued together
+            if len(meta) < _META_SIZE or meta[0] != wire.VERSION:
+                self._skip(sock)
+                continue
             _, kind, seq, sent_ns = _unpack_meta(meta)
-        except struct.error:
-            return self._foreign(frames)
-        if kind:
-            if kind == wire.KIND_END:
-                self._on_end(meta[_META_SIZE:], payload)
+            if kind:
+                if kind == wire.KIND_END:
+                    self._on_end(meta[_META_SIZE:], payload)
+                continue
+            if exact is not None and topic_b not in exact:
+                continue
+            pub_b = meta[_META_SIZE:]
+            key = (pub_b, topic_b)
+            due = expected.get(key)
+            if due == seq:
+                expected[key] = seq + 1
+            elif due is None:
+                self._first[key] = seq
+                expected[key] = seq + 1
+            elif seq > due:
+                lost[key] = lost.get(key, 0) + seq - due
+                expected[key] = seq + 1
+            topic = names.get(topic_b)
+            if topic is None:
+                topic = names[topic_b] = topic_b.decode("utf-8", "replace")
+            publisher = names.get(pub_b)
+            if publisher is None:
+                publisher = names[pub_b] = pub_b.decode("utf-8", "replace")
+            append(Received(topic, payload, publisher, seq, sent_ns, _time_ns()))
+            n += 1
+
+    def _skip(self, sock: zmq.Socket) -> None:
+        """A malformed message: count it and skip what is left of it."""
+        self.malformed += 1
+        for _ in range(1 << 16):
+            if not sock.getsockopt(zmq.RCVMORE):
+                return
+            sock.recv(_NOBLOCK)
+
+    def _foreign(self, topic_b: bytes, payload: bytes) -> Received | None:
+        """A message not in the mcl format: [topic, payload] is accepted without accounting."""
+        if topic_b.startswith(wire.CONTROL):
+            self.malformed += 1
             return None
         if self._exact is not None and topic_b not in self._exact:
             return None
-        pub_b = meta[_META_SIZE:]
-        key = (pub_b, topic_b)
-        expected = self._expected.get(key)
-        if expected is None:
-            self._first[key] = seq
-            self._expected[key] = seq + 1
-        elif seq >= expected:
-            if seq != expected:
-                self._lost[key] = self._lost.get(key, 0) + seq - expected
-            self._expected[key] = seq + 1
-        names = self._names
-        topic = names.get(topic_b)
-        if topic is None:
-            topic = names[topic_b] = topic_b.decode("utf-8", "replace")
-        publisher = names.get(pub_b)
-        if publisher is None:
-            publisher = names[pub_b] = pub_b.decode("utf-8", "replace")
-        return Received(topic, payload, publisher, seq, sent_ns, _time_ns())
-
-    def _foreign(self, frames: list[bytes]) -> Received | None:
-        """A message not in the mcl format: [topic, payload] is accepted without accounting."""
-        if len(frames) == 2 and not frames[0].startswith(wire.CONTROL):
-            topic_b = frames[0]
-            if self._exact is not None and topic_b not in self._exact:
-                return None
-            return Received(topic_b.decode("utf-8", "replace"), frames[1], "", -1, 0, _time_ns())
-        self.malformed += 1
-        return None
+        return Received(topic_b.decode("utf-8", "replace"), payload, "", -1, 0, _time_ns())
 
     def _matches(self, topic_b: bytes) -> bool:
         if self._prefixes is None:
