@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 from mcl.cli.common import check_topics, make_parser, non_negative_seconds, run_main
-from mcl.exceptions import LogError
+from mcl.exceptions import LogError, MclError
 from mcl.log.formats import FORMATS
 from mcl.log.reader import LogReader, LogWriter, open_log
 from mcl.log.record import LogSource
@@ -116,6 +116,7 @@ def convert(
             return _write_mcap(reader, out, encoding)
         origin = reader.origin_ns if reader.origin_ns is not None else 0
         count = 0
+        existed = out.exists()
         writer = LogWriter(
             out,
             format,
@@ -130,9 +131,28 @@ def convert(
             for record in reader:
                 write(record)
                 count += 1
-        finally:
-            writer.close()
+        except BaseException:
+            # A half-written log is of no use and would block a second try: remove it
+            # (LogWriter made sure the directory was new or empty).
+            try:
+                writer.close()
+            except (MclError, OSError):
+                pass
+            _remove_log(out, existed)
+            raise
+        writer.close()
     return count
+
+
+def _remove_log(path: Path, existed: bool) -> None:
+    """Delete the files of the log just written at `path`, and the directory if we made it."""
+    try:
+        for p in path.iterdir():
+            p.unlink(missing_ok=True)
+        if not existed:
+            path.rmdir()
+    except OSError:
+        pass  # the original error matters more
 
 
 def _write_mcap(reader: LogReader, out: Path, encoding: str = "json") -> int:
