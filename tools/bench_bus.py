@@ -3,11 +3,13 @@
 
 Both paths run in the same invocation on the same machine: the publisher in
 its own process, the subscriber in this one (and, for mcl, the forwarder in a
-third process). Raw: a pyzmq PUB sending [topic, payload] straight to a SUB
-receiving with recv_multipart. mcl: Publisher.publish -> Forwarder (zmq.proxy)
--> Subscriber.recv_batch. High-water marks are set to the message count so a
+third process). Raw: tools/raw_limits.py, a pyzmq PUB sending [topic, payload]
+straight to a SUB receiving in NOBLOCK batches, in its two styles ("frames":
+send/recv per frame, the reference; "multipart": send_multipart /
+recv_multipart). mcl: Publisher.publish -> Forwarder (zmq.proxy) ->
+Subscriber.recv_batch. High-water marks are set to the message count so a
 subscriber that keeps up loses nothing; losses are reported (they must be 0).
-The rate is messages received / (last receive - first receive).
+The rate is (messages received - 1) / (last batch - first batch).
 
     python3 tools/bench_bus.py [--repeat 3] [--count-small 200000] [--count-large 10000]
 """
@@ -25,72 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import zmq  # noqa: E402
 
-
-# -- raw pyzmq ------------------------------------------------------------------------------
-def _raw_publisher(port_q: mp.Queue, go: mp.Event, done: mp.Event, size: int, count: int) -> None:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUB)
-    sock.linger = 0
-    sock.sndhwm = count + 100
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    port_q.put(port)
-    while not go.wait(0.01):
-        sock.send_multipart([b"warmup", b""])
-    payload = b"x" * size
-    send = sock.send_multipart
-    for _ in range(count):
-        send([b"bench", payload])
-    deadline = time.monotonic() + 60
-    while not done.wait(0.05) and time.monotonic() < deadline:
-        sock.send_multipart([b"end", b""])
-    sock.close(0)
-    ctx.term()
-
-
-def run_raw(size: int, count: int) -> tuple[float, int]:
-    ctx = mp.get_context("spawn")
-    port_q: mp.Queue = ctx.Queue()
-    go = ctx.Event()
-    done = ctx.Event()
-    proc = ctx.Process(target=_raw_publisher, args=(port_q, go, done, size, count), daemon=True)
-    proc.start()
-    port = port_q.get(timeout=30)
-    zctx = zmq.Context()
-    sock = zctx.socket(zmq.SUB)
-    sock.linger = 0
-    sock.rcvhwm = count + 100
-    sock.subscribe(b"")
-    sock.connect(f"tcp://127.0.0.1:{port}")
-    try:
-        while sock.recv_multipart()[0] != b"warmup":
-            pass
-        go.set()
-        received = 0
-        first = last = 0.0
-        recv = sock.recv_multipart
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:  # the same receive loop as Subscriber.recv_batch: NOBLOCK, poll when empty
-                topic = recv(zmq.NOBLOCK)[0]
-            except zmq.Again:
-                if not sock.poll(2000):
-                    break
-                continue
-            if topic == b"bench":
-                if received == 0:
-                    first = time.perf_counter()
-                received += 1
-                last = time.perf_counter()
-            elif topic == b"end":
-                break
-    finally:
-        done.set()
-        sock.close(0)
-        zctx.term()
-        proc.join(10)
-        if proc.is_alive():
-            proc.kill()
-    return received / max(last - first, 1e-9), count - received
+from raw_limits import raw_rate  # noqa: E402  (tools/ is on sys.path: this script's directory)
 
 
 # -- mcl ----------------------------------------------------------------------------------------
@@ -162,18 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"python {sys.version.split()[0]}, pyzmq {zmq.__version__}, libzmq {zmq.zmq_version()}, "
           f"{mp.cpu_count()} cores")
-    print(f"{'size':>8} {'raw msg/s':>12} {'raw MB/s':>9} {'mcl msg/s':>12} {'mcl MB/s':>9} {'ratio':>6} "
-          f"{'lost raw/mcl':>12}")
+    print(f"{'size':>8} {'raw msg/s':>12} {'raw mp msg/s':>12} {'mcl msg/s':>12} {'mcl MB/s':>9} "
+          f"{'/raw':>5} {'/raw mp':>7} {'lost raw/mp/mcl':>15}")
     for size, count in ((100, args.count_small), (65536, args.count_large)):
-        ratios = []
+        ratios, ratios_mp = [], []
         for _ in range(args.repeat):
-            raw_rate, raw_lost = run_raw(size, count)
+            raw, raw_lost = raw_rate(size, count, "frames")
+            raw_mp, raw_mp_lost = raw_rate(size, count, "multipart")
             mcl_rate, mcl_lost = run_mcl(size, count)
-            ratio = mcl_rate / raw_rate
-            ratios.append(ratio)
-            print(f"{size:>8} {raw_rate:>12,.0f} {raw_rate * size / 1e6:>9.1f} {mcl_rate:>12,.0f} "
-                  f"{mcl_rate * size / 1e6:>9.1f} {ratio:>6.2f} {raw_lost:>6}/{mcl_lost:<5}", flush=True)
-        print(f"{size:>8} median ratio {statistics.median(ratios):.2f}")
+            ratios.append(mcl_rate / raw)
+            ratios_mp.append(mcl_rate / raw_mp)
+            print(f"{size:>8} {raw:>12,.0f} {raw_mp:>12,.0f} {mcl_rate:>12,.0f} {mcl_rate * size / 1e6:>9.1f} "
+                  f"{ratios[-1]:>5.2f} {ratios_mp[-1]:>7.2f} {raw_lost:>5}/{raw_mp_lost}/{mcl_lost}", flush=True)
+        print(f"{size:>8} median ratio to raw (frames) {statistics.median(ratios):.2f}, "
+              f"to raw (multipart) {statistics.median(ratios_mp):.2f}")
     return 0
 
 

@@ -3,9 +3,11 @@
 
 Runs, on a private bus (a forwarder in this process, free loopback ports):
 
-1. raw limit: a raw pyzmq PUB process sends [topic, payload] frames of SIZE
-   bytes as fast as it can to a raw pyzmq SUB process (no high-water mark:
-   nothing dropped); the SUB's receive rate is the raw PUB->SUB limit.
+1. raw limit: tools/raw_limits.py (shared with the bus and replay
+   benchmarks): a raw pyzmq PUB process sends [topic, payload] messages of
+   SIZE bytes as fast as it can to a raw pyzmq SUB receiving in NOBLOCK
+   batches (no high-water mark: nothing dropped), in its two styles (frames:
+   the reference; multipart).
 2. sustained: an mcl Publisher process publishes RATE msg/s (default
    50 000) of SIZE bytes for SECONDS (default 60) into a real ``mcl-dump``
    process (native format); checks zero loss (recorded == sent, lost == 0),
@@ -42,73 +44,14 @@ _NS = 1_000_000_000
 # -- raw pyzmq PUB -> SUB ------------------------------------------------------------------
 
 
-def _raw_pub(endpoint: str, count: int, size: int, ready: mp.Event) -> None:  # type: ignore[valid-type]
-    import zmq
+def raw_rate(size: int, style: str = "frames") -> float:
+    """Messages per second of raw pyzmq PUB -> SUB (tools/raw_limits.py, shared with the other benchmarks)."""
+    from raw_limits import raw_rate as measure  # tools/ is on sys.path (this script's directory)
 
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PUB)
-    sock.sndhwm = 0
-    sock.bind(endpoint)
-    ready.wait(10)  # type: ignore[attr-defined]
-    time.sleep(0.3)  # the subscription reaches the PUB
-    topic, payload = b"bench", b"x" * size
-    send = sock.send_multipart
-    for _ in range(count):
-        send([topic, payload])
-    sock.close(linger=-1)
-    ctx.term()
-
-
-def _raw_sub(endpoint: str, count: int, out: mp.Queue, ready: mp.Event) -> None:  # type: ignore[valid-type]
-    import zmq
-
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.SUB)
-    sock.rcvhwm = 0
-    sock.subscribe(b"")
-    sock.connect(endpoint)
-    ready.set()  # type: ignore[attr-defined]
-    recv = sock.recv_multipart
-    received = 0
-    first = last = 0
-    sock.rcvtimeo = 10_000
-    try:
-        recv()
-        first = time.perf_counter_ns()
-        received = 1
-        while received < count:
-            recv()
-            received += 1
-        last = time.perf_counter_ns()
-    except zmq.Again:
-        last = time.perf_counter_ns()
-    out.put((received, (received - 1) * _NS / max(1, last - first)))  # type: ignore[attr-defined]
-    sock.close(0)
-    ctx.term()
-
-
-def raw_rate(size: int, count: int = 1_000_000) -> float:
-    """Messages per second a raw Python pyzmq SUB receives from a raw PUB (separate processes)."""
-    import zmq
-
-    ctx = zmq.Context()
-    probe = ctx.socket(zmq.PUB)
-    port = probe.bind_to_random_port("tcp://127.0.0.1")
-    probe.close(0)
-    ctx.term()
-    endpoint = f"tcp://127.0.0.1:{port}"
-    mpx = mp.get_context("spawn")
-    ready, out = mpx.Event(), mpx.Queue()
-    sub = mpx.Process(target=_raw_sub, args=(endpoint, count, out, ready))
-    pub = mpx.Process(target=_raw_pub, args=(endpoint, count, size, ready))
-    sub.start()
-    pub.start()
-    received, rate = out.get(timeout=120)
-    pub.join(30)
-    sub.join(30)
-    if received < count:
-        print(f"  raw: received {received} of {count} (timeout)")
-    return float(rate)
+    rate, lost = measure(size, 500_000, style)
+    if lost:
+        print(f"  raw ({style}): {lost} of 500,000 not received")
+    return rate
 
 
 # -- mcl Publisher at a paced rate -----------------------------------------------------------
@@ -258,7 +201,8 @@ def main() -> int:
 
     print(f"mcl-dump benchmark: {args.size} B payloads, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     raw = raw_rate(args.size)
-    print(f"raw pyzmq PUB->SUB (Python, separate processes, no HWM): {raw:,.0f} msg/s")
+    raw_mp = raw_rate(args.size, "multipart")
+    print(f"raw pyzmq PUB->SUB (tools/raw_limits.py): {raw:,.0f} msg/s (frames), {raw_mp:,.0f} msg/s (multipart)")
     with tempfile.TemporaryDirectory(prefix="bench_record_") as tmp, Forwarder("tcp://127.0.0.1:0", hwm=100_000) as fwd:
         bus = fwd.address
         run = record_run(bus, args.rate, args.seconds, args.size, Path(tmp) / "sustained", sample_rss=True)
@@ -281,9 +225,12 @@ def main() -> int:
                 break
             rate = int(nxt)
         again = raw_rate(args.size)
-        print(f"raw pyzmq PUB->SUB again: {again:,.0f} msg/s (the ratio uses the higher of the two)")
-        raw = max(raw, again)
-        print(f"max zero-loss rate: {best:,} msg/s = {best / raw:.2f} x raw pyzmq PUB->SUB ({raw:,.0f} msg/s)")
+        again_mp = raw_rate(args.size, "multipart")
+        print(f"raw pyzmq PUB->SUB again: {again:,.0f} msg/s (frames), {again_mp:,.0f} msg/s (multipart); "
+              "the ratios use the higher of the two")
+        raw, raw_mp = max(raw, again), max(raw_mp, again_mp)
+        print(f"max zero-loss rate: {best:,} msg/s = {best / raw:.2f} x raw frames ({raw:,.0f} msg/s), "
+              f"{best / raw_mp:.2f} x raw multipart ({raw_mp:,.0f} msg/s)")
     return 0
 
 

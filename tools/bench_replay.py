@@ -7,7 +7,8 @@
    Error of each arrival against the ideal schedule anchored at the first
    arrival: p50 / p99 / max, end drift; CPU % of the two replay workers.
 2. as fast as possible: messages per second delivered (and lost) through the
-   bus, as a ratio to raw pyzmq PUB -> SUB (two processes) in the same run.
+   bus, as a ratio to raw pyzmq PUB -> SUB (tools/raw_limits.py, both styles)
+   and to a bare mcl Publisher -> forwarder -> Subscriber, in the same run.
 3. memory: peak RSS of the replay processes while replaying a large log.
 """
 
@@ -23,10 +24,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import zmq
-
 import mcl
 from mcl.network import Forwarder, Subscriber
+from raw_limits import raw_rate  # tools/raw_limits.py (this script's directory is on sys.path)
 
 MS = 1_000_000
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -95,50 +95,6 @@ def bench_timing(tmp: Path, count: int) -> dict[str, float]:
     }
 
 
-def _raw_publisher(endpoint: str, count: int, size: int, ready: mp.Event) -> None:  # type: ignore[valid-type]
-    context = zmq.Context()
-    sock = context.socket(zmq.PUB)
-    sock.sndhwm = 0
-    sock.connect(endpoint)
-    ready.wait(30)
-    time.sleep(0.2)  # the subscription reaches the publisher
-    payload = bytes(size)
-    send = sock.send
-    for _ in range(count):
-        send(payload)
-    sock.close(linger=30_000)
-    context.term()
-
-
-def bench_raw(count: int, size: int) -> float:
-    """Messages per second of raw pyzmq PUB -> SUB across two processes (no loss: hwm 0)."""
-    context = zmq.Context()
-    sock = context.socket(zmq.SUB)
-    sock.rcvhwm = 0
-    sock.subscribe(b"")
-    port = sock.bind_to_random_port("tcp://127.0.0.1")
-    ready = mp.get_context("spawn").Event()
-    proc = mp.get_context("spawn").Process(target=_raw_publisher, args=(f"tcp://127.0.0.1:{port}", count, size, ready))
-    proc.start()
-    ready.set()
-    got = 0
-    first = last = 0.0
-    try:
-        while got < count:
-            if not sock.poll(10_000):
-                break
-            sock.recv()
-            if got == 0:
-                first = time.perf_counter()
-            got += 1
-        last = time.perf_counter()
-    finally:
-        proc.join(30)
-        sock.close(0)
-        context.term()
-    return (got - 1) / (last - first) if got > 1 else 0.0
-
-
 def _mcl_publisher(bus: str, count: int, size: int) -> None:
     from mcl.network import Publisher
 
@@ -178,7 +134,8 @@ def bench_mcl_bus(count: int, size: int) -> float:
 
 def bench_fast(tmp: Path, count: int) -> dict[str, float]:
     log = make_log(tmp / "fast", count, 10_000, 100)
-    raw_rate = bench_raw(count, 100)
+    raw, _ = raw_rate(100, count, "frames")
+    raw_mp, _ = raw_rate(100, count, "multipart")
     bus_rate = bench_mcl_bus(count, 100)
     with Forwarder("tcp://127.0.0.1:0", hwm=0) as bus, Subscriber(bus=bus.address, hwm=0) as sub:
         with mcl.Replay(log, speed=math.inf, bus=bus.address, wait_for_subscribers=1, hwm=0) as replay:
@@ -190,8 +147,10 @@ def bench_fast(tmp: Path, count: int) -> dict[str, float]:
         "received": got,
         "lost": lost + (count - got),
         "rate": rate,
-        "raw_rate": raw_rate,
-        "ratio": rate / raw_rate,
+        "raw_rate": raw,
+        "ratio": rate / raw,
+        "raw_mp_rate": raw_mp,
+        "mp_ratio": rate / raw_mp,
         "bus_rate": bus_rate,
         "bus_ratio": rate / bus_rate,
     }
@@ -227,9 +186,16 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--fast-messages", type=int, default=200_000)
     parser.add_argument("--rss-mb", type=int, default=256)
+    parser.add_argument("--fast-only", action="store_true", help="only the as-fast-as-possible part")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_replay_"))
     try:
+        if args.fast_only:
+            f = bench_fast(tmp, args.fast_messages)
+            print(f"fast    {f['rate']:,.0f} msg/s lost {f['lost']}; /raw frames {f['ratio']:.2f}, "
+                  f"/raw multipart {f['mp_ratio']:.2f}, /bare mcl bus {f['bus_ratio']:.2f} "
+                  f"(raw {f['raw_rate']:,.0f}, {f['raw_mp_rate']:,.0f}; bus {f['bus_rate']:,.0f})")
+            return
         t = bench_timing(tmp, args.messages)
         print(f"timing  1 kHz x {args.messages}, 100 B, speed 1: received {t['received']} lost {t['lost']}")
         print(f"        |error| p50 {t['p50_ms']:.3f} ms  p99 {t['p99_ms']:.3f} ms  max {t['max_ms']:.3f} ms  "
@@ -239,7 +205,8 @@ def main() -> None:
               f"publish lateness p99 {t['publish_late_p99_ms']:.3f} ms")
         f = bench_fast(tmp, args.fast_messages)
         print(f"fast    {args.fast_messages} x 100 B as fast as possible: {f['rate']:,.0f} msg/s, lost {f['lost']}; "
-              f"raw pyzmq PUB->SUB {f['raw_rate']:,.0f} msg/s; ratio {f['ratio']:.2f}")
+              f"raw pyzmq PUB->SUB {f['raw_rate']:,.0f} msg/s (frames; ratio {f['ratio']:.2f}), "
+              f"{f['raw_mp_rate']:,.0f} msg/s (multipart; ratio {f['mp_ratio']:.2f})")
         print(f"        bare mcl Publisher -> forwarder -> mcl Subscriber {f['bus_rate']:,.0f} msg/s; "
               f"replay / bare mcl bus {f['bus_ratio']:.2f}")
         m = bench_memory(tmp, args.rss_mb)
