@@ -82,7 +82,7 @@ def test_compressed_and_split_output(tmp_path: Path) -> None:
     """--compress and --split-size give a zstd-compressed log of several files with the same records."""
     recs = [Record(i * 1000, "t", b"x" * 200) for i in range(3000)]
     _native(tmp_path / "in", recs)
-    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "--compress", "--split-size", "4000"]) == 0
+    assert main([str(tmp_path / "in"), str(tmp_path / "out"), "--compress", "--split-size", "0.004"]) == 0
     files = sorted((tmp_path / "out").glob("*.mcln"))
     assert len(files) > 1 and sum(f.stat().st_size for f in files) < 200 * 3000 / 5
     assert _read(tmp_path / "out") == recs

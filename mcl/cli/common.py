@@ -205,6 +205,17 @@ def seconds(text: str) -> float:
     return value
 
 
+def positive_number(text: str) -> float:
+    """argparse type: a finite number above zero (sizes, intervals)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+    return value
+
+
 def non_negative_seconds(text: str) -> float:
     """argparse type: a finite, non-negative number of seconds."""
     value = seconds(text)

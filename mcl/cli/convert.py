@@ -22,7 +22,7 @@ import os
 import sys
 from pathlib import Path
 
-from mcl.cli.common import check_topics, make_parser, non_negative_seconds, run_main
+from mcl.cli.common import check_topics, make_parser, non_negative_seconds, positive_number, run_main
 from mcl.exceptions import LogError, MclError
 from mcl.log.formats import FORMATS
 from mcl.log.reader import LogReader, LogWriter, open_log
@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("json", "msgpack"),
         help="message encoding of a .mcap OUT (default json: what Foxglove reads; msgpack: payload bytes as recorded)",
     )
-    parser.add_argument("--split-size", type=int, metavar="BYTES", help="start a new data file after this many bytes")
+    parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes), as mcl-dump")
     parser.add_argument("--split-duration", type=non_negative_seconds, metavar="S", help="start a new data file every S seconds")
 
 
@@ -87,7 +87,7 @@ def _convert(args: argparse.Namespace) -> int:
         topics=args.topics,
         start=args.start,
         end=args.end,
-        split_size=args.split_size,
+        split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
         split_duration=args.split_duration,
         **options,
     )

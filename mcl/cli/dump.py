@@ -38,6 +38,7 @@ from mcl.cli.common import (
     format_seconds,
     format_size,
     make_parser,
+    positive_number,
     print_warning,
     run_main,
 )
@@ -54,27 +55,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exact", action="store_true", help="--topics are exact names, not prefixes")
     parser.add_argument("-o", "--output", metavar="DIR", default=".", help="where the <UTC timestamp>_<host>/ log directories go (default: .)")
     parser.add_argument("--format", choices=("native", "mcl1"), default="native", help="log format (default: native)")
-    parser.add_argument("--split-size", type=_positive, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
-    parser.add_argument("--split-duration", type=_positive, metavar="S", help="start a new data file every S seconds")
+    parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
+    parser.add_argument("--split-duration", type=positive_number, metavar="S", help="start a new data file every S seconds")
     parser.add_argument("--max-files", type=_positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
     parser.add_argument("--compress", action="store_true", help="compress data blocks with zstd (native format)")
-    parser.add_argument("--flush-interval", type=_positive, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
+    parser.add_argument("--flush-interval", type=positive_number, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
     parser.add_argument("--hwm", type=_positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes before ZeroMQ drops (counted as lost; default: 100000)")
     parser.add_argument("--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="free metadata kept with the log (repeatable)")
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("--duration", type=_positive, metavar="S", help="stop after S seconds of recording")
+    stop.add_argument("--duration", type=positive_number, metavar="S", help="stop after S seconds of recording")
     stop.add_argument("--count", type=_positive_int, metavar="N", help="stop after N messages")
     sched = parser.add_argument_group("scheduled capture")
     sched.add_argument("--start-at", metavar="TIME", help="wait until TIME before recording")
     sched.add_argument("--window", nargs=2, action="append", metavar=("START", "END"), help="record from START to END (repeatable; END may be '+S' after START)")
-    sched.add_argument("--every", type=_positive, metavar="S", help="start a recording every S seconds (with --for)")
-    sched.add_argument("--for", dest="for_", type=_positive, metavar="S", help="length of each --every recording")
+    sched.add_argument("--every", type=positive_number, metavar="S", help="start a recording every S seconds (with --for)")
+    sched.add_argument("--for", dest="for_", type=positive_number, metavar="S", help="length of each --every recording")
     sched.add_argument("--repeat", type=_positive_int, metavar="N", help="with --every: stop after N recordings")
     out = parser.add_argument_group("output")
     out.add_argument("--echo", action="store_true", help="print each message decoded on stdout (as well as recording)")
     out.add_argument("--no-record", action="store_true", help="write no log (with --echo: print only; alone: count and report losses)")
     out.add_argument("--quiet", "-q", action="store_true", help="no status lines and no summary (errors only)")
-    out.add_argument("--status-interval", type=_positive, default=5.0, metavar="S", help="seconds between status lines when stderr is not a terminal (default: 5)")
+    out.add_argument("--status-interval", type=positive_number, default=5.0, metavar="S", help="seconds between status lines when stderr is not a terminal (default: 5)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,16 +90,6 @@ def run() -> None:
 
 
 # -- argument types and checks ----------------------------------------------------------
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
-    return value
 
 
 def _positive_int(text: str) -> int:
