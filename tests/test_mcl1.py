@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from strategies import MCL1_RESOLUTION_NS, mcl1_topics, payloads, records, type_names
 
 import mcl
-from mcl.log.mcl1 import Mcl1Source
+from mcl.exceptions import LogError
+from mcl.log.mcl1 import Mcl1Source, Mcl1Writer
 from mcl.log.record import Record
 from mcl.message import GenericMessage, decode, encode, type_name_of
 
@@ -257,3 +258,37 @@ def test_write_after_close_is_a_runtime_error(tmp_path: Path) -> None:
     writer.close()
     with pytest.raises(RuntimeError, match="closed"):
         writer.write("t", b"\x01", 0)
+
+
+def test_writer_close_on_a_full_disk_closes_every_file(tmp_path: Path) -> None:
+    """A flush failing at close (full 64 KiB tmpfs, needs root) is one LogError, and every file is closed."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], capture_output=True, check=False
+    ).returncode == 0
+    if not mounted:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        # Fill the disk but for a few bytes, so the buffered lines cannot be flushed.
+        filler = mnt / "filler"
+        with open(filler, "wb", buffering=0) as fp:
+            try:
+                for _ in range(10_000):  # bounded: 64 KiB fills long before
+                    fp.write(b"\0" * 1024)
+            except OSError:
+                pass
+        writer = Mcl1Writer(mnt / "log", origin_ns=0)
+        writer.write("a", mcl.encode({"name": "TypeA", "x": 1}), 0)
+        writer.write("b", mcl.encode({"name": "TypeB", "x": 2}), 1)
+        files = [s.fp for s in writer._series.values()]
+        assert len(files) == 2 and all(f is not None for f in files)
+        with pytest.raises(LogError, match="cannot finish writing the log"):
+            writer.close()
+        assert all(f is not None and f.closed for f in files)
+        writer.close()  # idempotent: no second error
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -673,10 +673,17 @@ class Mcl1Writer:
         if self._closed:
             return
         self._closed = True
+        failure: OSError | None = None
         for series in self._series.values():
-            if series.fp is not None:
-                series.fp.close()
-                series.fp = None
+            fp, series.fp = series.fp, None
+            if fp is None:
+                continue
+            try:
+                fp.close()  # flushes: can fail on a full disk
+            except OSError as exc:
+                failure = failure or exc  # close the other files all the same
+        if failure is not None:
+            raise LogError(f"{self.path}: cannot finish writing the log: {failure.strerror or failure}") from None
 
     def __enter__(self) -> Mcl1Writer:
         return self
