@@ -93,6 +93,8 @@ def test_plain_progress_without_a_terminal() -> None:
         ([str(DATASET), "--until", "1", "--duration", "2"], 2, "not allowed with"),
         ([str(DATASET), "--bus", "tcp://nowhere:notaport"], 1, "error:"),
         ([str(DATASET), "--control", "not an address", "--dry-run"], 1, "error:"),
+        ([str(DATASET), "--topics", "nosuch", "--dry-run"], 1, "error: topic 'nosuch' not in the log"),
+        ([str(DATASET), "--start-offset", "100", "--dry-run"], 1, "error: --start-offset 100 s is past the end"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None:
@@ -101,6 +103,8 @@ def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None
     assert done.returncode == code
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+    if code == 1:
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
 def test_replays_onto_a_bus(tmp_path: Path) -> None:

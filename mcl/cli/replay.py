@@ -26,7 +26,7 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any, TextIO
 
-from mcl.cli.common import ExtendNames, comma_list, make_parser, non_negative_seconds, run_main
+from mcl.cli.common import ExtendNames, check_topics, comma_list, make_parser, non_negative_seconds, run_main
 from mcl.exceptions import ReplayError
 from mcl.replay.options import NS_PER_S, ReplayStatus, parse_remap
 
@@ -131,6 +131,12 @@ def _replay(args: argparse.Namespace) -> int:
         from mcl.network import parse_bus
 
         parse_bus(args.bus)  # a bad address is bad input: say so before starting anything
+    with mcl.open_log(*args.logs) as log:
+        # Bad selections are bad input: say so rather than replay nothing.
+        check_topics(log, args.topics)
+        duration_s = log.duration_ns / NS_PER_S
+        if args.start_offset is not None and args.start_offset > duration_s:
+            raise ReplayError(f"--start-offset {args.start_offset:g} s is past the end of the log ({duration_s:.3f} s)")
     end = args.until
     if args.duration is not None:
         start = args.start_offset

@@ -74,7 +74,8 @@ class ControlServer:
             try:
                 sock.bind(self._endpoint)
             except zmq.ZMQError as exc:
-                self._error = BusError(f"cannot bind the control endpoint (addr={self._endpoint}): {exc}")
+                # pyzmq already appends (addr=...) to a failed bind.
+                self._error = BusError(f"cannot bind the control endpoint: {exc}")
                 return
             self.address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
             self._bound.set()
