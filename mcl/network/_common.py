@@ -9,7 +9,7 @@ import socket as _socket
 import zmq
 
 from mcl.network.address import BusAddress, parse_bus
-from mcl.network.forwarder import BusLease, lease_bus
+from mcl.network.forwarder import BusLease, lease_bus, local_endpoints
 from mcl.network.security import CurveClient, client_from_env
 
 _HOST = _socket.gethostname()
@@ -33,9 +33,26 @@ def resolve(bus: str | BusAddress | None, provide: bool | None) -> tuple[BusAddr
     return address, lease
 
 
-def make_socket(kind: int, address: BusAddress, hwm: int, curve: CurveClient | None) -> zmq.Socket:
+def endpoints(address: BusAddress, curve: CurveClient | None) -> tuple[zmq.Context | None, str, str]:
+    """(context, publish endpoint, subscribe endpoint) for a client of the bus at `address`.
+
+    When a forwarder serving `address` runs in this process and no CURVE keys
+    are in use, its ``inproc://`` endpoints and context (one TCP hop less; see
+    :func:`mcl.network.forwarder.local_endpoints`); else TCP and None (this
+    process's shared context).
+    """
+    if curve is None and client_from_env() is None:
+        local = local_endpoints(address)
+        if local is not None:
+            return local
+    return None, address.publish_endpoint, address.subscribe_endpoint
+
+
+def make_socket(
+    kind: int, address: BusAddress, hwm: int, curve: CurveClient | None, context: zmq.Context | None = None
+) -> zmq.Socket:
     """A socket of this process's context with linger 0, the HWM and the keys set."""
-    sock: zmq.Socket = zmq.Context.instance().socket(kind)
+    sock: zmq.Socket = (context or zmq.Context.instance()).socket(kind)
     try:
         sock.linger = 0
         if kind in (zmq.PUB, zmq.XPUB):

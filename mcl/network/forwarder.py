@@ -13,11 +13,19 @@ bus at any time (the OS refuses the second bind), and when that process exits
 another one takes the ports over within a retry interval; ZeroMQ sockets
 reconnect by themselves, so nobody restarts. A long-lived ``mcl-bus`` simply
 holds the ports for good.
+
+In-process shortcut: a forwarder without CURVE runs on this process's shared
+ZeroMQ context and also binds two ``inproc://`` endpoints; while it serves,
+publishers and subscribers created in this process (any thread) for its
+address connect there instead of over TCP (:func:`local_endpoints`), which
+saves a TCP hop. Such a client lives and dies with that forwarder (a hosting
+forwarder lives as long as its leases, so at least as long as the client).
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import logging
 import os
 import random
@@ -31,13 +39,14 @@ from mcl.exceptions import BusError
 from mcl.network.address import BusAddress, parse_bus
 from mcl.network.security import CurveServer
 
-__all__ = ["DEFAULT_HWM", "HOST_RETRY_S", "Forwarder", "BusLease", "lease_bus"]
+__all__ = ["DEFAULT_HWM", "HOST_RETRY_S", "Forwarder", "BusLease", "lease_bus", "local_endpoints"]
 
 log = logging.getLogger("mcl.network")
 
 DEFAULT_HWM = 1000  # messages queued per peer and direction before ZeroMQ drops (its default)
 HOST_RETRY_S = 0.5  # seconds between two attempts to take over the default bus ports
 _RANDOM_PORT_TRIES = 64
+_serial = itertools.count()  # names the inproc endpoints of each forwarder
 
 
 class Forwarder:
@@ -72,8 +81,16 @@ class Forwarder:
         self._ready = threading.Event()
         self._closing = threading.Event()
         self._closed = False
-        self._context = zmq.Context(io_threads=1)
-        self._context.linger = 0
+        # Without CURVE: this process's shared context, so that local clients can use inproc.
+        # With CURVE: a context of its own (its ZAP handler), TCP only (every client authenticates).
+        self._own_context = curve is not None
+        self._context = zmq.Context(io_threads=1) if self._own_context else zmq.Context.instance()
+        if self._own_context:
+            self._context.linger = 0
+        name = f"mcl-forwarder-{os.getpid()}-{next(_serial)}"
+        self._control = f"inproc://{name}-control"
+        self._inproc = None if self._own_context else f"inproc://{name}"
+        self._tried = threading.Event()  # set after the first attempt to bind
         self._auth = None
         try:
             if curve is not None:
@@ -117,13 +134,24 @@ class Forwarder:
         if self._closed:
             return
         self._closed = True
+        _unregister(self)
         self._closing.set()
         if self._auth is not None:
             self._auth.stop()
-        # term() makes the proxy (or a bind in progress) fail with ETERM; the
-        # thread then closes its sockets, which lets term() return.
-        self._context.term()
-        self._thread.join(timeout=5.0)
+        # The proxy stops on TERMINATE from its control socket (queued if it has not started;
+        # the socket stays open until the thread has ended: closing it would drop the message).
+        stop = self._context.socket(zmq.PAIR)
+        try:
+            stop.linger = 0
+            stop.connect(self._control)
+            stop.send(b"TERMINATE", zmq.NOBLOCK)
+        except zmq.ZMQError:  # the thread has already stopped
+            pass
+        finally:
+            self._thread.join(timeout=5.0)
+            stop.close(0)
+        if self._own_context:
+            self._context.term()
 
     def __enter__(self) -> Forwarder:
         return self
@@ -185,6 +213,21 @@ class Forwarder:
             raise
 
     def _run(self) -> None:
+        try:
+            control = self._context.socket(zmq.PAIR)
+            control.linger = 0
+            control.bind(self._control)
+        except zmq.ZMQError as exc:
+            self._error = BusError(f"cannot start a forwarder: {exc}")
+            self._ready.set()
+            return
+        try:
+            self._serve(control)
+        finally:
+            self._tried.set()
+            control.close(0)
+
+    def _serve(self, control: zmq.Socket) -> None:
         while True:
             try:
                 xsub, xpub = self._bind()
@@ -197,17 +240,29 @@ class Forwarder:
                     self._ready.set()
                     return
                 log.debug("%s", exc)
+                self._tried.set()
             except zmq.ZMQError:
                 if self._closing.is_set():
                     return
                 raise
             if self._closing.wait(self._retry_s * random.uniform(0.8, 1.2)):
                 return
+        try:
+            if self._inproc is not None:
+                xsub.bind(self._inproc + "/pub")
+                xpub.bind(self._inproc + "/sub")
+        except zmq.ZMQError as exc:  # pragma: no cover - a unique name per forwarder
+            log.warning("forwarder on %s: no in-process endpoints: %s", self._requested, exc)
+            self._inproc = None
         self._bound = self._requested
+        if not self._closing.is_set():
+            _register(self)
+        self._tried.set()
         self._ready.set()
         log.debug("forwarding on %s", self._bound)
         try:
-            zmq.proxy(xsub, xpub)
+            if not self._closing.is_set():
+                zmq.proxy_steerable(xsub, xpub, None, control)
         except zmq.ContextTerminated:
             pass
         except zmq.ZMQError as exc:  # pragma: no cover - not expected from a proxy
@@ -225,6 +280,40 @@ def _bind_error(address: BusAddress, exc: zmq.ZMQError) -> BusError:
     error = BusError(f"cannot bind the bus {address} (ports {address.port} and {address.port + 1}): {reason}")
     error.errno = exc.errno  # type: ignore[attr-defined]
     return error
+
+
+# -- in-process shortcut -----------------------------------------------------------------
+_local: dict[BusAddress, Forwarder] = {}  # serving forwarders of this process with inproc endpoints
+_local_pid = os.getpid()
+_local_lock = threading.Lock()
+
+
+def _register(forwarder: Forwarder) -> None:
+    global _local_pid
+    if forwarder._inproc is None:
+        return
+    with _local_lock:
+        if _local_pid != os.getpid():  # a forked child: its parent's forwarders do not run here
+            _local.clear()
+            _local_pid = os.getpid()
+        _local[parse_bus(forwarder.address)] = forwarder
+
+
+def _unregister(forwarder: Forwarder) -> None:
+    with _local_lock:
+        for key in [k for k, f in _local.items() if f is forwarder]:
+            del _local[key]
+
+
+def local_endpoints(address: BusAddress) -> tuple[zmq.Context, str, str] | None:
+    """(context, publish endpoint, subscribe endpoint) of a forwarder serving `address` in this process."""
+    with _local_lock:
+        if _local_pid != os.getpid():
+            return None
+        forwarder = _local.get(address)
+        if forwarder is None or forwarder._inproc is None or not forwarder.serving:
+            return None
+        return forwarder._context, forwarder._inproc + "/pub", forwarder._inproc + "/sub"
 
 
 # -- zero-configuration hosting --------------------------------------------------------
@@ -258,6 +347,9 @@ def lease_bus(address: BusAddress) -> BusLease:
         if entry is None:
             entry = _hosts[address] = [Forwarder(address, retry_s=HOST_RETRY_S), 0]
         entry[1] += 1
+    # Whether this process serves the bus decides how its clients connect (inproc or TCP):
+    # wait for the first attempt to bind (a millisecond or so).
+    entry[0]._tried.wait(1.0)
     return BusLease(address)
 
 

@@ -14,7 +14,7 @@ import zmq
 from mcl.exceptions import BusError
 from mcl.message import Message, encode
 from mcl.network import wire
-from mcl.network._common import make_id, make_socket, resolve
+from mcl.network._common import endpoints, make_id, make_socket, resolve
 from mcl.network.address import BusAddress
 from mcl.network.forwarder import DEFAULT_HWM
 from mcl.network.security import CurveClient
@@ -75,8 +75,9 @@ class Publisher:
         self._countdown = _DRAIN_EVERY
         self._address, self._lease = resolve(bus, provide)
         try:
-            self._sock = make_socket(zmq.XPUB, self._address, hwm, curve)
-            self._sock.connect(self._address.publish_endpoint)
+            context, endpoint, _ = endpoints(self._address, curve)
+            self._sock = make_socket(zmq.XPUB, self._address, hwm, curve, context)
+            self._sock.connect(endpoint)
         except zmq.ZMQError as exc:
             self.close()
             raise BusError(f"cannot connect a publisher to {self._address}: {exc}") from exc

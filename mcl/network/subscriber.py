@@ -14,7 +14,7 @@ import zmq
 from mcl.exceptions import BusError
 from mcl.message import decode
 from mcl.network import wire
-from mcl.network._common import make_id, make_socket, resolve
+from mcl.network._common import endpoints, make_id, make_socket, resolve
 from mcl.network.address import BusAddress
 from mcl.network.forwarder import DEFAULT_HWM
 from mcl.network.security import CurveClient
@@ -135,14 +135,15 @@ class Subscriber:
         self.malformed = 0  # messages dropped because they were not in the mcl wire format
         self._address, self._lease = resolve(bus, provide)
         try:
-            sock = self._sock = make_socket(zmq.SUB, self._address, hwm, curve)
+            context, _, endpoint = endpoints(self._address, curve)
+            sock = self._sock = make_socket(zmq.SUB, self._address, hwm, curve, context)
             # Subscribed before connecting, the topics reach the forwarder
             # before the announcement (which sorts last: 0xFF prefix).
             for prefix in encoded if encoded is not None else [b""]:
                 sock.subscribe(prefix)
             sock.subscribe(wire.END_TOPIC)
             sock.subscribe(wire.SUB_PREFIX + self._idb)
-            sock.connect(self._address.subscribe_endpoint)
+            sock.connect(endpoint)
         except zmq.ZMQError as exc:
             self.close()
             raise BusError(f"cannot connect a subscriber to {self._address}: {exc}") from exc
