@@ -25,6 +25,7 @@ log = logging.getLogger("mcl.network")
 
 _unpack_meta = wire.META.unpack_from
 _META_SIZE = wire.META.size
+_VERSION = wire.VERSION
 _time_ns = time.time_ns
 _NOBLOCK = int(zmq.NOBLOCK)  # a plain int: pyzmq converts an enum flag on every call
 _ACK_KEEP_S = 10.0  # seconds an end-of-stream acknowledgement stays subscribed
@@ -126,8 +127,8 @@ class Subscriber:
         encoded = None if names is None else [t.encode("utf-8") for t in names]
         self._prefixes: tuple[bytes, ...] | None = None if encoded is None else tuple(encoded)
         self._exact: frozenset[bytes] | None = frozenset(encoded) if (exact and encoded is not None) else None
-        self._expected: dict[tuple[bytes, bytes], int] = {}  # (publisher, topic) -> next sequence
-        self._first: dict[tuple[bytes, bytes], int] = {}  # (publisher, topic) -> first sequence received
+        # (publisher, topic) -> [next sequence, first sequence received, topic str, publisher str]
+        self._streams: dict[tuple[bytes, bytes], list[Any]] = {}
         self._lost: dict[tuple[bytes, bytes], int] = {}
         self._names: dict[bytes, str] = {}
         self._ended: dict[bytes, float] = {}  # publisher -> monotonic time its end was seen
@@ -226,9 +227,8 @@ class Subscriber:
         """
         recv = sock.recv
         append = batch.append
-        expected = self._expected
+        streams = self._streams
         lost = self._lost
-        names = self._names
         exact = self._exact
         n = len(batch)
         while n < max_count:
@@ -249,7 +249,7 @@ class Subscriber:
                     n += 1
                 continue
             payload = recv(_NOBLOCK)  # the frames of a message are queued together
-            if len(meta) < _META_SIZE or meta[0] != wire.VERSION:
+            if len(meta) < _META_SIZE or meta[0] != _VERSION:
                 self._skip(sock)
                 continue
             _, kind, seq, sent_ns = _unpack_meta(meta)
@@ -259,25 +259,30 @@ class Subscriber:
                 continue
             if exact is not None and topic_b not in exact:
                 continue
-            pub_b = meta[_META_SIZE:]
-            key = (pub_b, topic_b)
-            due = expected.get(key)
-            if due == seq:
-                expected[key] = seq + 1
-            elif due is None:
-                self._first[key] = seq
-                expected[key] = seq + 1
-            elif seq > due:
-                lost[key] = lost.get(key, 0) + seq - due
-                expected[key] = seq + 1
-            topic = names.get(topic_b)
-            if topic is None:
-                topic = names[topic_b] = topic_b.decode("utf-8", "replace")
-            publisher = names.get(pub_b)
-            if publisher is None:
-                publisher = names[pub_b] = pub_b.decode("utf-8", "replace")
-            append(Received(topic, payload, publisher, seq, sent_ns, _time_ns()))
+            key = (meta[_META_SIZE:], topic_b)
+            stream = streams.get(key)
+            if stream is None:
+                stream = streams[key] = self._new_stream(key, seq)
+            else:
+                due = stream[0]
+                if seq >= due:
+                    if seq != due:
+                        lost[key] = lost.get(key, 0) + seq - due
+                    stream[0] = seq + 1
+            append(Received(stream[2], payload, stream[3], seq, sent_ns, _time_ns()))
             n += 1
+
+    def _new_stream(self, key: tuple[bytes, bytes], seq: int) -> list[Any]:
+        """The accounting of a (publisher, topic) seen for the first time (or since its end)."""
+        names = self._names
+        pub_b, topic_b = key
+        topic = names.get(topic_b)
+        if topic is None:
+            topic = names[topic_b] = topic_b.decode("utf-8", "replace")
+        publisher = names.get(pub_b)
+        if publisher is None:
+            publisher = names[pub_b] = pub_b.decode("utf-8", "replace")
+        return [seq + 1, seq, topic, publisher]
 
     def _skip(self, sock: zmq.Socket) -> None:
         """A malformed message: count it and skip what is left of it."""
@@ -324,8 +329,8 @@ class Subscriber:
                 continue
             key = (pub_b, topic_b)
             first_due = None if joined is None else joined.get(topic_b, 0)
-            expected = self._expected.pop(key, None)
-            first = self._first.pop(key, None)
+            stream = self._streams.pop(key, None)
+            expected, first = (None, None) if stream is None else (stream[0], stream[1])
             if expected is None:  # nothing received on that topic
                 missed = 0 if first_due is None else count - first_due
             else:
