@@ -247,6 +247,7 @@ class Forwarder:
                 raise
             if self._closing.wait(self._retry_s * random.uniform(0.8, 1.2)):
                 return
+        tcp = [(sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)) for sock in (xsub, xpub)]
         try:
             if self._inproc is not None:
                 xsub.bind(self._inproc + "/pub")
@@ -268,8 +269,31 @@ class Forwarder:
         except zmq.ZMQError as exc:  # pragma: no cover - not expected from a proxy
             log.error("forwarder on %s stopped: %s", self._bound, exc)
         finally:
+            for sock, endpoint in tcp:
+                self._unbind(sock, endpoint)
             xsub.close(0)
             xpub.close(0)
+
+    def _unbind(self, sock: zmq.Socket, endpoint: str) -> None:
+        """Unbind a TCP endpoint and wait (1 s at most) until its port is free again.
+
+        Closing or unbinding a socket releases its port asynchronously; on the
+        shared context no ``term()`` waits for it, so the monitor's CLOSED event does.
+        """
+        address = f"{self._control}-monitor-{next(_serial)}"
+        try:
+            sock.monitor(address, zmq.EVENT_CLOSED)
+            monitor = self._context.socket(zmq.PAIR)
+            try:
+                monitor.linger = 0
+                monitor.connect(address)
+                sock.unbind(endpoint)
+                monitor.poll(1000)
+            finally:
+                sock.disable_monitor()
+                monitor.close(0)
+        except zmq.ZMQError as exc:  # pragma: no cover - the port is then released a little later
+            log.debug("forwarder: unbinding %s: %s", endpoint, exc)
 
 
 def _bind_error(address: BusAddress, exc: zmq.ZMQError) -> BusError:
