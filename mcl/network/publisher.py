@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
@@ -28,6 +29,15 @@ _ZERO_COPY_BYTES = 65536  # pyzmq's copy threshold: larger frames are sent witho
 _SNDMORE = int(zmq.SNDMORE)  # a plain int: pyzmq converts an enum flag on every call
 _pack_meta = wire.META.pack
 _time_ns = time.time_ns
+
+
+def _as_bytes(payload: Any) -> Any:
+    """What is sent for a payload: a buffer as is, a Message encoded, any other value msgpack-encoded."""
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return payload
+    if isinstance(payload, Message):
+        return payload.encode()
+    return encode(payload)
 
 
 class Publisher:
@@ -116,12 +126,7 @@ class Publisher:
         tb = self._topics.get(topic)
         if tb is None:
             tb = self._add_topic(topic)
-        if type(payload) is bytes or isinstance(payload, (bytes, bytearray, memoryview)):
-            data = payload
-        elif isinstance(payload, Message):
-            data = payload.encode()
-        else:
-            data = encode(payload)
+        data = payload if type(payload) is bytes else _as_bytes(payload)
         seqs = self._seqs
         seq = seqs.get(tb, 0)
         seqs[tb] = seq + 1
@@ -136,6 +141,41 @@ class Publisher:
         if self._countdown <= 0:
             self._countdown = _DRAIN_EVERY
             self._drain()
+
+    def publish_many(self, messages: Iterable[tuple[str, bytes | Message | Any]]) -> int:
+        """Send each ``(topic, payload)`` of `messages` in order, exactly as :meth:`publish` would.
+
+        The same messages on the wire, with less Python overhead per message
+        (e.g. a replay publishing a batch of records); returns how many were sent.
+        """
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("Cannot publish on a closed Publisher.")
+        topics = self._topics
+        seqs = self._seqs
+        send = sock.send
+        pack = self._pack_data
+        idb = self._idb
+        n = 0
+        for topic, payload in messages:
+            tb = topics.get(topic)
+            if tb is None:
+                tb = self._add_topic(topic)
+            data = payload if type(payload) is bytes else _as_bytes(payload)
+            seq = seqs.get(tb, 0)
+            seqs[tb] = seq + 1
+            send(tb, _SNDMORE)
+            send(pack(1, 0, seq, _time_ns(), idb), _SNDMORE)
+            if len(data) < _ZERO_COPY_BYTES:
+                send(data)
+            else:
+                send(data, copy=False)
+            n += 1
+        self._countdown -= n
+        if self._countdown <= 0:
+            self._countdown = _DRAIN_EVERY
+            self._drain()
+        return n
 
     def _add_topic(self, topic: str) -> bytes:
         if not isinstance(topic, str):
