@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -115,3 +116,36 @@ def test_mcl_bus_key_files_and_bad_certificate(tmp_path: Path) -> None:
     bad = bus("--bind", "tcp://127.0.0.1:0", "--curve-secret", str(not_a_cert), "--curve-clients", str(tmp_path))
     assert bad.returncode == 1, bad.stderr
     assert bad.stderr.count("\n") == 1 and "cannot read a CURVE certificate" in bad.stderr
+
+
+def test_make_keys_never_replaces_a_pair_and_hides_the_secret(tmp_path: Path) -> None:
+    """make_keys refuses an existing pair (the secret would be lost) and writes the secret 0600."""
+    public, secret = make_keys(tmp_path, "bus")
+    assert secret.stat().st_mode & 0o777 == 0o600
+    before = secret.read_bytes()
+    with pytest.raises(BusError, match="already exists"):
+        make_keys(tmp_path, "bus")
+    assert secret.read_bytes() == before
+
+
+def test_forwarder_with_a_bad_certificate_fails_at_once(tmp_path: Path) -> None:
+    """A forwarder given a file that is not a certificate raises BusError and does not hang on close."""
+    bad = tmp_path / "bad.key_secret"
+    bad.write_text("not a certificate\n")
+    clients = tmp_path / "clients"
+    clients.mkdir()
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            with Forwarder("tcp://127.0.0.1:0", curve=CurveServer(secret_file=bad, clients_dir=clients)):
+                outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            outcome.append(exc)
+
+    # In a daemon thread: a regression would hang here, and must fail instead.
+    thread = threading.Thread(target=start, daemon=True)
+    thread.start()
+    thread.join(10.0)
+    assert not thread.is_alive(), "Forwarder with a bad certificate hung"
+    assert len(outcome) == 1 and isinstance(outcome[0], BusError), outcome

@@ -88,11 +88,7 @@ def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     if args.make_keys is not None:
         base = args.make_keys
-        taken = [f for f in (base.with_name(base.name + ".key"), base.with_name(base.name + ".key_secret")) if f.exists()]
-        if taken:
-            raise BusError(f"{taken[0]}: already exists; not replacing a key (remove it first to make a new pair)")
-        public, secret = make_keys(base.parent, base.name)
-        secret.chmod(0o600)  # the secret key: readable by its owner only
+        public, secret = make_keys(base.parent, base.name)  # never replaces a pair; secret file 0600
         if not args.quiet:
             print(f"wrote {public} (public: give it to the other side) and {secret} (secret: keep it)")
         return 0

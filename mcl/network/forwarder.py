@@ -174,14 +174,22 @@ class Forwarder:
         else:
             sock.rcvhwm = self._hwm
         if self._curve is not None:
-            self._curve.apply(sock)
+            try:
+                self._curve.apply(sock)
+            except BaseException:
+                sock.close(0)  # an open socket would keep close() (and the program) waiting
+                raise
         return sock
 
     def _bind(self) -> tuple[zmq.Socket, zmq.Socket]:
         """Bind XSUB on the bus port and XPUB on port + 1 (a free pair for port 0)."""
         want = self._requested
         xsub = self._socket(zmq.XSUB)
-        xpub = self._socket(zmq.XPUB)
+        try:
+            xpub = self._socket(zmq.XPUB)
+        except BaseException:
+            xsub.close(0)
+            raise
         try:
             if want.port != 0:
                 try:

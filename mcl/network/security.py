@@ -49,10 +49,18 @@ def _load(path: Path, *, secret: bool) -> tuple[bytes, bytes | None]:
 
 
 def make_keys(directory: str | Path, name: str) -> tuple[Path, Path]:
-    """Write a new key pair DIR/NAME.key and DIR/NAME.key_secret; return (public, secret)."""
+    """Write a new key pair DIR/NAME.key and DIR/NAME.key_secret; return (public, secret).
+
+    An existing pair is never replaced (BusError): that would destroy a secret
+    key. The secret file is readable by its owner only.
+    """
     directory = Path(directory)
+    taken = [f for f in (directory / f"{name}.key", directory / f"{name}.key_secret") if f.exists()]
+    if taken:
+        raise BusError(f"{taken[0]}: already exists; not replacing a key (remove it first to make a new pair)")
     directory.mkdir(parents=True, exist_ok=True)
     public, secret = zmq.auth.create_certificates(str(directory), name)
+    Path(secret).chmod(0o600)
     return Path(public), Path(secret)
 
 
