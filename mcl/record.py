@@ -253,7 +253,11 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="mcl-recorder", daemon=True)
         self._thread.start()
         if not self._ready.wait(timeout):
+            # Do not leave a thread and an open log behind the error.
             self._stop.set()
+            self._thread.join(5.0)
+            self._close_writer()
+            self._remove_empty_log(existed)
             raise RecordError(f"the recorder did not join the bus within {timeout} s")
         if self._error is not None:
             self._thread.join()
