@@ -8,6 +8,7 @@ import multiprocessing as mp
 import operator
 import os
 import queue as queue_module
+import gc
 import select
 import threading
 import time
@@ -270,6 +271,11 @@ def _scheduler_main(
             else:
                 publisher = Publisher(options.bus, close_timeout=0.5, hwm=options.hwm)
         worker = _Scheduler(ctx, options, queue, control, events, heartbeat, publisher, with_hooks, paused)
+        # A full collection walks every object the imports made (numpy, zmq, ...):
+        # milliseconds during which a due record would wait. Those objects live
+        # as long as the worker, so they leave the collector's sight.
+        gc.collect()
+        gc.freeze()
         events.put(("ready",))
         worker.run()
     except BaseException as exc:
