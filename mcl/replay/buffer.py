@@ -14,7 +14,7 @@ from typing import Any
 
 from mcl.exceptions import ReplayError
 from mcl.replay.options import NS_PER_S, ReplayOptions
-from mcl.replay.worker import WorkerContext, beat, main_hidden, sigint_blocked, parent_alive, setup_worker
+from mcl.replay.worker import WorkerContext, beat, end_process, main_hidden, parent_alive, setup_worker, sigint_blocked
 
 __all__ = ["BufferData", "SourceSpec", "make_source_spec", "iter_source", "END"]
 
@@ -228,17 +228,7 @@ class BufferData:
         self._closed = True
         process = self._process
         if process is not None and process.pid is not None:
-            try:
-                self._control.send(("stop",))
-            except (OSError, ValueError):
-                pass
-            process.join(timeout)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout)
+            end_process(process, timeout, lambda: self._control.send(("stop",)))
         self._control.close()
         self._control_recv.close()
         self.queue.cancel_join_thread()

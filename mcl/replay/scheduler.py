@@ -22,7 +22,16 @@ from mcl.log.record import Record
 from mcl.replay.buffer import Batch
 from mcl.replay.clock import LatenessStats, ReplayClock, check_speed
 from mcl.replay.options import NS_PER_S, ReplayOptions
-from mcl.replay.worker import WorkerContext, beat, main_hidden, sigint_blocked, parent_alive, set_fine_timer_slack, setup_worker
+from mcl.replay.worker import (
+    WorkerContext,
+    beat,
+    end_process,
+    main_hidden,
+    parent_alive,
+    set_fine_timer_slack,
+    setup_worker,
+    sigint_blocked,
+)
 
 __all__ = ["ScheduleBroadcasts", "Hook"]
 
@@ -211,24 +220,17 @@ class ScheduleBroadcasts:
             elif kind == "closed":
                 return
 
+    def _ask_stop(self) -> None:
+        with self._lock:
+            self._control.send(("stop",))
+
     def close(self, timeout: float = 2.0) -> None:
         """Stop the worker (asking first, then SIGTERM, then SIGKILL); idempotent."""
         if self._closed:
             return
         process = self._process
         if process is not None and process.pid is not None and process.is_alive():
-            try:
-                with self._lock:
-                    self._control.send(("stop",))
-            except (OSError, ValueError):
-                pass
-            process.join(timeout)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout)
-            if process.is_alive():
-                process.kill()
-                process.join(timeout)
+            end_process(process, timeout, self._ask_stop)
         with self._cond:
             self._closed = True
             self._cond.notify_all()

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from multiprocessing.sharedctypes import Synchronized
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 __all__ = ["WorkerContext", "setup_worker", "parent_alive", "beat", "heartbeat_age", "main_hidden", "sigint_blocked"]
@@ -126,3 +126,18 @@ def sigint_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def end_process(process: Any, timeout: float, ask: Callable[[], None]) -> None:
+    """End a worker: `ask` it to stop, then SIGTERM, then SIGKILL, waiting `timeout` each time."""
+    try:
+        ask()
+    except (OSError, ValueError):  # the pipe is already closed: the worker is gone
+        pass
+    process.join(timeout)
+    if process.is_alive():
+        process.terminate()
+        process.join(timeout)
+    if process.is_alive():
+        process.kill()
+        process.join(timeout)
