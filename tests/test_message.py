@@ -105,7 +105,7 @@ def test_numpy_scalar_round_trip() -> None:
     """numpy scalars that are not Python floats keep their dtype."""
     back = unpack(encode({"v": np.int8(-3), "b": np.bool_(True)}))
     assert back["v"].dtype == np.int8 and back["v"] == -3
-    assert back["b"] is np.True_ or back["b"] == np.True_
+    assert type(back["b"]) is np.bool_ and bool(back["b"]) is True
 
 
 def test_object_arrays_are_rejected() -> None:
