@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def test_parse_bus_default_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
 )
 def test_parse_bus_rejects_bad_addresses(text: str) -> None:
     """Bad addresses (and bind-only ones, for a client) raise BusError naming the input."""
-    with pytest.raises(BusError, match="bad bus address"):
+    with pytest.raises(BusError, match=re.escape(f"bad bus address {text!r}")):
         parse_bus(text)
 
 
@@ -448,7 +449,8 @@ def test_mcl_bus_serves_and_stops_on_sigterm() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [(["--bind", "nonsense"], "error: bad bus address 'nonsense'"),
-     (["--curve-secret", "/nonexistent/x.key_secret", "--curve-clients", "/tmp"], "no such certificate file")],
+     (["--curve-secret", "/nonexistent/x.key_secret", "--curve-clients", "/tmp"],
+      "error: /nonexistent/x.key_secret: no such certificate file")],
 )
 def test_mcl_bus_bad_input(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Bad input gives one error line and exit 1."""
@@ -456,7 +458,7 @@ def test_mcl_bus_bad_input(argv: list[str], message: str, capsys: pytest.Capture
 
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
-    assert err.startswith(message[:20]) or message in err
+    assert err.startswith(message)
     assert len(err.strip().splitlines()) == 1
 
 
