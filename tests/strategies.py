@@ -133,3 +133,26 @@ def records(
     return st.lists(one, max_size=max_size).map(
         lambda rows: [Record(t, tp, p) for t, tp, p in sorted(rows, key=lambda r: r[0])]
     )
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal *and* of the same types all the way down (1, 1.0 and True differ; NaN equals NaN).
+
+    ``==`` lets a decoder turn an int into a float or a bool into an int
+    unnoticed; round-trip tests use this instead.
+    """
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+    if isinstance(a, np.generic):
+        return a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    if isinstance(a, float):
+        return (a != a and b != b) or a == b
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_value(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b))
+    if hasattr(a, "to_dict"):  # messages: compare their payload maps
+        return same_value(a.to_dict(), b.to_dict())
+    return bool(a == b)

@@ -9,7 +9,7 @@ import msgpack
 import numpy as np
 import pytest
 from hypothesis import given, settings
-from strategies import messages, numpy_arrays, plain_values
+from strategies import messages, numpy_arrays, plain_values, same_value
 
 import mcl
 from mcl.message import GenericMessage, Message, decode, encode, get_message_type, type_name_of, unpack
@@ -118,7 +118,9 @@ def test_object_arrays_are_rejected() -> None:
 @given(messages())
 def test_messages_round_trip(msg: GenericMessage) -> None:
     """Any message with any fields (numpy included) decodes back equal to itself."""
-    assert decode(msg.encode()) == msg
+    back = decode(msg.encode())
+    assert back == msg
+    assert same_value(back, msg), (back, msg)
 
 
 @settings(max_examples=100, deadline=None)
@@ -127,6 +129,7 @@ def test_plain_values_round_trip(value: object) -> None:
     """Raw (unnamed) values round-trip through encode / unpack."""
     back = unpack(encode(value))
     assert GenericMessage("X", {"v": back}, timestamp=0) == GenericMessage("X", {"v": value}, timestamp=0)
+    assert same_value(back, value), (back, value)
 
 
 @settings(max_examples=50, deadline=None)
