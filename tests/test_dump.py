@@ -346,10 +346,17 @@ def test_dump_forced_loss_is_counted_exactly(bus: str, tmp_path: Path) -> None:
             time.sleep(0.5)
         dump.proc.send_signal(signal.SIGINT)
         assert dump.wait() == 0, dump.stderr
-    recorded = len(read_back(path))
+    records = read_back(path)
+    recorded = len(records)
     assert recorded < sent  # the flood did overflow
     summary = dump.stderr[dump.stderr.index("recorded "):]
     assert f"lost {sent - recorded:,}" in summary.splitlines()[0], summary
+    # The per-topic table: its last column is the loss of that topic, exactly.
+    rows = {line.split()[0]: line.split() for line in summary.splitlines()[1:] if line.startswith("  ")}
+    for topic, published in (("flood", 30_000), ("slow", 200)):
+        got = sum(1 for r in records if r.topic == topic)
+        assert int(rows[topic][1].replace(",", "")) == got, summary
+        assert int(rows[topic][-1].replace(",", "")) == published - got, summary
 
 
 # -- round trip: a log published onto the bus and recorded gives the same log --------------
