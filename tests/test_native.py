@@ -19,7 +19,7 @@ from mcl.log.mcl1 import Mcl1Writer
 from mcl.log.native import NativeSource, NativeWriter, data_files, probe
 from mcl.log.native_layout import INDEX_ENTRY, INDEX_HEADER, read_index, read_file_header
 from mcl.log.record import Record
-from tests.strategies import MCL1_RESOLUTION_NS, records
+from tests.strategies import records
 
 ORIGIN = 1_700_000_000_123_456_789
 

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcl.cli.common import make_parser, print_error, run_main
+from mcl.cli.common import make_parser, run_main
 from mcl.exceptions import BusError
 
 if TYPE_CHECKING:

@@ -216,6 +216,22 @@ def positive_number(text: str) -> float:
     return value
 
 
+def whole_number(text: str, minimum: int = 0) -> int:
+    """argparse type: a whole number >= `minimum` (0 by default)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (counts, sizes in records)."""
+    return whole_number(text, 1)
+
+
 def non_negative_seconds(text: str) -> float:
     """argparse type: a finite, non-negative number of seconds."""
     value = seconds(text)

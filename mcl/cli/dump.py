@@ -38,6 +38,7 @@ from mcl.cli.common import (
     format_seconds,
     format_size,
     make_parser,
+    positive_int,
     positive_number,
     print_warning,
     run_main,
@@ -57,20 +58,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("native", "mcl1"), default="native", help="log format (default: native)")
     parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
     parser.add_argument("--split-duration", type=positive_number, metavar="S", help="start a new data file every S seconds")
-    parser.add_argument("--max-files", type=_positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
+    parser.add_argument("--max-files", type=positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
     parser.add_argument("--compress", action="store_true", help="compress data blocks with zstd (native format)")
     parser.add_argument("--flush-interval", type=positive_number, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
-    parser.add_argument("--hwm", type=_positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes before ZeroMQ drops (counted as lost; default: 100000)")
+    parser.add_argument("--hwm", type=positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes before ZeroMQ drops (counted as lost; default: 100000)")
     parser.add_argument("--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="free metadata kept with the log (repeatable)")
     stop = parser.add_argument_group("stopping")
     stop.add_argument("--duration", type=positive_number, metavar="S", help="stop after S seconds of recording")
-    stop.add_argument("--count", type=_positive_int, metavar="N", help="stop after N messages")
+    stop.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
     sched = parser.add_argument_group("scheduled capture")
     sched.add_argument("--start-at", metavar="TIME", help="wait until TIME before recording")
     sched.add_argument("--window", nargs=2, action="append", metavar=("START", "END"), help="record from START to END (repeatable; END may be '+S' after START)")
     sched.add_argument("--every", type=positive_number, metavar="S", help="start a recording every S seconds (with --for)")
     sched.add_argument("--for", dest="for_", type=positive_number, metavar="S", help="length of each --every recording")
-    sched.add_argument("--repeat", type=_positive_int, metavar="N", help="with --every: stop after N recordings")
+    sched.add_argument("--repeat", type=positive_int, metavar="N", help="with --every: stop after N recordings")
     out = parser.add_argument_group("output")
     out.add_argument("--echo", action="store_true", help="print each message decoded on stdout (as well as recording)")
     out.add_argument("--no-record", action="store_true", help="write no log (with --echo: print only; alone: count and report losses)")
@@ -90,16 +91,6 @@ def run() -> None:
 
 
 # -- argument types and checks ----------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def parse_time(text: str, now_ns: int, after_ns: int | None = None) -> int:

@@ -26,7 +26,17 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any, TextIO
 
-from mcl.cli.common import ExtendNames, check_topics, comma_list, make_parser, non_negative_seconds, run_main
+from mcl.cli.common import (
+    ExtendNames,
+    check_topics,
+    comma_list,
+    make_parser,
+    non_negative_seconds,
+    positive_int,
+    positive_number,
+    run_main,
+    whole_number,
+)
 from mcl.exceptions import ReplayError
 from mcl.replay.options import NS_PER_S, ReplayStatus, parse_remap
 
@@ -35,36 +45,6 @@ __all__ = ["add_arguments", "main", "run"]
 PROG = "mcl-replay"
 SEEK_STEP_S = 5.0
 SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or math.isinf(value):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 0")
-    return value
 
 
 def _regex(text: str) -> str:
@@ -86,7 +66,7 @@ def _remap(text: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logs", nargs="+", metavar="LOG", help="log directories or files (several are merged by time)")
     timing = parser.add_argument_group("timing")
-    timing.add_argument("--speed", type=_positive_float, default=1.0, metavar="X", help="replay rate (default 1.0)")
+    timing.add_argument("--speed", type=positive_number, default=1.0, metavar="X", help="replay rate (default 1.0)")
     timing.add_argument("--max-speed", action="store_true", help="as fast as possible (in order, nothing dropped)")
     timing.add_argument("--loop", action="store_true", help="start again at the end, until quit")
     timing.add_argument("--start-offset", type=non_negative_seconds, metavar="S", help="start at log time S")
@@ -108,9 +88,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     selection.add_argument("--remap", type=_remap, action="append", default=[], metavar="OLD:=NEW", help="rename a topic (repeatable)")
     output = parser.add_argument_group("output")
     output.add_argument("--bus", metavar="ADDR", help="bus address (default: $MCL_BUS or the local default bus)")
-    output.add_argument("--wait-for-subscribers", type=_count, default=0, metavar="N", help="hold the first message until N subscribers are connected")
+    output.add_argument("--wait-for-subscribers", type=whole_number, default=0, metavar="N", help="hold the first message until N subscribers are connected")
     output.add_argument("--dry-run", action="store_true", help="publish nothing: timing and progress only")
-    output.add_argument("--read-ahead", type=_positive_int, default=5000, metavar="N", help="messages buffered ahead (default 5000)")
+    output.add_argument("--read-ahead", type=positive_int, default=5000, metavar="N", help="messages buffered ahead (default 5000)")
     output.add_argument("--control", metavar="ADDR", help="serve remote control requests on ADDR (PORT, HOST:PORT, tcp://...; port 0: any)")
 
 
