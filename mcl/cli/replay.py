@@ -114,8 +114,8 @@ def _replay(args: argparse.Namespace) -> int:
     with mcl.open_log(*args.logs) as log:
         # Bad selections are bad input: say so rather than replay nothing.
         check_topics(log, args.topics)
-        duration_s = log.duration_ns / NS_PER_S
-        if args.start_offset is not None and args.start_offset > duration_s:
+        # Only when asked: the duration of an MCL_LOG 1.0 log takes a full scan.
+        if args.start_offset is not None and args.start_offset > (duration_s := log.duration_ns / NS_PER_S):
             raise ReplayError(f"--start-offset {args.start_offset:g} s is past the end of the log ({duration_s:.3f} s)")
     end = args.until
     if args.duration is not None:
