@@ -18,7 +18,14 @@ import base64
 import json
 import sys
 
-from mcl.cli.common import check_topics, make_parser, non_negative_seconds, print_warning, run_main, to_jsonable
+from mcl.cli.common import (
+    check_topics,
+    make_parser,
+    non_negative_seconds,
+    print_warning,
+    run_main,
+    to_jsonable,
+)
 from mcl.exceptions import MessageError
 from mcl.log.reader import open_log
 from mcl.message import unpack

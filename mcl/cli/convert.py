@@ -22,7 +22,13 @@ import os
 import sys
 from pathlib import Path
 
-from mcl.cli.common import check_topics, make_parser, non_negative_seconds, positive_number, run_main
+from mcl.cli.common import (
+    check_topics,
+    make_parser,
+    non_negative_seconds,
+    positive_number,
+    run_main,
+)
 from mcl.exceptions import LogError, MclError
 from mcl.log.formats import FORMATS
 from mcl.log.reader import LogReader, LogWriter, open_log

@@ -17,7 +17,13 @@ import sys
 
 import numpy as np
 
-from mcl.cli.common import check_topics, comma_list, make_parser, non_negative_seconds, run_main
+from mcl.cli.common import (
+    check_topics,
+    comma_list,
+    make_parser,
+    non_negative_seconds,
+    run_main,
+)
 from mcl.export import dump_to_array, dump_to_csv
 from mcl.log.reader import open_log
 

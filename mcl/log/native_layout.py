@@ -12,10 +12,10 @@ import struct
 import sys
 import zlib
 from array import array
-from dataclasses import dataclass, field
-from itertools import accumulate, compress, islice
-from functools import partial
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import accumulate, compress, islice
 from pathlib import Path
 from typing import Any
 

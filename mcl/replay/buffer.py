@@ -14,7 +14,15 @@ from typing import Any
 
 from mcl.exceptions import ReplayError
 from mcl.replay.options import NS_PER_S, ReplayOptions
-from mcl.replay.worker import WorkerContext, beat, end_process, main_hidden, parent_alive, setup_worker, sigint_blocked
+from mcl.replay.worker import (
+    WorkerContext,
+    beat,
+    end_process,
+    main_hidden,
+    parent_alive,
+    setup_worker,
+    sigint_blocked,
+)
 
 __all__ = ["BufferData", "SourceSpec", "make_source_spec", "iter_source", "END"]
 

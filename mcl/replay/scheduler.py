@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import collections
+import gc
 import math
 import multiprocessing as mp
 import operator
 import os
 import queue as queue_module
-import gc
 import select
 import threading
 import time

@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 import time
-from multiprocessing.sharedctypes import Synchronized
 from collections.abc import Callable, Iterator
+from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
 __all__ = ["WorkerContext", "setup_worker", "parent_alive", "beat", "heartbeat_age", "main_hidden", "sigint_blocked"]
