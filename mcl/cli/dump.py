@@ -44,6 +44,7 @@ from mcl.cli.common import (
     run_main,
 )
 from mcl.exceptions import MclError
+from mcl.log.record import datetime_to_ns
 
 _NS = 1_000_000_000
 _ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (recording never does)
@@ -118,21 +119,16 @@ def parse_time(text: str, now_ns: int, after_ns: int | None = None) -> int:
             raise ValueError(f"{text!r} is not a time of day")
         local = _dt.datetime.fromtimestamp(base / _NS).astimezone()
         when = local.replace(hour=hour, minute=minute, second=int(sec), microsecond=round((sec % 1) * 1e6))
-        if _to_ns(when) <= base:
+        if datetime_to_ns(when) <= base:
             when = (when + _dt.timedelta(days=1)).replace(hour=hour, minute=minute)
-        return _to_ns(when)
+        return datetime_to_ns(when)
     try:
         when = _dt.datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a time ('+S', 'HH:MM[:SS]' or an ISO date and time)") from None
     if when.tzinfo is None:
         when = when.astimezone()  # local time
-    return _to_ns(when)
-
-
-def _to_ns(when: _dt.datetime) -> int:
-    epoch = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
-    return ((when - epoch) // _dt.timedelta(microseconds=1)) * 1000
+    return datetime_to_ns(when)
 
 
 @dataclass(frozen=True, slots=True)

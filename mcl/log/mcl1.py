@@ -32,7 +32,13 @@ from typing import IO
 
 import msgpack
 
-from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormatError, LogNotFound
+from mcl.exceptions import (
+    LogDamageWarning,
+    LogError,
+    LogExistsError,
+    LogFormatError,
+    LogNotFound,
+)
 from mcl.log.record import (
     Damage,
     LogSummary,
@@ -40,6 +46,7 @@ from mcl.log.record import (
     TopicFilter,
     TopicStats,
     datetime_to_ns,
+    elapsed_key,
     make_log_dir,
     ns_to_datetime,
 )
@@ -261,7 +268,7 @@ class Mcl1Source:
         streams = [self._iter_series(s, topics, start_ns, end_ns) for s in self._series]
         if len(streams) == 1:
             return streams[0]
-        return heapq.merge(*streams, key=_elapsed)
+        return heapq.merge(*streams, key=elapsed_key)
 
     def _iter_series(
         self,
@@ -521,10 +528,6 @@ class _FileState:
             for t, name, payload in zip(elapsed, names, payloads)
             if lo <= t <= hi and name in wanted
         ]
-
-
-def _elapsed(record: Record) -> int:
-    return record.elapsed_ns
 
 
 def _complete_msgpack(payload: bytes) -> bool:

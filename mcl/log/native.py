@@ -23,7 +23,13 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormatError, LogNotFound
+from mcl.exceptions import (
+    LogDamageWarning,
+    LogError,
+    LogExistsError,
+    LogFormatError,
+    LogNotFound,
+)
 from mcl.log.native_layout import (
     CHUNK_HEADER,
     DATA_SUFFIX,
@@ -40,10 +46,10 @@ from mcl.log.native_layout import (
     HeaderDamaged,
     add_topic_stats,
     check_chunk_header,
-    file_key,
     decode_body,
     encode_chunk,
     encode_file_header,
+    file_key,
     iter_body,
     parse_chunk_header,
     read_file_header,
@@ -51,7 +57,15 @@ from mcl.log.native_layout import (
     scan_file,
     write_index,
 )
-from mcl.log.record import Damage, LogSummary, Record, TopicFilter, TopicStats, make_log_dir
+from mcl.log.record import (
+    Damage,
+    LogSummary,
+    Record,
+    TopicFilter,
+    TopicStats,
+    elapsed_key,
+    make_log_dir,
+)
 from mcl.message import type_name_of
 
 __all__ = ["FORMAT", "NativeSource", "NativeWriter", "probe", "reindex", "data_files"]
@@ -518,7 +532,7 @@ class NativeSource:
                     yield records
             else:
                 streams = [self._read_chunk(f, c, topics, start_ns, end_ns) for f, c in step.chunks]
-                yield heapq.merge(*(s for s in streams if s is not None), key=_elapsed)
+                yield heapq.merge(*(s for s in streams if s is not None), key=elapsed_key)
 
     def _read_chunk(
         self, f: _DataFile, chunk: ChunkInfo, topics: TopicFilter | None, start_ns: int | None, end_ns: int | None
@@ -615,10 +629,6 @@ def _scan_headerless(fd: int, path: Path, size: int, header_damage: Damage, veri
 
 def _add(value: int | None, shift: int) -> int | None:
     return None if value is None else value + shift
-
-
-def _elapsed(record: Record) -> int:
-    return record.elapsed_ns
 
 
 def reindex(path: str | os.PathLike[str]) -> LogSummary:

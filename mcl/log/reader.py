@@ -15,6 +15,7 @@ from mcl.log.record import (
     LogSummary,
     Record,
     TopicFilter,
+    elapsed_key,
     make_topic_filter,
     seconds_to_ns,
 )
@@ -85,7 +86,7 @@ class LogReader:
             streams.append(_shifted(it, shift) if shift else it)
         if len(streams) == 1:
             return streams[0]
-        return heapq.merge(*streams, key=_elapsed)
+        return heapq.merge(*streams, key=elapsed_key)
 
     def summaries(self) -> list[LogSummary]:
         """One summary per log given."""
@@ -119,10 +120,6 @@ def _tighter(a: int | None, b: int | None, pick: Any) -> int | None:
     if b is None:
         return a
     return int(pick(a, b))
-
-
-def _elapsed(record: Record) -> int:
-    return record.elapsed_ns
 
 
 def _shifted(records: Iterator[Record], shift: int) -> Iterator[Record]:
