@@ -45,6 +45,7 @@ from mcl.log.native_layout import (
     FileScan,
     HeaderDamaged,
     add_topic_stats,
+    body_batches,
     check_chunk_header,
     decode_body,
     encode_chunk,
@@ -535,8 +536,9 @@ class NativeSource:
                 yield heapq.merge(*(s for s in streams if s is not None), key=elapsed_key)
 
     def _read_chunk(
-        self, f: _DataFile, chunk: ChunkInfo, topics: TopicFilter | None, start_ns: int | None, end_ns: int | None
-    ) -> Iterator[Record] | None:
+        self, f: _DataFile, chunk: ChunkInfo, topics: TopicFilter | None, start_ns: int | None, end_ns: int | None,
+        body: Any = iter_body,  # iter_body (records) or body_batches (Arrow batches)
+    ) -> Any:
         if self._closed:
             raise RuntimeError("Cannot read from a log source once it has been closed.")
         data = os.pread(f.fd, chunk.length, chunk.offset)
@@ -553,7 +555,7 @@ class NativeSource:
             raw = decode_body(data, header)
             lo = None if start_ns is None else start_ns - f.shift
             hi = None if end_ns is None else end_ns - f.shift
-            return iter_body(raw, header.count, names, topics, lo, hi, f.shift)
+            return body(raw, header.count, names, topics, lo, hi, f.shift)
         except ChunkDamaged as exc:
             damage = Damage(
                 path=str(f.path), reason=f"damaged chunk ({exc}): {chunk.count} records lost",
@@ -563,6 +565,49 @@ class NativeSource:
                 self.damage.append(damage)
             self._report(damage)
             return None
+
+    # -- columnar reading (mcl.tables) -------------------------------------------------
+    @property
+    def step_records(self) -> list[int]:
+        """Records in each step of the read plan (a run of chunks overlapping in time, usually one chunk)."""
+        return [sum(c.count for _, c in step.chunks) for step in self._plan]
+
+    def iter_batches(
+        self,
+        topics: TopicFilter | None = None,
+        start_ns: int | None = None,
+        end_ns: int | None = None,
+        *,
+        steps: tuple[int, int] | None = None,
+    ) -> Iterator[Any]:
+        """``pyarrow.RecordBatch``es in time order, one or more per chunk (see :func:`body_batches`).
+
+        ``time_ns`` is elapsed from this log's origin, as in :meth:`iter_records`;
+        the same filters apply and damage is skipped with the same warning.
+        `steps` = (first, stop) reads only those steps of the plan
+        (:attr:`step_records`): how mcl.tables splits one log between workers.
+        """
+        if self._closed:
+            raise RuntimeError("Cannot read from a log source once it has been closed.")
+        first = 0 if start_ns is None else bisect_left(self._plan_ends, start_ns)
+        stop = len(self._plan)
+        if steps is not None:
+            first, stop = max(first, steps[0]), min(stop, steps[1])
+        for i in range(first, stop):
+            step = self._plan[i]
+            for damage in step.damage:
+                self._report(damage)
+            if not step.chunks:
+                continue
+            if end_ns is not None and min(f.shift + c.start_ns for f, c in step.chunks) > end_ns:
+                return
+            parts = []
+            for f, c in step.chunks:
+                parts.extend(self._read_chunk(f, c, topics, start_ns, end_ns, body_batches) or ())
+            if len(step.chunks) > 1 and len(parts) > 1:
+                yield _merge_batches(parts)
+            else:
+                yield from parts
 
     def _report(self, damage: Damage) -> None:
         if self.strict:
@@ -611,6 +656,16 @@ class NativeSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _merge_batches(parts: list[Any]) -> Any:
+    """Batches of chunks that overlap in time as one batch in time order (ties keep the file order, as heapq.merge)."""
+    import numpy as np
+    import pyarrow as pa
+
+    table = pa.Table.from_batches(parts).combine_chunks()
+    order = np.argsort(table.column("time_ns").to_numpy(), kind="stable")
+    return table.take(pa.array(order)).combine_chunks().to_batches()[0]
 
 
 def _scan_headerless(fd: int, path: Path, size: int, header_damage: Damage, verify: bool = False) -> FileScan:

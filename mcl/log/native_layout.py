@@ -534,3 +534,92 @@ def read_index(data_path: Path, size: int, key: int) -> FileScan | None:
         return None
     scan.chunks = [ChunkInfo(*e) for e in INDEX_ENTRY.iter_unpack(data[INDEX_HEADER.size + json_len : -4])]
     return scan
+
+
+# -- columnar reading (pyarrow) -------------------------------------------------------
+
+MAX_BINARY_BYTES = (1 << 31) - 1  # payload bytes one Arrow binary column can address (int32 offsets)
+_BATCH_SCHEMA: Any = None
+
+
+def batch_schema() -> Any:
+    """The schema of every batch: ``time_ns`` int64, ``topic`` dictionary<int32, string>, ``payload`` binary."""
+    global _BATCH_SCHEMA
+    if _BATCH_SCHEMA is None:
+        import pyarrow as pa
+
+        _BATCH_SCHEMA = pa.schema(
+            [("time_ns", pa.int64()), ("topic", pa.dictionary(pa.int32(), pa.string())), ("payload", pa.binary())]
+        )
+    return _BATCH_SCHEMA
+
+
+def body_batches(
+    raw: bytes,
+    count: int,
+    names: list[str],
+    topics: TopicFilter | None,
+    start_ns: int | None,
+    end_ns: int | None,
+    shift: int = 0,
+) -> list[Any]:
+    """The records of a raw chunk body as ``pyarrow.RecordBatch``es (the columnar twin of :func:`iter_body`).
+
+    Columns ``time_ns`` (int64: chunk time + `shift`), ``topic`` (dictionary
+    of the chunk's topic names) and ``payload`` (binary). The columns are
+    built from numpy views over `raw`, and the payload column's data buffer
+    is `raw` itself: no Python object per record. The same checks as
+    :func:`iter_body` raise ChunkDamaged. Usually one batch; several when the
+    payloads pass the 2 GiB an Arrow binary column holds.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    n = count
+    times = np.frombuffer(raw, dtype="<i8", count=n, offset=0)
+    lengths = np.frombuffer(raw, dtype="<u4", count=n, offset=8 * n)
+    ids = np.frombuffer(raw, dtype="<u2", count=n, offset=12 * n)
+    ends = np.empty(n + 1, dtype=np.int64)  # ends[i]: offset in `raw` where payload i starts
+    ends[0] = 14 * n
+    np.cumsum(lengths, out=ends[1:])
+    ends[1:] += 14 * n
+    if int(ends[-1]) != len(raw):
+        raise ChunkDamaged("chunk payload lengths do not add up to its body")
+    if n and int(ids.max()) >= len(names):
+        raise ChunkDamaged("chunk names a topic its table does not hold")
+    lo = 0 if start_ns is None else int(np.searchsorted(times, start_ns, side="left"))
+    hi = n if end_ns is None else int(np.searchsorted(times, end_ns, side="right"))
+    if lo >= hi:
+        return []
+    keep = None
+    if topics is not None:
+        wanted = np.array([bool(topics(name)) for name in names], dtype=bool)
+        if not wanted.all():
+            keep = wanted[ids]
+            if not keep[lo:hi].any():
+                return []
+    data = pa.py_buffer(raw)
+    dictionary = pa.array(names, type=pa.string())
+    batches = []
+    start = lo
+    while start < hi:
+        # As many rows as one binary column holds (all of them unless the chunk is over 2 GiB).
+        stop = int(np.searchsorted(ends, ends[start] + MAX_BINARY_BYTES, side="right")) - 1
+        stop = min(max(stop, start + 1), hi)
+        if int(ends[stop] - ends[start]) > MAX_BINARY_BYTES:
+            raise LogError(f"a payload of {int(ends[stop] - ends[start])} bytes is over the {MAX_BINARY_BYTES} bytes of an Arrow binary value")
+        base = int(ends[start])
+        offsets = (ends[start : stop + 1] - base).astype(np.int32)
+        payload = pa.Array.from_buffers(pa.binary(), stop - start, [None, pa.py_buffer(offsets), data[base:]])
+        stamps = times[start:stop] + shift if shift else times[start:stop]
+        indices = pa.array(ids[start:stop].astype(np.int32))
+        batch = pa.RecordBatch.from_arrays(
+            [pa.array(stamps, type=pa.int64()), pa.DictionaryArray.from_arrays(indices, dictionary), payload],
+            schema=batch_schema(),
+        )
+        if keep is not None:
+            batch = batch.filter(pa.array(keep[start:stop]))
+        if batch.num_rows:
+            batches.append(batch)
+        start = stop
+    return batches
