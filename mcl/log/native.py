@@ -601,7 +601,7 @@ class NativeSource:
                 continue
             if end_ns is not None and min(f.shift + c.start_ns for f, c in step.chunks) > end_ns:
                 return
-            parts = []
+            parts: list[Any] = []
             for f, c in step.chunks:
                 parts.extend(self._read_chunk(f, c, topics, start_ns, end_ns, body_batches) or ())
             if len(step.chunks) > 1 and len(parts) > 1:

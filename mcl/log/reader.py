@@ -88,6 +88,18 @@ class LogReader:
             return streams[0]
         return heapq.merge(*streams, key=elapsed_key)
 
+    def iter_batches(self, start_ns: int | None = None, end_ns: int | None = None) -> Iterator[Any]:
+        """The records as ``pyarrow.RecordBatch``es (time_ns UTC, topic, payload); see :func:`mcl.tables.iter_batches`."""
+        from mcl.tables.batches import iter_batches
+
+        return iter_batches(self, start_ns, end_ns)
+
+    def to_arrow(self, start_ns: int | None = None, end_ns: int | None = None) -> Any:
+        """The records as one ``pyarrow.Table``; see :func:`mcl.tables.to_arrow`."""
+        from mcl.tables.batches import to_arrow
+
+        return to_arrow(self, start_ns, end_ns)
+
     def summaries(self) -> list[LogSummary]:
         """One summary per log given."""
         return [s.summary() for s in self.sources]

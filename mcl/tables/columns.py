@@ -1,0 +1,354 @@
+"""Decoding payloads of record batches into typed Arrow columns, one message type at a time.
+
+Column types (the rules every decoded table follows):
+
+- ``time``: timestamp[ns, UTC] of the record; ``elapsed``: float64 seconds
+  from the log's time origin; ``topic``: string. Then one column per message
+  field, in the order of the first message (fields met later after them);
+  ``name`` (the type) is not a column. A field called ``time``, ``elapsed``,
+  ``topic`` or ``log`` is renamed with a trailing ``_``.
+- numbers, strings, booleans, bytes, None: int64 / float64 / string / bool /
+  binary (what pyarrow infers; ints and floats together widen to float64).
+- nested maps (string keys): struct columns, recursively by the same rules.
+- numpy arrays of one dtype and shape: fixed-size lists of that dtype, one
+  level per dimension (a float64[3, 3] field is
+  ``fixed_size_list<fixed_size_list<double, 3>, 3>``); 1-D arrays of one
+  dtype but varying lengths: ``list<dtype>``; numpy scalars: their dtype.
+- lists: Arrow lists of what pyarrow infers for the items.
+- a field whose values cannot share one of these types (a string in one
+  message, a number in another; a bool and an int; arrays of different
+  dtypes or ranks; ints over 64 bits; map keys that are not strings) falls
+  back to a **string column of JSON text** (numpy arrays as nested lists,
+  bytes as base64) for every row of that table: never dropped.
+- a field missing in a message is null in that row.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from mcl.message import _ext_hook
+from mcl.tables import require
+from mcl.tables.batches import ORIGIN_KEY
+
+__all__ = ["decode", "decode_all", "unpack_column", "conform", "unify", "RESERVED_COLUMNS"]
+
+RESERVED_COLUMNS = ("time", "elapsed", "topic", "log")  # columns mcl adds; fields so named get a trailing _
+
+_ARROW_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OverflowError, UnicodeError, KeyError)
+
+
+def _batches(data: Any) -> tuple[list[Any], int | None]:
+    """The record batches of a Table, a RecordBatch or an iterable of batches, and the origin in their metadata."""
+    pa = require("pyarrow", "decoding tables")
+    if isinstance(data, pa.Table):
+        batches, schema = data.to_batches(), data.schema
+    elif isinstance(data, pa.RecordBatch):
+        batches, schema = [data], data.schema
+    else:
+        batches = list(data)
+        schema = batches[0].schema if batches else None
+    origin = None
+    if schema is not None and schema.metadata and ORIGIN_KEY in schema.metadata:
+        origin = int(schema.metadata[ORIGIN_KEY])
+    return batches, origin
+
+
+def decode(data: Any, type: str, *, origin_ns: int | None = None) -> Any:
+    """The records of message type `type` in `data` as a ``pyarrow.Table`` of typed columns.
+
+    `data` is what :meth:`LogReader.iter_batches` / :meth:`LogReader.to_arrow`
+    give (a Table, a RecordBatch or an iterable of batches). ``elapsed``
+    counts from `origin_ns` (UTC ns), by default the origin in the schema
+    metadata (``mcl.origin_ns``), else 0. Records of other types and raw
+    payloads are left out. The column types are in this module's docstring.
+    """
+    tables = decode_all(data, origin_ns=origin_ns, types={type})
+    pa = require("pyarrow")
+    if type in tables:
+        return tables[type]
+    return pa.table({"time": pa.array([], pa.timestamp("ns", tz="UTC")), "elapsed": pa.array([], pa.float64()), "topic": pa.array([], pa.string())})
+
+
+def decode_all(
+    data: Any,
+    *,
+    origin_ns: int | None = None,
+    types: Iterable[str] | None = None,
+    raw: bool = False,
+) -> dict[str | None, Any]:
+    """Every message type in `data` decoded: ``{type name: Table}`` (see :func:`decode`).
+
+    `types` keeps only those types. With `raw`, the records that are not
+    named messages (raw data, or payloads that are not valid msgpack) are
+    under the key None as a table of ``time``, ``elapsed``, ``topic`` and
+    ``payload`` (the bytes).
+    """
+    pa = require("pyarrow", "decoding tables")
+    batches, meta_origin = _batches(data)
+    origin = origin_ns if origin_ns is not None else (meta_origin or 0)
+    wanted = None if types is None else set(types)
+    rows: dict[str | None, list[tuple[Any, list[Any], Any]]] = {}
+    for batch in batches:
+        if not batch.num_rows:
+            continue
+        values = unpack_column(batch.column(2))
+        names = [v.get("name") if type(v) is dict else None for v in values]
+        groups: dict[Any, list[int]] = {}
+        for i, name in enumerate(names):
+            groups.setdefault(name if isinstance(name, str) else None, []).append(i)
+        for name, index in groups.items():
+            if name is None and not raw:
+                continue
+            if name is not None and wanted is not None and name not in wanted:
+                continue
+            if len(index) == batch.num_rows:
+                part, picked = batch, values
+            else:
+                part, picked = batch.take(pa.array(index, pa.int64())), [values[i] for i in index]
+            rows.setdefault(name, []).append((part, picked, None))
+    tables: dict[str | None, Any] = {}
+    for name, parts in rows.items():
+        part_batches = [p for p, _, _ in parts]
+        times = pa.chunked_array([b.column(0) for b in part_batches], pa.int64()).combine_chunks()
+        topics = pa.chunked_array([b.column(1) for b in part_batches]).cast(pa.string()).combine_chunks()
+        head = _head_columns(pa, times, topics, origin)
+        if name is None:
+            payload = pa.chunked_array([b.column(2) for b in part_batches], pa.binary()).combine_chunks()
+            tables[None] = pa.table({**head, "payload": payload})
+            continue
+        maps = [m for _, picked, _ in parts for m in picked]
+        tables[name] = pa.table({**head, **_field_columns(pa, maps)})
+    return tables
+
+
+def _head_columns(pa: Any, times: Any, topics: Any, origin: int) -> dict[str, Any]:
+    stamps = times.cast(pa.timestamp("ns", tz="UTC"))
+    elapsed = pa.array((times.to_numpy() - origin) / 1e9, pa.float64())
+    return {"time": stamps, "elapsed": elapsed, "topic": topics}
+
+
+def unpack_column(payloads: Any) -> list[Any]:
+    """The payloads of a binary Arrow array unpacked (as :func:`mcl.message.unpack`), in one msgpack stream.
+
+    The data buffer of the array is fed to one ``msgpack.Unpacker`` and each
+    value must end exactly where its payload ends; a payload that is not one
+    valid msgpack value gives None (the batch is then unpacked payload by
+    payload).
+    """
+    n = len(payloads)
+    if n == 0:
+        return []
+    buffers = payloads.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=n + 1, offset=payloads.offset * 4)
+    start, stop = int(offsets[0]), int(offsets[-1])
+    data = memoryview(buffers[2])[start:stop] if buffers[2] is not None else memoryview(b"")
+    unpacker = msgpack.Unpacker(
+        raw=False, ext_hook=_ext_hook, strict_map_key=False, unicode_errors="surrogateescape",
+        max_buffer_size=max(stop - start, 1),
+    )
+    values: list[Any] = []
+    try:
+        unpacker.feed(data)
+        values = list(unpacker)
+        # Each value must end where its payload does: check the sum of sizes cheaply
+        # (count and total), then the exact boundaries only when both agree.
+        if len(values) == n and unpacker.tell() == stop - start:
+            if _boundaries_ok(data, offsets - start, n):
+                return values
+    except Exception:  # msgpack raises several unrelated types on bad bytes
+        pass
+    return [_unpack_one(p) for p in payloads.to_pylist()]
+
+
+def _boundaries_ok(data: memoryview, offsets: np.ndarray, n: int) -> bool:
+    """True if every payload is exactly one msgpack value (checked by skipping, no objects built)."""
+    unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
+    unpacker.feed(data)
+    skip, tell = unpacker.skip, unpacker.tell
+    ends = offsets[1:].tolist()
+    for end in ends:
+        skip()
+        if tell() != end:
+            return False
+    return True
+
+
+def _unpack_one(payload: bytes) -> Any:
+    try:
+        return msgpack.unpackb(
+            payload, raw=False, ext_hook=_ext_hook, strict_map_key=False, unicode_errors="surrogateescape"
+        )
+    except Exception:
+        return None
+
+
+def _field_columns(pa: Any, maps: list[dict[Any, Any]]) -> dict[str, Any]:
+    keys = list(maps[0])
+    seen = set(keys)
+    every = set().union(*maps)
+    if every != seen:
+        for m in maps:
+            for k in m:
+                if k not in seen:
+                    seen.add(k)
+                    keys.append(k)
+    columns: dict[str, Any] = {}
+    for key in keys:
+        if key == "name":
+            continue
+        label = key if isinstance(key, str) else json.dumps(_jsonable(key))
+        if label in RESERVED_COLUMNS:
+            label += "_"
+        while label in columns:
+            label += "_"
+        columns[label] = to_column(pa, [m.get(key) for m in maps])
+    return columns
+
+
+def to_column(pa: Any, values: list[Any]) -> Any:
+    """An Arrow array of `values` by the rules of this module (JSON strings when nothing else fits)."""
+    first = next((v for v in values if v is not None), None)
+    if first is None:
+        return pa.nulls(len(values))
+    kind = type(first)
+    try:
+        if kind is np.ndarray:
+            column = _array_column(pa, values)
+            if column is not None:
+                return column
+        elif kind is dict:
+            column = _struct_column(pa, values)
+            if column is not None:
+                return column
+        else:
+            return pa.array(values)
+    except _ARROW_ERRORS + (pa.ArrowException,):
+        pass
+    return json_column(pa, values)
+
+
+def _array_column(pa: Any, values: list[Any]) -> Any | None:
+    present = [v for v in values if v is not None]
+    if not all(type(v) is np.ndarray for v in present):
+        return None
+    dtype, shape = present[0].dtype, present[0].shape
+    same = all(v.dtype == dtype and v.shape == shape for v in present)
+    mask = None
+    if len(present) < len(values):
+        mask = pa.array([v is None for v in values])
+    if same:
+        try:
+            value_type = pa.from_numpy_dtype(dtype.newbyteorder("=") if dtype.byteorder not in "=|" else dtype)
+        except (NotImplementedError, TypeError, ValueError, pa.ArrowException):
+            return None
+        filler = np.zeros(shape, dtype=dtype)
+        stacked = np.stack([filler if v is None else v for v in values]).astype(dtype.newbyteorder("="), copy=False)
+        flat = pa.array(stacked.reshape(-1), type=value_type)
+        if not shape:
+            return pa.array(stacked, type=value_type, mask=None if mask is None else np.array([v is None for v in values]))
+        column = flat
+        for size in reversed(shape[1:]):
+            column = pa.FixedSizeListArray.from_arrays(column, size)
+        return pa.FixedSizeListArray.from_arrays(column, shape[0], mask=mask)
+    if all(v.ndim == 1 and v.dtype == dtype for v in present):
+        try:
+            value_type = pa.from_numpy_dtype(dtype)
+        except (NotImplementedError, TypeError, ValueError, pa.ArrowException):
+            return None
+        lengths = np.array([0 if v is None else len(v) for v in values], dtype=np.int64)
+        offsets = np.zeros(len(values) + 1, dtype=np.int32)
+        np.cumsum(lengths, out=offsets[1:])
+        flat = pa.array(np.concatenate(present).astype(dtype.newbyteorder("="), copy=False), type=value_type)
+        return pa.ListArray.from_arrays(pa.array(offsets), flat, mask=mask)
+    return None
+
+
+def _struct_column(pa: Any, values: list[Any]) -> Any | None:
+    present = [v for v in values if v is not None]
+    if not all(type(v) is dict for v in present):
+        return None
+    keys: dict[Any, None] = {}
+    for v in present:
+        keys.update(dict.fromkeys(v))
+    if not keys or not all(isinstance(k, str) for k in keys):
+        return None
+    children = [to_column(pa, [None if v is None else v.get(k) for v in values]) for k in keys]
+    mask = pa.array([v is None for v in values]) if len(present) < len(values) else None
+    return pa.StructArray.from_arrays(children, names=list(keys), mask=mask)
+
+
+def json_column(pa: Any, values: list[Any]) -> Any:
+    """The fallback column: each value as JSON text (None stays null)."""
+    return pa.array([None if v is None else json.dumps(_jsonable(v)) for v in values], type=pa.string())
+
+
+def _jsonable(value: Any) -> Any:
+    from mcl.cli.common import to_jsonable
+
+    return to_jsonable(value)
+
+
+# -- schemas across tables (Parquet parts, Dask partitions) -----------------------------
+
+
+def unify(schemas: list[Any]) -> Any:
+    """One schema for tables of one message type decoded separately.
+
+    Fields keep the first order they appear in; types are unified as
+    pyarrow does with ``promote_options="permissive"`` (null gives way to any
+    type, int64 widens to float64, ...); a field whose types do not unify
+    becomes a JSON string column (as within one table).
+    """
+    pa = require("pyarrow")
+    names: dict[str, list[Any]] = {}
+    for schema in schemas:
+        for f in schema:
+            names.setdefault(f.name, []).append(f.type)
+    fields = []
+    for name, kinds in names.items():
+        try:
+            merged = pa.unify_schemas([pa.schema([(name, k)]) for k in kinds], promote_options="permissive")
+            fields.append(merged.field(0))
+        except (pa.ArrowException, TypeError, ValueError):
+            fields.append(pa.field(name, pa.string()))
+    meta = next((s.metadata for s in schemas if s.metadata), None)
+    return pa.schema(fields, metadata=meta)
+
+
+def conform(table: Any, schema: Any) -> Any:
+    """`table` with exactly the columns of `schema` (a superset of its own), cast to their types.
+
+    A missing column is all null; a column whose cast fails (or that must
+    become the JSON fallback) is rebuilt from its Python values.
+    """
+    pa = require("pyarrow")
+    extra = [n for n in table.column_names if schema.get_field_index(n) < 0]
+    if extra:
+        raise ValueError(f"columns {extra} are not in the schema")
+    columns = []
+    for field in schema:
+        if field.name not in table.column_names:
+            columns.append(pa.nulls(table.num_rows, field.type))
+            continue
+        column = table.column(field.name)
+        if column.type == field.type:
+            columns.append(column)
+            continue
+        try:
+            columns.append(column.cast(field.type))
+        except (pa.ArrowException, TypeError, ValueError):
+            if field.type != pa.string():
+                raise
+            columns.append(json_column(pa, _python_values(column)))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _python_values(column: Any) -> list[Any]:
+    """Values of a decoded column back as Python values (fixed-size lists as lists)."""
+    return list(column.to_pylist())
