@@ -25,7 +25,10 @@ Column types (the rules every decoded table follows):
 
 from __future__ import annotations
 
+import gc
 import json
+from functools import partial
+from itertools import repeat
 from collections.abc import Iterable
 from typing import Any
 
@@ -98,10 +101,7 @@ def decode_all(
         if not batch.num_rows:
             continue
         values = unpack_column(batch.column(2))
-        names = [v.get("name") if type(v) is dict else None for v in values]
-        groups: dict[Any, list[int]] = {}
-        for i, name in enumerate(names):
-            groups.setdefault(name if isinstance(name, str) else None, []).append(i)
+        groups = _group_by_name(values)
         for name, index in groups.items():
             if name is None and not raw:
                 continue
@@ -127,6 +127,21 @@ def decode_all(
     return tables
 
 
+def _group_by_name(values: list[Any]) -> dict[str | None, list[int]]:
+    """Row numbers of each message type name (None: not a named message)."""
+    try:
+        names: list[Any] = list(map(dict.get, values, repeat("name")))  # C speed when every value is a map
+    except TypeError:
+        names = [v.get("name") if type(v) is dict else None for v in values]
+    first = names[0]
+    if isinstance(first, str) and names.count(first) == len(names):
+        return {first: list(range(len(names)))}
+    groups: dict[str | None, list[int]] = {}
+    for i, name in enumerate(names):
+        groups.setdefault(name if isinstance(name, str) else None, []).append(i)
+    return groups
+
+
 def _head_columns(pa: Any, times: Any, topics: Any, origin: int) -> dict[str, Any]:
     stamps = times.cast(pa.timestamp("ns", tz="UTC"))
     elapsed = pa.array((times.to_numpy() - origin) / 1e9, pa.float64())
@@ -134,81 +149,94 @@ def _head_columns(pa: Any, times: Any, topics: Any, origin: int) -> dict[str, An
 
 
 def unpack_column(payloads: Any) -> list[Any]:
-    """The payloads of a binary Arrow array unpacked (as :func:`mcl.message.unpack`), in one msgpack stream.
+    """The payloads of a binary Arrow array unpacked as :func:`mcl.message.unpack` does
+    (numpy arrays included); a payload that is not one valid msgpack value gives None.
 
-    The data buffer of the array is fed to one ``msgpack.Unpacker`` and each
-    value must end exactly where its payload ends; a payload that is not one
-    valid msgpack value gives None (the batch is then unpacked payload by
-    payload).
+    The cyclic garbage collector is paused meanwhile: unpacking makes many
+    containers and none of them is garbage.
     """
-    n = len(payloads)
-    if n == 0:
-        return []
-    buffers = payloads.buffers()
-    offsets = np.frombuffer(buffers[1], dtype=np.int32, count=n + 1, offset=payloads.offset * 4)
-    start, stop = int(offsets[0]), int(offsets[-1])
-    data = memoryview(buffers[2])[start:stop] if buffers[2] is not None else memoryview(b"")
-    unpacker = msgpack.Unpacker(
-        raw=False, ext_hook=_ext_hook, strict_map_key=False, unicode_errors="surrogateescape",
-        max_buffer_size=max(stop - start, 1),
-    )
-    values: list[Any] = []
+    values = payloads.to_pylist()
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        unpacker.feed(data)
-        values = list(unpacker)
-        # Each value must end where its payload does: check the sum of sizes cheaply
-        # (count and total), then the exact boundaries only when both agree.
-        if len(values) == n and unpacker.tell() == stop - start:
-            if _boundaries_ok(data, offsets - start, n):
-                return values
-    except Exception:  # msgpack raises several unrelated types on bad bytes
-        pass
-    return [_unpack_one(p) for p in payloads.to_pylist()]
+        try:
+            return list(map(_unpackb, values))
+        except Exception:  # msgpack raises several unrelated types on bad bytes
+            return [_unpack_one(p) for p in values]
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
-def _boundaries_ok(data: memoryview, offsets: np.ndarray, n: int) -> bool:
-    """True if every payload is exactly one msgpack value (checked by skipping, no objects built)."""
-    unpacker = msgpack.Unpacker(max_buffer_size=max(len(data), 1))
-    unpacker.feed(data)
-    skip, tell = unpacker.skip, unpacker.tell
-    ends = offsets[1:].tolist()
-    for end in ends:
-        skip()
-        if tell() != end:
-            return False
-    return True
+_unpackb = partial(msgpack.unpackb, raw=False, ext_hook=_ext_hook, strict_map_key=False, unicode_errors="surrogateescape")
 
 
-def _unpack_one(payload: bytes) -> Any:
+def _unpack_one(payload: bytes | None) -> Any:
     try:
-        return msgpack.unpackb(
-            payload, raw=False, ext_hook=_ext_hook, strict_map_key=False, unicode_errors="surrogateescape"
-        )
+        return _unpackb(payload)
     except Exception:
         return None
 
 
+SAMPLE_ROWS = 64  # maps whose values pick the column types of the fast path
+
+
 def _field_columns(pa: Any, maps: list[dict[Any, Any]]) -> dict[str, Any]:
+    """One column per key of `maps` (message payloads of one type)."""
     keys = list(maps[0])
     seen = set(keys)
-    every = set().union(*maps)
-    if every != seen:
+    if set().union(*maps) != seen:
         for m in maps:
             for k in m:
                 if k not in seen:
                     seen.add(k)
                     keys.append(k)
+    keys = [k for k in keys if k != "name"]
+    arrays = _fast_columns(pa, maps, keys)
+    if arrays is None:
+        arrays = [to_column(pa, [m.get(key) for m in maps]) for key in keys]
     columns: dict[str, Any] = {}
-    for key in keys:
-        if key == "name":
-            continue
+    for key, array in zip(keys, arrays):
         label = key if isinstance(key, str) else json.dumps(_jsonable(key))
         if label in RESERVED_COLUMNS:
             label += "_"
         while label in columns:
             label += "_"
-        columns[label] = to_column(pa, [m.get(key) for m in maps])
+        columns[label] = array
     return columns
+
+
+def _fast_columns(pa: Any, maps: list[dict[Any, Any]], keys: list[Any]) -> list[Any] | None:
+    """The columns in one C++ pass: types picked on a sample by :func:`to_column`, then
+    ``pyarrow.array(maps, type=struct)``; None when a value does not fit its sample's type.
+
+    numpy-array fields are stacked by numpy instead (pyarrow would not keep
+    their dtype and shape).
+    """
+    if len(maps) <= SAMPLE_ROWS or not all(isinstance(k, str) for k in keys):
+        return None
+    sample = maps[:SAMPLE_ROWS]
+    struct_fields, array_keys = [], []
+    for key in keys:
+        values = [m.get(key) for m in sample]
+        if any(type(v) is np.ndarray for v in values):
+            array_keys.append(key)
+            continue
+        arrow_type = to_column(pa, values).type
+        if pa.types.is_null(arrow_type) or arrow_type == pa.string() and any(type(v) is not str for v in values if v is not None):
+            return None  # no value in the sample, or already the JSON fallback: the slow path decides
+        struct_fields.append(pa.field(key, arrow_type))
+    try:
+        struct = pa.array(maps, type=pa.struct(struct_fields))
+        arrays = {f.name: struct.field(i) for i, f in enumerate(struct_fields)}
+        for key in array_keys:
+            column = _array_column(pa, [m.get(key) for m in maps])
+            if column is None:
+                return None
+            arrays[key] = column
+    except _ARROW_ERRORS + (pa.ArrowException,):
+        return None
+    return [arrays[k] for k in keys]
 
 
 def to_column(pa: Any, values: list[Any]) -> Any:
