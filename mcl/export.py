@@ -203,10 +203,12 @@ def dump_to_csv(
     max_time: float | None = None,
     *,
     topics: Iterable[str] | str | None = None,
+    header: bool = False,
 ) -> int:
     """Write fields of every message to a CSV file; return the number of rows.
 
-    One row per message, one column per key, no header row, CRLF line ends
+    One row per message, one column per key, no header row (with `header`:
+    a first row of the keys, not counted in the rows returned), CRLF line ends
     (``csv.writer`` defaults, as the original). Numbers are written as Python
     writes them (``repr`` of floats), numpy arrays and lists as ``[1.0, 2.0]``.
     Every exported message must be of one type and hold every key; raw-typed
@@ -221,6 +223,8 @@ def dump_to_csv(
     rows = _message_rows(source, keys, min_time, max_time, topics)
     with open(csv_file, "w", newline="", encoding="utf-8") as fp:
         writer = csv.writer(fp)
+        if header:
+            writer.writerow(keys)
         for _, _, values in rows:
             writer.writerow([_csv_cell(v) for v in values])
     return len(rows)

@@ -13,7 +13,7 @@ from mcl.tables import require
 if TYPE_CHECKING:
     from mcl.log.reader import LogReader
 
-__all__ = ["iter_batches", "to_arrow", "records_to_batches", "ORIGIN_KEY", "BATCH_RECORDS"]
+__all__ = ["iter_batches", "source_streams", "to_arrow", "records_to_batches", "ORIGIN_KEY", "BATCH_RECORDS"]
 
 ORIGIN_KEY = b"mcl.origin_ns"  # schema metadata: the time origin (UTC ns) elapsed times count from
 BATCH_RECORDS = 65536  # records per batch when a format has no chunks (MCL_LOG 1.0, MCAP)
@@ -39,16 +39,30 @@ def iter_batches(
     that range of the log's read plan (how :func:`~mcl.tables.read_dask`
     splits a log).
     """
+    streams = source_streams(reader, start_ns, end_ns, steps=steps)
+    if len(streams) == 1:
+        return streams[0]
+    return _merge(streams, _schema(reader))
+
+
+def source_streams(
+    reader: LogReader,
+    start_ns: int | None = None,
+    end_ns: int | None = None,
+    *,
+    steps: tuple[int, int] | None = None,
+) -> list[Iterator[Any]]:
+    """One stream of batches per log of `reader` (as :func:`iter_batches`, not merged)."""
     require("pyarrow", "reading logs as Arrow tables")
     if reader._closed:
         raise RuntimeError("Cannot read from a log reader once it has been closed.")
+    if steps is not None and (len(reader.sources) != 1 or not hasattr(reader.sources[0], "iter_batches")):
+        raise ValueError("steps= reads one native log")
     origin = reader.origin_ns or 0
     lo = _tighter(reader.start_ns, start_ns, max)
     hi = _tighter(reader.end_ns, end_ns, min)
-    schema = batch_schema().with_metadata({ORIGIN_KEY: str(origin).encode()})
+    schema = _schema(reader)
     streams = []
-    if steps is not None and (len(reader.sources) != 1 or not hasattr(reader.sources[0], "iter_batches")):
-        raise ValueError("steps= reads one native log")
     for source, shift in zip(reader.sources, reader._shifts):
         src_lo = None if lo is None else lo - shift
         src_hi = None if hi is None else hi - shift
@@ -58,16 +72,17 @@ def iter_batches(
         else:
             batches = records_to_batches(source.iter_records(reader.topic_filter, src_lo, src_hi))
         streams.append(_absolute(batches, shift + origin, schema))
-    if len(streams) == 1:
-        return streams[0]
-    return _merge(streams, schema)
+    return streams
+
+
+def _schema(reader: LogReader) -> Any:
+    return batch_schema().with_metadata({ORIGIN_KEY: str(reader.origin_ns or 0).encode()})
 
 
 def to_arrow(reader: LogReader, start_ns: int | None = None, end_ns: int | None = None) -> Any:
     """Every batch of :func:`iter_batches` as one ``pyarrow.Table`` (empty with the schema when none)."""
     pa = require("pyarrow", "reading logs as Arrow tables")
-    schema = batch_schema().with_metadata({ORIGIN_KEY: str(reader.origin_ns or 0).encode()})
-    return pa.Table.from_batches(list(iter_batches(reader, start_ns, end_ns)), schema=schema)
+    return pa.Table.from_batches(list(iter_batches(reader, start_ns, end_ns)), schema=_schema(reader))
 
 
 def records_to_batches(records: Iterator[Record], size: int = BATCH_RECORDS) -> Iterator[Any]:
