@@ -352,3 +352,27 @@ def test_dask_cluster_groupby_over_twenty_logs_equals_one_process(tmp_path: Path
     assert result["n"].astype(int).tolist() == single["n"].tolist()
     assert result["last"].astype(int).tolist() == single["last"].tolist()
     assert np.allclose(result["total"].astype(float), single["total"])
+
+
+def test_read_dask_raw_columns_and_missing_patterns(tmp_path: Path, sample_logs: Path) -> None:
+    """type=None gives time, elapsed, topic, payload and log for every record; a glob matching nothing is LogNotFound."""
+    pytest.importorskip("dask.dataframe")
+    frame = mcl.tables.read_dask([sample_logs / "vehicle", str(sample_logs / "mcl-v1-*")])
+    assert list(frame.columns) == ["time", "elapsed", "topic", "payload", "log"]
+    counts = frame.groupby(["log", "topic"]).size().compute(scheduler="sync").to_dict()
+    assert counts == {
+        (str(sample_logs / "vehicle"), "camera/front"): 300,
+        (str(sample_logs / "vehicle"), "gps"): 100,
+        (str(sample_logs / "vehicle"), "imu"): 1000,
+        (str(sample_logs / "mcl-v1-dataset"), ""): 30,
+    }
+    with pytest.raises(mcl.LogNotFound, match="no log matches"):
+        mcl.tables.read_dask(str(tmp_path / "nothing-*"))
+
+
+def test_a_missing_optional_dependency_is_one_mcl_error() -> None:
+    """mcl.tables names the extra to install when a package it needs is missing."""
+    from mcl.tables import require
+
+    with pytest.raises(mcl.MclError, match=r"needs the 'no_such_module_x' package: pip install mcl\[tables\]"):
+        require("no_such_module_x.sub", "this export")

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 
@@ -101,7 +102,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _export_parquet(args: argparse.Namespace) -> int:
-    from mcl.tables.parquet import export_parquet
+    from mcl.tables.parquet import RAW_DIR, export_parquet
 
     total = _known_total(args.log)
     with _progress(total) as advance:
@@ -109,9 +110,9 @@ def _export_parquet(args: argparse.Namespace) -> int:
             args.log, args.parquet, topics=args.topics, start=args.start, end=args.end, progress=advance
         )
     for name, rows in sorted(result.rows.items()):
-        print(f"{rows} rows of {name} written to {result.path}/type={name}/")
+        print(f"{rows} rows of {name} written to {result.path}/type={quote(name, safe='')}/")
     if result.raw_rows:
-        print(f"{result.raw_rows} raw records (not named messages) written to {result.path}/raw/type=raw/")
+        print(f"{result.raw_rows} raw records (not named messages) written to {result.path}/{RAW_DIR}/")
     print(f"{sum(result.rows.values()) + result.raw_rows} rows in {len(result.files)} files written to {result.path}")
     return 0
 

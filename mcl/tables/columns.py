@@ -96,7 +96,7 @@ def decode_all(
     batches, meta_origin = _batches(data)
     origin = origin_ns if origin_ns is not None else (meta_origin or 0)
     wanted = None if types is None else set(types)
-    rows: dict[str | None, list[tuple[Any, list[Any], Any]]] = {}
+    rows: dict[str | None, list[tuple[Any, list[Any]]]] = {}
     for batch in batches:
         if not batch.num_rows:
             continue
@@ -111,10 +111,10 @@ def decode_all(
                 part, picked = batch, values
             else:
                 part, picked = batch.take(pa.array(index, pa.int64())), [values[i] for i in index]
-            rows.setdefault(name, []).append((part, picked, None))
+            rows.setdefault(name, []).append((part, picked))
     tables: dict[str | None, Any] = {}
     for name, parts in rows.items():
-        part_batches = [p for p, _, _ in parts]
+        part_batches = [p for p, _ in parts]
         times = pa.chunked_array([b.column(0) for b in part_batches], pa.int64()).combine_chunks()
         topics = pa.chunked_array([b.column(1) for b in part_batches]).cast(pa.string()).combine_chunks()
         head = _head_columns(pa, times, topics, origin)
@@ -122,7 +122,7 @@ def decode_all(
             payload = pa.chunked_array([b.column(2) for b in part_batches], pa.binary()).combine_chunks()
             tables[None] = pa.table({**head, "payload": payload})
             continue
-        maps = [m for _, picked, _ in parts for m in picked]
+        maps = [m for _, picked in parts for m in picked]
         tables[name] = pa.table({**head, **_field_columns(pa, maps)})
     return tables
 
@@ -373,10 +373,6 @@ def conform(table: Any, schema: Any) -> Any:
         except (pa.ArrowException, TypeError, ValueError):
             if field.type != pa.string():
                 raise
-            columns.append(json_column(pa, _python_values(column)))
+            columns.append(json_column(pa, column.to_pylist()))
     return pa.Table.from_arrays(columns, schema=schema)
 
-
-def _python_values(column: Any) -> list[Any]:
-    """Values of a decoded column back as Python values (fixed-size lists as lists)."""
-    return list(column.to_pylist())

@@ -11,7 +11,7 @@ from typing import Any
 from mcl.exceptions import LogError, LogNotFound
 from mcl.log.reader import open_log
 from mcl.tables import require
-from mcl.tables.batches import iter_batches
+from mcl.tables.batches import ORIGIN_KEY, iter_batches
 from mcl.tables.columns import _head_columns, conform, decode_all, unify
 
 __all__ = ["read_dask", "PARTITION_RECORDS", "Partition"]
@@ -54,7 +54,7 @@ def read_dask(
     Every frame has a ``log`` column (the path). Only the indexes are read
     here; the data is read by the tasks, in the workers (with a
     ``dask.distributed`` client, in its worker processes), each opening its
-    log itself. The column types come from the first chunk holding `type` of
+    log itself. The column types come from the first chunk holding `type` in
     each log (read by a task); a later value that does not fit them (a new
     field, a number where the sample had a string) fails the computation
     with MclError rather than being dropped.
@@ -66,14 +66,10 @@ def read_dask(
         raise ValueError(f"partition_records must be positive, not {partition_records}")
     logs = _expand(paths)
     topic_list = [topics] if isinstance(topics, str) else (None if topics is None else list(topics))
-    parts: list[Partition] = []
-    firsts: list[Partition] = []
-    for path in logs:
-        mine = _partitions(path, partition_records)
-        parts.extend(mine)
-        firsts.append(mine[0])
+    parts = [part for path in logs for part in _partitions(path, partition_records)]
     filters = (topic_list, start, end)
-    samples = dask.compute(*[dask.delayed(_sample_schema)(p, type, filters) for p in firsts])
+    # Each sample task reads its log up to the first chunk holding `type` (in a worker, with a cluster).
+    samples = dask.compute(*[dask.delayed(_sample_schema)(Partition(path, None, 0), type, filters) for path in logs])
     schema = unify([s for s in samples if s is not None] or [_empty(type).schema])
     meta = _to_pandas(_empty_like(schema))
     tasks = [dask.delayed(_read_partition)(p, type, filters, schema) for p in parts]
@@ -125,7 +121,7 @@ def _tables(part: Partition, type: str | None, filters: tuple[Any, ...], first_o
     with open_log(part.path, topics=topics, start=start, end=end) as reader:
         for batch in iter_batches(reader, steps=part.steps):
             if type is None:
-                origin = int(batch.schema.metadata[b"mcl.origin_ns"])
+                origin = int(batch.schema.metadata[ORIGIN_KEY])
                 head = _head_columns(pa, batch.column(0), batch.column(1).cast(pa.string()), origin)
                 table = pa.table({**head, "payload": batch.column(2)})
             else:

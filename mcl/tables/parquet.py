@@ -122,7 +122,7 @@ def export_parquet(
 def _repeat(value: str, n: int) -> Any:
     import pyarrow as pa
 
-    return pa.DictionaryArray.from_arrays(pa.array([0] * n, pa.int32()), pa.array([value])).cast(pa.string())
+    return pa.array([value] * n, pa.string())
 
 
 @dataclass(slots=True)
