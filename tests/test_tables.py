@@ -376,3 +376,32 @@ def test_a_missing_optional_dependency_is_one_mcl_error() -> None:
 
     with pytest.raises(mcl.MclError, match=r"needs the 'no_such_module_x' package: pip install mcl\[tables\]"):
         require("no_such_module_x.sub", "this export")
+
+
+@pytest.mark.slow
+def test_sigterm_during_an_export_leaves_nothing(tmp_path: Path) -> None:
+    """mcl-export --parquet killed with SIGTERM half-way exits 143 and leaves neither OUTDIR nor its temporary directory."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _make_log(tmp_path / "log", n=200_000, chunk_size=1 << 16)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mcl.cli.export", str(tmp_path / "log"), "--parquet", str(tmp_path / "ds")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith(".ds.partial-") for p in tmp_path.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the export did not start"
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 128 + signal.SIGTERM, (out, err)
+    assert b"Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]

@@ -22,7 +22,10 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -105,7 +108,7 @@ def _export_parquet(args: argparse.Namespace) -> int:
     from mcl.tables.parquet import RAW_DIR, export_parquet
 
     total = _known_total(args.log)
-    with _progress(total) as advance:
+    with _signals_exit(), _progress(total) as advance:
         result = export_parquet(
             args.log, args.parquet, topics=args.topics, start=args.start, end=args.end, progress=advance
         )
@@ -115,6 +118,20 @@ def _export_parquet(args: argparse.Namespace) -> int:
         print(f"{result.raw_rows} raw records (not named messages) written to {result.path}/{RAW_DIR}/")
     print(f"{sum(result.rows.values()) + result.raw_rows} rows in {len(result.files)} files written to {result.path}")
     return 0
+
+
+@contextmanager
+def _signals_exit() -> Iterator[None]:
+    """SIGTERM / SIGHUP end the export like Ctrl-C does: through the cleanup that removes the unfinished dataset."""
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _known_total(logs: list[str]) -> int | None:

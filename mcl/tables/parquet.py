@@ -93,9 +93,10 @@ def export_parquet(
     parent = target.parent
     if not parent.is_dir():
         raise LogError(f"{parent}: no such directory (the dataset's parent must exist)")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=parent))
     result = ParquetExport(path=target)
+    tmp: Path | None = None
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=parent))
         with ExitStack() as stack:
             reader = stack.enter_context(open_log(*logs, topics=topics, start=start, end=end))
             sinks = _Sinks(tmp, options, pq)
@@ -114,7 +115,8 @@ def export_parquet(
             target.rmdir()
         os.rename(tmp, target)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return result
 
