@@ -36,16 +36,9 @@ sys.path.insert(0, str(ROOT))
 
 import mcl  # noqa: E402
 import mcl.tables  # noqa: E402
+from bench_native import _size  # noqa: E402  (tools/ is on sys.path when this runs as a script)
 
 TOPICS = [f"sensor/{i}" for i in range(8)]
-
-
-def _size(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    text = text.strip().upper().rstrip("B")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 def _payloads(n: int) -> list[bytes]:
