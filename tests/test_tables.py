@@ -234,6 +234,10 @@ def test_parquet_dataset_matches_mcl_in_duckdb_pandas_and_polars(tmp_path: Path,
     assert duckdb.sql(f"SELECT count(*) FROM {glob} WHERE type = 'raw'").fetchall() == [(150,)]
     raw_rows = duckdb.sql(f"SELECT payload FROM read_parquet('{out}/raw/*/*.parquet') ORDER BY time").fetchall()
     assert [bytes(p) for (p,) in raw_rows] == [msgpack.packb(i) for i in range(0, 1500, 10)]
+    whole = pd.read_parquet(out)  # every type, hive key included, no options
+    assert len(whole) == 2900 and whole.groupby("type", observed=True).size().to_dict() == {
+        "CameraFrame": 300, "GpsFix": 100, "ImuSample": 1000, "Sample": 1350, "raw": 150
+    }
     frame = pd.read_parquet(out / "type=Sample")
     assert len(frame) == 1350 and set(frame["log"]) == {str(tmp_path / "mine")}
     assert str(frame["time"].dtype) == "datetime64[ns, UTC]"
