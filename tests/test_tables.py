@@ -258,7 +258,7 @@ def test_parquet_filters_and_one_schema_per_type(tmp_path: Path) -> None:
 
     _make_log(tmp_path / "log", n=900, payload=payload)
     result = mcl.tables.export_parquet(
-        tmp_path / "log", tmp_path / "ds", options=mcl.tables.parquet.ParquetOptions(row_group_rows=300)
+        tmp_path / "log", tmp_path / "ds", options=mcl.tables.ParquetOptions(row_group_rows=300)
     )
     assert result.rows == {"Sample": 900}
     parts = sorted((tmp_path / "ds" / "type=Sample").glob("*.parquet"))
@@ -283,7 +283,7 @@ def test_a_failed_export_leaves_no_dataset(tmp_path: Path, capsys: pytest.Captur
             raise OSError("disk full (simulated)")
 
     with pytest.raises(OSError, match="disk full"):
-        mcl.tables.export_parquet(tmp_path / "log", tmp_path / "ds", options=mcl.tables.parquet.ParquetOptions(row_group_rows=100), progress=progress)
+        mcl.tables.export_parquet(tmp_path / "log", tmp_path / "ds", options=mcl.tables.ParquetOptions(row_group_rows=100), progress=progress)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("keep")
@@ -409,3 +409,22 @@ def test_sigterm_during_an_export_leaves_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 128 + signal.SIGTERM, (out, err)
     assert b"Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log"]
+
+
+def test_every_exported_name_resolves() -> None:
+    """Each name in mcl.tables.__all__ is importable from mcl.tables; LogReader has the columnar methods."""
+    for name in mcl.tables.__all__:
+        assert getattr(mcl.tables, name) is not None
+    assert callable(mcl.LogReader.iter_batches) and callable(mcl.LogReader.to_arrow)
+    with pytest.raises(AttributeError):
+        mcl.tables.no_such_name  # noqa: B018
+
+
+def test_decode_keeps_fields_of_maps_of_equal_size_but_other_keys() -> None:
+    """Messages with as many fields as the first but other names: every field is a column (nulls elsewhere)."""
+    payloads = [mcl.encode({"name": "T", "x": i, ("y" if i % 2 else "z"): i * 1.0, "w": None}) for i in range(200)]
+    table = mcl.tables.decode(_table_of(payloads), type="T")
+    assert table.column_names == ["time", "elapsed", "topic", "x", "z", "w", "y"]
+    assert table.column("y").to_pylist()[:4] == [None, 1.0, None, 3.0]
+    assert table.column("z").to_pylist()[:4] == [0.0, None, 2.0, None]
+    assert table.column("w").null_count == 200

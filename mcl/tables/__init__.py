@@ -23,6 +23,7 @@ __all__ = [
     "decode_all",
     "export_parquet",
     "ParquetExport",
+    "ParquetOptions",
     "read_dask",
     "ORIGIN_KEY",
     "RAW_DIR",
@@ -36,6 +37,7 @@ _EXPORTS = {
     "decode_all": "mcl.tables.columns",
     "export_parquet": "mcl.tables.parquet",
     "ParquetExport": "mcl.tables.parquet",
+    "ParquetOptions": "mcl.tables.parquet",
     "RAW_DIR": "mcl.tables.parquet",
     "read_dask": "mcl.tables.frames",
 }

@@ -183,16 +183,18 @@ SAMPLE_ROWS = 64  # maps whose values pick the column types of the fast path
 
 def _field_columns(pa: Any, maps: list[dict[Any, Any]]) -> dict[str, Any]:
     """One column per key of `maps` (message payloads of one type)."""
-    keys = list(maps[0])
-    seen = set(keys)
-    if set().union(*maps) != seen:
-        for m in maps:
-            for k in m:
-                if k not in seen:
-                    seen.add(k)
-                    keys.append(k)
-    keys = [k for k in keys if k != "name"]
-    arrays = _fast_columns(pa, maps, keys)
+    first = list(maps[0])
+    keys = [k for k in first if k != "name"]
+    arrays = None
+    if sum(map(len, maps)) == len(maps) * len(first):
+        arrays = _fast_columns(pa, maps, keys)
+        # Every map is as long as the first: if no column has a null (which a missing key
+        # would make), every map has exactly the first one's keys. Otherwise look.
+        if arrays is not None and any(a.null_count for a in arrays) and set().union(*maps) != set(first):
+            arrays = None
+    if arrays is None:
+        keys = [k for k in _all_keys(maps) if k != "name"]
+        arrays = _fast_columns(pa, maps, keys)
     if arrays is None:
         arrays = [to_column(pa, [m.get(key) for m in maps]) for key in keys]
     columns: dict[str, Any] = {}
@@ -204,6 +206,19 @@ def _field_columns(pa: Any, maps: list[dict[Any, Any]]) -> dict[str, Any]:
             label += "_"
         columns[label] = array
     return columns
+
+
+def _all_keys(maps: list[dict[Any, Any]]) -> list[Any]:
+    """Keys of every map: the first map's order, then keys met later in the order met."""
+    keys = list(maps[0])
+    seen = set(keys)
+    if set().union(*maps) != seen:
+        for m in maps:
+            for k in m:
+                if k not in seen:
+                    seen.add(k)
+                    keys.append(k)
+    return keys
 
 
 def _fast_columns(pa: Any, maps: list[dict[Any, Any]], keys: list[Any]) -> list[Any] | None:
