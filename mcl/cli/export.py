@@ -135,7 +135,7 @@ def _signals_exit() -> Iterator[None]:
 
 
 def _known_total(logs: list[str]) -> int | None:
-    """Records in the logs when their indexes tell it for free (native), else None (no bar)."""
+    """Records in the logs when their indexes tell it for free (native), else None."""
     with open_log(*logs) as reader:
         if any(source.format != "native" for source in reader.sources):
             return None
@@ -143,11 +143,12 @@ def _known_total(logs: list[str]) -> int | None:
 
 
 class _progress:  # noqa: N801 - used as a context manager like a function
-    """A rich progress bar on stderr for large exports on a terminal; otherwise a no-op."""
+    """A rich progress bar on stderr for large exports on a terminal (a pulsing one with a count
+    when the total is unknown: MCL_LOG 1.0 has no index); otherwise a no-op."""
 
     def __init__(self, total: int | None) -> None:
         self.bar: Any = None
-        if total is not None and total >= PROGRESS_MIN_RECORDS and sys.stderr.isatty():
+        if (total is None or total >= PROGRESS_MIN_RECORDS) and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
