@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import msgpack
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import numpy as np
 import pytest
 
@@ -428,3 +430,62 @@ def test_decode_keeps_fields_of_maps_of_equal_size_but_other_keys() -> None:
     assert table.column("y").to_pylist()[:4] == [None, 1.0, None, 3.0]
     assert table.column("z").to_pylist()[:4] == [0.0, None, 2.0, None]
     assert table.column("w").null_count == 200
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(1 << 63), (1 << 63) - 1),
+    st.integers(0, 300),
+    st.integers(1 << 63, (1 << 64) - 1),  # over int64: the msgpack path decides
+    st.floats(allow_nan=False),
+    st.floats(width=32, allow_nan=False).map(np.float32),
+    st.text(max_size=40),
+)
+_values = st.one_of(_scalars, st.binary(max_size=3), st.lists(st.integers(0, 9), max_size=2), st.dictionaries(st.sampled_from("ab"), st.integers(0, 9), max_size=2))
+_maps = st.fixed_dictionaries(
+    {"name": st.sampled_from(["T", "U"])},
+    optional={key: _scalars for key in ["x", "y", "é", "a long key name of 31 bytes...", "time"]},
+)
+
+
+_uniform = st.fixed_dictionaries(
+    {
+        "name": st.just("T"),
+        "i": st.one_of(st.integers(-(1 << 63), (1 << 63) - 1), st.none()),
+        "f": st.one_of(st.floats(allow_nan=False), st.integers(-5, 5)),
+        "s": st.text(max_size=300),
+        "b": st.one_of(st.booleans(), st.none()),
+    }
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.one_of(
+        st.lists(st.one_of(_maps, _maps.map(lambda m: {**m, "x": 1.5}), st.builds(lambda m, v: {**m, "z": v}, _maps, _values)), min_size=1, max_size=40),
+        st.lists(_uniform, min_size=1, max_size=40),  # one key sequence: mostly the numpy parser
+    ),
+    split=st.integers(0, 40),
+    junk=st.booleans(),
+)
+def test_numpy_parser_gives_the_columns_of_the_msgpack_path(rows, split, junk) -> None:
+    """decode_all with the numpy parser of flat maps equals decode_all through msgpack, whatever the values."""
+    from mcl.tables import columns
+
+    payloads = [msgpack.packb({k: (float(v) if isinstance(v, np.float32) else v) for k, v in r.items()}, use_single_float=False) for r in rows]
+    payloads = [mcl.encode(r) if any(isinstance(v, np.float32) for v in r.values()) else p for r, p in zip(rows, payloads)]
+    if junk:
+        payloads.append(msgpack.packb([1, 2]))
+    table = _table_of(payloads)
+    batches = table.slice(0, split).to_batches() + table.slice(split).to_batches()
+    fast = mcl.tables.decode_all(batches, raw=True)
+    columns.FAST_PATH = False
+    try:
+        slow = mcl.tables.decode_all(batches, raw=True)
+    finally:
+        columns.FAST_PATH = True
+    assert fast.keys() == slow.keys()
+    for name in fast:
+        assert fast[name].schema == slow[name].schema, name
+        assert fast[name].to_pylist() == slow[name].to_pylist(), name

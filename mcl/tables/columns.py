@@ -38,6 +38,7 @@ import numpy as np
 from mcl.message import _ext_hook
 from mcl.tables import require
 from mcl.tables.batches import ORIGIN_KEY
+from mcl.tables.flat import flat_columns
 
 __all__ = ["decode", "decode_all", "unpack_column", "conform", "unify", "RESERVED_COLUMNS"]
 
@@ -96,9 +97,16 @@ def decode_all(
     batches, meta_origin = _batches(data)
     origin = origin_ns if origin_ns is not None else (meta_origin or 0)
     wanted = None if types is None else set(types)
-    rows: dict[str | None, list[tuple[Any, list[Any]]]] = {}
+    rows: dict[str | None, list[tuple[Any, Any]]] = {}  # per type: (batch part, maps or (keys, arrays))
     for batch in batches:
         if not batch.num_rows:
+            continue
+        fast = flat_columns(batch.column(2)) if FAST_PATH else None
+        if fast is not None:
+            for type_name, (picks, keys, arrays) in fast.items():
+                if wanted is None or type_name in wanted:
+                    part = batch if len(picks) == batch.num_rows else batch.take(pa.array(picks, pa.int64()))
+                    rows.setdefault(type_name, []).append((part, (keys, arrays)))
             continue
         values = unpack_column(batch.column(2))
         groups = _group_by_name(values)
@@ -122,9 +130,38 @@ def decode_all(
             payload = pa.chunked_array([b.column(2) for b in part_batches], pa.binary()).combine_chunks()
             tables[None] = pa.table({**head, "payload": payload})
             continue
-        maps = [m for _, picked in parts for m in picked]
-        tables[name] = pa.table({**head, **_field_columns(pa, maps)})
+        columns = _join_fast(pa, [c for _, c in parts])
+        if columns is None:
+            maps = [m for p, c in parts for m in (c if isinstance(c, list) else unpack_column(p.column(2)))]
+            columns = _field_columns(pa, maps)
+        tables[name] = pa.table({**head, **columns})
     return tables
+
+
+FAST_PATH = True  # parse flat maps of scalars with numpy (mcl.tables.flat); False: always msgpack (tests compare)
+_WIDENS = {pa_name: rank for rank, pa_name in enumerate(("null", "int64", "double"))}
+
+
+def _join_fast(pa: Any, parts: list[Any]) -> dict[str, Any] | None:
+    """The columns of a type whose every batch went through the numpy parser, when they join as
+    the msgpack path would make them (same keys; per field one type, or null / int64 / double
+    widening to the widest); None otherwise."""
+    if not parts or any(isinstance(c, list) for c in parts):
+        return None
+    keys = parts[0][0]
+    if any(k != keys for k, _ in parts):
+        return None
+    arrays = []
+    for i in range(len(keys)):
+        pieces = [a[i] for _, a in parts]
+        kinds = {str(p.type) for p in pieces}
+        if len(kinds) > 1:
+            if not kinds <= set(_WIDENS):
+                return None
+            widest = max(kinds, key=_WIDENS.__getitem__)
+            pieces = [p.cast(pa.type_for_alias(widest)) for p in pieces]
+        arrays.append(pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0])
+    return _labels(keys, arrays)
 
 
 def _group_by_name(values: list[Any]) -> dict[str | None, list[int]]:
@@ -197,6 +234,11 @@ def _field_columns(pa: Any, maps: list[dict[Any, Any]]) -> dict[str, Any]:
         arrays = _fast_columns(pa, maps, keys)
     if arrays is None:
         arrays = [to_column(pa, [m.get(key) for m in maps]) for key in keys]
+    return _labels(keys, arrays)
+
+
+def _labels(keys: list[Any], arrays: list[Any]) -> dict[str, Any]:
+    """Column names for fields: non-string keys as JSON, added columns' names with a trailing _."""
     columns: dict[str, Any] = {}
     for key, array in zip(keys, arrays):
         label = key if isinstance(key, str) else json.dumps(_jsonable(key))
