@@ -489,3 +489,18 @@ def test_numpy_parser_gives_the_columns_of_the_msgpack_path(rows, split, junk) -
     for name in fast:
         assert fast[name].schema == slow[name].schema, name
         assert fast[name].to_pylist() == slow[name].to_pylist(), name
+
+
+def test_parquet_int_too_large_for_float_falls_back_to_json(tmp_path: Path) -> None:
+    """A field int64 (beyond 2**53) in early row groups and float later is not rounded: it becomes JSON text."""
+    big = (1 << 60) + 1
+
+    def payload(i: int) -> bytes:
+        return mcl.encode({"name": "Sample", "v": big + i if i < 450 else i + 0.5, "i": i})
+
+    _make_log(tmp_path / "log", n=900, payload=payload)
+    mcl.tables.export_parquet(tmp_path / "log", tmp_path / "ds", options=mcl.tables.ParquetOptions(row_group_rows=300))
+    table = pq.read_table(tmp_path / "ds" / "type=Sample").sort_by("i")
+    assert table.schema.field("v").type == pa.string()
+    values = table.column("v").to_pylist()
+    assert values[0] == str(big) and values[449] == str(big + 449) and values[450] == "450.5"

@@ -40,7 +40,7 @@ from mcl.tables import require
 from mcl.tables.batches import ORIGIN_KEY
 from mcl.tables.flat import flat_columns
 
-__all__ = ["decode", "decode_all", "unpack_column", "conform", "unify", "RESERVED_COLUMNS"]
+__all__ = ["decode", "decode_all", "unpack_column", "conform", "conform_all", "unify", "CastFailed", "RESERVED_COLUMNS"]
 
 RESERVED_COLUMNS = ("time", "elapsed", "topic", "log")  # columns mcl adds; fields so named get a trailing _
 
@@ -159,7 +159,10 @@ def _join_fast(pa: Any, parts: list[Any]) -> dict[str, Any] | None:
             if not kinds <= set(_WIDENS):
                 return None
             widest = max(kinds, key=_WIDENS.__getitem__)
-            pieces = [p.cast(pa.type_for_alias(widest)) for p in pieces]
+            try:
+                pieces = [p.cast(pa.type_for_alias(widest)) for p in pieces]
+            except pa.ArrowInvalid:  # an int64 not exact as a double: the msgpack path makes JSON
+                return None
         arrays.append(pa.concat_arrays(pieces) if len(pieces) > 1 else pieces[0])
     return _labels(keys, arrays)
 
@@ -429,7 +432,30 @@ def conform(table: Any, schema: Any) -> Any:
             columns.append(column.cast(field.type))
         except (pa.ArrowException, TypeError, ValueError):
             if field.type != pa.string():
-                raise
+                raise CastFailed(field.name, column.type, field.type) from None
             columns.append(json_column(pa, column.to_pylist()))
     return pa.Table.from_arrays(columns, schema=schema)
+
+
+class CastFailed(ValueError):
+    """A column cannot take the unified type (an int64 too large for float64, ...)."""
+
+    def __init__(self, name: str, have: Any, want: Any) -> None:
+        super().__init__(f"column {name!r} of type {have} cannot be cast to {want}")
+        self.name = name
+
+
+def fall_back(schema: Any, failed: CastFailed) -> Any:
+    """`schema` with the field that failed to cast turned into the JSON string fallback."""
+    pa = require("pyarrow")
+    return schema.set(schema.get_field_index(failed.name), pa.field(failed.name, pa.string()))
+
+
+def conform_all(tables: list[Any], schema: Any) -> tuple[list[Any], Any]:
+    """Every table conformed to `schema`, whose fields that some table cannot take become JSON strings."""
+    while True:
+        try:
+            return [conform(t, schema) for t in tables], schema
+        except CastFailed as failed:
+            schema = fall_back(schema, failed)
 

@@ -35,7 +35,7 @@ from mcl.exceptions import LogError
 from mcl.log.reader import open_log
 from mcl.tables import require
 from mcl.tables.batches import source_streams
-from mcl.tables.columns import conform, decode_all, unify
+from mcl.tables.columns import CastFailed, conform, conform_all, decode_all, fall_back, unify
 
 __all__ = ["export_parquet", "ParquetExport", "ParquetOptions", "RAW_DIR", "PathLike"]
 
@@ -165,8 +165,8 @@ class _Sinks:
 
         if not sink.buffer:
             return
-        schema = unify([t.schema for t in sink.buffer])
-        table = pa.concat_tables([conform(t, schema) for t in sink.buffer])
+        tables, _ = conform_all(sink.buffer, unify([t.schema for t in sink.buffer]))
+        table = pa.concat_tables(tables)
         sink.buffer, sink.rows, sink.bytes = [], 0, 0
         sink.total += table.num_rows
         if sink.writer is not None and sink.writer.schema != table.schema:
@@ -196,6 +196,15 @@ class _Sinks:
 
     def _reconcile(self, sink: _Sink) -> None:
         schema = unify([s for _, s in sink.parts])
+        checked = False
+        while not checked:  # a first pass finds the fields some part cannot take (they become JSON)
+            try:
+                for path, part_schema in sink.parts:
+                    if part_schema != schema:
+                        conform(self.pq.read_table(path), schema)
+                checked = True
+            except CastFailed as failed:
+                schema = fall_back(schema, failed)
         for path, part_schema in sink.parts:
             if part_schema == schema:
                 continue
