@@ -8,7 +8,8 @@ Column types (the rules every decoded table follows):
   ``name`` (the type) is not a column. A field called ``time``, ``elapsed``,
   ``topic`` or ``log`` is renamed with a trailing ``_``.
 - numbers, strings, booleans, bytes, None: int64 / float64 / string / bool /
-  binary (what pyarrow infers; ints and floats together widen to float64).
+  binary (what pyarrow infers; ints and floats together widen to float64,
+  unless an int is beyond +-2**53, which float64 cannot hold exactly: JSON).
 - nested maps (string keys): struct columns, recursively by the same rules.
 - numpy arrays of one dtype and shape: fixed-size lists of that dtype, one
   level per dimension (a float64[3, 3] field is
