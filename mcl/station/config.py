@@ -583,7 +583,7 @@ def _build_unit(
                 raise fail(str(exc), key) from None
     if "schedule" in table:
         if kind in ("bus", "offload"):
-            raise fail(f"a {kind} unit runs continuously; it takes no schedule", "schedule")
+            raise fail(f"{'an' if kind == 'offload' else 'a'} {kind} unit runs continuously; it takes no schedule", "schedule")
         try:
             common["schedule"] = parse_schedule(table["schedule"], parse_duration_ns)
         except ValueError as exc:

@@ -318,7 +318,8 @@ class UnitProcess:
             if not self.last_error or "heartbeat" not in self.last_error:
                 self.last_error = f"{reason}" + (f"; {child_error}" if isinstance(child_error, str) else "")
             delay = self.policy.on_exit(self.started_mono, self._mono())
-            self.errors_before += 1
+            if not self.child.get("exiting"):
+                self.errors_before += 1  # killed: the process could not count it itself
             if delay is None:
                 self.state = "failed"
                 self.wanted = False

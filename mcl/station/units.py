@@ -535,10 +535,7 @@ def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
         code = 0 if not parent_alive(ctx) else 1  # the station went away
     except Exception as exc:  # noqa: BLE001 - reported, then the station restarts the unit
         log.error("failed: %s: %s", type(exc).__name__, exc, exc_info=not isinstance(exc, (OSError, RuntimeError)))
-        try:
-            conn.send(("status", {**_safe_status(host), "last_error": f"{type(exc).__name__}: {exc}", "pid": os.getpid()}))
-        except (OSError, ValueError):
-            pass
+        host.error(f"{type(exc).__name__}: {exc}")
         code = 1
     finally:
         try:
