@@ -98,6 +98,8 @@ class UnitProcess:
         self.pid: int | None = None
         self.restarts = 0
         self.errors_before = 0  # errors counted by earlier processes of the unit
+        self.messages_before = 0  # messages of earlier processes of the unit (recorded, published, replayed)
+        self.lost_before = 0  # messages lost by earlier processes of the unit
         self.last_error: str | None = None
         self.child: dict[str, Any] = {}  # the child's last status message
         self.started_mono = 0
@@ -286,9 +288,10 @@ class UnitProcess:
             self._wait_for_session()
 
     def _exited(self, code: int | None) -> None:
-        errors = self.child.get("errors")
-        if isinstance(errors, int):
-            self.errors_before += errors
+        for key, attr in (("errors", "errors_before"), ("messages", "messages_before"), ("lost", "lost_before")):
+            value = self.child.get(key)
+            if isinstance(value, int):
+                setattr(self, attr, getattr(self, attr) + value)
         child_error = self.child.get("last_error")
         if isinstance(child_error, str):
             self.last_error = child_error
@@ -347,7 +350,7 @@ class UnitProcess:
         elif self.state == "running" and self.config.schedule is not None and self.session is not None and self.session.end_ns is not None:
             following = next(iter_sessions(self.config.schedule, self.session.end_ns), None)
             next_start = None if following is None else following.start_ns
-        errors = self.errors_before + (child.get("errors", 0) if isinstance(child.get("errors"), int) else 0)
+        errors = self.errors_before + _count(child, "errors")
         last_error = child.get("last_error") or self.last_error
         extra = {k: v for k, v in child.items() if k not in ("errors", "last_error", "pid", "log", "messages", "lost", "note", "exiting")}
         return {
@@ -359,14 +362,19 @@ class UnitProcess:
             "errors": errors,
             "last_error": last_error,
             "log": child.get("log"),
-            "messages": child.get("messages", 0),
-            "lost": child.get("lost", 0),
+            "messages": self.messages_before + _count(child, "messages"),
+            "lost": self.lost_before + _count(child, "lost"),
             "next_start": None if next_start is None else format_utc(next_start),
             "next_start_ns": next_start,
             "note": child.get("note"),
             "auto_start": self.config.auto_start,
             "details": extra,
         }
+
+
+def _count(status: dict[str, Any], key: str) -> int:
+    value = status.get(key)
+    return value if isinstance(value, int) else 0
 
 
 def _signal_name(code: int | None) -> str:

@@ -548,8 +548,7 @@ def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
         except (OSError, ValueError):
             pass
         logging.shutdown()
-    sys.stdout.flush()
-    os._exit(code)
+    sys.exit(code)  # multiprocessing runs its finalizers (semaphores of a replay's queues), then exits
 
 
 def _safe_status(host: Host) -> dict[str, Any]:
