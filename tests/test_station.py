@@ -659,6 +659,7 @@ def test_replay_unit_and_recorder_split(tmp_path: Path, mcl_bus: str, stations: 
     first = wait_for(lambda: (u := unit(s, "rec"))["messages"] > 50 and u, what="replayed messages recorded")
     reply = s.send("rec", "split")
     assert reply["log"] != first["log"] and reply["logs"] == 2
+    assert s.send("rec", "status")["log"] == reply["log"]
     with mcl.open_log(first["log"]) as reader:
         topics = {r.topic for r in reader}
     assert topics <= {"gps", "imu"} and topics
@@ -667,3 +668,30 @@ def test_replay_unit_and_recorder_split(tmp_path: Path, mcl_bus: str, stations: 
     assert s.send("demo", "pause")["replay"]["state"] == "paused"
     s.stop_unit("demo")
     assert unit(s, "demo")["state"] == "stopped"
+
+
+@pytest.mark.slow
+def test_a_runner_config_file_is_reread_when_it_changes(tmp_path: Path, mcl_bus: str, stations: list[Station]) -> None:
+    """config_file is merged into self.config and re-read (reconfigure) when its content changes; no restart."""
+    extra = tmp_path / "scale.toml"
+    extra.write_text('tag = "first"\n')
+    s = start(stations, {"station": {"bus": mcl_bus}, "units": {"t": runner("Ticker", period=0.1, config={"topic": "x"}, config_file="scale.toml")}}, base_dir=tmp_path)
+    pid = wait_for(lambda: unit(s, "t")["pid"], what="t running")
+    wait_for(lambda: s.send("t", "count")["config"] == {"topic": "x", "tag": "first"}, what="the first config")
+    extra.write_text('tag = "second"\n')
+    wait_for(lambda: s.send("t", "count")["config"] == {"topic": "x", "tag": "second"}, what="the changed config")
+    extra.write_text("tag = \n")  # broken: counted as an error, the old config stays
+    st = wait_for(lambda: (u := unit(s, "t"))["errors"] and u, what="the broken file reported")
+    assert "cannot re-read the config file" in st["last_error"]
+    assert s.send("t", "count")["config"]["tag"] == "second" and unit(s, "t")["pid"] == pid
+
+
+@pytest.mark.slow
+def test_the_station_log_is_rotated(tmp_path: Path, mcl_bus: str, stations: list[Station]) -> None:
+    """log_max_bytes: station.log rotates (units keep writing to the new file)."""
+    s = start(stations, {"station": {"bus": mcl_bus, "log_max_bytes": 3000, "log_backups": 2}, "units": {"flaky": runner("Flaky", period=0.01)}}, base_dir=tmp_path)
+    run_dir = tmp_path / "run"
+    wait_for(lambda: (run_dir / "station.log.1").exists(), what="a rotated station log")
+    s.stop()
+    assert "station" in (run_dir / "station.log").read_text()
+    assert not (run_dir / "station.log.3").exists()

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from mcl.station.config import StationConfig, StationConfigError, StationError, UnitConfig, parse_config
-from mcl.station.units import LOG_FORMAT
 
 __all__ = ["Station", "CONTROL_SOCKET", "PID_FILE", "LOG_FILE", "make_run_dir"]
 
@@ -29,6 +28,7 @@ _NS = 1_000_000_000
 _TICK_S = 0.1  # the supervisor loop wakes at least this often
 _WATCH_NS = _NS  # the TOML file is checked for changes this often
 _STOP_TIMEOUT_S = 40.0  # Station.stop() waits at most this long for the units
+LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 log = logging.getLogger("mcl.station")
 
@@ -278,7 +278,7 @@ class Station:
     def _new_unit(self, config: UnitConfig, station: StationConfig) -> Any:
         from mcl.station.supervisor import UnitProcess
 
-        return UnitProcess(config, station, str(self.log_file), self._clock, self._mono)
+        return UnitProcess(config, station, self._clock, self._mono)
 
     def _start_units(self) -> None:
         for config in self.config.units:

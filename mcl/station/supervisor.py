@@ -84,10 +84,9 @@ class UnitProcess:
 
     _ids = itertools.count(1)
 
-    def __init__(self, config: UnitConfig, station: StationConfig, log_file: str | None, clock: Callable[[], int], mono: Callable[[], int]) -> None:
+    def __init__(self, config: UnitConfig, station: StationConfig, clock: Callable[[], int], mono: Callable[[], int]) -> None:
         self.config = config
         self.station = station
-        self.log_file = log_file
         self._clock = clock  # UTC ns (schedule)
         self._mono = mono  # monotonic ns (heartbeats, back-off)
         self.policy = RestartPolicy(config.max_restarts)
@@ -145,7 +144,7 @@ class UnitProcess:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe(duplex=True)
         bus = self.station.bus
-        args = UnitArgs(self.config, bus, self.log_file, end_ns, self.station.name)
+        args = UnitArgs(self.config, bus, end_ns, self.station.name)
         worker = WorkerContext(f"mcl-station: {self.name}", os.getpid(), death_signal=True)
         process = ctx.Process(target=unit_main, args=(worker, args, child), name=f"mcl-station: {self.name}", daemon=False)
         try:
@@ -239,6 +238,8 @@ class UnitProcess:
         if message[0] == "status" and len(message) == 2 and isinstance(message[1], dict):
             self.child = message[1]
             self.last_beat = self._mono()
+        elif message[0] == "log" and len(message) == 3 and isinstance(message[1], int):
+            log.log(message[1], "%s: %s", self.name, message[2])
         elif message[0] == "reply" and len(message) == 4:
             waiting = self._pending.get(message[1])
             if waiting is not None:

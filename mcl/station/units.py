@@ -8,7 +8,7 @@ PR_SET_PDEATHSIG) or when the station's pid is gone, and end by itself at
 the end of its session. Messages on the pipe::
 
     station -> unit   ("request", id, command, data)
-    unit -> station   ("status", {...})   ("reply", id, ok, json text)
+    unit -> station   ("status", {...})   ("reply", id, ok, json text)   ("log", level, text)
 
 Exit status: 0 after a clean stop or the end of its work (session over,
 replay finished), 1 when the host failed (the station restarts it).
@@ -20,11 +20,11 @@ import hashlib
 import importlib
 import json
 import logging
-import logging.handlers
 import os
 import shutil
 import signal
 import sys
+import threading
 import time
 import tomllib
 from pathlib import Path
@@ -40,22 +40,20 @@ from mcl.station.config import (
     UnitConfig,
 )
 
-__all__ = ["UnitArgs", "unit_main", "LOG_FORMAT"]
+__all__ = ["UnitArgs", "unit_main"]
 
 _NS = 1_000_000_000
 _STATUS_EVERY_NS = 500_000_000  # the heartbeat
 _MAX_STEP_S = 0.1  # the loop answers requests at least this often (unless a runner's iterate() is long)
 _DISK_CHECK_NS = _NS
-LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
 
 class UnitArgs:
     """What the station gives a unit's process (picklable)."""
 
-    def __init__(self, unit: UnitConfig, bus: str | None, log_file: str | None, end_ns: int | None, station: str) -> None:
+    def __init__(self, unit: UnitConfig, bus: str | None, end_ns: int | None, station: str) -> None:
         self.unit = unit  # the unit's configuration
         self.bus = bus  # the station's bus (None: the default bus)
-        self.log_file = log_file  # the station log (lines are appended; the station rotates it)
         self.end_ns = end_ns  # UTC ns at which the session ends (None: runs until stopped)
         self.station = station  # the station's name
 
@@ -466,27 +464,46 @@ HOSTS: dict[str, type[Host]] = {
 # -- the loop -------------------------------------------------------------------------
 
 
-def _make_logger(args: UnitArgs) -> logging.Logger:
+class _PipeHandler(logging.Handler):
+    """Sends the unit's log lines to the station, which writes them (stderr, the rotated station log)."""
+
+    def __init__(self, send: Any) -> None:
+        super().__init__(logging.INFO)
+        self._send = send
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._send(("log", record.levelno, self.format(record)))
+        except Exception:  # noqa: BLE001 - the station is gone: nothing to log to
+            pass
+
+
+def _make_logger(args: UnitArgs, send: Any) -> logging.Logger:
     log = logging.getLogger(f"mcl.station.{args.unit.name}")
     log.setLevel(logging.INFO)
     log.propagate = False
-    err = logging.StreamHandler(sys.stderr)
-    err.setFormatter(logging.Formatter(f"mcl-station: {args.unit.name}: %(levelname)s: %(message)s"))
-    log.addHandler(err)
-    if args.log_file is not None:
-        # WatchedFileHandler reopens the file after the station rotated it.
-        fh = logging.handlers.WatchedFileHandler(args.log_file, encoding="utf-8")
-        fh.setFormatter(logging.Formatter(LOG_FORMAT))
-        log.addHandler(fh)
+    log.addHandler(_PipeHandler(send))
     return log
 
 
-def _reply(conn: Any, request_id: int, ok: bool, value: Any) -> None:
+def _locked_send(conn: Any) -> Any:
+    """conn.send for several threads (the offload thread logs too)."""
+    lock = threading.Lock()
+
+    def send(message: Any) -> None:
+        with lock:
+            conn.send(message)
+
+    return send
+
+
+def _reply(send: Any, request_id: int, ok: bool, value: Any) -> None:
     try:
         text = json.dumps(value)
     except (TypeError, ValueError) as exc:
         ok, text = False, json.dumps(f"the reply is not JSON: {exc}")
-    conn.send(("reply", request_id, ok, text))
+    send(("reply", request_id, ok, text))
 
 
 def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
@@ -499,7 +516,8 @@ def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    log = _make_logger(args)
+    send = _locked_send(conn)
+    log = _make_logger(args, send)
     host = HOSTS[args.unit.kind](args, log)
     code = 0
     try:
@@ -509,7 +527,7 @@ def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
             now = time.monotonic_ns()
             if now >= next_status:
                 next_status = now + _STATUS_EVERY_NS
-                conn.send(("status", {**host.status(), "pid": os.getpid()}))
+                send(("status", {**host.status(), "pid": os.getpid()}))
             if stopping["flag"] or not parent_alive(ctx):
                 break
             if args.end_ns is not None and time.time_ns() >= args.end_ns:
@@ -524,13 +542,13 @@ def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
                 _, request_id, command, data = message
                 if command == "__stop__":
                     stopping["flag"] = True
-                    _reply(conn, request_id, True, None)
+                    _reply(send, request_id, True, None)
                     break
                 try:
-                    _reply(conn, request_id, True, host.handle(command, data))
+                    _reply(send, request_id, True, host.handle(command, data))
                 except Exception as exc:  # noqa: BLE001 - every request gets a reply
                     text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-                    _reply(conn, request_id, False, f"{text}")
+                    _reply(send, request_id, False, f"{text}")
     except (EOFError, BrokenPipeError):
         code = 0 if not parent_alive(ctx) else 1  # the station went away
     except Exception as exc:  # noqa: BLE001 - reported, then the station restarts the unit
@@ -544,7 +562,7 @@ def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
             log.error("could not close cleanly: %s", exc)
             code = 1
         try:
-            conn.send(("status", {**_safe_status(host), "pid": os.getpid(), "exiting": True}))
+            send(("status", {**_safe_status(host), "pid": os.getpid(), "exiting": True}))
         except (OSError, ValueError):
             pass
         logging.shutdown()
