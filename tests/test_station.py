@@ -695,3 +695,25 @@ def test_the_station_log_is_rotated(tmp_path: Path, mcl_bus: str, stations: list
     s.stop()
     assert "station" in (run_dir / "station.log").read_text()
     assert not (run_dir / "station.log.3").exists()
+
+
+@pytest.mark.slow
+def test_a_bus_unit_serves_the_other_units(tmp_path: Path, stations: list[Station]) -> None:
+    """A `bus` unit is the station's bus: a runner publishes through it to a subscriber of this test; restart NAME works."""
+    from mcl.network import Subscriber
+    from mcl.network.forwarder import Forwarder
+
+    with Forwarder("tcp://127.0.0.1:0") as probe:  # two free adjacent ports, released for the unit to bind
+        address = probe.address
+    config = {"units": {"hub": {"kind": "bus", "bind": address}, "t": runner("Ticker", period=0.05, config={"topic": "via-hub"})}}
+    s = start(stations, config, base_dir=tmp_path)
+    assert s.status()["bus"] == address
+    with Subscriber(["via-hub"], address) as sub:
+        got = wait_for(lambda: sub.recv(0.5), what="a message through the bus unit")
+        assert got.topic == "via-hub"
+        hub = wait_for(lambda: (u := unit(s, "hub"))["pid"] and u, what="the bus unit")
+        assert hub["details"]["address"] == address
+        old = unit(s, "t")["pid"]
+        after = s.restart_unit("t")
+        assert after["state"] == "running" and after["pid"] != old and after["restarts"] == 0
+        wait_for(lambda: sub.recv(0.5), what="messages after the restart")
