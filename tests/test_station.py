@@ -326,6 +326,8 @@ def test_control_endpoint_is_private_and_answers_everything(tmp_path: Path, mcl_
             assert sock.poll(20_000), f"no reply to {garbage!r}"
             reply = json.loads(sock.recv())
             assert reply["ok"] is False and reply["error"], garbage
+        sock.send(b" " * (2 << 20))
+        assert sock.poll(20_000) and "over the limit" in json.loads(sock.recv())["error"]
         sock.send_multipart([b"a", b"b"])
         assert sock.poll(20_000) and json.loads(sock.recv())["ok"] is False
         sock.close(0)

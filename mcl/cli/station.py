@@ -189,7 +189,10 @@ def _talk(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             except ValueError as exc:
                 parser.error(f"--data is not JSON: {exc}")
         fields["timeout"] = min(60.0, args.timeout)
-    with ControlClient(run_dir, timeout=args.timeout + 5) as client:
+    wait = args.timeout + 5
+    if args.command in ("stop", "restart"):
+        wait = max(wait, 50.0)  # a unit gets 15 s to stop cleanly, then SIGTERM, then SIGKILL
+    with ControlClient(run_dir, timeout=wait) as client:
         result = client.request(args.command, **fields)
     if args.command == "status":
         if args.json:

@@ -29,7 +29,8 @@ from mcl.station.config import StationError
 
 __all__ = ["ControlServer", "ControlClient", "MAX_REQUEST_BYTES", "station_running"]
 
-MAX_REQUEST_BYTES = 1 << 20  # larger requests are dropped by ZeroMQ (maxmsgsize)
+MAX_REQUEST_BYTES = 1 << 20  # larger requests get an error reply
+MAX_MESSAGE_BYTES = 16 << 20  # larger messages are dropped by ZeroMQ (maxmsgsize), never buffered
 _POLL_MS = 100
 
 
@@ -58,7 +59,7 @@ class ControlServer:
         context = zmq.Context()
         sock = context.socket(zmq.REP)
         sock.linger = 0
-        sock.maxmsgsize = MAX_REQUEST_BYTES
+        sock.maxmsgsize = MAX_MESSAGE_BYTES
         try:
             try:
                 sock.bind(self.address)
@@ -87,6 +88,8 @@ class ControlServer:
         try:
             if data is None:
                 raise ValueError("a request is one frame holding a JSON object")
+            if len(data) > MAX_REQUEST_BYTES:
+                raise ValueError(f"the request has {len(data)} bytes, over the limit of {MAX_REQUEST_BYTES}")
             try:
                 request = json.loads(data)
             except (ValueError, UnicodeDecodeError) as exc:
