@@ -165,7 +165,11 @@ class ControlClient:
         self._context = zmq.Context()
         self._sock = self._context.socket(zmq.REQ)
         self._sock.linger = 0
-        self._sock.connect(f"ipc://{socket_path}")
+        try:
+            self._sock.connect(f"ipc://{socket_path}")
+        except zmq.ZMQError as exc:
+            self.close()
+            raise StationError(f"cannot reach the station in {self.run_dir}: {exc} (ipc://{socket_path})") from None
 
     def request(self, cmd: str, timeout: float | None = None, **fields: Any) -> Any:
         """Send one request; return its result (StationError with the station's reason when refused)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import itertools
 import logging
 import logging.handlers
 import os
@@ -31,6 +32,7 @@ _STOP_TIMEOUT_S = 40.0  # Station.stop() waits at most this long for the units
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 log = logging.getLogger("mcl.station")
+_serial = itertools.count(1)  # names the logger of each station of this process
 
 
 def make_run_dir(path: Path) -> None:
@@ -78,6 +80,8 @@ class Station:
         self._clock = clock
         self._mono = mono
         self.reload_error: str | None = None
+        # One logger per station: two stations in a process do not write into each other's log.
+        self.log = log.getChild(f"station{next(_serial)}")
         self._units: dict[str, Any] = {}
         self._actions: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._actions_lock = threading.Lock()
@@ -117,7 +121,7 @@ class Station:
 
                 self._control = ControlServer(self, run_dir / CONTROL_SOCKET)
             self.started_ns = self._clock()
-            log.info("station %r: starting %d unit(s) from %s", self.config.name, len(self.config.units), self.config.path or "a dict")
+            self.log.info("station %r: starting %d unit(s) from %s", self.config.name, len(self.config.units), self.config.path or "a dict")
             self._thread = threading.Thread(target=self._supervise, name="mcl-station: supervisor", daemon=True)
             self._thread.start()
             self._call(self._start_units).result(30.0)
@@ -139,18 +143,18 @@ class Station:
                     for f in futures:
                         f.result(max(0.1, deadline - time.monotonic()))
                 except Exception as exc:  # noqa: BLE001 - stop the rest anyway
-                    log.error("stopping the units: %s", exc)
+                    self.log.error("stopping the units: %s", exc)
                 self._stopping.set()
                 self._wake()
                 self._thread.join(timeout)
             if self._control is not None:
                 self._control.close()
                 self._control = None
-            log.info("station %r stopped", self.config.name)
+            self.log.info("station %r stopped", self.config.name)
         finally:
             self._stopped.set()
             for handler in self._handlers:
-                log.removeHandler(handler)
+                self.log.removeHandler(handler)
                 handler.close()
             self._handlers.clear()
             if self._pid_fd is not None:
@@ -194,7 +198,7 @@ class Station:
         self._pid_fd = fd
 
     def _open_log(self, path: Path) -> None:
-        log.setLevel(logging.INFO)
+        self.log.setLevel(logging.INFO)
         handler: logging.Handler = logging.handlers.RotatingFileHandler(
             path, maxBytes=self.config.log_max_bytes, backupCount=self.config.log_backups, encoding="utf-8"
         )
@@ -205,8 +209,8 @@ class Station:
             err.setFormatter(logging.Formatter("mcl-station: %(message)s"))
             self._handlers.append(err)
         for h in self._handlers:
-            log.addHandler(h)
-        log.propagate = not self._log_to_stderr
+            self.log.addHandler(h)
+        self.log.propagate = not self._log_to_stderr
 
     @property
     def log_file(self) -> Path:
@@ -268,7 +272,7 @@ class Station:
                         u.state = "failed"
                     else:
                         u.retry_at = self._mono() + delay
-                    log.error("%s: %s", u.name, u.last_error)
+                    self.log.error("%s: %s", u.name, u.last_error)
             self._watch_file()
         for u in self._units.values():  # left over after a failed stop: no orphans
             if u.alive:
@@ -278,7 +282,7 @@ class Station:
     def _new_unit(self, config: UnitConfig, station: StationConfig) -> Any:
         from mcl.station.supervisor import UnitProcess
 
-        return UnitProcess(config, station, self._clock, self._mono)
+        return UnitProcess(config, station, self._clock, self._mono, self.log)
 
     def _start_units(self) -> None:
         for config in self.config.units:
@@ -305,7 +309,7 @@ class Station:
             return
         self._watch = signature
         if signature[2] != self.config.digest:
-            log.info("%s changed: reloading", path)
+            self.log.info("%s changed: reloading", path)
             try:
                 self._reload()
             except StationConfigError:
@@ -329,11 +333,11 @@ class Station:
                 new = parse_config(self.config.path)
             except StationConfigError as exc:
                 self.reload_error = str(exc)
-                log.error("reload refused, the units keep running as before: %s", exc)
+                self.log.error("reload refused, the units keep running as before: %s", exc)
                 raise
         if new.run_dir != self.config.run_dir:
             self.reload_error = f"{new.path}: key 'run_dir': cannot change while the station runs (restart it)"
-            log.error("reload refused: %s", self.reload_error)
+            self.log.error("reload refused: %s", self.reload_error)
             raise StationConfigError("cannot change while the station runs (restart it)", path=new.path, key="run_dir")
         old = self.config
         self.config = new
@@ -366,7 +370,7 @@ class Station:
                 unit.stop(then=restart)
             else:
                 unit.station = new
-        log.info("reloaded %s: added %s, removed %s, changed %s", new.path or "the config", added or "-", removed or "-", changed or "-")
+        self.log.info("reloaded %s: added %s, removed %s, changed %s", new.path or "the config", added or "-", removed or "-", changed or "-")
         return {"added": added, "removed": removed, "changed": changed}
 
     # -- units -------------------------------------------------------------------------------

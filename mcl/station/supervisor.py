@@ -84,7 +84,8 @@ class UnitProcess:
 
     _ids = itertools.count(1)
 
-    def __init__(self, config: UnitConfig, station: StationConfig, clock: Callable[[], int], mono: Callable[[], int]) -> None:
+    def __init__(self, config: UnitConfig, station: StationConfig, clock: Callable[[], int], mono: Callable[[], int], logger: logging.Logger | None = None) -> None:
+        self.log = logger if logger is not None else log  # the station's logger
         self.config = config
         self.station = station
         self._clock = clock  # UTC ns (schedule)
@@ -138,7 +139,7 @@ class UnitProcess:
         self.state = "waiting" if self.session is not None else "stopped"
         if self.session is None:
             self.wanted = False
-            log.info("%s: no session left in its schedule", self.name)
+            self.log.info("%s: no session left in its schedule", self.name)
 
     def _spawn(self, end_ns: int | None) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -161,7 +162,7 @@ class UnitProcess:
         self.started_mono = self.last_beat = self._mono()
         self.stop_requested_at = None
         self.terminated = False
-        log.info("%s: started (pid %d)%s", self.name, process.pid, "" if end_ns is None else " for its session")
+        self.log.info("%s: started (pid %d)%s", self.name, process.pid, "" if end_ns is None else " for its session")
 
     def stop(self, then: Callable[[], None] | None = None, *, keep_wanted: bool = False) -> Future[None]:
         """Ask the process to stop cleanly (SIGTERM, then SIGKILL, if it does not); the future ends with it."""
@@ -231,6 +232,8 @@ class UnitProcess:
                 self._on_message(message)
         except (EOFError, OSError):
             pass
+        except Exception as exc:  # noqa: BLE001 - a message that does not unpickle: skipped, the unit goes on
+            self.log.warning("%s: unreadable message from the unit: %s", self.name, exc)
 
     def _on_message(self, message: Any) -> None:
         if not isinstance(message, tuple) or not message:
@@ -239,7 +242,7 @@ class UnitProcess:
             self.child = message[1]
             self.last_beat = self._mono()
         elif message[0] == "log" and len(message) == 3 and isinstance(message[1], int):
-            log.log(message[1], "%s: %s", self.name, message[2])
+            self.log.log(message[1], "%s: %s", self.name, message[2])
         elif message[0] == "reply" and len(message) == 4:
             waiting = self._pending.get(message[1])
             if waiting is not None:
@@ -262,11 +265,11 @@ class UnitProcess:
                     process.kill()
                 elif waited > _STOP_GRACE_NS and not self.terminated:
                     self.terminated = True
-                    log.warning("%s: did not stop within %d s, sending SIGTERM", self.name, _STOP_GRACE_NS // _NS)
+                    self.log.warning("%s: did not stop within %d s, sending SIGTERM", self.name, _STOP_GRACE_NS // _NS)
                     process.terminate()
             elif now - self.last_beat > self.config.stuck_timeout_ns:
                 self.last_error = f"no heartbeat for {(now - self.last_beat) / _NS:.1f} s (stuck_timeout {self.config.stuck_timeout_ns / _NS:g} s): killed"
-                log.error("%s: %s", self.name, self.last_error)
+                self.log.error("%s: %s", self.name, self.last_error)
                 process.kill()
             return
         if self.state == "restarting" and now >= self.retry_at:
@@ -309,9 +312,9 @@ class UnitProcess:
         if asked:
             self.state = "stopped"
             self.session = None
-            log.info("%s: stopped (exit code %s)", self.name, code)
+            self.log.info("%s: stopped (exit code %s)", self.name, code)
         elif code == 0:
-            log.info("%s: finished", self.name)
+            self.log.info("%s: finished", self.name)
             if self.config.schedule is not None and self.wanted:
                 self._wait_for_session()
             else:
@@ -327,12 +330,12 @@ class UnitProcess:
             if delay is None:
                 self.state = "failed"
                 self.wanted = False
-                log.error("%s: %s; more than %d restarts in 10 minutes: failed", self.name, reason, self.config.max_restarts)
+                self.log.error("%s: %s; more than %d restarts in 10 minutes: failed", self.name, reason, self.config.max_restarts)
             else:
                 self.restarts += 1
                 self.state = "restarting"
                 self.retry_at = self._mono() + delay
-                log.warning("%s: %s; restarting in %g s", self.name, reason, delay / _NS)
+                self.log.warning("%s: %s; restarting in %g s", self.name, reason, delay / _NS)
         if then is not None:
             then()
         for future in waiters:
