@@ -240,6 +240,17 @@ def test_window_crossing_midnight_and_whole_window_session() -> None:
     assert (s2.start_ns, s2.end_ns) == (_utc("2026-03-11T22:00:00+00:00"), _utc("2026-03-12T06:00:00+00:00"))
 
 
+def test_the_whole_day_window() -> None:
+    """00:00-24:00 is the whole day (one session per day, joined at once); HH:MM-same HH:MM is refused."""
+    sched = parse_schedule({"window": "00:00-24:00", "timezone": "UTC"}, parse_duration_ns)
+    now = _utc("2026-03-10T13:00:00+00:00")
+    s1, s2 = next_sessions(sched, now, 2)
+    assert (s1.start_ns, s1.end_ns) == (now, _utc("2026-03-11T00:00:00+00:00"))
+    assert (s2.start_ns, s2.end_ns) == (_utc("2026-03-11T00:00:00+00:00"), _utc("2026-03-12T00:00:00+00:00"))
+    with pytest.raises(ValueError, match="is empty"):
+        parse_schedule({"window": "06:00-06:00"}, parse_duration_ns)
+
+
 def test_explicit_window_ends() -> None:
     """start / end in ISO: 1 s sessions every 2 s inside 6 s give 3 sessions, then nothing."""
     start = _utc("2026-05-01T12:00:00+00:00")
@@ -386,8 +397,8 @@ def test_failed_after_max_restarts(tmp_path: Path, mcl_bus: str, stations: list[
     s = start(stations, {"station": {"bus": mcl_bus}, "units": {"bad": runner("NoSuchClass", max_restarts=1)}}, base_dir=tmp_path)
     st = wait_for(lambda: (u := unit(s, "bad"))["state"] == "failed" and u, what="the unit failed")
     assert st["restarts"] == 1 and "NoSuchClass" in st["last_error"]
-    s.start_unit("bad")  # by hand: tried again
-    assert unit(s, "bad")["state"] in ("running", "restarting", "failed")
+    s.start_unit("bad")  # by hand: the failures are forgotten, it is tried again (and fails again)
+    wait_for(lambda: (u := unit(s, "bad"))["restarts"] == 2 and u["state"] == "failed", what="the unit tried again and failed")
 
 
 def _value(value: Any) -> str:
@@ -478,13 +489,28 @@ def test_a_schedule_of_1s_sessions_every_2s_records_the_expected_logs(tmp_path: 
 
 @pytest.mark.slow
 def test_stop_cancels_the_sessions_and_start_resumes(tmp_path: Path, mcl_bus: str, stations: list[Station]) -> None:
-    """stop NAME on a waiting unit: stopped, no next start; start NAME: waiting for the next session again."""
-    config = {"station": {"bus": mcl_bus}, "units": {"rec": {"kind": "recorder", "out": "logs", "schedule": {"every": "1h", "for": "1m"}}}}
+    """stop NAME ends the current session cleanly (log closed) and cancels the coming ones; start NAME resumes."""
+    config = {
+        "station": {"bus": mcl_bus},
+        "units": {
+            "tick": runner("Ticker", period=0.02),
+            "rec": {"kind": "recorder", "out": "logs", "topics": ["tick"], "schedule": {"window": "00:00-24:00", "timezone": "UTC"}},
+            "later": {"kind": "recorder", "out": "later", "schedule": {"every": "1h", "for": "1m"}},
+        },
+    }
     s = start(stations, config, base_dir=tmp_path)
-    assert unit(s, "rec")["state"] == "waiting" and unit(s, "rec")["next_start"]
-    assert s.stop_unit("rec")["state"] == "stopped"
-    assert unit(s, "rec")["next_start"] is None
-    assert s.start_unit("rec")["state"] == "waiting"
+    first = wait_for(lambda: (u := unit(s, "rec"))["messages"] > 10 and u, what="the session joined and recording")
+    assert first["next_start"] is not None  # tomorrow's window
+    stopped = s.stop_unit("rec")
+    assert stopped["state"] == "stopped" and stopped["next_start"] is None
+    log = Path(first["log"])
+    assert all(p.with_suffix(".mcli").exists() for p in log.glob("*.mcln"))  # ended cleanly: indexed
+    again = s.start_unit("rec")
+    assert again["state"] == "running"  # the window is open: joined again, a new log
+    assert wait_for(lambda: unit(s, "rec")["log"], what="a new log") != str(log)
+    assert unit(s, "later")["state"] == "waiting" and unit(s, "later")["next_start"]
+    assert s.stop_unit("later")["next_start"] is None
+    assert s.start_unit("later")["state"] == "waiting"
 
 
 @pytest.mark.slow
@@ -510,7 +536,7 @@ def _make_log(path: Path, n: int, size: int = 2000) -> None:
 
 @pytest.mark.slow
 def test_offload_verifies_and_resumes(tmp_path: Path, mcl_bus: str, stations: list[Station]) -> None:
-    """An interrupted copy resumes, a bad partial copy is caught by verification and copied again, local logs go after keep_local."""
+    """An interrupted copy resumes, a bad partial copy is caught by verification and copied again, local files go after keep_local."""
     source, dest = tmp_path / "logs", tmp_path / "share"
     _make_log(source / "one", 500)
     _make_log(source / "two", 300)
@@ -549,7 +575,8 @@ def test_offload_waits_for_an_unreachable_destination(tmp_path: Path, mcl_bus: s
     dest.mkdir()
     s.send("off", "scan")
     wait_for(lambda: unit(s, "off")["details"].get("offloaded") == 1, what="the log offloaded")
-    assert (source / "one" / ".mcl-offloaded.json").is_file()  # kept locally: keep_local is 1 h
+    assert (source / "one" / ".data_0000.mcln.offloaded.json").is_file()  # kept locally: keep_local is 1 h
+    assert (source / "one" / "data_0000.mcln").is_file()
     with mcl.open_log(dest / "one") as reader:
         assert sum(1 for _ in reader) == 50
 
@@ -718,3 +745,29 @@ def test_a_bus_unit_serves_the_other_units(tmp_path: Path, stations: list[Statio
         after = s.restart_unit("t")
         assert after["state"] == "running" and after["pid"] != old and after["restarts"] == 0
         wait_for(lambda: sub.recv(0.5), what="messages after the restart")
+
+
+@pytest.mark.slow
+def test_offload_moves_the_closed_files_of_a_recording_that_goes_on(tmp_path: Path, mcl_bus: str, stations: list[Station]) -> None:
+    """A recorder splitting every second: its closed files are offloaded and removed while it records into the next."""
+    (tmp_path / "share").mkdir()
+    config = {
+        "station": {"bus": mcl_bus},
+        "units": {
+            "tick": runner("Ticker", period=0.01),
+            "rec": {"kind": "recorder", "out": "logs", "topics": ["tick"], "split_duration": 1},
+            "off": {"kind": "offload", "source": "logs", "destination": "share", "keep_local": 0, "settle": 0.5, "scan_interval": 0.5},
+        },
+    }
+    s = start(stations, config, base_dir=tmp_path)
+    wait_for(lambda: unit(s, "off")["details"].get("removed", 0) >= 3, what="three closed files offloaded and removed")
+    rec = unit(s, "rec")
+    assert rec["state"] == "running" and rec["restarts"] == 0
+    log_dir = Path(rec["log"])
+    copies = sorted((tmp_path / "share" / log_dir.name).glob("*.mcln"))
+    assert len(copies) >= 3
+    assert not (log_dir / copies[0].name).exists()  # removed locally once verified
+    assert Path(rec["details"]["current_file"]).exists()  # the file being written stays
+    for copy in copies:
+        with mcl.open_log(copy) as reader:
+            assert sum(1 for _ in reader) > 0

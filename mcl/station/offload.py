@@ -1,17 +1,20 @@
-"""Offload: finished logs copied to a destination, verified by reading both back, removed after `keep_local`.
+"""Offload: finished data files copied to a destination, verified by reading both back, removed after `keep_local`.
 
-A log is *finished* when it is a native log directory whose every data file
-has its index (the writer closed it) and nothing in it changed for `settle`.
-Copying goes through ``NAME.part`` files: an interrupted copy resumes where
-the ``.part`` file ends, and a file is renamed to its name only once whole
-(and fsync'ed). Verification opens both copies with :func:`mcl.open_log`
-and compares the record count and a SHA-256 over every record (time, topic,
-payload); a mismatch copies the log again from scratch, once. A verified
-log gets a marker file ``.mcl-offloaded.json`` and is removed locally
-`keep_local` after its verification. The destination must exist (a mounted
-share): a missing or unwritable destination is retried with back-off and
-shown in the status, never created (that would fill the local disk under
-an unmounted mount point).
+The unit of offload is a native *data file* whose index exists (the writer
+closed it: a split file of a recording that goes on, or the last file of a
+closed log) and that did not change for `settle`; so a long recording that
+splits every 10 minutes is offloaded as it goes. Copying goes through
+``NAME.part`` files: an interrupted copy resumes where the ``.part`` file
+ends, and a file gets its name only once whole (and fsync'ed).
+Verification opens both copies with :func:`mcl.open_log` and compares the
+record count and a SHA-256 over every record (time, topic, payload); a
+mismatch copies the file again from scratch, once. A verified file gets a
+marker ``.NAME.offloaded.json`` next to it and is removed locally
+`keep_local` after its verification (a log directory left with no data
+file is removed too). The destination must exist (a mounted share): a
+missing or unwritable destination is retried with back-off and shown in
+the status, never created (that would fill the local disk under an
+unmounted mount point). MCL_LOG 1.0 logs have no index and are not offloaded.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from typing import Any
 from mcl.exceptions import LogError
 from mcl.station.config import OffloadOptions, StationError
 
-__all__ = ["MARKER", "OffloadError", "LogDigest", "Offloader", "find_finished_logs", "copy_log", "log_digest"]
+__all__ = ["OffloadError", "LogDigest", "Offloader", "find_finished_files", "copy_files", "log_digest", "marker_path"]
 
-MARKER = ".mcl-offloaded.json"  # written in a local log once its copy is verified
 PART_SUFFIX = ".part"
+DATA_SUFFIX = ".mcln"
+INDEX_SUFFIX = ".mcli"
 _COPY_CHUNK = 1 << 20  # bytes per read / write while copying
 _MAX_DEPTH = 4  # directory levels searched under the source
+_MAX_MARKER_BYTES = 1 << 16
 _NS = 1_000_000_000
 _BACKOFF_MAX_NS = 60 * _NS
 
@@ -54,7 +59,7 @@ class LogDigest:
 
 
 def log_digest(path: Path) -> LogDigest:
-    """Read a log back (strict: damage is an error) and digest its records."""
+    """Read a log or data file back (strict: damage is an error) and digest its records."""
     from mcl.log.reader import open_log
 
     h = hashlib.sha256()
@@ -72,21 +77,29 @@ def log_digest(path: Path) -> LogDigest:
     return LogDigest(count, h.hexdigest())
 
 
-def _is_finished(directory: Path, now_ns: int, settle_ns: int) -> bool:
-    data = [p for p in directory.iterdir() if p.suffix == ".mcln" and p.is_file()]
-    if not data:
-        return False
-    newest = 0
-    for p in directory.iterdir():
-        if p.is_file() and not p.name.startswith(MARKER):
-            newest = max(newest, p.stat().st_mtime_ns)
-    if now_ns - newest < settle_ns:
-        return False
-    return all(p.with_suffix(".mcli").is_file() for p in data)
+def marker_path(data_file: Path) -> Path:
+    """Where the verification of `data_file` is recorded."""
+    return data_file.with_name(f".{data_file.name}.offloaded.json")
 
 
-def find_finished_logs(source: Path, now_ns: int, settle_ns: int) -> list[Path]:
-    """Finished native log directories under `source` (itself included), oldest name first."""
+def _read_marker(data_file: Path) -> dict[str, Any] | None:
+    try:
+        with open(marker_path(data_file), "rb") as fp:
+            value = json.loads(fp.read(_MAX_MARKER_BYTES))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) and isinstance(value.get("verified_ns"), int) else None
+
+
+def _settled(paths: list[Path], now_ns: int, settle_ns: int) -> bool:
+    try:
+        return all(now_ns - p.stat().st_mtime_ns >= settle_ns for p in paths)
+    except OSError:
+        return False
+
+
+def find_finished_files(source: Path, now_ns: int, settle_ns: int) -> list[Path]:
+    """Closed native data files (index present, both untouched for `settle_ns`) under `source`, in path order."""
     found: list[Path] = []
 
     def walk(directory: Path, depth: int) -> None:
@@ -94,17 +107,13 @@ def find_finished_logs(source: Path, now_ns: int, settle_ns: int) -> list[Path]:
             entries = sorted(directory.iterdir())
         except OSError:
             return
-        if any(p.suffix == ".mcln" for p in entries):
-            try:
-                if _is_finished(directory, now_ns, settle_ns):
-                    found.append(directory)
-            except OSError:
-                pass
-            return
-        if depth < _MAX_DEPTH:
-            for p in entries:
-                if p.is_dir() and not p.is_symlink():
-                    walk(p, depth + 1)
+        for p in entries:
+            if p.suffix == DATA_SUFFIX and p.is_file():
+                index = p.with_suffix(INDEX_SUFFIX)
+                if index.is_file() and _settled([p, index], now_ns, settle_ns):
+                    found.append(p)
+            elif depth < _MAX_DEPTH and p.is_dir() and not p.is_symlink():
+                walk(p, depth + 1)
 
     walk(source, 0)
     return found
@@ -112,19 +121,17 @@ def find_finished_logs(source: Path, now_ns: int, settle_ns: int) -> list[Path]:
 
 @dataclass(frozen=True, slots=True)
 class CopyResult:
-    """What one copy of a log did."""
+    """What one copy did."""
 
     copied_bytes: int = 0  # bytes written to the destination
     resumed_bytes: int = 0  # bytes already at the destination in .part files and kept
 
 
-def copy_log(src: Path, dst: Path) -> CopyResult:
-    """Copy the files of log directory `src` into `dst`, resuming ``.part`` files; fsync each."""
+def copy_files(files: list[Path], dst: Path) -> CopyResult:
+    """Copy `files` into directory `dst`, resuming ``.part`` files; fsync each, then the directory."""
     dst.mkdir(parents=True, exist_ok=True)
     copied = resumed = 0
-    for p in sorted(src.iterdir()):
-        if not p.is_file() or p.name == MARKER:
-            continue
+    for p in files:
         size = p.stat().st_size
         target = dst / p.name
         if target.is_file() and target.stat().st_size == size:
@@ -164,15 +171,6 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _read_marker(directory: Path) -> dict[str, Any] | None:
-    try:
-        with open(directory / MARKER, "rb") as fp:
-            value = json.loads(fp.read(1 << 16))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) and isinstance(value.get("verified_ns"), int) else None
-
-
 class Offloader:
     """Runs the offload of one unit in a background thread; :meth:`status` is safe from any thread."""
 
@@ -184,15 +182,15 @@ class Offloader:
         self._wake = threading.Event()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self.offloaded = 0  # logs copied and verified
-        self.removed = 0  # local logs removed after keep_local
+        self.offloaded = 0  # data files copied and verified
+        self.removed = 0  # local data files removed after keep_local
         self.copied_bytes = 0
         self.resumed_bytes = 0
         self.errors = 0
         self.last_error: str | None = None
         self.destination_error: str | None = None  # why the destination cannot be used now
-        self.pending = 0  # finished logs not yet offloaded, at the last scan
-        self.current: str | None = None  # the log being copied
+        self.pending = 0  # finished data files not yet offloaded, at the last scan
+        self.current: str | None = None  # the data file being copied
         self.next_scan_ns = 0
         self._failures = 0
 
@@ -256,11 +254,11 @@ class Offloader:
             raise OffloadError(reason)
 
     def run_once(self) -> None:
-        """One pass: copy and verify every finished log, remove those past keep_local."""
+        """One pass: copy and verify every finished data file, remove those past keep_local."""
         opts = self.options
         now = self._now_ns()
-        logs = find_finished_logs(opts.source, now, opts.settle_ns)
-        todo = [p for p in logs if _read_marker(p) is None]
+        files = find_finished_files(opts.source, now, opts.settle_ns)
+        todo = [p for p in files if _read_marker(p) is None]
         with self._lock:
             self.pending = len(todo)
         if todo:
@@ -272,24 +270,48 @@ class Offloader:
             with self._lock:
                 self.pending -= 1
         now = self._now_ns()
-        for src in logs:
+        emptied = set()
+        for src in files:
             marker = _read_marker(src)
             if marker is None or now < marker["verified_ns"] + opts.keep_local_ns:
                 continue
-            shutil.rmtree(src)
+            for p in (src, src.with_suffix(INDEX_SUFFIX), marker_path(src)):
+                p.unlink(missing_ok=True)
+            emptied.add(src.parent)
             with self._lock:
                 self.removed += 1
-            self.log.info("offload: removed %s (verified copy at %s)", src, marker.get("destination"))
+            self.log.info("offload: removed %s (verified copy in %s)", src, marker.get("destination"))
+        for directory in emptied:
+            self._remove_if_done(directory)
+
+    def _remove_if_done(self, directory: Path) -> None:
+        """Remove a log directory left with no data file (only markers of files rotated away, if any)."""
+        try:
+            entries = list(directory.iterdir())
+        except OSError:
+            return
+        if directory == self.options.source or any(p.suffix == DATA_SUFFIX for p in entries):
+            return
+        if any(not (p.name.startswith(".") and p.name.endswith(".offloaded.json")) for p in entries):
+            return  # something else lives there: keep it
+        for p in entries:
+            p.unlink(missing_ok=True)
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
 
     def _offload(self, src: Path) -> None:
         opts = self.options
-        dst = opts.destination / src.relative_to(opts.source) if src != opts.source else opts.destination / src.name
+        dst_dir = opts.destination / src.parent.relative_to(opts.source)
+        files = [src, src.with_suffix(INDEX_SUFFIX)]
+        dst = dst_dir / src.name
         with self._lock:
             self.current = str(src)
         try:
             expected = log_digest(src)
             for attempt in (1, 2):
-                result = copy_log(src, dst)
+                result = copy_files(files, dst_dir)
                 with self._lock:
                     self.copied_bytes += result.copied_bytes
                     self.resumed_bytes += result.resumed_bytes
@@ -297,7 +319,7 @@ class Offloader:
                     self.log.info("offload: %s: resumed an interrupted copy (%d bytes kept)", src, result.resumed_bytes)
                 try:
                     got = log_digest(dst)
-                except (LogError, UserWarning) as exc:
+                except (LogError, Warning) as exc:
                     got = LogDigest(-1, f"unreadable: {exc}")
                 if got == expected:
                     break
@@ -308,11 +330,13 @@ class Offloader:
                 self.log.warning("offload: %s", message)
                 if attempt == 2:
                     raise OffloadError(message)
-                shutil.rmtree(dst)  # copy again from scratch
+                for p in files:  # copy again from scratch
+                    (dst_dir / p.name).unlink(missing_ok=True)
             marker = {"destination": str(dst), "records": expected.records, "sha256": expected.sha256, "verified_ns": self._now_ns()}
-            tmp = src / (MARKER + ".tmp")
+            path = marker_path(src)
+            tmp = path.with_name(path.name + ".tmp")
             tmp.write_text(json.dumps(marker))
-            os.replace(tmp, src / MARKER)
+            os.replace(tmp, path)
             with self._lock:
                 self.offloaded += 1
             self.log.info("offload: %s -> %s verified (%d records)", src, dst, expected.records)

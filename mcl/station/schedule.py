@@ -108,7 +108,7 @@ def parse_schedule(table: Any, parse_duration_ns: Callable[[Any], int]) -> Sched
         if h1 > 23 or m1 > 59 or h2 > 24 or m2 > 59 or (h2 == 24 and m2 != 0):
             raise ValueError(f"window {table['window']!r}: not times of day")
         daily = (h1 * 3600 + m1 * 60, h2 * 3600 + m2 * 60)
-        if daily[0] == daily[1] % _DAY_S:
+        if daily[0] == daily[1]:
             raise ValueError(f"window {table['window']!r} is empty (use 00:00-24:00 for the whole day)")
     start = None if "start" not in table else _instant(table["start"], tz, "start")
     end = None if "end" not in table else _instant(table["end"], tz, "end")

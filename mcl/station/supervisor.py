@@ -132,6 +132,7 @@ class UnitProcess:
             self._spawn(None)
         else:
             self._wait_for_session()
+            self.tick()  # a session under way starts now
 
     def _wait_for_session(self) -> None:
         now = self._clock()
