@@ -771,3 +771,32 @@ def test_offload_moves_the_closed_files_of_a_recording_that_goes_on(tmp_path: Pa
     for copy in copies:
         with mcl.open_log(copy) as reader:
             assert sum(1 for _ in reader) > 0
+
+
+@pytest.mark.slow
+def test_a_curve_bus_unit_refuses_unknown_clients(tmp_path: Path, stations: list[Station], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bus unit with CURVE keys: units (keys from $MCL_CURVE_*) and known clients get through, a client without keys does not."""
+    from mcl.network import Subscriber
+    from mcl.network.forwarder import Forwarder
+    from mcl.network.security import CurveClient, make_keys
+
+    server_public, server_secret = make_keys(tmp_path / "keys", "server")
+    clients = tmp_path / "clients"
+    client_public, client_secret = make_keys(clients, "client")
+    monkeypatch.setenv("MCL_CURVE_SECRET", str(client_secret))  # inherited by the unit processes
+    monkeypatch.setenv("MCL_CURVE_SERVER", str(server_public))
+    with Forwarder("tcp://127.0.0.1:0") as probe:
+        address = probe.address
+    config = {
+        "units": {
+            "hub": {"kind": "bus", "bind": address, "curve_secret": str(server_secret), "curve_clients": str(clients)},
+            "t": runner("Ticker", period=0.05, config={"topic": "secure"}),
+        }
+    }
+    start(stations, config, base_dir=tmp_path)
+    with Subscriber(["secure"], address, curve=CurveClient(client_secret, server_public)) as sub:
+        assert wait_for(lambda: sub.recv(0.5), what="a message over CURVE").topic == "secure"
+    monkeypatch.delenv("MCL_CURVE_SECRET")
+    monkeypatch.delenv("MCL_CURVE_SERVER")
+    with Subscriber(["secure"], address) as plain:
+        assert plain.recv(2.0) is None

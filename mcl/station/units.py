@@ -141,7 +141,7 @@ class RunnerHost(Host):
         config = dict(self.opts.config)
         path = self.opts.config_file
         if path is not None:
-            data = path.read_bytes()
+            data = _read_bounded(path)
             self._config_sig = hashlib.sha256(data).digest()
             config.update(tomllib.loads(data.decode("utf-8")))
         return config
@@ -152,7 +152,7 @@ class RunnerHost(Host):
             return
         data = b""
         try:
-            data = path.read_bytes()
+            data = _read_bounded(path)
             if hashlib.sha256(data).digest() == self._config_sig:
                 return
             config = self._read_config()
@@ -202,6 +202,17 @@ class RunnerHost(Host):
             publisher = getattr(self, "publisher", None)
             if publisher is not None:
                 publisher.close()
+
+
+def _read_bounded(path: Path) -> bytes:
+    """A runner's config file, refused (ValueError) beyond the size limit of station files."""
+    from mcl.station.config import MAX_CONFIG_BYTES
+
+    with open(path, "rb") as fp:
+        data = fp.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: larger than the limit of {MAX_CONFIG_BYTES} bytes")
+    return data
 
 
 # -- recorder -------------------------------------------------------------------------
