@@ -426,14 +426,15 @@ def test_reload_adds_removes_and_changes_units(tmp_path: Path, mcl_bus: str, sta
     path = tmp_path / "station.toml"
     units = {name: runner("Ticker", period=0.2, config={"topic": name}) for name in "abc"}
     path.write_text(_toml(units, mcl_bus))
-    s = start(stations, path)
+    s = start(stations, path, watch=False)  # only the reload request reloads
     before = wait_for(lambda: (st := {u["name"]: u for u in s.status()["units"]}) and all(u["pid"] and u["messages"] for u in st.values()) and st, what="a, b, c running")
     units.pop("b")
     units["d"] = runner("Ticker", period=0.2, config={"topic": "d"})
     units["a"] = runner("Ticker", period=0.2, config={"topic": "a", "tag": "new"})
     path.write_text(_toml(units, mcl_bus))
-    result = s.reload()
-    assert result == {"added": ["d"], "removed": ["b"], "changed": ["a"]}
+    code, out, err = run_cli("reload", "--config", str(path))  # --config finds the station by its run_dir
+    assert code == 0, err
+    assert out == "reloaded: added d; removed b; changed a\n"
     after = wait_for(lambda: (st := {u["name"]: u for u in s.status()["units"]}) and set(st) == {"a", "c", "d"} and all(u["pid"] for u in st.values()) and st["a"]["pid"] != before["a"]["pid"] and st, what="a restarted, c and d running")
     assert after["c"]["pid"] == before["c"]["pid"]
     assert s.send("a", "count")["config"] == {"topic": "a", "tag": "new"}
@@ -455,6 +456,8 @@ def test_a_bad_edit_keeps_the_old_set_running(tmp_path: Path, mcl_bus: str, stat
     assert "reload refused" in (tmp_path / "run" / "station.log").read_text()
     with pytest.raises(StationConfigError):
         s.reload()
+    code, out, err = run_cli("reload", "--run-dir", str(tmp_path / "run"))
+    assert code == 1 and err.count("\n") == 1 and "key 'perod'" in err
     path.write_text("[units.a\n")  # TOML syntax
     wait_for(lambda: "TOML syntax error" in (s.status()["reload_error"] or ""), what="the syntax error noticed")
     assert unit(s, "a")["pid"] == pid

@@ -58,8 +58,10 @@ class Station:
     every unit cleanly (recordings closed). A context manager.
     ``status()`` is a JSON-ready dict; ``reload()`` re-reads the file;
     ``send(unit, command, data)`` returns the unit's reply; ``start_unit``,
-    ``stop_unit``, ``restart_unit`` act on one unit. With a file, the file
-    is watched (every second) and reloaded when its content changes.
+    ``stop_unit``, ``restart_unit`` act on one unit. With a file and
+    `watch`, the file is checked every second and reloaded when its
+    content changes; `control` serves ``RUN_DIR/control.sock``;
+    `log_to_stderr` copies the station log to stderr.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class Station:
         base_dir: str | os.PathLike[str] | None = None,
         log_to_stderr: bool = False,
         control: bool = True,
+        watch: bool = True,
         clock: Callable[[], int] = time.time_ns,
         mono: Callable[[], int] = time.monotonic_ns,
     ) -> None:
@@ -76,7 +79,8 @@ class Station:
         self._base_dir = base_dir
         self.config: StationConfig = parse_config(config, base_dir)
         self._log_to_stderr = log_to_stderr  # `mcl-station run`: station lines on stderr as well
-        self._control_enabled = control
+        self._control_enabled = control  # serve the control endpoint in the run directory
+        self._watch_enabled = watch  # reload when the file's content changes (checked every second)
         self._clock = clock
         self._mono = mono
         self.reload_error: str | None = None
@@ -301,7 +305,7 @@ class Station:
     def _watch_file(self) -> None:
         path = self.config.path
         now = self._mono()
-        if path is None or now < self._next_watch:
+        if path is None or not self._watch_enabled or now < self._next_watch:
             return
         self._next_watch = now + _WATCH_NS
         signature = _file_signature(path, self._watch)
