@@ -24,7 +24,7 @@ from mcl.cli import station as station_cli
 from mcl.station import Station, StationConfigError, StationError, load_config, parse_config
 from mcl.station.config import parse_duration_ns, parse_size
 from mcl.station.schedule import iter_sessions, next_sessions, parse_schedule
-from mcl.station.supervisor import RestartPolicy
+from mcl.station.supervisor import STATES, RestartPolicy
 
 TESTS = Path(__file__).resolve().parent
 S = 1_000_000_000
@@ -349,6 +349,8 @@ def test_control_endpoint_is_private_and_answers_everything(tmp_path: Path, mcl_
     assert code == 0, err
     st = json.loads(out)
     assert st["name"] == "ctl" and st["units"][0]["name"] == "cal" and st["units"][0]["state"] == "running"
+    assert set(st["units"][0]) >= {"kind", "state", "pid", "restarts", "errors", "last_error", "log", "messages", "lost", "next_start"}
+    assert set(st) >= {"name", "config", "reload_error", "units"} and all(u["state"] in STATES for u in st["units"])
     code, out, err = run_cli("status", "--run-dir", str(run_dir))
     assert code == 0 and "cal" in out and "running" in out
     s.stop()

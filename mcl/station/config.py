@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -606,7 +606,3 @@ def _check_together(units: list[UnitConfig], path: Path | None, where: _Locator)
             if other != u.name:
                 raise StationConfigError(f"unit {other!r} already binds {u.options.bind}", path=path, unit=u.name, key="bind", line=line)
 
-
-def field_names(cls: type) -> list[str]:
-    """The fields of an options dataclass (for docs and tests)."""
-    return [f.name for f in fields(cls)]
