@@ -1,0 +1,69 @@
+"""Runner classes the station tests start in child processes (imported there by name: tests/ is on python_path)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mcl.station
+
+
+class Flaky(mcl.station.Runner):
+    """Publishes its iteration number on 'flaky'; every third iteration raises instead."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def iterate(self) -> None:
+        self.n += 1
+        if self.n % 3 == 0:
+            raise ValueError(f"iteration {self.n} fails on purpose")
+        self.publish("flaky", {"n": self.n})
+
+
+class Ticker(mcl.station.Runner):
+    """Publishes a counter on the topic named in its config (default 'tick')."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def iterate(self) -> None:
+        self.n += 1
+        self.publish(self.config.get("topic", "tick"), {"n": self.n, "tag": self.config.get("tag", "")})
+
+    @mcl.station.command("count")
+    def count(self, data: Any) -> Any:
+        return {"n": self.n, "config": self.config}
+
+
+class Calibrated(mcl.station.Runner):
+    """Answers 'calibrate' with what it was given and how many iterations it made."""
+
+    def setup(self) -> None:
+        self.iterations = 0
+        self.offset = 0.0
+
+    def iterate(self) -> None:
+        self.iterations += 1
+
+    @mcl.station.command("calibrate")
+    def calibrate(self, data: Any) -> Any:
+        self.offset = float(data.get("offset", 0.0))
+        return {"offset": self.offset, "iterations": self.iterations, "unit": self.name}
+
+    @mcl.station.command("fail")
+    def fail(self, data: Any) -> Any:
+        raise RuntimeError("the handler failed on purpose")
+
+
+class Stuck(mcl.station.Runner):
+    """Its second iterate() never returns (no heartbeat)."""
+
+    def setup(self) -> None:
+        self.n = 0
+
+    def iterate(self) -> None:
+        self.n += 1
+        self.publish("stuck", {"n": self.n})
+        if self.n >= 2:
+            time.sleep(3600)
