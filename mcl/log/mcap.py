@@ -137,6 +137,15 @@ class _Numpy:
         self.descr = descr
 
 
+class _Base64:
+    """Bytes converted to a base64 string (schema inference only)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
 class _Wrapped:
     """A list inside a list, converted to ``{"values": [...]}`` (schema inference only)."""
 
@@ -169,11 +178,12 @@ def _convert(value: Any, in_array: bool, mark: bool) -> Any:
         converted = _convert(value.item(), in_array, mark)
         return _Numpy(converted, _descr(value.dtype)) if mark and value.dtype.kind in "biuf" else converted
     if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
+        text = base64.b64encode(bytes(value)).decode("ascii")
+        return _Base64(text) if mark else text
     if isinstance(value, complex):
-        return [_convert(value.real, True, mark), _convert(value.imag, True, mark)]
+        return _convert([value.real, value.imag], in_array, mark)
     if isinstance(value, msgpack.ExtType):
-        return {"ext": value.code, "data": base64.b64encode(value.data).decode("ascii")}
+        return {"ext": value.code, "data": _convert(value.data, False, mark)}
     return str(value)
 
 
@@ -238,7 +248,7 @@ def from_json_value(value: Any, schema: dict[str, Any]) -> Any:
 
 def _restore_numpy(value: Any, descr: str) -> Any:
     try:
-        dtype = np.lib.format.descr_to_dtype(descr)
+        dtype = np.lib.format.descr_to_dtype(descr)  # type: ignore[arg-type]
         if isinstance(value, dict):
             arr = np.array(value.get("data", []), dtype=dtype)
             return arr.reshape([int(n) for n in value.get("shape", [arr.size])])
@@ -263,6 +273,7 @@ class _Shape:
     items: _Shape | None = None
     descrs: set[str | None] = field(default_factory=set)  # numpy dtypes seen here
     wrapped: bool = False  # a list inside a list
+    base64: bool = False  # a string made from bytes
 
     def add(self, value: Any) -> None:
         """Widen the shape to cover `value` (a converted value, with markers)."""
@@ -271,6 +282,9 @@ class _Shape:
             value = value.value
         elif isinstance(value, _Wrapped):
             self.wrapped = True
+            value = value.value
+        elif isinstance(value, _Base64):
+            self.base64 = True
             value = value.value
         if value is None:
             return
@@ -312,6 +326,8 @@ class _Shape:
             schema["mcl.numpy"] = next(iter(self.descrs))
         if self.wrapped and kind == "object":
             schema["mcl.list"] = True
+        if self.base64 and kind == "string":
+            schema["contentEncoding"] = "base64"
         return schema
 
 
@@ -795,7 +811,7 @@ class McapSource:
             raise LogFormatError(self.path, damage.reason, offset=damage.offset)
         if damage not in self.damage:
             self.damage.append(damage)
-        warnings.warn(LogDamageWarning(str(damage)), stacklevel=3)
+        warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
 
     def summary(self) -> LogSummary:
         """Counts per topic (a pass over the messages, payloads not decoded), encodings, damage."""
@@ -824,7 +840,7 @@ class McapSource:
                     summary.start_ns = elapsed
                 summary.end_ns = elapsed
         for damage in self.damage[before:]:
-            warnings.warn(LogDamageWarning(str(damage)), stacklevel=2)
+            warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=2)
         summary.damage = list(self.damage)
         summary.metadata = {k: v for k, v in self.metadata.items() if k not in ("origin_ns",)}
         summary.metadata["mcap encodings"] = self._describe_encodings()
