@@ -405,6 +405,7 @@ class McapWriter:
             :func:`infer_schemas` makes them; a type not in it gets the
             schema of its first message (which may not describe later ones,
             so conversions infer them first: :meth:`prepare`).
+        chunk_size: uncompressed bytes per chunk (the unit of indexing and of loss on damage).
         split_size, split_duration_ns: must be None (one MCAP file).
     """
 
@@ -419,6 +420,7 @@ class McapWriter:
         encoding: str = "json",
         compression: str = "zstd",
         schemas: dict[str | None, dict[str, Any]] | None = None,
+        chunk_size: int = 1 << 20,
         split_size: int | None = None,
         split_duration_ns: int | None = None,
     ) -> None:
@@ -442,7 +444,7 @@ class McapWriter:
             raise LogError(f"{self.path}: cannot create: {exc.strerror}") from None
         kind = mcap.writer.CompressionType
         self._writer = mcap.writer.Writer(
-            self._fp, compression={"zstd": kind.ZSTD, "lz4": kind.LZ4, "none": kind.NONE}[compression]
+            self._fp, chunk_size=chunk_size, compression={"zstd": kind.ZSTD, "lz4": kind.LZ4, "none": kind.NONE}[compression]
         )
         self._writer.start(profile=PROFILE, library=LIBRARY)
         self._schema_ids: dict[str | None, int] = {}
@@ -679,8 +681,29 @@ class McapSource:
                 return int(stats.message_start_time)
             if self._summary.chunk_indexes:
                 return min(int(c.message_start_time) for c in self._summary.chunk_indexes)
-        first = next(self._iter_messages(None, None), None)
-        return None if first is None else first[0]
+        return self._first_log_time()
+
+    def _first_log_time(self) -> int | None:
+        """The earliest log time of the first chunk (or message) of a file without a summary."""
+        from mcap.records import Chunk, Message
+        from mcap.stream_reader import StreamReader, breakup_chunk
+
+        self._fp.seek(0)
+        records = StreamReader(self._fp, emit_chunks=True, record_size_limit=RECORD_LIMIT).records
+        for _ in range(1 << 20):  # bounded: a file of nothing but schemas and channels
+            try:
+                record = next(records, None)
+                if record is None:
+                    return None
+                if isinstance(record, Message):
+                    return int(record.log_time)
+                if isinstance(record, Chunk):
+                    times = [int(m.log_time) for m in breakup_chunk(record) if isinstance(m, Message)]
+                    if times:
+                        return min(times)
+            except self._errors:
+                return None  # reported when the records are read
+        return None
 
     # -- messages ------------------------------------------------------------------
 
@@ -731,7 +754,7 @@ class McapSource:
 
     def _iter_stream(self, lo: int | None, hi: int | None) -> Iterator[tuple[int, int, bytes]]:
         """A summary-less (or index-less) file from the start, reordered in a bounded window."""
-        from mcap.records import Channel, Chunk, Message, Schema
+        from mcap.records import Channel, Chunk, Footer, Message, Schema
         from mcap.stream_reader import StreamReader, breakup_chunk
 
         self._fp.seek(0)
@@ -739,6 +762,7 @@ class McapSource:
         schemas: dict[int, Any] = {}
         heap: list[tuple[int, int, int, bytes]] = []
         order = 0
+        footer = False
         records = reader.records
         while True:
             offset = self._fp.tell()
@@ -748,9 +772,12 @@ class McapSource:
                 if offset < self._size:
                     self._report(Damage(str(self.path), f"unreadable from here on (cut short?): {exc}", offset=offset,
                                         lost_bytes=self._size - offset))
+                    footer = True  # reported
                 break
             if record is None:
                 break
+            if isinstance(record, Footer):
+                footer = True
             batch = [record]
             if isinstance(record, Chunk):
                 try:
@@ -771,6 +798,8 @@ class McapSource:
                         if len(heap) > REORDER_WINDOW:
                             t, _, channel_id, data = heapq.heappop(heap)
                             yield t, channel_id, data
+        if not footer:
+            self._report(Damage(str(self.path), "the file ends without a footer (cut short?)", offset=self._size))
         while heap:
             t, _, channel_id, data = heapq.heappop(heap)
             yield t, channel_id, data
