@@ -376,7 +376,7 @@ class _Scheduler:
     def publish_clock(self) -> None:
         """Publish the log time played now (wire.TIME), so a bridge can follow the replay's clock."""
         self.next_clock_ns = time.monotonic_ns() + _CLOCK_EVERY_NS
-        position = self.clock.position_ns
+        position = self.last_ns if self.finished and self.last_ns is not None else self.clock.position_ns
         if self.publisher is None or position is None:
             return
         speed = 0.0 if (self.paused or self.finished) else self.clock.speed
