@@ -734,9 +734,15 @@ class McapSource:
                 if index.chunk_start_offset + index.chunk_length > self._size:
                     self._report(Damage(str(self.path), "chunk past the end of the file", offset=index.chunk_start_offset))
                     continue
+                if index.uncompressed_size > RECORD_LIMIT:
+                    self._report(Damage(str(self.path), f"chunk of {index.uncompressed_size} bytes uncompressed, over the "
+                                        f"limit {RECORD_LIMIT}", offset=index.chunk_start_offset, lost_bytes=index.chunk_length))
+                    continue
                 try:
                     self._fp.seek(index.chunk_start_offset + 1 + 8)
                     chunk = Chunk.read(ReadDataStream(self._fp))
+                    if chunk.uncompressed_size != index.uncompressed_size:
+                        raise ValueError(f"chunk header says {chunk.uncompressed_size} bytes, its index {index.uncompressed_size}")
                     records = breakup_chunk(chunk, validate_crc=True)
                 except self._errors as exc:
                     self._report(Damage(str(self.path), f"damaged chunk skipped: {exc}", offset=index.chunk_start_offset,
@@ -780,6 +786,10 @@ class McapSource:
                 footer = True
             batch = [record]
             if isinstance(record, Chunk):
+                if record.uncompressed_size > RECORD_LIMIT:
+                    self._report(Damage(str(self.path), f"chunk of {record.uncompressed_size} bytes uncompressed, over "
+                                        f"the limit {RECORD_LIMIT}", offset=offset))
+                    continue
                 try:
                     batch = breakup_chunk(record, validate_crc=True)
                 except self._errors as exc:
