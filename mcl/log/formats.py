@@ -24,6 +24,7 @@ __all__ = [
     "make_writer",
     "writer_class",
     "format_module",
+    "file_starts_with",
 ]
 
 
@@ -76,6 +77,15 @@ class LogWriterProtocol(Protocol):
     def __enter__(self) -> LogWriterProtocol: ...
 
     def __exit__(self, *exc: object) -> None: ...
+
+
+def file_starts_with(path: Path, magic: bytes) -> bool:
+    """True if the file at `path` begins with the bytes `magic` (a format's probe)."""
+    try:
+        with open(path, "rb") as fp:
+            return fp.read(len(magic)) == magic
+    except OSError:
+        return False
 
 
 def format_spec(name: str) -> FormatSpec:

@@ -67,6 +67,7 @@ import msgpack
 import numpy as np
 
 from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormatError, MclError, MessageError
+from mcl.log.formats import file_starts_with
 from mcl.log.record import Damage, LogSummary, Record, TopicFilter, TopicStats
 from mcl.message import encode, type_name_of, unpack
 
@@ -115,13 +116,7 @@ def probe(path: Path) -> bool:
     """True if `path` is an MCAP file (magic bytes, or a ``.mcap`` name)."""
     if not path.is_file():
         return False
-    if path.suffix in SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as fp:
-            return fp.read(len(MAGIC)) == MAGIC
-    except OSError:
-        return False
+    return path.suffix in SUFFIXES or file_starts_with(path, MAGIC)
 
 
 # -- JSON conversion -------------------------------------------------------------------
