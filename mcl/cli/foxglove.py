@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -88,6 +89,12 @@ def _serve(args: argparse.Namespace) -> int:
         print_warning(
             f"serving on {args.host}: every machine that reaches port {args.port} sees the bus, without authentication"
         )
+    # The SDK logs through Python logging (e.g. a client's bad request): one prefixed line each.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    sdk_log = logging.getLogger("foxglove")
+    sdk_log.addHandler(handler)
+    sdk_log.setLevel(logging.WARNING)
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous: dict[int, Any] = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
@@ -111,6 +118,7 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+        sdk_log.removeHandler(handler)
     return 0
 
 
