@@ -269,3 +269,20 @@ def test_mcl_cat_reads_mcap(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["payload"]["timestamp"] for line in lines] == [1.5, 1.8]
+
+
+@pytest.mark.slow
+def test_mcl_replay_command_plays_an_mcap_file(tmp_path: Path, mcl_bus: str, mcl_capture) -> None:  # type: ignore[no-untyped-def]
+    """mcl-replay FILE.mcap publishes every message of an mcap-library file on its topic."""
+    written = write_foreign(tmp_path / "f.mcap", n=30)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUN_CLI.format("replay"), str(tmp_path / "f.mcap"), "--bus", mcl_bus,
+         "--max-speed", "--wait-for-subscribers", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = mcl_capture.wait_for("/wheel", 30, timeout=10)
+    assert [c.payload for c in got] == [d for _, t, d in written if t == "/wheel"]
+    mcl_capture.wait_for("/pose", 30, timeout=10)
+    mcl_capture.wait_for("/blob", 30, timeout=10)
+    assert mcl_capture.counts() == {"/pose": 30, "/wheel": 30, "/blob": 30}
