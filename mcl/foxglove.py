@@ -107,7 +107,7 @@ class BridgeStatus:
             if self.replay_speed is None:
                 clock = "wall"
             elif self.replay_speed == 0:
-                clock = "replay, paused"
+                clock = "replay, paused or ended"
             elif math.isinf(self.replay_speed):
                 clock = "replay, max speed"
             else:
