@@ -4,8 +4,9 @@ Each LOG is a log directory, a log file or a split-series prefix, in any
 format mcl reads (native, MCL_LOG 1.0 or MCAP: its channels' message
 encodings are listed, those mcl does not decode are replayed as raw bytes);
 several logs are shown one after the other. --plot PNG also draws their
-timeline (several logs merged in one picture). With --json, one log gives one JSON object and several logs give
-a JSON list of objects (in the order given). Keys: path, format, files,
+timeline (several logs merged in one picture). With --json, one log gives
+one JSON object and several logs give a JSON list of objects (in the order
+given). Keys: path, format, files,
 size_bytes, origin (UTC ISO 8601), origin_ns, start and end (elapsed s),
 duration (s), messages, topics (topic -> {messages, types, bytes, rate_hz,
 first, last}), damage (list of {path, line, offset, reason, lost_bytes}),
