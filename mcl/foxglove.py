@@ -295,8 +295,6 @@ class FoxgloveBridge:
         return list(heapq.merge(*queues)), clocks
 
     def _send_loop(self) -> None:
-        from mcl.log.mcap import EMPTY_TOPIC  # noqa: F401 - fail here, not per message
-
         next_time = 0
         try:
             while not self._stop.is_set():
