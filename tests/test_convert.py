@@ -100,6 +100,30 @@ def test_mcap_output(tmp_path: Path) -> None:
         assert sum(1 for _ in make_reader(fp).iter_messages()) == 10
 
 
+def test_format_mcap_without_suffix_and_back(tmp_path: Path) -> None:
+    """--format mcap writes MCAP whatever the name; both encodings convert back to the same native records."""
+    pytest.importorskip("mcap")
+    recs = [Record(i * 1000, "t" if i % 2 else "", msgpack.packb({"name": "M", "timestamp": 0.5, "v": i})) for i in range(10)]
+    _native(tmp_path / "in", recs)
+    for encoding in ("json", "msgpack"):
+        out = tmp_path / f"out_{encoding}"
+        assert main([str(tmp_path / "in"), str(out), "--format", "mcap", "--mcap-encoding", encoding]) == 0
+        assert out.is_file() and out.read_bytes()[:8] == b"\x89MCAP0\r\n"
+        assert main([str(out), str(tmp_path / f"back_{encoding}")]) == 0
+        assert _read(tmp_path / f"back_{encoding}") == recs
+
+
+def test_mcap_metadata_holds_source_paths_only_when_asked(tmp_path: Path) -> None:
+    """The absolute path of an input is written into the MCAP file only with --mcap-metadata."""
+    pytest.importorskip("mcap")
+    _native(tmp_path / "in", [Record(0, "t", msgpack.packb([1]))])
+    assert main([str(tmp_path / "in"), str(tmp_path / "plain.mcap")]) == 0
+    assert main([str(tmp_path / "in"), str(tmp_path / "meta.mcap"), "--mcap-metadata"]) == 0
+    where = str((tmp_path / "in").resolve()).encode()
+    assert where not in (tmp_path / "plain.mcap").read_bytes()
+    assert where in (tmp_path / "meta.mcap").read_bytes()
+
+
 def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """A missing input, an existing output or an impossible conversion: 'error: ...' and exit 1, output kept."""
     _native(tmp_path / "in", [Record(1, "has space", b"x")])
@@ -111,7 +135,7 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
         ([str(tmp_path / "in"), str(tmp_path / "o2"), "--format", "mcl1"], "white space"),
         ([str(tmp_path / "in"), str(tmp_path / "o3"), "--format", "mcl1", "--compress"], "native"),
         ([str(tmp_path / "in"), str(tmp_path / "o4"), "--topics", "nosuch"], "topic 'nosuch' not in the log"),
-        ([str(tmp_path / "in"), str(tmp_path / "o5.mcap"), "--format", "mcl1"], "--format does not apply to an MCAP"),
+        ([str(tmp_path / "in"), str(tmp_path / "o5.mcap"), "--split-size", "1"], "--split-size does not apply to an MCAP"),
         ([str(tmp_path / "in"), str(tmp_path / "o6"), "--mcap-encoding", "json"], "applies only to an MCAP"),
     ]
     for argv, message in cases:

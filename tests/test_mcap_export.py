@@ -13,7 +13,7 @@ import pytest
 
 import mcl
 from mcl.exceptions import LogExistsError, MclError, MessageError
-from mcl.mcap_export import to_json_value, write_mcap
+from mcl.mcap_export import EMPTY_TOPIC, to_json_value, write_mcap
 from mcl.message import encode, unpack
 
 mcap_reader = pytest.importorskip("mcap.reader", reason="the optional 'mcap' extra is not installed")
@@ -56,7 +56,9 @@ def test_reference_dataset_reads_back_with_same_counts_and_content(reference_dir
     assert counts == dict(Counter(r.topic for r in records))
     messages = read_mcap(out)
     assert len(messages) == len(records) == 30
-    assert Counter(channel.topic for _, channel, _ in messages) == Counter(r.topic for r in records)
+    # the empty topic of the data set is listed under EMPTY_TOPIC, the real name kept in the metadata
+    assert Counter(channel.metadata["mcl.topic"] for _, channel, _ in messages) == Counter(r.topic for r in records)
+    assert {channel.topic for _, channel, _ in messages} == {EMPTY_TOPIC}
     for record, (schema, channel, message) in zip(records, messages):
         assert channel.message_encoding == "json"
         assert schema.encoding == "jsonschema"
@@ -87,12 +89,12 @@ def test_msgpack_encoding_keeps_payload_bytes_exactly(tmp_path: Path) -> None:
 
 
 def test_json_conversion_of_numpy_bytes_nan_and_raw(tmp_path: Path) -> None:
-    """numpy arrays become lists, bytes base64, NaN null, int keys strings, raw payloads {'value': ...}."""
+    """1-D numpy arrays become lists, 2-D {shape, data} row-major, bytes base64, NaN null, int keys strings, raw {'value': ...}."""
     make_mixed_log(tmp_path / "log")
     out = tmp_path / "log.mcap"
     write_mcap(tmp_path / "log", out)
     decoded = [(c.topic, json.loads(m.data)) for _, c, m in read_mcap(out)]
-    assert decoded[0] == ("cam", {"name": "Image", "timestamp": 1.5, "pixels": [[0, 1, 2], [3, 4, 5]], "tag": "AP8="})
+    assert decoded[0] == ("cam", {"name": "Image", "timestamp": 1.5, "pixels": {"shape": [2, 3], "data": [0, 1, 2, 3, 4, 5]}, "tag": "AP8="})
     assert decoded[1] == ("imu", {"name": "Imu", "timestamp": 1.6, "accel": [0.5, None, -1.0], "ok": True})
     assert decoded[3] == ("imu", {"name": "Status", "timestamp": 1.8, "code": 3, "extra": {"1": "one"}})
     assert decoded[4] == ("raw", {"value": [1, 2, 3]})
@@ -101,7 +103,7 @@ def test_json_conversion_of_numpy_bytes_nan_and_raw(tmp_path: Path) -> None:
 
 
 def test_json_schema_covers_every_message_of_a_type(tmp_path: Path) -> None:
-    """The JSON schema of a type is inferred from all its messages (nulls, NaN, late fields) and is an object."""
+    """The JSON schema of a type is inferred from all its messages (nulls, NaN, late fields): one type per field."""
     make_mixed_log(tmp_path / "log")
     out = tmp_path / "log.mcap"
     write_mcap(tmp_path / "log", out)
@@ -111,14 +113,18 @@ def test_json_schema_covers_every_message_of_a_type(tmp_path: Path) -> None:
         assert schema["type"] == "object"
         assert "$ref" not in json.dumps(schema)  # Foxglove does not support references
     image = schemas["Image"]["properties"]
-    assert image["pixels"] == {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}
-    assert image["tag"] == {"type": ["null", "string"], "contentEncoding": "base64"}
+    assert image["pixels"] == {
+        "type": "object",
+        "properties": {"shape": {"type": "array", "items": {"type": "integer"}}, "data": {"type": "array", "items": {"type": "integer"}}},
+        "mcl.numpy": "|u1",
+    }
+    assert image["tag"] == {"type": "string", "contentEncoding": "base64"}
     imu = schemas["Imu"]["properties"]
-    assert imu["accel"] == {"type": "array", "items": {"type": ["null", "number"]}}
-    assert imu["count"] == {"type": "integer"}  # seen only in the last message
+    assert imu["accel"] == {"type": "array", "items": {"type": "number"}, "mcl.numpy": "<f8"}
+    assert imu["count"] == {"type": "integer", "mcl.numpy": "<i8"}  # seen only in the last message
     assert imu["ok"] == {"type": "boolean"}
     assert schemas["Status"]["properties"]["extra"] == {"type": "object", "properties": {"1": {"type": "string"}}}
-    assert schemas["RawData"]["properties"]["value"]["type"] == ["array", "string"]
+    assert schemas["RawData"]["properties"]["value"]["type"] == "array"  # array wins over string: no unions
 
 
 def test_two_types_on_one_topic_get_two_channels(tmp_path: Path) -> None:
@@ -192,10 +198,13 @@ def test_missing_mcap_library_is_a_clear_error(tmp_path: Path, monkeypatch: pyte
 def test_to_json_value_rules() -> None:
     """Conversion rules: numpy scalars, complex, structured arrays, infinities, tuples."""
     assert to_json_value(np.float32(1.5)) == 1.5
-    assert to_json_value(np.array([1 + 2j])) == [[1.0, 2.0]]
+    assert to_json_value(np.array([1 + 2j])) == [{"values": [1.0, 2.0]}]  # no arrays of arrays
+    assert to_json_value(1 + 2j) == [1.0, 2.0]
     assert to_json_value(np.array([math.inf, 1.0])) == [None, 1.0]
     assert to_json_value((1, b"a")) == [1, "YQ=="]
-    assert to_json_value(np.array([(1, 2.5)], dtype=[("a", "i4"), ("b", "f8")])) == [[1, 2.5]]
+    assert to_json_value(np.array([(1, 2.5)], dtype=[("a", "i4"), ("b", "f8")])) == [{"values": [1, 2.5]}]
+    assert to_json_value([np.arange(2), [1, 2]]) == [{"shape": [2], "data": [0, 1]}, {"values": [1, 2]}]
+    assert to_json_value(np.arange(8).reshape(2, 2, 2)) == {"shape": [2, 2, 2], "data": list(range(8))}
     json.dumps(to_json_value({"x": [math.nan, np.arange(3)]}), allow_nan=False)
 
 

@@ -1,9 +1,10 @@
-"""Convert, filter and merge logs: native <-> MCL_LOG 1.0, or to MCAP.
+"""Convert, filter and merge logs between the formats: native, MCL_LOG 1.0 and MCAP.
 
-Every IN (log directory, log file or split-series prefix, any format) is
-read, merged by absolute time, filtered by --topics / --start / --end, and
-written to OUT, a new log directory (never overwritten) in --format
-(default: native). If OUT ends with .mcap, an MCAP file is written instead.
+Every IN (log directory, log file or split-series prefix, any format,
+.mcap files included) is read, merged by absolute time, filtered by
+--topics / --start / --end, and written to OUT, a new log (never
+overwritten) in --format: native by default, mcap when OUT ends in .mcap
+(one MCAP file; JSON messages Foxglove shows, or --mcap-encoding msgpack).
 Payload bytes are copied as they are; the time origin is the earliest of
 the inputs and the metadata of the inputs is kept (MCL_LOG 1.0 keeps only
 the revision, rounds times to 10 µs and cannot hold topics with spaces).
@@ -12,15 +13,17 @@ Examples:
   mcl-convert old_dataset/ new_dataset/                  # MCL_LOG 1.0 -> native
   mcl-convert run/ run_mcl1/ --format mcl1               # native -> MCL_LOG 1.0
   mcl-convert a/ b/ merged/ --topics gps imu --start 10 --end 70
+  mcl-convert run/ run.mcap                              # native -> MCAP (Foxglove)
+  mcl-convert run/ out --format mcap --mcap-encoding msgpack
+  mcl-convert recording.mcap run/                        # MCAP -> native
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from pathlib import Path
+from typing import Any
 
 from mcl.cli.common import (
     check_topics,
@@ -29,10 +32,12 @@ from mcl.cli.common import (
     positive_number,
     run_main,
 )
-from mcl.exceptions import LogError, MclError
+from mcl.exceptions import LogError
+from mcl.log.convert import convert_log, output_format
 from mcl.log.formats import FORMATS
-from mcl.log.reader import LogReader, LogWriter, open_log
-from mcl.log.record import LogSource
+from mcl.log.reader import open_log
+from mcl.log.record import seconds_to_ns
+from mcl.mcap_export import source_metadata
 
 __all__ = ["add_arguments", "main", "run", "convert"]
 
@@ -43,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-convert."""
     parser.add_argument("inputs", nargs="+", metavar="IN", help="log directory, log file or split-series prefix")
     parser.add_argument("output", metavar="OUT", help="new log directory (or a .mcap file)")
-    parser.add_argument("--format", choices=sorted(FORMATS), help="format of OUT (default: native)")
+    parser.add_argument("--format", choices=sorted(FORMATS), help="format of OUT (default: mcap when OUT ends in .mcap, else native)")
     parser.add_argument(
         "--topics", nargs="+", action="extend", metavar="T", help="keep only these topics (exact names)"
     )
@@ -53,7 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mcap-encoding",
         choices=("json", "msgpack"),
-        help="message encoding of a .mcap OUT (default json: what Foxglove reads; msgpack: payload bytes as recorded)",
+        help="message encoding of an MCAP OUT (default json: what Foxglove reads; msgpack: payload bytes as recorded)",
+    )
+    parser.add_argument(
+        "--mcap-metadata",
+        action="store_true",
+        help="write the absolute paths of the inputs into the MCAP file's metadata (left out by default)",
     )
     parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes), as mcl-dump")
     parser.add_argument("--split-duration", type=non_negative_seconds, metavar="S", help="start a new data file every S seconds")
@@ -71,31 +81,32 @@ def run() -> None:
 
 
 def _convert(args: argparse.Namespace) -> int:
-    options: dict[str, object] = {}
-    if Path(args.output).suffix == ".mcap":
-        given = (("--format", args.format), ("--split-size", args.split_size), ("--split-duration", args.split_duration))
-        ignored = [name for name, value in given if value is not None]
+    name = output_format(args.output, args.format)
+    mcap_only = (("--mcap-encoding", args.mcap_encoding), ("--mcap-metadata", args.mcap_metadata or None))
+    if name == "mcap":
+        given = (("--split-size", args.split_size), ("--split-duration", args.split_duration), ("--compress", args.compress or None))
+        ignored = [flag for flag, value in given if value is not None]
         if ignored:
             verb = "does" if len(ignored) == 1 else "do"
-            raise LogError(f"{' and '.join(ignored)} {verb} not apply to an MCAP output ({args.output})")
-        options["mcap_encoding"] = args.mcap_encoding or "json"
+            raise LogError(f"{' and '.join(ignored)} {verb} not apply to an MCAP output ({args.output}; MCAP is always zstd-compressed)")
     else:
-        if args.mcap_encoding is not None:
-            raise LogError(f"--mcap-encoding applies only to an MCAP output (OUT ending in .mcap, not {args.output})")
-        if args.compress:
-            if args.format not in (None, "native"):
-                raise LogError("--compress needs the native format")
-            options["compression"] = "zstd"
+        used = [flag for flag, value in mcap_only if value is not None]
+        if used:
+            raise LogError(f"{' and '.join(used)} applies only to an MCAP output (--format mcap or OUT ending in .mcap, not {args.output})")
+        if args.compress and name != "native":
+            raise LogError("--compress needs the native format")
     count = convert(
         args.inputs,
         args.output,
-        format=args.format or "native",
+        format=name,
         topics=args.topics,
         start=args.start,
         end=args.end,
         split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
         split_duration=args.split_duration,
-        **options,
+        compress=args.compress,
+        mcap_encoding=args.mcap_encoding or "json",
+        mcap_metadata=args.mcap_metadata,
     )
     print(f"{PROG}: wrote {count} records to {args.output}")
     return 0
@@ -105,100 +116,30 @@ def convert(
     inputs: list[str | os.PathLike[str]],
     output: str | os.PathLike[str],
     *,
-    format: str = "native",
+    format: str | None = None,
     topics: list[str] | None = None,
     start: float | None = None,
     end: float | None = None,
     split_size: int | None = None,
     split_duration: float | None = None,
-    **options: object,
+    compress: bool = False,
+    mcap_encoding: str = "json",
+    mcap_metadata: bool = False,
 ) -> int:
-    """Merge `inputs`, filter, write `output` (a new log, or an MCAP file); return the record count."""
-    out = Path(output)
+    """Merge `inputs`, filter, write `output` (a new log of `format`, by default by its suffix); return the count."""
+    name = output_format(output, format)
     with open_log(*inputs, topics=topics, start=start, end=end) as reader:
         check_topics(reader, topics)
-        if out.suffix == ".mcap":
-            encoding = str(options.pop("mcap_encoding", "json"))
-            return _write_mcap(reader, out, encoding)
-        origin = reader.origin_ns if reader.origin_ns is not None else 0
-        count = 0
-        existed = out.exists()
-        writer = LogWriter(
-            out,
-            format,
-            origin_ns=origin,
-            metadata=_merged_metadata(reader.sources),
-            split_size=split_size,
-            split_duration=split_duration,
-            **options,
-        )
-        try:
-            write = writer.write_record
-            for record in reader:
-                write(record)
-                count += 1
-        except BaseException:
-            # A half-written log is of no use and would block a second try: remove it
-            # (LogWriter made sure the directory was new or empty).
-            try:
-                writer.close()
-            except (MclError, OSError):
-                pass
-            _remove_log(out, existed)
-            raise
-        writer.close()
-    return count
-
-
-def _remove_log(path: Path, existed: bool) -> None:
-    """Delete the files of the log just written at `path`, and the directory if we made it."""
-    try:
-        for p in path.iterdir():
-            p.unlink(missing_ok=True)
-        if not existed:
-            path.rmdir()
-    except OSError:
-        pass  # the original error matters more
-
-
-def _write_mcap(reader: LogReader, out: Path, encoding: str = "json") -> int:
-    try:
-        module = importlib.import_module("mcl.mcap_export")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("mcl.mcap_export", "mcap"):
-            raise
-        raise LogError("MCAP export needs the mcl.mcap_export module and the 'mcap' package (pip install mcl[mcap])") from None
-    counts = module.write_mcap(reader, out, encoding=encoding)  # topic -> messages written
-    return sum(counts.values())
-
-
-def _merged_metadata(sources: list[LogSource]) -> dict[str, str]:
-    """Metadata of the inputs; a key with different values keeps them all, comma-separated."""
-    merged: dict[str, list[str]] = {}
-    for source in sources:
-        for key, value in _metadata_of(source).items():
-            values = merged.setdefault(key, [])
-            if value not in values:
-                values.append(value)
-    return {key: ", ".join(values) for key, values in merged.items()}
-
-
-def _metadata_of(source: LogSource) -> dict[str, str]:
-    metadata = getattr(source, "metadata", None)
-    if isinstance(metadata, dict):
-        return {str(k): str(v) for k, v in metadata.items()}
-    if source.format == "mcl1":
-        # The revision is in the header of each series' first file; read only the headers.
-        from mcl.log.mcl1 import read_header
-
-        revisions: list[str] = []
-        for path in getattr(source, "files", []):
-            with open(path, encoding="latin-1", newline="") as fp:
-                header = read_header(fp, Path(path))
-            if header is not None and header.revision and header.revision not in revisions:
-                revisions.append(header.revision)
-        return {"revision": ", ".join(revisions)} if revisions else {}
-    return {}
+        options: dict[str, Any] = {}
+        if name == "mcap":
+            options["encoding"] = mcap_encoding
+            options["metadata"] = source_metadata(reader, paths=mcap_metadata)
+        else:
+            options["split_size"] = split_size
+            options["split_duration_ns"] = seconds_to_ns(split_duration)
+            if compress:
+                options["compression"] = "zstd"
+        return convert_log(reader, output, name, **options)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,12 @@
 """Show what a log holds: format, time origin, duration, size, topics, types, rates and damage.
 
 Each LOG is a log directory, a log file or a split-series prefix, in any
-format mcl reads (native or MCL_LOG 1.0); several logs are shown one after
-the other. With --json, one log gives one JSON object and several logs give
-a JSON list of objects (in the order given). Keys: path, format, files,
+format mcl reads (native, MCL_LOG 1.0 or MCAP: its channels' message
+encodings are listed, those mcl does not decode are replayed as raw bytes);
+several logs are shown one after the other. --plot PNG also draws their
+timeline (several logs merged in one picture). With --json, one log gives
+one JSON object and several logs give a JSON list of objects (in the order
+given). Keys: path, format, files,
 size_bytes, origin (UTC ISO 8601), origin_ns, start and end (elapsed s),
 duration (s), messages, topics (topic -> {messages, types, bytes, rate_hz,
 first, last}), damage (list of {path, line, offset, reason, lost_bytes}),
@@ -11,6 +14,11 @@ metadata, indexed.
 
 Damage (a truncated tail, a damaged line or block) is reported, not an error:
 the exit status is 0. A path that is not a log exits 1.
+
+Examples:
+  mcl-info sample_logs/vehicle
+  mcl-info run.mcap --json
+  mcl-info sample_logs/vehicle --plot timeline.png
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ __all__ = ["add_arguments", "main", "run", "summarize", "summary_to_dict"]
 PROG = "mcl-info"
 _NS = 1e9
 
-_FORMAT_NAMES = {"mcl1": "MCL_LOG 1.0 (original MCL text logs)", "native": "mcl native"}
+_FORMAT_NAMES = {"mcl1": "MCL_LOG 1.0 (original MCL text logs)", "native": "mcl native", "mcap": "MCAP"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +55,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reindex",
         action="store_true",
         help="rebuild the index of a native log (after a crash or damage) before showing it",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="also draw a timeline picture into the new file PNG: one row per topic, rate over time, "
+        "gaps (> 3x the median spacing) and damaged parts marked (needs matplotlib: mcl[plot])",
     )
 
 
@@ -79,6 +93,13 @@ def summarize(path: str, args: argparse.Namespace | None = None) -> LogSummary:
 
 def _info(args: argparse.Namespace) -> int:
     summaries = [summarize(path, args) for path in args.logs]
+    if args.plot is not None:
+        from mcl.plot import plot_timeline
+
+        timeline = plot_timeline(args.logs, args.plot)
+        gaps = sum(len(t.gaps) for t in timeline.topics)
+        print(f"{PROG}: drew {args.plot}: {timeline.rows} topic row(s), {gaps} gap(s), "
+              f"{timeline.damage_count} damaged part(s)", file=sys.stderr)
     if args.json:
         objects = [summary_to_dict(s) for s in summaries]
         print(dumps_json(objects[0] if len(objects) == 1 else objects, indent=2))

@@ -1,9 +1,10 @@
-"""The log formats mcl knows, and picking one for a path."""
+"""The registry of log formats: each names its source (reader) and its writer; picking one for a path."""
 
 from __future__ import annotations
 
 import importlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
@@ -11,17 +12,51 @@ from typing import Any, Protocol
 from mcl.exceptions import LogError, LogFormatError, LogNotFound
 from mcl.log.record import LogSource, Record
 
-__all__ = ["FORMATS", "DEFAULT_FORMAT", "LogWriterProtocol", "open_source", "make_writer", "format_module"]
+__all__ = [
+    "FORMATS",
+    "DEFAULT_FORMAT",
+    "FormatSpec",
+    "LogWriterProtocol",
+    "register_format",
+    "format_spec",
+    "format_for_path",
+    "open_source",
+    "make_writer",
+    "writer_class",
+    "format_module",
+    "file_starts_with",
+]
 
-# name -> module. Each module provides FORMAT, probe(path) -> bool, a source
-# class (open for reading) and a writer class; see mcl/log/mcl1.py.
-FORMATS: dict[str, str] = {
-    "native": "mcl.log.native",
-    "mcl1": "mcl.log.mcl1",
-}
+
+@dataclass(frozen=True, slots=True)
+class FormatSpec:
+    """One log format mcl reads and writes."""
+
+    name: str  # the --format name
+    module: str  # module implementing it: probe(path) -> bool, the source and writer classes
+    source: str  # class in `module` opening a log for reading: Source(path, *, strict=False) -> LogSource
+    writer: str  # class in `module` writing a new log: Writer(path, *, origin_ns, metadata, ...)
+    description: str  # for people (mcl-info)
+    suffixes: tuple[str, ...] = ()  # an output path ending so picks this format (".mcap")
+    requires: str | None = None  # the optional package it needs, named in the error when missing
+
+
+_REGISTRY: dict[str, FormatSpec] = {}
+
+# name -> module, for callers of the first registry (kept in step with _REGISTRY).
+FORMATS: dict[str, str] = {}
 DEFAULT_FORMAT = "native"
-_SOURCE_CLASS = {"native": "NativeSource", "mcl1": "Mcl1Source"}
-_WRITER_CLASS = {"native": "NativeWriter", "mcl1": "Mcl1Writer"}
+
+
+def register_format(spec: FormatSpec) -> None:
+    """Add (or replace) a format; sources are probed in registration order."""
+    _REGISTRY[spec.name] = spec
+    FORMATS[spec.name] = spec.module
+
+
+register_format(FormatSpec("native", "mcl.log.native", "NativeSource", "NativeWriter", "mcl native"))
+register_format(FormatSpec("mcl1", "mcl.log.mcl1", "Mcl1Source", "Mcl1Writer", "MCL_LOG 1.0 (original MCL text logs)"))
+register_format(FormatSpec("mcap", "mcl.log.mcap", "McapSource", "McapWriter", "MCAP", (".mcap",), "mcap"))
 
 
 class LogWriterProtocol(Protocol):
@@ -44,22 +79,55 @@ class LogWriterProtocol(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-def format_module(name: str) -> ModuleType:
-    """The module implementing format `name` (LogError if unknown)."""
+def file_starts_with(path: Path, magic: bytes) -> bool:
+    """True if the file at `path` begins with the bytes `magic` (a format's probe)."""
     try:
-        module_name = FORMATS[name]
+        with open(path, "rb") as fp:
+            return fp.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
+def format_spec(name: str) -> FormatSpec:
+    """The registered format `name` (LogError if unknown)."""
+    try:
+        return _REGISTRY[name]
     except KeyError:
-        raise LogError(f"unknown log format {name!r} (known: {', '.join(FORMATS)})") from None
-    return importlib.import_module(module_name)
+        raise LogError(f"unknown log format {name!r} (known: {', '.join(_REGISTRY)})") from None
 
 
-def _available() -> list[tuple[str, ModuleType]]:
+def format_module(name: str) -> ModuleType:
+    """The module implementing format `name` (LogError if unknown or its package is missing)."""
+    spec = format_spec(name)
+    try:
+        return importlib.import_module(spec.module)
+    except ModuleNotFoundError as exc:
+        if spec.requires is not None and exc.name == spec.requires:
+            raise LogError(f"the {name} format needs the {spec.requires!r} package: pip install 'mcl[{name}]'") from None
+        raise
+
+
+def format_for_path(path: str | os.PathLike[str]) -> str | None:
+    """The format an output path asks for by its suffix (``out.mcap``), or None."""
+    suffix = Path(path).suffix.lower()
+    for spec in _REGISTRY.values():
+        if suffix and suffix in spec.suffixes:
+            return spec.name
+    return None
+
+
+def writer_class(name: str) -> Any:
+    """The writer class of format `name`."""
+    return getattr(format_module(name), format_spec(name).writer)
+
+
+def _available() -> list[tuple[FormatSpec, ModuleType]]:
     found = []
-    for name, module_name in FORMATS.items():
+    for spec in _REGISTRY.values():
         try:
-            found.append((name, importlib.import_module(module_name)))
+            found.append((spec, importlib.import_module(spec.module)))
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
+            if exc.name not in (spec.module, spec.requires):
                 raise
     return found
 
@@ -71,19 +139,21 @@ def open_source(path: str | os.PathLike[str], *, strict: bool = False) -> LogSou
         raise LogNotFound(p)
     if p.is_dir() and not any(p.iterdir()):
         raise LogNotFound(p, "the directory is empty")
-    for name, module in _available():
+    for spec, module in _available():
         if module.probe(p):
-            source: LogSource = getattr(module, _SOURCE_CLASS[name])(p, strict=strict)
+            source: LogSource = getattr(module, spec.source)(p, strict=strict)
             return source
     if not p.exists():
         raise LogNotFound(p)
     if p.is_dir():
         raise LogNotFound(p, "no log files in this directory")
+    wanted = format_for_path(p)
+    if wanted is not None:
+        format_module(wanted)  # names the missing package
     raise LogFormatError(p, "not a log file of any format mcl reads", offset=0)
 
 
 def make_writer(path: str | os.PathLike[str], format: str = DEFAULT_FORMAT, **options: Any) -> LogWriterProtocol:
     """A new writer of `format` at `path` (which must not hold a log)."""
-    module = format_module(format)
-    writer: LogWriterProtocol = getattr(module, _WRITER_CLASS[format])(path, **options)
+    writer: LogWriterProtocol = writer_class(format)(path, **options)
     return writer

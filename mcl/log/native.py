@@ -30,6 +30,7 @@ from mcl.exceptions import (
     LogFormatError,
     LogNotFound,
 )
+from mcl.log.formats import file_starts_with
 from mcl.log.native_layout import (
     CHUNK_HEADER,
     DATA_SUFFIX,
@@ -82,13 +83,7 @@ def probe(path: Path) -> bool:
     """True if `path` is a native data file or a directory holding some."""
     if path.is_dir():
         return any(p.suffix == DATA_SUFFIX and p.is_file() for p in path.iterdir())
-    if path.suffix == DATA_SUFFIX:
-        return True
-    try:
-        with open(path, "rb") as fp:
-            return fp.read(len(FILE_MAGIC)) == FILE_MAGIC
-    except OSError:
-        return False
+    return path.suffix == DATA_SUFFIX or file_starts_with(path, FILE_MAGIC)
 
 
 def data_files(path: Path) -> list[Path]:

@@ -177,6 +177,20 @@ class Publisher:
             self._drain()
         return n
 
+    def publish_time(self, log_ns: int, speed: float) -> None:
+        """Tell the bus which log time this publisher plays now (a replay's clock; see :mod:`mcl.network.wire`).
+
+        `log_ns` is UTC ns of the log, `speed` log seconds per wall second
+        (0 paused, ``math.inf`` as fast as possible). Ordinary subscribers skip it.
+        """
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("Cannot publish on a closed Publisher.")
+        now = _time_ns()
+        sock.send(wire.TIME_TOPIC, _SNDMORE)
+        sock.send(self._pack_data(1, wire.KIND_TIME, 0, now, self._idb), _SNDMORE)
+        sock.send(wire.TIME.pack(log_ns, now, speed))
+
     def _add_topic(self, topic: str) -> bytes:
         if not isinstance(topic, str):
             raise TypeError(f"topic must be a str, not {type(topic).__name__}")

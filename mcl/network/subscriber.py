@@ -23,6 +23,7 @@ __all__ = ["Received", "Subscriber"]
 
 log = logging.getLogger("mcl.network")
 
+_MAX_CLOCKS = 1024  # replay clocks kept (the oldest goes first)
 _unpack_meta = wire.META.unpack_from
 _META_SIZE = wire.META.size
 _VERSION = wire.VERSION
@@ -103,7 +104,9 @@ class Subscriber:
 
     Options: `hwm` (messages queued on the receiving side), `provide` (help
     serve the bus; default: only the default bus on loopback), `curve`
-    (:class:`~mcl.network.security.CurveClient`; default from the environment).
+    (:class:`~mcl.network.security.CurveClient`; default from the environment),
+    `clock` (also receive replays' time messages into :attr:`clocks`,
+    ``{publisher id: (log_ns, wall_ns, speed)}``; see :mod:`mcl.network.wire`).
     Not thread-safe. A context manager; ``close()`` is idempotent.
     """
 
@@ -116,8 +119,11 @@ class Subscriber:
         hwm: int = DEFAULT_HWM,
         provide: bool | None = None,
         curve: CurveClient | None = None,
+        clock: bool = False,
     ) -> None:
         self._sock: zmq.Socket | None = None
+        # publisher id -> (log_ns, wall_ns, speed) of its last replay time message (clock=True)
+        self.clocks: dict[str, tuple[int, int, float]] = {}
         self._lease = None
         self.id: str = make_id()
         self._idb = self.id.encode()
@@ -143,6 +149,8 @@ class Subscriber:
             for prefix in encoded if encoded is not None else [b""]:
                 sock.subscribe(prefix)
             sock.subscribe(wire.END_TOPIC)
+            if clock:
+                sock.subscribe(wire.TIME_TOPIC)
             sock.subscribe(wire.SUB_PREFIX + self._idb)
             sock.connect(endpoint)
         except zmq.ZMQError as exc:
@@ -256,6 +264,12 @@ class Subscriber:
             if kind:
                 if kind == wire.KIND_END:
                     self._on_end(meta[_META_SIZE:], payload)
+                elif kind == wire.KIND_TIME and len(payload) == wire.TIME.size:
+                    pub_b = meta[_META_SIZE:]
+                    clocks = self.clocks
+                    clocks[self._names.get(pub_b) or pub_b.decode("utf-8", "replace")] = wire.TIME.unpack(payload)
+                    if len(clocks) > _MAX_CLOCKS:  # forged publisher ids must not grow it
+                        del clocks[next(iter(clocks))]
                 continue
             if exact is not None and topic_b not in exact:
                 continue

@@ -8,7 +8,7 @@ metadata, little endian::
 
     offset size  field
     0      1     format version (1)
-    1      1     kind: 0 data, 1 end-of-stream (see below)
+    1      1     kind: 0 data, 1 end-of-stream, 2 replay time (see below)
     2      8     sequence: u64, per publisher and topic, from 0
     10     8     sent_ns: u64, the sender's time.time_ns() at publish
     18     n     publisher id (UTF-8, the rest of the frame)
@@ -20,6 +20,14 @@ never collide with (nor sort before) a user topic:
   ``{"counts": {topic: messages sent}, "joined": {subscriber id: {topic:
   first sequence sent after that subscriber was seen}}}``. It lets each
   subscriber count the messages it missed at the tail (and the head).
+* ``\\xffmcl.time`` (kind 2): a replay's clock, sent by its broadcast worker
+  when the clock changes (start, pause, seek, speed) and every 0.2 s while
+  it plays. The payload is :data:`TIME` (``log_ns`` i64: the log time being
+  played, UTC ns; ``wall_ns`` i64: the sender's ``time.time_ns()`` at which
+  it held; ``speed`` f64: log seconds per wall second, 0 when paused, inf as
+  fast as possible), so a data message of the same publisher sent at
+  ``sent_ns`` is at log time ``log_ns + (sent_ns - wall_ns) * speed``.
+  Subscribers skip it unless made with ``clock=True`` (``mcl-foxglove``).
 * subscriptions ``\\xffmcl.sub.<subscriber id>`` announce a subscriber (a
   publisher sees it through the forwarder: this is how
   ``wait_for_subscribers`` counts); it sorts after every user topic, so when a
@@ -37,6 +45,9 @@ __all__ = [
     "END_TOPIC",
     "KIND_DATA",
     "KIND_END",
+    "KIND_TIME",
+    "TIME",
+    "TIME_TOPIC",
     "META",
     "SUB_PREFIX",
     "VERSION",
@@ -45,10 +56,13 @@ __all__ = [
 VERSION = 1
 KIND_DATA = 0
 KIND_END = 1
+KIND_TIME = 2
 META = struct.Struct("<BBQQ")  # version, kind, sequence, sent_ns; publisher id follows
 
 CONTROL = b"\xffmcl."
 END_TOPIC = CONTROL + b"end"
+TIME_TOPIC = CONTROL + b"time"
+TIME = struct.Struct("<qqd")  # log_ns, wall_ns, speed: the payload of a replay time message
 SUB_PREFIX = CONTROL + b"sub."
 ACK_PREFIX = CONTROL + b"ack."
 

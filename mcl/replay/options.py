@@ -35,6 +35,7 @@ class ReplayOptions:
     wait_for_subscribers: int = 0  # hold the first record until this many subscribers are connected
     stuck_timeout_ns: int = 10 * NS_PER_S  # a worker silent this long is reported stuck
     start_timeout_ns: int = 60 * NS_PER_S  # time allowed for the workers to start
+    origin_ns: int | None = None  # UTC ns of the log's time origin, for the replay time published on the bus (wire.TIME)
 
     def __post_init__(self) -> None:
         check_speed(self.speed)

@@ -6,6 +6,7 @@ import math
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from mcl.exceptions import ReplayError
@@ -104,7 +105,8 @@ class Replay:
             stuck_timeout_ns=_to_ns(stuck_timeout, "stuck_timeout") or NS_PER_S,
         )
         self._spec = make_source_spec(source)
-        self._first_ns, self._last_ns = _bounds(self._spec, self.options)
+        self._first_ns, self._last_ns, origin_ns = _bounds(self._spec, self.options)
+        self.options = replace(self.options, origin_ns=origin_ns)
         self._speed = float(speed)
         self._lock = threading.RLock()
         self._generation = 0
@@ -272,8 +274,6 @@ class Replay:
             return self._scheduler
         options = self.options
         if options.speed != self._speed:
-            from dataclasses import replace
-
             options = replace(options, speed=self._speed)
         with sigint_blocked():  # the queues may start multiprocessing's resource tracker
             buffer = BufferData(self._spec, options.read_ahead, options=options)
@@ -354,10 +354,10 @@ def _remap_pairs(remap: dict[str, str] | Iterable[str] | None) -> tuple[tuple[st
     return tuple(parse_remap(item) for item in remap)
 
 
-def _bounds(spec: SourceSpec, options: ReplayOptions) -> tuple[int | None, int | None]:
-    """Log time of the first and last record of the window (None if unknown / empty)."""
+def _bounds(spec: SourceSpec, options: ReplayOptions) -> tuple[int | None, int | None, int | None]:
+    """Log time of the first and last record of the window (None if unknown / empty), and the time origin."""
     if spec.paths is None:
-        return options.start_ns, options.end_ns
+        return options.start_ns, options.end_ns, None
     from mcl.log.reader import open_log
 
     with open_log(*spec.paths, topics=spec.topics) as reader:
@@ -365,11 +365,11 @@ def _bounds(spec: SourceSpec, options: ReplayOptions) -> tuple[int | None, int |
         hi = _pick(spec.end_ns, options.end_ns, min)
         first = next(iter(reader.iter_records(start_ns=lo, end_ns=hi)), None)
         if first is None:
-            return lo, lo
+            return lo, lo, reader.origin_ns
         last = reader.duration_ns
         if hi is not None:
             last = min(last, hi)
-        return first.elapsed_ns if lo is None else lo, last
+        return first.elapsed_ns if lo is None else lo, last, reader.origin_ns
 
 
 def _pick(a: int | None, b: int | None, how: Any) -> int | None:

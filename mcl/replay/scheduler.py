@@ -40,6 +40,7 @@ Hook = Callable[[Record], Any]
 _CONTEXT = mp.get_context("spawn")
 _TOPIC_PAYLOAD = operator.itemgetter(1, 2)  # (elapsed, topic, payload) -> (topic, payload)
 _POLL_S = 0.1  # longest sleep between two heartbeats / parent checks
+_CLOCK_EVERY_NS = 200_000_000  # the replay time is published this often while the worker runs (and on every clock change)
 
 
 class ScheduleBroadcasts:
@@ -342,6 +343,8 @@ class _Scheduler:
         self.last_ns: int | None = None
         self.lateness = LatenessStats()
         self.spin_ns = options.spin_ns
+        self.origin_ns = options.origin_ns or 0
+        self.next_clock_ns = 0  # monotonic ns at which the replay time is published again
 
     # -- control --------------------------------------------------------------------
 
@@ -370,6 +373,15 @@ class _Scheduler:
             "lateness": self.lateness.snapshot(),
         }
 
+    def publish_clock(self) -> None:
+        """Publish the log time played now (wire.TIME), so a bridge can follow the replay's clock."""
+        self.next_clock_ns = time.monotonic_ns() + _CLOCK_EVERY_NS
+        position = self.last_ns if self.finished and self.last_ns is not None else self.clock.position_ns
+        if self.publisher is None or position is None:
+            return
+        speed = 0.0 if (self.paused or self.finished) else self.clock.speed
+        self.publisher.publish_time(self.origin_ns + position, speed)
+
     def handle_commands(self) -> None:
         while not self.stopping and self.control.poll(0):
             self.handle(self.control.recv())
@@ -386,14 +398,17 @@ class _Scheduler:
         elif name == "pause":
             self.paused = True
             self.clock.pause()
+            self.publish_clock()
             self.reply()
         elif name == "resume":
             if not self.finished:
                 self.paused = False
                 self.clock.resume()
+                self.publish_clock()
             self.reply()
         elif name == "speed":
             self.clock.set_speed(command[1])
+            self.publish_clock()
             self.reply()
         elif name == "seek":
             _, self.generation, from_ns, reset = command
@@ -411,6 +426,7 @@ class _Scheduler:
             else:
                 self.fresh = False
                 self.clock.set_position(from_ns)
+                self.publish_clock()
             self.reply()
         elif name == "step":
             self.paused = True
@@ -433,6 +449,8 @@ class _Scheduler:
             beat(self.heartbeat)
             if not parent_alive(self.ctx):
                 return
+            if time.monotonic_ns() >= self.next_clock_ns:
+                self.publish_clock()
             self.handle_commands()
             if self.stopping:
                 return
@@ -484,6 +502,7 @@ class _Scheduler:
             self.sent = 0
             return
         self.finished = True
+        self.publish_clock()
         self.events.put(("finished", self.generation))
         if self.step_requested:
             self.step_requested = False
@@ -491,9 +510,10 @@ class _Scheduler:
 
     def send_step(self) -> None:
         elapsed, topic, payload = record = self.pending.popleft()
-        self.emit([record])
         self.fresh = False
         self.clock.set_position(elapsed)
+        self.publish_clock()  # before the record: a bridge stamps it with this position
+        self.emit([record])
         self.step_requested = False
         self.reply(stepped=True, elapsed_ns=elapsed, topic=topic)
 
@@ -509,6 +529,7 @@ class _Scheduler:
                 self.fresh = False
             else:
                 clock.anchor(clock.position_ns if clock.position_ns is not None else first)
+            self.publish_clock()
         now = time.monotonic_ns()
         due = clock.due_ns(pending[0][0])
         ahead = due - now

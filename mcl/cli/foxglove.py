@@ -1,0 +1,126 @@
+"""Show the bus live in Foxglove: serve every topic over the Foxglove WebSocket protocol.
+
+Subscribes to the bus (--bus, default $MCL_BUS or the local default bus)
+and serves ws://HOST:PORT; in Foxglove choose "Open connection", "Foxglove
+WebSocket", and give that URL. Each topic appears when its first message
+arrives (JSON, with a schema from its message type). While mcl-replay plays
+on the bus, Foxglove's timeline shows the replay's log time, pausing and
+seeking with it. A status line (every second on a terminal, every 10 s
+otherwise) shows clients, messages received / sent, messages dropped
+because a client or the bridge could not keep up (per topic), and the time.
+
+The server listens on loopback (127.0.0.1) unless --host says otherwise;
+there is no authentication, so any other address is warned about.
+
+Examples:
+  mcl-foxglove                                   # ws://127.0.0.1:8765, every topic
+  mcl-foxglove --topics imu,gps --port 9000
+  mcl-replay sample_logs/vehicle --loop &  mcl-foxglove
+  mcl-foxglove --bus tcp://robot:26000 --host 0.0.0.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+from mcl.cli.common import ExtendNames, comma_list, make_parser, positive_int, print_warning, run_main, whole_number
+
+__all__ = ["add_arguments", "main", "run"]
+
+PROG = "mcl-foxglove"
+
+
+def _port(text: str) -> int:
+    value = whole_number(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0..65535)")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of mcl-foxglove."""
+    parser.add_argument("--bus", metavar="ADDRESS", help="bus to serve (default: $MCL_BUS or tcp://127.0.0.1:26000)")
+    parser.add_argument(
+        "--topics", nargs="+", type=comma_list, action=ExtendNames, metavar="T",
+        help="serve only these topics (exact names; a,b or several names; repeatable)",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address the WebSocket server listens on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=_port, default=8765, help="WebSocket port (default: 8765; 0 picks a free one)")
+    parser.add_argument(
+        "--queue", type=positive_int, default=1000, metavar="N",
+        help="messages held per topic for the clients; beyond, the oldest are dropped and counted (default: 1000)",
+    )
+    parser.add_argument(
+        "--backlog", type=positive_int, default=1024, metavar="N",
+        help="messages queued per client by the server; a slower client loses its oldest (default: 1024)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no status line")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run mcl-foxglove with `argv` (default: sys.argv[1:]); return the exit status."""
+    parser = make_parser(PROG, __doc__, add_arguments)
+    return run_main(lambda: _serve(parser.parse_args(argv)))
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mcl.foxglove import BridgeOptions, FoxgloveBridge, is_loopback
+
+    options = BridgeOptions(
+        bus=args.bus,
+        topics=None if args.topics is None else tuple(args.topics),
+        host=args.host,
+        port=args.port,
+        queue=args.queue,
+        backlog=args.backlog,
+    )
+    if not is_loopback(args.host):
+        print_warning(
+            f"serving on {args.host}: every machine that reaches port {args.port} sees the bus, without authentication"
+        )
+    # The SDK logs through Python logging (e.g. a client's bad request): one prefixed line each.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    sdk_log = logging.getLogger("foxglove")
+    sdk_log.addHandler(handler)
+    sdk_log.setLevel(logging.WARNING)
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous: dict[int, Any] = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
+    try:
+        with FoxgloveBridge(options) as bridge:
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            print(f"{PROG}: serving ws://{host}:{bridge.port} (bus {args.bus or 'default'}; "
+                  f"{'topics ' + ', '.join(options.topics) if options.topics else 'every topic'})", flush=True)
+            tty = sys.stderr.isatty()
+            every = 1.0 if tty else 10.0
+            next_line = time.monotonic() + every
+            while not stop.wait(0.2):
+                status = bridge.status()  # raises what stopped the bridge
+                if not args.quiet and time.monotonic() >= next_line:
+                    next_line += every
+                    line = status.line()
+                    print(f"\r\x1b[2K{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+            status = bridge.status()
+        if not args.quiet:
+            print(("\n" if sys.stderr.isatty() else "") + f"{PROG}: stopped; {status.line()}", file=sys.stderr, flush=True)
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+        sdk_log.removeHandler(handler)
+    return 0
+
+
+if __name__ == "__main__":
+    run()
