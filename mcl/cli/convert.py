@@ -121,6 +121,10 @@ def convert(
             encoding = str(options.pop("mcap_encoding", "json"))
             return _write_mcap(reader, out, encoding)
         origin = reader.origin_ns if reader.origin_ns is not None else 0
+        if format == "mcl1":  # keep the file names and revisions of MCL_LOG sources
+            from mcl.log.mcl1 import layout_options
+
+            options = {**layout_options(reader.sources), **options}
         count = 0
         existed = out.exists()
         writer = LogWriter(

@@ -454,9 +454,10 @@ class ReadDirectory(ReadFile):
         _check_bool("message", message)
         _check_bool("ignore_raw", ignore_raw)
         if not os.path.exists(source):
-            raise LogNotFound(source)
+            raise LogNotFound(os.fspath(source))
         if not os.path.isdir(source):
-            raise LogIOError(f"{source}: not a directory (ReadDirectory reads a log directory; use ReadFile)", path=source)
+            where = os.fspath(source)
+            raise LogIOError(f"{where}: not a directory (ReadDirectory reads a log directory; use ReadFile)", path=where)
         super().__init__(source, min_time, max_time, message, raw=raw, ignore_raw=ignore_raw, topics=topics)
         self._messages = self._find_messages() if message else None
 
