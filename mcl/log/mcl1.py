@@ -557,10 +557,11 @@ def format_line(elapsed_ns: int, topic: str, payload: bytes) -> str:
 def format_header(origin_ns: int, type_name: str | None, revision: str = "", *, blank_line: str = "#") -> str:
     """The header block of the first file of a series, as the original WriteFile wrote it.
 
-    `blank_line` is the text of the empty comment lines: ``#`` as the
-    original writer wrote them (``RawUnitTestData.log``), or ``"# "`` as in
-    the shipped ``UnitTestMessageA.log`` / ``UnitTestMessageB.log``. An empty
-    revision leaves ``#     -- revision`` with no trailing space.
+    `blank_line` is the style: ``"#"`` as the original writer wrote it
+    (``RawUnitTestData.log``: blank comment lines ``#``, an empty revision
+    leaves ``#     -- revision`` with no trailing space), or ``"# "`` as in
+    the other shipped files (``UnitTestMessageA.log``, ``dataset_split/``:
+    blank lines ``# ``, an empty revision followed by four spaces).
     """
     if blank_line not in ("#", "# "):
         raise ValueError(f"blank_line must be '#' or '# ', not {blank_line!r}")
@@ -572,8 +573,9 @@ def format_header(origin_ns: int, type_name: str | None, revision: str = "", *, 
         created=str(created),
         type_name=" ".join(type_name.splitlines()) if type_name is not None else "None",
     )
-    lines = [line.rstrip(" ") for line in text.split("\n")]
-    return "\n".join(blank_line if line == "#" else line for line in lines)
+    if blank_line == "# ":
+        return "\n".join("# " if line == "#" else line for line in text.split("\n"))
+    return "\n".join(line.rstrip(" ") for line in text.split("\n"))
 
 
 class _OpenSeries:
@@ -750,6 +752,7 @@ class WriteFile:
       (the original took a Message class or a network Connection).
     - `time_origin` (a datetime, naive = UTC) is the header's ``created``
       and the zero of elapsed times; None: the first record's time.
+    - `blank_line` (mcl): the header style of :func:`format_header`.
 
     :meth:`write` takes the original dict ``{'topic', 'time_received',
     'payload'}``: ``time_received`` a datetime (naive = UTC) or int ns since
@@ -771,6 +774,8 @@ class WriteFile:
         time_origin: _dt.datetime | None = None,
         max_entries: int | None = None,
         max_time: float | None = None,
+        *,
+        blank_line: str = "#",
     ) -> None:
         from mcl.exceptions import ArgumentRangeError, ArgumentTypeError, LogIOError
         from mcl.message import Message
@@ -812,6 +817,8 @@ class WriteFile:
             first = self._path(0, suffix)
             if first.exists():
                 raise LogIOError(f"{first}: already exists; WriteFile never overwrites a log", path=first)
+        format_header(0, None, blank_line=blank_line)  # checks blank_line
+        self._blank_line = blank_line
         self._type_name = type_name
         self._revision = revision
         self._origin_ns = None if time_origin is None else datetime_to_ns(time_origin)
@@ -900,7 +907,7 @@ class WriteFile:
             raise LogIOError(f"{path}: cannot create: {exc.strerror}", path=path) from None
         if self._part == 0:
             assert self._origin_ns is not None
-            fp.write(format_header(self._origin_ns, self._type_name, self._revision or ""))
+            fp.write(format_header(self._origin_ns, self._type_name, self._revision or "", blank_line=self._blank_line))
         return fp
 
     def _finish(self) -> None:

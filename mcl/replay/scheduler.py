@@ -593,7 +593,8 @@ class ScheduleBroadcasts:
     the item that was waiting is published, not dropped (the original
     dropped it and re-anchored at log time 0). With `hooks` (callables taking
     a :class:`mcl.Record`) the items go to the hooks instead, and also to
-    the bus when `bus` is given.
+    the bus when `bus` is given. `wait_for_subscribers` (mcl) holds the
+    first item until that many subscribers are connected.
 
     The broadcasts end by themselves (``is_alive()`` becomes False) at the
     end mark of a :class:`BufferData` queue, or, for another queue, once it
@@ -614,6 +615,7 @@ class ScheduleBroadcasts:
         *,
         bus: str | None = None,
         hooks: Iterable[Hook] | None = None,
+        wait_for_subscribers: int = 0,
     ) -> None:
         if not isinstance(queue, mpq.Queue):
             raise ArgumentTypeError(f"queue must be a multiprocessing.Queue, not a {type(queue).__name__}")
@@ -623,8 +625,11 @@ class ScheduleBroadcasts:
         for hook in self.hooks:
             if not callable(hook):
                 raise ArgumentTypeError(f"a hook must be callable, not {type(hook).__name__}")
+        if isinstance(wait_for_subscribers, bool) or not isinstance(wait_for_subscribers, int) or wait_for_subscribers < 0:
+            raise ArgumentTypeError(f"wait_for_subscribers must be an int >= 0, not {wait_for_subscribers!r}")
         self.bus = bus
         self.publish = not self.hooks or bus is not None  # publish on the bus (else hooks only)
+        self.wait_for_subscribers = wait_for_subscribers  # subscribers to wait for before the first item
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
@@ -715,8 +720,13 @@ class ScheduleBroadcasts:
         marked = isinstance(queue, ItemQueue)
         anchor: tuple[int, int] | None = None  # (log ns, monotonic ns) of the first item since start / reset
         idle_since = time.monotonic()
+        waiting = publisher is not None and self.wait_for_subscribers > 0
         try:
             while not self._stopping.is_set():
+                if waiting:
+                    assert publisher is not None
+                    waiting = not publisher.wait_for_subscribers(self.wait_for_subscribers, _POLL_S)
+                    continue
                 if self._held is None:
                     got = self._fetch(marked)
                     if got is None:
