@@ -207,6 +207,28 @@ def test_schedule_broadcasts_stop_keeps_the_waiting_item() -> None:
     assert hook.indices() == [0, 1, 2, 3]
 
 
+def test_schedule_broadcasts_speed_change_keeps_the_spacing() -> None:
+    """A new speed while broadcasting applies from the current position: no burst of the items already due."""
+    reader = GeneratorReader(6, 0.5)
+    hook = Hook()
+    buffer = mcl.BufferData(reader)
+    scheduler = mcl.ScheduleBroadcasts(buffer.queue, hooks=[hook])
+    try:
+        buffer.start()
+        scheduler.start()
+        assert hook.wait(3)  # items 0, 1, 2 out (1.0 s); 3 is due at 1.5 s
+        time.sleep(0.1)
+        assert len(hook.records) == 3
+        scheduler.speed = 10.0
+        assert hook.wait(6)
+    finally:
+        scheduler.stop()
+        buffer.stop()
+    assert hook.indices() == list(range(6))
+    assert hook.times[5] - hook.times[3] >= 0.06  # 1.0 s of log at speed 10: 0.1 s (a burst would take ~0)
+    assert hook.times[5] - hook.times[0] < 1.2 + 1.0
+
+
 def test_schedule_broadcasts_follows_a_reset_and_a_plain_queue() -> None:
     """After BufferData.reset() the same scheduler plays from the start; a plain multiprocessing queue ends when idle."""
     reader = GeneratorReader(5, 0.0)

@@ -644,7 +644,7 @@ class ScheduleBroadcasts:
 
     @property
     def speed(self) -> float:
-        """Log seconds per wall second (math.inf: as fast as possible); a change applies from the next item."""
+        """Log seconds per wall second (math.inf: as fast as possible); settable while broadcasting."""
         return self._speed
 
     @speed.setter
@@ -719,6 +719,7 @@ class ScheduleBroadcasts:
         queue = self._queue
         marked = isinstance(queue, ItemQueue)
         anchor: tuple[int, int] | None = None  # (log ns, monotonic ns) of the first item since start / reset
+        anchor_speed = self._speed  # the speed the anchor was taken at
         idle_since = time.monotonic()
         waiting = publisher is not None and self.wait_for_subscribers > 0
         try:
@@ -743,9 +744,13 @@ class ScheduleBroadcasts:
                     continue
                 elapsed_ns = round(item["elapsed_time"] * NS_PER_S)
                 now = time.monotonic_ns()
+                speed = self._speed
+                if anchor is not None and speed != anchor_speed:  # a new speed: re-anchor at the current position
+                    position = anchor[0] if math.isinf(anchor_speed) else anchor[0] + round((now - anchor[1]) * anchor_speed)
+                    anchor = (min(position, elapsed_ns), now)
                 if anchor is None:
                     anchor = (elapsed_ns, now)
-                speed = self._speed
+                anchor_speed = speed
                 due = now if math.isinf(speed) else anchor[1] + round((elapsed_ns - anchor[0]) / speed)
                 if due > now:
                     self._stopping.wait(min((due - now) / NS_PER_S, _POLL_S))  # stop() wakes it at once
