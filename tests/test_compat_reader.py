@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import UnitTestMessageA, UnitTestMessageB
+
 import mcl
 from mcl.exceptions import (
     ArgumentError,
@@ -21,24 +23,7 @@ from mcl.exceptions import (
 REVISION = "ffff" + "0" * 36
 
 
-@pytest.fixture(autouse=True)
-def registered() -> None:
-    """UnitTestMessageA / B registered as in the original's tests (defined again: other tests may register their own)."""
-    class UnitTestMessageA(mcl.Message):
-        mandatory = ("data",)
-
-    class UnitTestMessageB(mcl.Message):
-        mandatory = ("data",)
-
-    globals().update(UnitTestMessageA=UnitTestMessageA, UnitTestMessageB=UnitTestMessageB)
-
-
-class UnitTestMessageA(mcl.Message):
-    mandatory = ("data",)
-
-
-class UnitTestMessageB(mcl.Message):
-    mandatory = ("data",)
+pytestmark = pytest.mark.usefixtures("original_types")
 
 
 def _all(reader: mcl.ReadFile) -> list[dict[str, object]]:

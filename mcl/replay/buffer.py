@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from mcl.exceptions import (
@@ -486,14 +487,19 @@ class ItemQueue(mpq.Queue):
         return int(self._epoch.value)
 
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
-        super().put((self.epoch, obj), block, timeout)
+        """Put `obj`; it is pickled here, so an item that cannot be pickled raises here (not in a feeder thread)."""
+        try:
+            data = bytes(ForkingPickler.dumps((self.epoch, obj)))
+        except Exception as exc:
+            raise ReplayError(f"an item cannot go through the queue: {type(exc).__name__}: {exc}") from None
+        super().put(data, block, timeout)
 
     def get_marked(self, block: bool = True, timeout: float | None = None) -> tuple[int, Any]:
         """(epoch, item or END_OF_DATA) of the next item of the current epoch; queue.Empty on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            epoch, obj = super().get(block, left)
+            epoch, obj = ForkingPickler.loads(super().get(block, left))
             if epoch == self.epoch:
                 return epoch, obj
 
@@ -511,7 +517,7 @@ class ItemQueue(mpq.Queue):
             self._epoch.value += 1
         while True:
             try:
-                epoch, _ = super().get(False)
+                super().get(False)
             except queue_module.Empty:
                 return
 
