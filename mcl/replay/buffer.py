@@ -641,21 +641,29 @@ class BufferData:
                 if item is None:
                     item = self._reader.read()
                     if item is None:
-                        if not self._ended:
-                            queue.put(END_OF_DATA)
-                            self._ended = True
-                        self._pending.clear()
-                        self._ready.set()
-                        return
-                    _check_item(item)
+                        if self._ended:
+                            self._finished()
+                            return
+                        item = END_OF_DATA  # queued like an item: never blocks stop()
+                    else:
+                        _check_item(item)
                     self._held = item
                 try:
                     queue.put(item, timeout=0.1)
-                    self._held = None
                 except queue_module.Full:
                     self._ready.set()
+                    continue
+                self._held = None
+                if item is END_OF_DATA:
+                    self._ended = True
+                    self._finished()
+                    return
         except Exception as exc:  # a reader of the user's: keep the reason, end the thread quietly
             self.error = f"{type(exc).__name__}: {exc}"
+
+    def _finished(self) -> None:
+        self._pending.clear()
+        self._ready.set()
 
 
 def _check_item(item: Any) -> None:

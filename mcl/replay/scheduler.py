@@ -761,6 +761,8 @@ class ScheduleBroadcasts:
                 else:
                     data = encode(payload.to_dict() if isinstance(payload, Message) else payload)
                 topic = item["topic"] or ""
+                if marked and epoch != queue.epoch:  # a reset() while the item was encoded
+                    continue
                 if publisher is not None:
                     publisher.publish(topic, data)
                 if self.hooks:
