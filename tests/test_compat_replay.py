@@ -323,6 +323,11 @@ def test_schedule_broadcasts_reports_a_failing_hook() -> None:
         buffer.stop()
     assert scheduler.error == "RuntimeError: boom"
 
+    bad_bus = mcl.ScheduleBroadcasts(buffer.queue, bus="tcp://no such host:nonsense")
+    with pytest.raises(mcl.ReplayError, match="could not start"):
+        bad_bus.start()
+    assert not bad_bus.is_alive()
+
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("original_types")

@@ -660,6 +660,7 @@ class ScheduleBroadcasts:
         if self.is_alive():
             return False
         self.error = None
+        self._start_error: str | None = None
         self._ready.clear()
         self._stopping.clear()
         self._thread = threading.Thread(target=self._broadcast, name="mcl: ScheduleBroadcasts", daemon=True)
@@ -667,8 +668,8 @@ class ScheduleBroadcasts:
         if not self._ready.wait(timeout):
             self.stop()
             raise ReplayError(f"the broadcasting thread did not start within {timeout:g} s")
-        if self.error is not None and not self.is_alive():
-            raise ReplayError(f"the broadcasts could not start: {self.error}")
+        if self._start_error is not None:
+            raise ReplayError(f"the broadcasts could not start: {self._start_error}")
         return True
 
     def stop(self) -> bool:
@@ -712,7 +713,7 @@ class ScheduleBroadcasts:
 
                 publisher = Publisher(self.bus, close_timeout=0.5)
         except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = self._start_error = f"{type(exc).__name__}: {exc}"
             self._ready.set()
             return
         self._ready.set()
