@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import pickle
@@ -65,6 +66,18 @@ class Hook:
 
     def indices(self) -> list[int]:
         return [mcl.message.unpack(r.payload)["i"] for r in self.records]
+
+
+@contextlib.contextmanager
+def composed(reader: Any, length: int = 5000, **kwargs: Any) -> Iterator[tuple[mcl.BufferData, mcl.ScheduleBroadcasts]]:
+    """BufferData(reader, length) and ScheduleBroadcasts(its queue, **kwargs), both stopped at the end."""
+    buffer = mcl.BufferData(reader, length=length)
+    scheduler = mcl.ScheduleBroadcasts(buffer.queue, **kwargs)
+    try:
+        yield buffer, scheduler
+    finally:
+        scheduler.stop()
+        buffer.stop()
 
 
 def _drain(q: Any, count: int, timeout: float = 30.0) -> list[Any]:
@@ -168,17 +181,12 @@ def test_schedule_broadcasts_keeps_time_and_ends_by_itself() -> None:
     """Items go out at their recorded spacing / speed, in order; is_alive() turns False at the end of the data."""
     reader = GeneratorReader(6, 0.2)  # 1.0 s of log
     hook = Hook()
-    buffer = mcl.BufferData(reader, length=2)
-    scheduler = mcl.ScheduleBroadcasts(buffer.queue, speed=2.0, hooks=[hook])
-    try:
+    with composed(reader, length=2, speed=2.0, hooks=[hook]) as (buffer, scheduler):
         buffer.start()
         began = time.monotonic()
         assert scheduler.start() is True and scheduler.start() is False and scheduler.is_alive()
         assert hook.wait(6)
         assert _until(lambda: not scheduler.is_alive())
-    finally:
-        scheduler.stop()
-        buffer.stop()
     assert hook.indices() == list(range(6)) and scheduler.error is None and scheduler.sent == 6
     assert [r.elapsed_ns for r in hook.records] == [i * 200_000_000 for i in range(6)]
     spread = hook.times[-1] - hook.times[0]
@@ -190,9 +198,7 @@ def test_schedule_broadcasts_stop_keeps_the_waiting_item() -> None:
     """stop() while an item waits its time, then start(): every item exactly once, in order (the original dropped it)."""
     reader = GeneratorReader(4, 0.4)
     hook = Hook()
-    buffer = mcl.BufferData(reader)
-    scheduler = mcl.ScheduleBroadcasts(buffer.queue, hooks=[hook])
-    try:
+    with composed(reader, hooks=[hook]) as (buffer, scheduler):
         buffer.start()
         scheduler.start()
         assert hook.wait(1)
@@ -202,9 +208,6 @@ def test_schedule_broadcasts_stop_keeps_the_waiting_item() -> None:
         assert scheduler.start() is True
         assert hook.wait(4)
         assert _until(lambda: not scheduler.is_alive())
-    finally:
-        scheduler.stop()
-        buffer.stop()
     assert hook.indices() == [0, 1, 2, 3]
 
 
@@ -212,9 +215,7 @@ def test_schedule_broadcasts_speed_change_keeps_the_spacing() -> None:
     """A new speed while broadcasting applies from the current position: no burst of the items already due."""
     reader = GeneratorReader(6, 0.5)
     hook = Hook()
-    buffer = mcl.BufferData(reader)
-    scheduler = mcl.ScheduleBroadcasts(buffer.queue, hooks=[hook])
-    try:
+    with composed(reader, hooks=[hook]) as (buffer, scheduler):
         buffer.start()
         scheduler.start()
         assert hook.wait(3)  # items 0, 1, 2 out (1.0 s); 3 is due at 1.5 s
@@ -222,9 +223,6 @@ def test_schedule_broadcasts_speed_change_keeps_the_spacing() -> None:
         assert len(hook.records) == 3
         scheduler.speed = 10.0
         assert hook.wait(6)
-    finally:
-        scheduler.stop()
-        buffer.stop()
     assert hook.indices() == list(range(6))
     assert hook.times[5] - hook.times[3] >= 0.06  # 1.0 s of log at speed 10: 0.1 s (a burst would take ~0)
     assert hook.times[5] - hook.times[0] < 1.2 + 1.0
@@ -234,9 +232,7 @@ def test_schedule_broadcasts_follows_a_reset_and_a_plain_queue() -> None:
     """After BufferData.reset() the same scheduler plays from the start; a plain multiprocessing queue ends when idle."""
     reader = GeneratorReader(5, 0.0)
     hook = Hook()
-    buffer = mcl.BufferData(reader, length=2)
-    scheduler = mcl.ScheduleBroadcasts(buffer.queue, speed=math.inf, hooks=[hook])
-    try:
+    with composed(reader, length=2, speed=math.inf, hooks=[hook]) as (buffer, scheduler):
         buffer.start()
         scheduler.start()
         assert hook.wait(5) and _until(lambda: not scheduler.is_alive())
@@ -244,9 +240,6 @@ def test_schedule_broadcasts_follows_a_reset_and_a_plain_queue() -> None:
         buffer.start()
         scheduler.start()
         assert hook.wait(10) and _until(lambda: not scheduler.is_alive())
-    finally:
-        scheduler.stop()
-        buffer.stop()
     assert hook.indices() == list(range(5)) * 2
 
     plain = multiprocessing.Queue()  # the default context, as an original user would make it
@@ -266,9 +259,7 @@ def test_reset_while_broadcasting_drops_what_was_read_before() -> None:
     """BufferData.reset() under a running scheduler: the item it waited on and the queued ones are never published."""
     reader = GeneratorReader(5, 1.0)
     hook = Hook()
-    buffer = mcl.BufferData(reader, length=3)
-    scheduler = mcl.ScheduleBroadcasts(buffer.queue, hooks=[hook])
-    try:
+    with composed(reader, length=3, hooks=[hook]) as (buffer, scheduler):
         buffer.start()
         scheduler.start()
         assert hook.wait(1)  # item 0 at once; item 1 waits its second
@@ -280,9 +271,6 @@ def test_reset_while_broadcasting_drops_what_was_read_before() -> None:
         buffer.start()
         assert hook.wait(6)
         assert _until(lambda: not scheduler.is_alive())
-    finally:
-        scheduler.stop()
-        buffer.stop()
     assert hook.indices() == [0, 0, 1, 2, 3, 4]
 
 
@@ -308,19 +296,14 @@ def test_an_item_that_cannot_be_queued_is_reported() -> None:
 
 def test_schedule_broadcasts_reports_a_failing_hook() -> None:
     """A hook that raises ends the broadcasts; error says why (no thread traceback)."""
-    buffer = mcl.BufferData(GeneratorReader(3, 0.0))
 
     def broken(record: mcl.Record) -> None:
         raise RuntimeError("boom")
 
-    scheduler = mcl.ScheduleBroadcasts(buffer.queue, speed=math.inf, hooks=[broken])
-    try:
+    with composed(GeneratorReader(3, 0.0), speed=math.inf, hooks=[broken]) as (buffer, scheduler):
         buffer.start()
         scheduler.start()
         assert _until(lambda: not scheduler.is_alive())
-    finally:
-        scheduler.stop()
-        buffer.stop()
     assert scheduler.error == "RuntimeError: boom"
 
     bad_bus = mcl.ScheduleBroadcasts(buffer.queue, bus="tcp://no such host:nonsense")
@@ -336,23 +319,20 @@ def test_schedule_broadcasts_publishes_on_the_bus(mcl_bus: str, reference_dir: P
     from mcl.network import Subscriber
 
     reader = mcl.ReadDirectory(str(reference_dir / "dataset"), message=True, ignore_raw=True)
-    buffer = mcl.BufferData(reader, length=5)
-    with Subscriber(bus=mcl_bus) as sub:
-        scheduler = mcl.ScheduleBroadcasts(buffer.queue, speed=10.0, bus=mcl_bus, wait_for_subscribers=1)
-        try:
-            buffer.start()
-            scheduler.start()
-            got = []
-            deadline = time.monotonic() + 30
-            while len(got) < 20 and time.monotonic() < deadline:
-                received = sub.recv(timeout=1.0)
-                if received is not None:
-                    got.append(received)
-            assert _until(lambda: not scheduler.is_alive())
-        finally:
-            scheduler.stop()
-            buffer.stop()
-            reader.close()
+    with (
+        reader,
+        Subscriber(bus=mcl_bus) as sub,
+        composed(reader, length=5, speed=10.0, bus=mcl_bus, wait_for_subscribers=1) as (buffer, scheduler),
+    ):
+        buffer.start()
+        scheduler.start()
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < 20 and time.monotonic() < deadline:
+            received = sub.recv(timeout=1.0)
+            if received is not None:
+                got.append(received)
+        assert _until(lambda: not scheduler.is_alive())
         assert sub.lost == 0
     with mcl.open_log(reference_dir / "dataset") as log:
         expected = [r.payload for r in log if mcl.message.type_name_of(r.payload) is not None]

@@ -32,7 +32,7 @@ from mcl.replay.worker import (
     sigint_blocked,
 )
 
-__all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "BatchBuffer", "SourceSpec", "make_source_spec", "iter_source", "END"]
+__all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "StoppableThread", "BatchBuffer", "SourceSpec", "make_source_spec", "iter_source", "END"]
 
 # One queue item: (generation, [(elapsed_ns, topic, payload), ...], end_of_pass).
 # Plain tuples pickle several times faster than Record named tuples.
@@ -522,6 +522,43 @@ class ItemQueue(mpq.Queue):
                 return
 
 
+class StoppableThread:
+    """A daemon thread of this process that runs `target` until asked to stop (the original classes' workers).
+
+    ``stopping`` is set by :meth:`stop`; the target checks it (or waits on
+    it, which wakes at once) and returns. start() / stop() return the
+    original MCL's bools: False when already in that state.
+    """
+
+    def __init__(self, target: Any, name: str) -> None:
+        self._target = target
+        self._name = name
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> bool:
+        if self.is_alive():
+            return False
+        self.stopping.clear()
+        self._thread = threading.Thread(target=self._target, name=self._name, daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self, timeout: float, what: str) -> bool:
+        """Ask the target to return and wait `timeout` s for it (ReplayError naming `what` if it does not)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False
+        self.stopping.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise ReplayError(f"{what} did not stop within {timeout:g} s")
+        return True
+
+
 def _length(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ArgumentTypeError(f"length must be an int > 0 (items in the queue), not a {type(value).__name__}")
@@ -568,8 +605,7 @@ class BufferData:
         self._ready = threading.Event()
         self._pending = threading.Event()
         self._pending.set()
-        self._run = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker = StoppableThread(self._buffer, "mcl: BufferData")
         self._held: Any = None  # an item read but not yet queued (kept across stop/start)
         self._ended = False  # the end mark is in the queue (until reset())
         self.error: str | None = None  # why the last run stopped early (the reader raised, a bad item)
@@ -594,7 +630,7 @@ class BufferData:
 
     def is_alive(self) -> bool:
         """True while the buffering thread runs."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.is_alive()
 
     def start(self) -> bool:
         """Buffer from where the last stop() left off; False (nothing done) if already buffering."""
@@ -603,20 +639,12 @@ class BufferData:
         self.error = None
         self._ready.clear()
         self._pending.set()
-        self._run.set()
-        self._thread = threading.Thread(target=self._buffer, name="mcl: BufferData", daemon=True)
-        self._thread.start()
-        return True
+        return self._worker.start()
 
     def stop(self) -> bool:
         """Stop buffering (the read position and the queue are kept); False if not buffering."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
+        if not self._worker.stop(_STOP_TIMEOUT_S, "the reader (its read())"):
             return False
-        self._run.clear()
-        thread.join(_STOP_TIMEOUT_S)
-        if thread.is_alive():
-            raise ReplayError(f"the reader did not return from read() within {_STOP_TIMEOUT_S:g} s")
         self._ready.clear()
         return True
 
@@ -636,7 +664,7 @@ class BufferData:
     def _buffer(self) -> None:
         queue = self._queue
         try:
-            while self._run.is_set():
+            while not self._worker.stopping.is_set():
                 item = self._held
                 if item is None:
                     item = self._reader.read()

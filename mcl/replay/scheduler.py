@@ -630,9 +630,10 @@ class ScheduleBroadcasts:
         self.bus = bus
         self.publish = not self.hooks or bus is not None  # publish on the bus (else hooks only)
         self.wait_for_subscribers = wait_for_subscribers  # subscribers to wait for before the first item
-        self._stopping = threading.Event()
+        from mcl.replay.buffer import StoppableThread
+
+        self._worker = StoppableThread(self._broadcast, "mcl: ScheduleBroadcasts")
         self._ready = threading.Event()
-        self._thread: threading.Thread | None = None
         self._held: tuple[int, Any] | None = None  # (epoch, item) fetched but not yet published
         self.sent = 0  # items published since this object was made
         self.error: str | None = None  # why the last run ended early
@@ -653,7 +654,7 @@ class ScheduleBroadcasts:
 
     def is_alive(self) -> bool:
         """True while items are being broadcast."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._worker.is_alive()
 
     def start(self, timeout: float = 10.0) -> bool:
         """Start broadcasting (from the item that was waiting at stop()); False if already broadcasting."""
@@ -662,9 +663,7 @@ class ScheduleBroadcasts:
         self.error = None
         self._start_error: str | None = None
         self._ready.clear()
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._broadcast, name="mcl: ScheduleBroadcasts", daemon=True)
-        self._thread.start()
+        self._worker.start()
         if not self._ready.wait(timeout):
             self.stop()
             raise ReplayError(f"the broadcasting thread did not start within {timeout:g} s")
@@ -674,14 +673,7 @@ class ScheduleBroadcasts:
 
     def stop(self) -> bool:
         """Stop broadcasting (the waiting item is kept for the next start()); False if not broadcasting."""
-        thread = self._thread
-        if thread is None or not thread.is_alive():
-            return False
-        self._stopping.set()
-        thread.join(_JOIN_S)
-        if thread.is_alive():
-            raise ReplayError(f"the broadcasting thread did not stop within {_JOIN_S:g} s (a hook still running?)")
-        return True
+        return self._worker.stop(_JOIN_S, "the broadcasting thread (a hook still running?)")
 
     def close(self) -> None:
         """Stop; idempotent."""
@@ -724,7 +716,7 @@ class ScheduleBroadcasts:
         idle_since = time.monotonic()
         waiting = publisher is not None and self.wait_for_subscribers > 0
         try:
-            while not self._stopping.is_set():
+            while not self._worker.stopping.is_set():
                 if waiting:
                     assert publisher is not None
                     waiting = not publisher.wait_for_subscribers(self.wait_for_subscribers, _POLL_S)
@@ -754,7 +746,7 @@ class ScheduleBroadcasts:
                 anchor_speed = speed
                 due = now if math.isinf(speed) else anchor[1] + round((elapsed_ns - anchor[0]) / speed)
                 if due > now:
-                    self._stopping.wait(min((due - now) / NS_PER_S, _POLL_S))  # stop() wakes it at once
+                    self._worker.stopping.wait(min((due - now) / NS_PER_S, _POLL_S))  # stop() wakes it at once
                     continue
                 payload = item["payload"]
                 if isinstance(payload, (bytes, bytearray, memoryview)):
