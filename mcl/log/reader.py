@@ -384,6 +384,11 @@ class ReadFile:
         return self._max_time
 
     @property
+    def ignore_raw(self) -> bool:
+        """True when payloads that are not named messages are skipped."""
+        return self._ignore_raw
+
+    @property
     def forced_type(self) -> type[Message] | None:
         """The message type forced by ``message=``, None when payloads keep their own."""
         return self._forced

@@ -90,7 +90,7 @@ def make_source_spec(source: Any) -> SourceSpec:
         )
     if isinstance(source, ReadFile) and source.forced_type is None:
         spec = make_source_spec(source.reader)
-        spec.ignore_raw = source._ignore_raw
+        spec.ignore_raw = source.ignore_raw
         return spec
     if isinstance(source, (list, tuple)) and source and all(isinstance(p, (str, os.PathLike)) for p in source):
         return SourceSpec(paths=[os.fspath(p) for p in source])
