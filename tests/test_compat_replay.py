@@ -384,3 +384,37 @@ def test_replay_reads_an_unpicklable_reader_in_this_process() -> None:
         assert replay.wait(30)
     assert hook.indices() == list(range(30)) * 2
     assert reader.resets >= 3  # construction, then every pass
+
+
+class NoReset:
+    """The original BufferData's minimum: read() and is_data_pending(), no reset()."""
+
+    def __init__(self, count: int) -> None:
+        self.left = list(range(count))
+
+    def read(self) -> dict[str, Any] | None:
+        if not self.left:
+            return None
+        i = self.left.pop(0)
+        return {"elapsed_time": i * 0.001, "topic": "n", "payload": {"name": "Counter", "i": i}}
+
+    def is_data_pending(self) -> bool:
+        return bool(self.left)
+
+
+@pytest.mark.slow
+def test_a_reader_without_reset_plays_once(tmp_path: Path) -> None:
+    """read() / is_data_pending() suffice for one pass; playing again needs reset() (a ReplayError says so)."""
+    hook = Hook()
+    with mcl.Replay(NoReset(5), speed=math.inf, hooks=[hook]) as replay:
+        assert replay.start() is True
+        assert replay.wait(30)
+        replay.start()
+        with pytest.raises(mcl.ReplayError, match="has no reset"):
+            replay.wait(30)
+    assert hook.indices() == list(range(5))
+    buffer = mcl.BufferData(NoReset(2))
+    with pytest.raises(NameError, match="reset"):
+        buffer.reset()
+    with pytest.raises(NameError, match="read"):
+        mcl.Replay(object())

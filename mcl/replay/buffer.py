@@ -60,6 +60,7 @@ class SourceSpec:
         self.start_ns = start_ns  # window of the source itself (elapsed ns)
         self.end_ns = end_ns
         self.ignore_raw = ignore_raw  # skip payloads that are not named messages (ReadFile(ignore_raw=True))
+        self.read_once = False  # a pass of `reader` has begun (one without reset() cannot be played again)
 
 
 def make_source_spec(source: Any) -> SourceSpec:
@@ -94,11 +95,11 @@ def make_source_spec(source: Any) -> SourceSpec:
         return spec
     if isinstance(source, (list, tuple)) and source and all(isinstance(p, (str, os.PathLike)) for p in source):
         return SourceSpec(paths=[os.fspath(p) for p in source])
-    if all(callable(getattr(source, name, None)) for name in ("read", "is_data_pending", "reset")):
+    if all(callable(getattr(source, name, None)) for name in ("read", "is_data_pending")):
         return SourceSpec(reader=source)
-    raise TypeError(
+    raise ReaderProtocolError(
         "a replay source is a log path, a list of paths, a LogReader, or an object with "
-        f"read() / is_data_pending() / reset(), not {type(source).__name__}"
+        f"read() / is_data_pending() (and reset() to play it again), not {type(source).__name__}"
     )
 
 
@@ -122,14 +123,20 @@ def iter_source(spec: SourceSpec, options: ReplayOptions, from_ns: int | None) -
         finally:
             reader.close()
     else:
-        yield from _select(_iter_protocol(spec.reader, lo, hi, options.topics), options)
+        yield from _select(_iter_protocol(spec, lo, hi, options.topics), options)
 
 
-def _iter_protocol(reader: Any, lo: int | None, hi: int | None, topics: Any) -> Iterator[tuple[int, str, bytes]]:
+def _iter_protocol(spec: SourceSpec, lo: int | None, hi: int | None, topics: Any) -> Iterator[tuple[int, str, bytes]]:
     from mcl.message import encode
 
+    reader = spec.reader
     wanted = None if topics is None else frozenset(topics)
-    reader.reset()
+    reset = getattr(reader, "reset", None)
+    if callable(reset):
+        reset()
+    elif spec.read_once:
+        raise ReplayError(f"the reader {type(reader).__name__} has no reset(): it plays once, not again")
+    spec.read_once = True  # without reset(), the first pass starts where the reader is
     while reader.is_data_pending():
         item = reader.read()
         if item is None:
