@@ -5,7 +5,8 @@ The tree::
     MclError
     ├── MessageError          a message type or payload is malformed
     │   ├── FieldMissingError     a field asked for is not in a message (also KeyError)
-    │   └── FieldTypeError        mixed message types / a value of the wrong type (also TypeError)
+    │   ├── FieldTypeError        mixed message types / a value of the wrong type (also TypeError)
+    │   └── MessageIOError        a payload that does not decode, read by ReadFile (also OSError)
     ├── LogError              anything about a log on disk
     │   ├── LogNotFound       the path does not exist / holds no log (also FileNotFoundError)
     │   ├── LogExistsError    a writer would overwrite an existing log
@@ -107,12 +108,19 @@ class LogFormatIOError(LogFormatError, LogIOError):  # type: ignore[misc]
     """A :class:`LogFormatError` that is also an OSError (the original raised IOError)."""
 
 
-def as_io_error(exc: LogError) -> LogError:
+class MessageIOError(MessageError, OSError):
+    """A payload that does not decode, read through the original API (the original raised IOError)."""
+
+
+def as_io_error(exc: LogError | MessageError) -> MclError:
     """`exc` as an OSError too (same message and fields); unchanged if it already is one."""
     if isinstance(exc, OSError):
         return exc
-    if isinstance(exc, LogFormatError):
-        new: LogError = LogFormatIOError(exc.path, exc.reason, offset=exc.offset, line=exc.line)
+    new: MclError
+    if isinstance(exc, MessageError):
+        new = MessageIOError(str(exc))
+    elif isinstance(exc, LogFormatError):
+        new = LogFormatIOError(exc.path, exc.reason, offset=exc.offset, line=exc.line)
     else:
         new = LogIOError(str(exc), path=getattr(exc, "path", None))
     new.__cause__ = exc.__cause__

@@ -135,6 +135,12 @@ def test_missing_and_malformed_logs_are_io_errors(reference_dir: Path, tmp_path:
         assert isinstance(exc, LogFormatError) and exc.line == 1 and str(bad) in str(exc)
     else:
         pytest.fail("a file that is not a log was read")
+    undecodable = tmp_path / "undecodable.log"
+    undecodable.write_text("     0.50000    'x'         c1\n")  # 0xc1 is never valid msgpack
+    with mcl.ReadFile(undecodable) as reader:
+        with pytest.raises(IOError, match=r"record at 0\.500000 s on topic 'x': .*not valid msgpack") as info:
+            reader.read()
+    assert isinstance(info.value, mcl.MessageError)
     with pytest.raises(LogIOError, match="not a directory"):
         mcl.ReadDirectory(reference_dir / "dataset" / "UnitTestMessageA.log")
     with pytest.raises(OSError):

@@ -18,6 +18,7 @@ from mcl.exceptions import (
     LogIOError,
     LogNotFound,
     MessageError,
+    MessageIOError,
     as_io_error,
 )
 from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, make_writer, open_source
@@ -409,7 +410,11 @@ class ReadFile:
         if record is None:
             return None
         self._next = self._advance()
-        return {"elapsed_time": record.elapsed_ns / 1e9, "topic": record.topic, "payload": self._convert(record.payload)}
+        try:
+            payload = self._convert(record.payload)
+        except MessageError as exc:  # the original raised IOError for a line it could not parse
+            raise MessageIOError(f"record at {record.elapsed_ns / 1e9:.6f} s on topic {record.topic!r}: {exc}") from None
+        return {"elapsed_time": record.elapsed_ns / 1e9, "topic": record.topic, "payload": payload}
 
     def is_data_pending(self) -> bool:
         """True exactly when the next read() returns a record."""
