@@ -69,7 +69,8 @@ def make_source_spec(source: Any) -> SourceSpec:
     `source` is a log path, a list of paths, a :class:`mcl.LogReader`, an
     :class:`mcl.ReadFile` / :class:`mcl.ReadDirectory`, or any object with
     the original reader protocol (``read()`` returning ``{'elapsed_time',
-    'topic', 'payload'}`` or None, ``is_data_pending()``, ``reset()``).
+    'topic', 'payload'}`` or None, ``is_data_pending()``, and ``reset()``,
+    called at the start of each pass; without it the reader plays once).
 
     Paths, LogReaders and mcl's own readers (unless they force a message
     type) become log paths plus their selection: the buffer worker process

@@ -28,11 +28,12 @@ class Replay:
         source: a log path, a list of paths (merged by time), a
             :class:`mcl.LogReader`, an :class:`mcl.ReadFile` /
             :class:`mcl.ReadDirectory`, or any object with the original
-            reader protocol (``read()``, ``is_data_pending()``, ``reset()``).
-            Logs (also those named by mcl's readers) are read by the buffer
-            worker process; any other reader object stays in this process,
-            read by a thread (it need not be picklable; ``reset()`` is
-            called at the start of every pass).
+            reader protocol (``read()``, ``is_data_pending()``, and
+            ``reset()`` to play it more than once). Logs (also those named
+            by mcl's readers) are read by the buffer worker process; any
+            other reader object stays in this process, read by a thread (it
+            need not be picklable; ``reset()`` is called at the start of
+            every pass).
         speed: log seconds per wall second; ``math.inf`` plays as fast as
             possible (still in order, nothing dropped). Not a number is a
             TypeError, <= 0 a ValueError (and a TypeError, as the original).
