@@ -418,3 +418,37 @@ def test_a_reader_without_reset_plays_once(tmp_path: Path) -> None:
         buffer.reset()
     with pytest.raises(NameError, match="read"):
         mcl.Replay(object())
+
+
+_FULL_AT_EXIT = """
+import time, mcl
+
+class Endless:
+    def read(self):
+        return {"elapsed_time": 0.0, "topic": "t", "payload": b"x" * 1000}
+
+    def is_data_pending(self):
+        return True
+
+buffer = mcl.BufferData(Endless(), length=500)  # 500 kB queued: more than a pipe holds
+scheduler = mcl.ScheduleBroadcasts(buffer.queue, speed=1.0, hooks=[lambda record: time.sleep(1)])
+buffer.start()
+while not buffer.is_ready():
+    time.sleep(0.01)
+scheduler.start()
+print("full", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_a_program_exits_with_a_full_buffer(tmp_path: Path) -> None:
+    """Leaving with items still queued (and a scheduler in a hook) ends the program at once (multiprocessing would wait)."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "full_at_exit.py"
+    script.write_text(_FULL_AT_EXIT)
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout == "full\n", done.stderr
+    assert time.monotonic() - began < 30

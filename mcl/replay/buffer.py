@@ -481,6 +481,9 @@ class ItemQueue(mpq.Queue):
     def __init__(self, maxsize: int = 0) -> None:
         super().__init__(maxsize, ctx=_CONTEXT)
         self._epoch = _CONTEXT.Value("q", 0)
+        # Buffered items are worth nothing once the program ends: exiting must
+        # not wait for a consumer to take them (multiprocessing would).
+        self.cancel_join_thread()
 
     def __getstate__(self) -> Any:
         return (super().__getstate__(), self._epoch)
