@@ -420,6 +420,28 @@ def test_a_reader_without_reset_plays_once(tmp_path: Path) -> None:
         mcl.Replay(object())
 
 
+class Failing(GeneratorReader):
+    """A reader whose read() raises after three items."""
+
+    def read(self) -> dict[str, Any] | None:
+        item = super().read()
+        if item is not None and item["payload"]["i"] == 3:
+            raise OSError("disk gone")
+        return item
+
+
+@pytest.mark.slow
+def test_a_failing_reader_fails_the_replay() -> None:
+    """A reader read by a thread of this process that raises fails the replay with its error (a ReplayError)."""
+    hook = Hook()
+    with mcl.Replay(Failing(10, 0.0), speed=math.inf, hooks=[hook]) as replay:
+        replay.start()
+        with pytest.raises(mcl.ReplayError, match="the reader raised OSError: disk gone"):
+            replay.wait(30)
+        assert replay.status().state == "failed"
+    assert len(hook.records) <= 3
+
+
 _FULL_AT_EXIT = """
 import time, mcl
 
