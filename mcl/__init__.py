@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "LogWriter": "mcl.log.reader",
     "ReadFile": "mcl.log.reader",
     "ReadDirectory": "mcl.log.reader",
+    "WriteFile": "mcl.log.mcl1",
     # export
     "dump_to_list": "mcl.export",
     "dump_to_array": "mcl.export",

@@ -5,9 +5,15 @@ The three functions keep the semantics of the original MCL
 
 - an empty selection gives an empty list, a ``(0, n)`` array or an empty
   CSV file (the original returned None and wrote nothing);
-- every row is checked, not only the first, and a problem raises
+- every row is checked, not only the first, and a problem raises a
   :class:`~mcl.MessageError` naming the record (elapsed time and topic) and
-  the field (the original raised bare ``Exception`` or printed and went on);
+  the field, of the built-in type the original raised: a missing field is
+  also a KeyError, mixed types or a value that is not a number a TypeError;
+- the arguments are checked as the original checked them (``metadata`` and
+  ``message`` as ReadFile's, ``keys`` strings, ``min_time`` / ``max_time``
+  numbers >= 0: TypeError / ValueError), and a missing log is also a
+  FileNotFoundError (an IOError); ``keys`` may be one string (one field,
+  where the original iterated its characters);
 - the CSV is written only once every row is known to be good, so a failed
   export never leaves half a file;
 - raw-typed records (payloads that are not named messages) are part of
@@ -24,9 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from mcl.exceptions import MessageError
-from mcl.log.reader import open_log
-from mcl.message import decode, unpack
+from mcl.exceptions import ArgumentTypeError, FieldMissingError, FieldTypeError, LogError, as_io_error
+from mcl.log.reader import LogReader, check_time_window, open_log, payload_converter
 
 __all__ = ["dump_to_list", "dump_to_array", "dump_to_csv"]
 
@@ -36,14 +41,30 @@ PathLike = str | os.PathLike[str]
 def _paths(source: PathLike | Sequence[PathLike]) -> list[PathLike]:
     if isinstance(source, (str, os.PathLike)):
         return [source]
-    return list(source)
+    if isinstance(source, (list, tuple)) and source and all(isinstance(p, (str, os.PathLike)) for p in source):
+        return list(source)
+    raise ArgumentTypeError(f"source must be a log path or a list of log paths, not {source!r}")
+
+
+def _open(
+    source: PathLike | Sequence[PathLike],
+    min_time: float | None,
+    max_time: float | None,
+    topics: Iterable[str] | str | None,
+) -> LogReader:
+    paths = _paths(source)
+    check_time_window(min_time, max_time)
+    try:
+        return open_log(*paths, topics=topics, start=min_time, end=max_time)
+    except LogError as exc:
+        raise as_io_error(exc) from None
 
 
 def dump_to_list(
     source: PathLike | Sequence[PathLike],
     min_time: float | None = None,
     max_time: float | None = None,
-    message: bool = False,
+    message: bool | str | type = False,
     metadata: bool = True,
     *,
     topics: Iterable[str] | str | None = None,
@@ -56,18 +77,23 @@ def dump_to_list(
         min_time, max_time: elapsed seconds, inclusive; None for no bound.
         message: decode payloads to :class:`~mcl.Message` objects (a
             :class:`~mcl.GenericMessage` when the type is not registered)
-            instead of plain dicts.
+            instead of plain dicts; a Message subclass or the name of one
+            reads every message as that type (as :class:`~mcl.ReadFile`).
         metadata: True (default): each item is ``{'elapsed_time': float s,
             'topic': str, 'payload': ...}``; False: the payloads alone.
         topics: keep only these topics (exact names).
 
     Raises:
-        LogNotFound, LogFormatError: the source is missing or not a log.
+        LogNotFound (a FileNotFoundError), LogIOError (an OSError): the
+            source is missing or not a log.
+        ArgumentTypeError, ArgumentError: a bad argument (TypeError, ValueError).
         MessageError: a payload is not valid msgpack.
     """
-    convert = decode if message else unpack
+    if not isinstance(metadata, bool):
+        raise ArgumentTypeError(f"metadata must be True or False, not {metadata!r}")
+    convert = payload_converter(message)
     items: list[Any] = []
-    with open_log(*_paths(source), topics=topics, start=min_time, end=max_time) as reader:
+    with _open(source, min_time, max_time, topics) as reader:
         for elapsed_ns, topic, payload in reader:
             value = convert(payload)
             if metadata:
@@ -80,9 +106,12 @@ def dump_to_list(
 def _check_keys(keys: Iterable[str] | str) -> list[str]:
     if isinstance(keys, str):
         return [keys]
-    keys = list(keys)
-    if not keys or not all(isinstance(k, str) for k in keys):
-        raise TypeError("'keys' must be a string or a non-empty list of strings")
+    try:
+        keys = list(keys)
+    except TypeError:
+        raise ArgumentTypeError(f"keys must be a string or a list of strings, not {keys!r}") from None
+    if not all(isinstance(k, str) for k in keys):
+        raise ArgumentTypeError(f"keys must be a string or a list of strings, not {keys!r}")
     return keys
 
 
@@ -105,14 +134,14 @@ def _message_rows(
         if first_name is None:
             first_name = name
         elif name != first_name:
-            raise MessageError(
+            raise FieldTypeError(
                 f"{where} is a {name!r} message; every exported message must be of one type"
                 f" (the first was {first_name!r}); choose a topic or a log that holds only one type"
             )
         missing = [k for k in keys if k not in payload]
         if missing:
             available = ", ".join(sorted(map(str, payload)))
-            raise MessageError(f"{where}: {name!r} has no field {missing[0]!r} (fields: {available})")
+            raise FieldMissingError(f"{where}: {name!r} has no field {missing[0]!r} (fields: {available})")
         rows.append((item["elapsed_time"], item["topic"], [payload[k] for k in keys]))
     return rows
 
@@ -136,9 +165,11 @@ def dump_to_array(
     ``(0, len(keys))``.
 
     Raises:
-        MessageError: messages of several types, a missing field, a value
+        FieldMissingError (a KeyError): a message lacks a key.
+        FieldTypeError (a TypeError): messages of several types, a value
             that is not a number, or an array whose shape changes.
-        TypeError: `keys` is not a string or a list of strings.
+        ArgumentTypeError (a TypeError): `keys` is not a string or a list of
+            strings (``[]`` gives ``(rows, 0)``); bad ``min_time`` / ``max_time``.
     """
     keys = _check_keys(keys)
     rows = _message_rows(source, keys, min_time, max_time, topics)
@@ -154,7 +185,7 @@ def dump_to_array(
         for key, value, shape in zip(keys, row[2], shapes):
             numbers = _numeric(value, key, row)
             if numbers.shape != shape:
-                raise MessageError(
+                raise FieldTypeError(
                     f"record at {row[0]:.6f} s on topic {row[1]!r}: field {key!r} has shape"
                     f" {numbers.shape}, the first message had {shape}; a column needs the same shape in every row"
                 )
@@ -170,7 +201,7 @@ def _numeric(value: Any, key: str, row: tuple[float, str, list[Any]]) -> np.ndar
     except (TypeError, ValueError):
         numbers = None
     if numbers is None or isinstance(value, (str, bytes)):
-        raise MessageError(
+        raise FieldTypeError(
             f"record at {row[0]:.6f} s on topic {row[1]!r}: field {key!r} holds"
             f" {_describe(value)}, which is not a number or an array of numbers"
         )
@@ -216,7 +247,9 @@ def dump_to_csv(
     every row has been checked; an empty selection writes an empty file.
 
     Raises:
-        MessageError: messages of several types or a missing field.
+        FieldMissingError (a KeyError), FieldTypeError (a TypeError): a
+            missing field, messages of several types.
+        ArgumentTypeError: bad `keys` / times (as :func:`dump_to_array`).
         OSError: `csv_file` cannot be written.
     """
     keys = _check_keys(keys)

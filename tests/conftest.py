@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+import mcl
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT.parent / "shared" / "reference" / "mcl-v1"
@@ -25,3 +28,29 @@ def reference_dir() -> Path:
 def sample_logs() -> Path:
     """The sample_logs/ directory of the project."""
     return SAMPLE_LOGS
+
+
+class UnitTestMessageA(mcl.Message):
+    """The message type of the original's dataset/UnitTestMessageA.log (picklable: module level)."""
+
+    mandatory = ("data",)
+
+
+class UnitTestMessageB(mcl.Message):
+    """The message type of the original's dataset/UnitTestMessageB.log."""
+
+    mandatory = ("data",)
+
+
+@pytest.fixture
+def original_types() -> Iterator[tuple[type[mcl.Message], type[mcl.Message]]]:
+    """UnitTestMessageA / B are the registered types during the test (other tests may register their own)."""
+    from mcl.message import _REGISTRY
+
+    saved = dict(_REGISTRY)
+    _REGISTRY.update(UnitTestMessageA=UnitTestMessageA, UnitTestMessageB=UnitTestMessageB)
+    try:
+        yield UnitTestMessageA, UnitTestMessageB
+    finally:
+        _REGISTRY.clear()
+        _REGISTRY.update(saved)

@@ -71,7 +71,8 @@ def test_dump_to_array_errors_name_the_record(tmp_path: Path) -> None:
     with pytest.raises(mcl.MessageError, match=r"0\.100000 s .* has no field 'v' \(fields: name, timestamp, w\)"):
         mcl.dump_to_array(log, ["v"])
     with pytest.raises(TypeError, match="keys"):
-        mcl.dump_to_array(log, [])
+        mcl.dump_to_array(log, [1])  # type: ignore[list-item]
+    assert mcl.dump_to_array(_log(tmp_path / "ok", [{"v": 1.0}, {"v": 2.0}]), []).shape == (2, 0)  # as the original
 
 
 def test_mixed_message_types_are_refused(reference_dir: Path, tmp_path: Path) -> None:

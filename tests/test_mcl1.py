@@ -108,9 +108,11 @@ def test_original_read_directory_protocol(reference_dir: Path) -> None:
 
 
 def test_writer_reproduces_original_file_bytes(reference_dir: Path, tmp_path: Path) -> None:
-    """Writing the records of UnitTestMessageA.log with its origin and revision gives the same bytes."""
+    """Writing the records of UnitTestMessageA.log with its origin, revision and '# ' blank lines gives the same bytes."""
     original = reference_dir / "dataset" / "UnitTestMessageA.log"
-    with mcl.LogWriter(tmp_path / "log", format="mcl1", origin_ns=0, metadata={"revision": REVISION}) as writer:
+    with mcl.LogWriter(
+        tmp_path / "log", format="mcl1", origin_ns=0, metadata={"revision": REVISION}, blank_line="# "
+    ) as writer:
         for rec in _read(original):
             writer.write_record(rec)
     assert (tmp_path / "log" / "UnitTestMessageA.log").read_bytes() == original.read_bytes()

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mcl
-from mcl.replay.buffer import BufferData
+from mcl.replay.buffer import BatchBuffer
 from mcl.replay.clock import LatenessStats, ReplayClock
 from mcl.replay.options import ReplayOptions
-from mcl.replay.scheduler import ScheduleBroadcasts
+from mcl.replay.scheduler import BatchScheduler
 
 MS = 1_000_000
 
@@ -274,12 +274,12 @@ def test_hook_error_fails_the_replay(tmp_path: Path) -> None:
         assert replay.status().state == "failed"
 
 
-def test_original_style_buffer_and_scheduler(tmp_path: Path) -> None:
-    """BufferData(reader, length) + ScheduleBroadcasts(queue, speed) compose as in the original MCL."""
+def test_batch_buffer_and_scheduler_compose(tmp_path: Path) -> None:
+    """BatchBuffer(source, length) + BatchScheduler(queue, speed), Replay's fast path, compose by hand."""
     log = make_log(tmp_path / "log", 25, MS)
     got = Collector()
-    with BufferData(str(log), length=8, options=ReplayOptions(batch_records=4)) as buffer:
-        with ScheduleBroadcasts(buffer.queue, speed=100, hooks=[got]) as scheduler:
+    with BatchBuffer(str(log), length=8, options=ReplayOptions(batch_records=4)) as buffer:
+        with BatchScheduler(buffer.queue, speed=100, hooks=[got]) as scheduler:
             buffer.start()
             scheduler.start()
             assert scheduler.wait_finished(0, 30)
@@ -292,7 +292,7 @@ def test_buffer_batches_are_bounded(tmp_path: Path) -> None:
         for i in range(20):
             writer.write("t", bytes(100 if i != 7 else 5000), i * MS)
     options = ReplayOptions(batch_records=6, batch_bytes=1000, read_ahead=12)
-    with BufferData(str(tmp_path / "log"), length=12, options=options) as buffer:
+    with BatchBuffer(str(tmp_path / "log"), length=12, options=options) as buffer:
         buffer.start()
         batches = []
         deadline = time.monotonic() + 30

@@ -39,6 +39,10 @@ def convert_log(reader: LogReader, output: PathLike, format: str | None = None, 
     prepare = getattr(writer_class(name), "prepare", None)
     if prepare is not None:
         options = prepare(reader.iter_records(), options)
+    if name == "mcl1":  # keep the file names and revisions of MCL_LOG sources
+        from mcl.log.mcl1 import layout_options
+
+        options = {**layout_options(reader.sources), **options}
     options.setdefault("metadata", merged_metadata(reader.sources))
     existed = out.exists()
     writer = make_writer(out, name, origin_ns=reader.origin_ns if reader.origin_ns is not None else 0, **options)

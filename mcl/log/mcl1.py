@@ -24,7 +24,7 @@ import heapq
 import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -52,7 +52,7 @@ from mcl.log.record import (
 )
 from mcl.message import type_name_of
 
-__all__ = ["Mcl1Source", "Mcl1Writer", "probe", "FORMAT"]
+__all__ = ["Mcl1Source", "Mcl1Writer", "WriteFile", "format_header", "format_line", "probe", "FORMAT"]
 
 FORMAT = "mcl1"
 VERSION = "1.0"
@@ -538,6 +538,15 @@ def _complete_msgpack(payload: bytes) -> bool:
     return True
 
 
+def check_topic(topic: str, path: str | os.PathLike[str]) -> None:
+    """Refuse a topic MCL_LOG 1.0 cannot store (the line is split on white space)."""
+    if not _TOPIC_RE.fullmatch(topic):
+        raise LogError(
+            f"{path}: topic {topic!r} holds white space or characters other than printable ASCII;"
+            " MCL_LOG 1.0 cannot store it (use the native format)"
+        )
+
+
 def format_line(elapsed_ns: int, topic: str, payload: bytes) -> str:
     """One data line, exactly as the original WriteFile wrote it."""
     time_str = ("%1.5f" % (elapsed_ns / _NS)).rjust(TIME_PADDING)
@@ -545,30 +554,41 @@ def format_line(elapsed_ns: int, topic: str, payload: bytes) -> str:
     return f"{time_str}    {topic_str}    {payload.hex()}\n"
 
 
-def format_header(origin_ns: int, type_name: str | None, revision: str = "") -> str:
-    """The header block of the first file of a series."""
+def format_header(origin_ns: int, type_name: str | None, revision: str = "", *, blank_line: str = "#") -> str:
+    """The header block of the first file of a series, as the original WriteFile wrote it.
+
+    `blank_line` is the style: ``"#"`` as the original writer wrote it
+    (``RawUnitTestData.log``: blank comment lines ``#``, an empty revision
+    leaves ``#     -- revision`` with no trailing space), or ``"# "`` as in
+    the other shipped files (``UnitTestMessageA.log``, ``dataset_split/``:
+    blank lines ``# ``, an empty revision followed by four spaces).
+    """
+    if blank_line not in ("#", "# "):
+        raise ValueError(f"blank_line must be '#' or '# ', not {blank_line!r}")
     created = ns_to_datetime(origin_ns).replace(tzinfo=None)
     text = _HEADER_TEMPLATE.format(
         block=COMMENT_BLOCK,
         version=VERSION,
-        revision=revision,
+        revision=" ".join(revision.splitlines()),
         created=str(created),
         type_name=" ".join(type_name.splitlines()) if type_name is not None else "None",
     )
-    # The original's empty comment lines are '# ' (kept here, where editors
-    # would strip the trailing space from the template).
-    return "\n".join("# " if line == "#" else line for line in text.split("\n"))
+    if blank_line == "# ":
+        return "\n".join("# " if line == "#" else line for line in text.split("\n"))
+    return "\n".join(line.rstrip(" ") for line in text.split("\n"))
 
 
 class _OpenSeries:
-    __slots__ = ("name", "type_name", "fp", "part", "size", "first_ns", "split")
+    __slots__ = ("name", "type_name", "revision", "fp", "part", "size", "count", "first_ns", "split")
 
-    def __init__(self, name: str, type_name: str | None, split: bool) -> None:
+    def __init__(self, name: str, type_name: str | None, revision: str, split: bool) -> None:
         self.name = name
         self.type_name = type_name
+        self.revision = revision
         self.fp: IO[str] | None = None
         self.part = 0
         self.size = 0
+        self.count = 0  # records in the current file
         self.first_ns = 0
         self.split = split
 
@@ -577,7 +597,11 @@ class Mcl1Writer:
     """Writes an MCL_LOG 1.0 directory: one file (or split series) per message type.
 
     Records whose payload is not a named message go to ``RawData.log``
-    (header type ``None``). Topics cannot hold white space in this format.
+    (header type ``None``; another name with `raw_name`). Topics cannot hold
+    white space in this format. A series is split into ``Name_000.log``,
+    ``Name_001.log``, ... (only the first with the header, as the original)
+    when any of `split_size`, `split_duration_ns`, `split_entries` is given;
+    whichever limit is reached first starts the next part.
     """
 
     format = FORMAT
@@ -590,14 +614,26 @@ class Mcl1Writer:
         revision: str = "",
         split_size: int | None = None,  # bytes per file before a new part; None: no limit
         split_duration_ns: int | None = None,  # ns per file before a new part; None: no limit
+        split_entries: int | None = None,  # records per file (the original max_entries); None: no limit
         metadata: dict[str, str] | None = None,  # only 'revision' can be kept by this format
+        raw_name: str = "RawData",  # file name (stem) of the raw data series
+        names: dict[str | None, str] | None = None,  # type name (None: raw) -> file stem, overriding the type name
+        revisions: dict[str | None, str] | None = None,  # type name (None: raw) -> revision of that series
+        blank_line: str = "#",  # empty header comment lines: '#' (original writer) or '# ' (shipped A/B files)
     ) -> None:
+        if split_entries is not None and (isinstance(split_entries, bool) or not isinstance(split_entries, int) or split_entries < 1):
+            raise ValueError(f"split_entries must be a whole number >= 1, not {split_entries!r}")
+        format_header(0, None, blank_line=blank_line)  # checks blank_line
         self.path = Path(path)
         make_log_dir(self.path)
         self.origin_ns = origin_ns
         self.revision = revision or (metadata or {}).get("revision", "")
         self.split_size = split_size
         self.split_duration_ns = split_duration_ns
+        self.split_entries = split_entries
+        self.names: dict[str | None, str] = {None: raw_name, **(names or {})}
+        self.revisions = dict(revisions or {})
+        self.blank_line = blank_line
         self._series: dict[str | None, _OpenSeries] = {}  # type name (None: raw) -> series
         self._closed = False
 
@@ -605,20 +641,19 @@ class Mcl1Writer:
         """Append one record; `elapsed_ns` is relative to ``origin_ns``."""
         if self._closed:
             raise RuntimeError("Cannot write to a log writer once it has been closed.")
-        if not _TOPIC_RE.fullmatch(topic):
-            raise LogError(
-                f"{self.path}: topic {topic!r} holds white space or characters other than printable ASCII;"
-                " MCL_LOG 1.0 cannot store it (use the native format)"
-            )
+        check_topic(topic, self.path)
         type_name = type_name_of(payload)
         series = self._series.get(type_name)
         if series is None:
-            split = self.split_size is not None or self.split_duration_ns is not None
-            series = self._series[type_name] = _OpenSeries(self._file_stem(type_name, split), type_name, split)
+            split = self.split_size is not None or self.split_duration_ns is not None or self.split_entries is not None
+            revision = self.revisions.get(type_name, self.revision)
+            series = _OpenSeries(self._file_stem(type_name, split), type_name, revision, split)
+            self._series[type_name] = series
         line = format_line(elapsed_ns, topic, payload)
         if series.fp is not None and series.split and (
             (self.split_size is not None and series.size + len(line) > self.split_size and series.size > 0)
             or (self.split_duration_ns is not None and elapsed_ns - series.first_ns >= self.split_duration_ns)
+            or (self.split_entries is not None and series.count >= self.split_entries)
         ):
             series.fp.close()
             series.fp = None
@@ -626,17 +661,21 @@ class Mcl1Writer:
         if series.fp is None:
             series.fp = self._open(series)
             series.first_ns = elapsed_ns
+            series.count = 0
         series.fp.write(line)
         series.size += len(line)
+        series.count += 1
 
     def _file_stem(self, type_name: str | None, split: bool) -> str:
         """A file name for the series of `type_name`, unique in this log.
 
-        The type name is kept when it is a safe file name; other characters
-        become '_' (the header keeps the real name). An unsplit name ending in
-        ``_NNN`` gets a trailing '_' so that readers do not take it for a part.
+        The type name (or the name given in `names` / `raw_name`) is kept
+        when it is a safe file name; other characters become '_' (the header
+        keeps the real name). An unsplit name ending in ``_NNN`` gets a
+        trailing '_' so that readers do not take it for a part.
         """
-        stem = "RawData" if type_name is None else (_UNSAFE_RE.sub("_", type_name) or "_")
+        wanted = self.names.get(type_name, type_name)
+        stem = _UNSAFE_RE.sub("_", wanted) if wanted else "_"
         if not split and _SPLIT_RE.match(stem + ".log"):
             stem += "_"
         taken = {series.name.casefold() for series in self._series.values()}
@@ -660,7 +699,7 @@ class Mcl1Writer:
             raise LogError(f"{path}: cannot create: {exc.strerror}") from None
         series.size = 0
         if series.part == 0:
-            header = format_header(self.origin_ns, series.type_name, self.revision)
+            header = format_header(self.origin_ns, series.type_name, series.revision, blank_line=self.blank_line)
             fp.write(header)
             series.size = len(header)
         return fp
@@ -694,3 +733,237 @@ class Mcl1Writer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+
+
+class WriteFile:
+    """The original MCL ``WriteFile``: one message stream to ``<prefix>.log`` (or a split series).
+
+    ``WriteFile(prefix, connection, revision=None, time_origin=None,
+    max_entries=None, max_time=None)`` as in the original:
+
+    - `prefix` is the path without extension; the data goes to
+      ``<prefix>.tmp`` and becomes ``<prefix>.log`` at :meth:`close`. With
+      `max_entries` (records per file) or `max_time` (seconds per file, from
+      the file's first record) the files are ``<prefix>_000.tmp``,
+      ``_001``, ..., each renamed to ``.log`` when the next one starts; only
+      the first has the header. Nothing is created before the first write.
+    - `connection` names the type written in the header: a
+      :class:`~mcl.Message` subclass, a type name (str), or None for raw data
+      (the original took a Message class or a network Connection).
+    - `time_origin` (a datetime, naive = UTC) is the header's ``created``
+      and the zero of elapsed times; None: the first record's time.
+    - `blank_line` (mcl): the header style of :func:`format_header`.
+
+    :meth:`write` takes the original dict ``{'topic', 'time_received',
+    'payload'}``: ``time_received`` a datetime (naive = UTC) or int ns since
+    the epoch; the payload a Message, payload bytes (written as they are) or
+    any msgpack-able value.
+
+    Errors are MclErrors of the original's built-in types: a bad argument is
+    a TypeError (an out-of-range number also a ValueError), a prefix that is
+    a directory, in a missing directory or whose files exist an OSError
+    (IOError), a dict without a key a KeyError. Unlike the original an
+    existing ``.log`` is never replaced (OSError at once, or when renaming).
+    """
+
+    def __init__(
+        self,
+        prefix: str | os.PathLike[str],
+        connection: object = None,
+        revision: str | None = None,
+        time_origin: _dt.datetime | None = None,
+        max_entries: int | None = None,
+        max_time: float | None = None,
+        *,
+        blank_line: str = "#",
+    ) -> None:
+        from mcl.exceptions import ArgumentRangeError, ArgumentTypeError, LogIOError
+        from mcl.message import Message
+
+        if not isinstance(prefix, (str, os.PathLike)):
+            raise ArgumentTypeError(f"prefix must be a path (str or os.PathLike), not a {type(prefix).__name__}")
+        text = os.fspath(prefix)
+        if text.endswith((".tmp", ".log")):
+            raise ArgumentTypeError(f"prefix {text!r} must not end in '.tmp' or '.log' (they are added)")
+        if connection is None or isinstance(connection, str):
+            type_name = connection
+        elif isinstance(connection, type) and issubclass(connection, Message):
+            type_name = connection.type_name
+        else:
+            raise ArgumentTypeError(
+                f"connection must be a Message subclass, a type name or None (raw data), not {connection!r}"
+            )
+        if revision is not None and not isinstance(revision, str):
+            raise ArgumentTypeError(f"revision must be None or a str, not a {type(revision).__name__}")
+        if time_origin is not None and not isinstance(time_origin, _dt.datetime):
+            raise ArgumentTypeError(f"time_origin must be None or a datetime.datetime, not a {type(time_origin).__name__}")
+        if max_entries is not None:
+            if isinstance(max_entries, bool) or not isinstance(max_entries, int):
+                raise ArgumentTypeError(f"max_entries must be None or an int > 0, not a {type(max_entries).__name__}")
+            if max_entries <= 0:
+                raise ArgumentRangeError(f"max_entries must be > 0, not {max_entries}")
+        if max_time is not None:
+            if isinstance(max_time, bool) or not isinstance(max_time, (int, float)):
+                raise ArgumentTypeError(f"max_time must be None or a number of seconds > 0, not a {type(max_time).__name__}")
+            if not max_time > 0 or max_time != max_time:
+                raise ArgumentRangeError(f"max_time must be a number of seconds > 0, not {max_time!r}")
+        self._prefix = Path(text)
+        if self._prefix.is_dir():
+            raise LogIOError(f"{self._prefix}: is a directory; prefix names files (e.g. dir/Name)", path=self._prefix)
+        if not self._prefix.parent.is_dir():
+            raise LogNotFound(self._prefix.parent, "the directory of the prefix does not exist")
+        self._split = max_entries is not None or max_time is not None
+        for suffix in (".tmp", ".log"):
+            first = self._path(0, suffix)
+            if first.exists():
+                raise LogIOError(f"{first}: already exists; WriteFile never overwrites a log", path=first)
+        format_header(0, None, blank_line=blank_line)  # checks blank_line
+        self._blank_line = blank_line
+        self._type_name = type_name
+        self._revision = revision
+        self._origin_ns = None if time_origin is None else datetime_to_ns(time_origin)
+        self._max_entries = max_entries
+        self._max_ns = None if max_time is None else round(max_time * _NS)
+        self._fp: IO[str] | None = None
+        self._part = 0
+        self._count = 0
+        self._first_ns = 0
+        self._closed = False
+
+    @property
+    def max_entries(self) -> int | None:
+        """Records per file (None: not split by count)."""
+        return self._max_entries
+
+    @property
+    def max_time(self) -> float | None:
+        """Seconds per file (None: not split by time)."""
+        return None if self._max_ns is None else self._max_ns / _NS
+
+    @property
+    def prefix(self) -> Path:
+        return self._prefix
+
+    def _path(self, part: int, suffix: str) -> Path:
+        if self._split:
+            return self._prefix.with_name(f"{self._prefix.name}_{part:03d}{suffix}")
+        return self._prefix.with_name(self._prefix.name + suffix)
+
+    def write(self, data: dict[str, object]) -> None:
+        """Append one record ``{'topic': str | None, 'time_received': datetime | int ns, 'payload': ...}``."""
+        from mcl.exceptions import ArgumentTypeError, FieldMissingError
+        from mcl.message import Message, encode
+
+        if self._closed:
+            raise RuntimeError("Cannot write to a WriteFile once it has been closed.")
+        for key in ("topic", "time_received", "payload"):
+            if not isinstance(data, dict) or key not in data:
+                raise FieldMissingError(f"{self._prefix}: the record must have the key {key!r} (keys: topic, time_received, payload)")
+        topic = data["topic"]
+        if topic is None:
+            topic = ""
+        if not isinstance(topic, str):
+            raise ArgumentTypeError(f"{self._prefix}: topic must be a str or None, not a {type(topic).__name__}")
+        check_topic(topic, self._prefix)
+        when = data["time_received"]
+        if isinstance(when, _dt.datetime):
+            when_ns = datetime_to_ns(when)
+        elif isinstance(when, int) and not isinstance(when, bool):
+            when_ns = when
+        else:
+            raise ArgumentTypeError(f"{self._prefix}: time_received must be a datetime or int ns, not a {type(when).__name__}")
+        payload = data["payload"]
+        if isinstance(payload, (bytes, bytearray, memoryview)):
+            body = bytes(payload)
+        else:
+            body = encode(payload.to_dict() if isinstance(payload, Message) else payload)
+        if self._origin_ns is None:
+            self._origin_ns = when_ns
+        elapsed = when_ns - self._origin_ns
+        if self._fp is not None and self._split and (
+            (self._max_entries is not None and self._count >= self._max_entries)
+            or (self._max_ns is not None and elapsed - self._first_ns >= self._max_ns)
+        ):
+            self._finish()
+            self._part += 1
+        if self._fp is None:
+            self._fp = self._open()
+            self._first_ns = elapsed
+            self._count = 0
+        self._fp.write(format_line(elapsed, topic, body))
+        self._fp.flush()  # as the original, every line reaches the OS when written
+        self._count += 1
+
+    def _open(self) -> IO[str]:
+        from mcl.exceptions import LogIOError
+
+        path = self._path(self._part, ".tmp")
+        for existing in (path, self._path(self._part, ".log")):
+            if existing.exists():
+                raise LogIOError(f"{existing}: already exists; WriteFile never overwrites a log", path=existing)
+        try:
+            fp = open(path, "x", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise LogIOError(f"{path}: cannot create: {exc.strerror}", path=path) from None
+        if self._part == 0:
+            assert self._origin_ns is not None
+            fp.write(format_header(self._origin_ns, self._type_name, self._revision or "", blank_line=self._blank_line))
+        return fp
+
+    def _finish(self) -> None:
+        """Close the current .tmp file and give it its .log name (never replacing a file)."""
+        from mcl.exceptions import LogIOError
+
+        fp, self._fp = self._fp, None
+        if fp is None:
+            return
+        fp.close()
+        tmp, log = self._path(self._part, ".tmp"), self._path(self._part, ".log")
+        try:
+            os.link(tmp, log)  # fails if `log` exists, unlike rename
+            os.unlink(tmp)
+        except FileExistsError:
+            raise LogIOError(f"{log}: appeared while writing; the data stays in {tmp}", path=log) from None
+        except OSError:
+            if log.exists():
+                raise LogIOError(f"{log}: appeared while writing; the data stays in {tmp}", path=log) from None
+            os.replace(tmp, log)  # a file system without hard links
+
+    def close(self) -> None:
+        """Finish the last file (``.tmp`` to ``.log``); idempotent; nothing to do if nothing was written."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finish()
+
+    def __enter__(self) -> WriteFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def layout_options(sources: Sequence[object]) -> dict[str, dict[str | None, str]]:
+    """``names`` / ``revisions`` for :class:`Mcl1Writer` that keep the file names and revisions of MCL_LOG sources.
+
+    Converting an MCL_LOG 1.0 log to MCL_LOG 1.0 then keeps, per message
+    type, the file name (e.g. ``RawUnitTestData`` for raw data rather than
+    ``RawData``) and the revision of its header. A type held by several
+    series (or sources) keeps the defaults.
+    """
+    names: dict[str | None, str] = {}
+    revisions: dict[str | None, str] = {}
+    seen: dict[str | None, int] = {}
+    for source in sources:
+        if not isinstance(source, Mcl1Source):
+            continue
+        for series in source._series:
+            type_name = series.header.type_name if series.header is not None else None
+            seen[type_name] = seen.get(type_name, 0) + 1
+            names[type_name] = series.name
+            revisions[type_name] = series.header.revision if series.header is not None else ""
+    ambiguous = {t for t, n in seen.items() if n > 1}
+    return {
+        "names": {t: n for t, n in names.items() if t not in ambiguous},
+        "revisions": {t: r for t, r in revisions.items() if t not in ambiguous},
+    }

@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import heapq
+import math
+import numbers
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from mcl.exceptions import LogError
+from mcl.exceptions import (
+    ArgumentError,
+    ArgumentRangeError,
+    ArgumentTypeError,
+    LogError,
+    LogIOError,
+    LogNotFound,
+    MessageError,
+    MessageIOError,
+    as_io_error,
+)
 from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, make_writer, open_source
 from mcl.log.record import (
     LogSource,
@@ -19,9 +31,9 @@ from mcl.log.record import (
     make_topic_filter,
     seconds_to_ns,
 )
-from mcl.message import decode, type_name_of, unpack
+from mcl.message import GenericMessage, Message, decode, get_message_type, message_types, type_name_of, unpack
 
-__all__ = ["LogReader", "open_log", "ReadFile", "ReadDirectory", "LogWriter"]
+__all__ = ["LogReader", "open_log", "ReadFile", "ReadDirectory", "LogWriter", "check_time_window", "payload_converter"]
 
 PathLike = str | os.PathLike[str]
 
@@ -196,50 +208,212 @@ def LogWriter(  # noqa: N802 - a factory that reads like the class users expect
     )
 
 
-class ReadFile:
-    """The original MCL reader protocol over any log: ``read()``, ``is_data_pending()``, ``reset()``.
+def check_time_window(min_time: Any, max_time: Any) -> None:
+    """The original MCL checks of ``min_time`` / ``max_time`` (float seconds, inclusive).
 
-    ``read()`` returns ``{'elapsed_time': seconds, 'topic': str, 'payload': ...}``
-    or None at the end. The payload is the unpacked value (dicts, as the
-    original) by default, a :class:`~mcl.Message` with ``message=True``, or
-    the raw payload bytes with ``raw=True`` (what the replay buffer uses).
-    ``ignore_raw=True`` skips payloads that are not named messages, as the
-    original ``ReadDirectory`` did by default.
+    Each is None (no bound) or a number >= 0: another type is an
+    :class:`~mcl.exceptions.ArgumentTypeError` (a TypeError), a negative or NaN
+    value an :class:`~mcl.exceptions.ArgumentRangeError` (a ValueError, and a
+    TypeError as in the original); ``min_time > max_time`` is an
+    :class:`~mcl.exceptions.ArgumentError` (a ValueError). 0 is a bound like
+    any other: ``max_time=0`` keeps the records at 0 s only (the original
+    read it as "no limit").
+    """
+    for name, value in (("min_time", min_time), ("max_time", max_time)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ArgumentTypeError(f"{name} must be None or a number of seconds >= 0, not a {type(value).__name__}")
+        if math.isnan(value) or value < 0:
+            raise ArgumentRangeError(f"{name} must be a number of seconds >= 0, not {value!r}")
+    if min_time is not None and max_time is not None and min_time > max_time:
+        raise ArgumentError(f"min_time {min_time!r} s is after max_time {max_time!r} s")
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ArgumentTypeError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def _message_type(message: Any) -> tuple[bool, type[Message] | None]:
+    """(decode, forced type) for the original ``message`` argument."""
+    if isinstance(message, bool):
+        return message, None
+    if isinstance(message, str):
+        try:
+            return True, get_message_type(message)
+        except MessageError:
+            known = ", ".join(sorted(message_types())) or "none"
+            raise ArgumentTypeError(
+                f"message={message!r}: no message type of that name is registered (registered: {known})"
+            ) from None
+    if isinstance(message, type) and issubclass(message, Message) and message not in (Message, GenericMessage):
+        return True, message
+    raise ArgumentTypeError(
+        f"message must be True, False, a Message subclass or the name of one, not {message!r}"
+    )
+
+
+def payload_converter(message: Any = False, raw: bool = False) -> Callable[[bytes], Any]:
+    """What ``read()`` makes of payload bytes for the original ``message`` argument (checked here)."""
+    decode_it, forced = _message_type(message)
+    if _check_bool("raw", raw):
+        return bytes
+    if forced is not None:
+        make = forced._from_map
+        name = forced.type_name
+
+        def as_forced(payload: bytes) -> Any:
+            value = unpack(payload)
+            return make(name, value) if isinstance(value, dict) else value
+
+        return as_forced
+    return decode if decode_it else unpack
+
+
+def _check_source(source: Any, what: str) -> PathLike:
+    if not isinstance(source, (str, os.PathLike)):
+        raise ArgumentTypeError(f"{what} must be a path (str or os.PathLike), not a {type(source).__name__}")
+    return source
+
+
+def _header_of(reader: LogReader) -> dict[str, Any] | None:
+    """The original ``header`` dict of an MCL_LOG 1.0 file or series, None otherwise."""
+    from mcl.log.mcl1 import Mcl1Source, read_header
+
+    sources = reader.sources
+    if len(sources) != 1 or not isinstance(sources[0], Mcl1Source):
+        return None
+    source = sources[0]
+    if len(source.type_names()) != 1:
+        return None  # a directory of several files has no single header
+    first = source.files[0]
+    try:
+        with open(first, encoding="latin-1", newline="") as fp:
+            header = read_header(fp, first)
+            if header is None:
+                return None
+            fp.seek(0)
+            text = fp.read(header.end)
+    except OSError as exc:
+        raise LogIOError(f"{first}: cannot read: {exc.strerror}", path=first) from None
+    type_name = header.type_name
+    kind: Any = None
+    if type_name is not None:
+        kind = message_types().get(type_name, type_name)
+    return {
+        "text": text,
+        "end": header.end,
+        "version": header.version,
+        "revision": header.revision or None,
+        "created": header.created,
+        "type": kind,
+    }
+
+
+class ReadFile:
+    """The original MCL reader: ``read()``, ``is_data_pending()``, ``reset()``, ``header``.
+
+    ``ReadFile(filename, min_time=None, max_time=None, message=False)`` reads
+    an MCL_LOG 1.0 file or split series (``dir/Name`` for ``Name_000.log``,
+    ``Name_001.log``, ...) and, beyond the original, any log mcl reads (a
+    directory, a native log). ``read()`` returns ``{'elapsed_time': float s,
+    'topic': str, 'payload': ...}``, or None at the end (and on every later
+    call). The payload is:
+
+    - ``message=False``: the unpacked value (a dict for a message, as the original);
+    - ``message=True``: a :class:`~mcl.Message` of the type named in the
+      payload (a :class:`~mcl.GenericMessage` when that type is not
+      registered; raw data stays a plain value);
+    - ``message=SomeType`` or ``message="SomeType"``: every message read as
+      that registered type, whatever its payload names (raw data stays a
+      plain value);
+    - the raw payload bytes with ``raw=True`` (mcl; what a replay publishes).
+
+    ``min_time`` / ``max_time`` bound the elapsed time in seconds,
+    inclusive; ``max_time=0`` is a bound (0 s), not "no limit" as in the
+    original. ``ignore_raw=True`` skips payloads that are not named messages.
+    ``header`` is the header of an MCL_LOG 1.0 file or series:
+    ``{'version', 'revision' (None if empty), 'created' (the time origin as
+    written), 'type' (the registered class, the type name when it is not
+    registered, None for raw data), 'text', 'end'}``, and None for other logs.
+
+    Errors are :class:`~mcl.MclError` and the built-in types the original
+    raised: a missing log is a FileNotFoundError (an IOError), a file that is
+    not a log an OSError, a bad argument a TypeError / ValueError.
     """
 
     def __init__(
         self,
-        source: PathLike,
+        filename: PathLike,
         min_time: float | None = None,
         max_time: float | None = None,
-        message: bool = False,
+        message: bool | str | type[Message] = False,
         *,
         raw: bool = False,
         ignore_raw: bool = False,
         topics: Iterable[str] | None = None,
     ) -> None:
-        if min_time is not None and min_time < 0 or max_time is not None and max_time < 0:
-            raise ValueError("min_time and max_time must be non-negative seconds")
-        self.min_time = min_time
-        self.max_time = max_time
+        _check_source(filename, "filename")
+        check_time_window(min_time, max_time)
+        self._convert = payload_converter(message, raw)
+        self._forced = _message_type(message)[1]
+        self._ignore_raw = _check_bool("ignore_raw", ignore_raw)
+        self._min_time = min_time
+        self._max_time = max_time
         self._message = message
-        self._raw = raw
-        self._ignore_raw = ignore_raw
-        self._reader = open_log(source, topics=topics, start=min_time, end=max_time)
+        try:
+            self._reader = open_log(filename, topics=topics, start=min_time, end=max_time)
+        except LogError as exc:
+            raise as_io_error(exc) from None
         self._it: Iterator[Record] = iter(())
         self._next: Record | None = None
-        self.reset()
+        try:
+            self._header = _header_of(self._reader)
+            self.reset()
+        except BaseException:
+            self._reader.close()
+            raise
 
     @property
     def reader(self) -> LogReader:
         """The :class:`LogReader` underneath."""
         return self._reader
 
+    @property
+    def header(self) -> dict[str, Any] | None:
+        """The MCL_LOG 1.0 header (see the class), None when the log has none."""
+        return self._header
+
+    @property
+    def min_time(self) -> float | None:
+        """Records before this elapsed time (s) are skipped; None: no bound."""
+        return self._min_time
+
+    @property
+    def max_time(self) -> float | None:
+        """Records after this elapsed time (s) are not read; None: no bound."""
+        return self._max_time
+
+    @property
+    def ignore_raw(self) -> bool:
+        """True when payloads that are not named messages are skipped."""
+        return self._ignore_raw
+
+    @property
+    def forced_type(self) -> type[Message] | None:
+        """The message type forced by ``message=``, None when payloads keep their own."""
+        return self._forced
+
     def _advance(self) -> Record | None:
-        for record in self._it:
-            if self._ignore_raw and type_name_of(record.payload) is None:
-                continue
-            return record
+        try:
+            for record in self._it:
+                if self._ignore_raw and type_name_of(record.payload) is None:
+                    continue
+                return record
+        except LogError as exc:
+            raise as_io_error(exc) from None
         return None
 
     def read(self) -> dict[str, Any] | None:
@@ -248,16 +422,14 @@ class ReadFile:
         if record is None:
             return None
         self._next = self._advance()
-        if self._raw:
-            payload: Any = record.payload
-        elif self._message:
-            payload = decode(record.payload)
-        else:
-            payload = unpack(record.payload)
+        try:
+            payload = self._convert(record.payload)
+        except MessageError as exc:  # the original raised IOError for a line it could not parse
+            raise MessageIOError(f"record at {record.elapsed_ns / 1e9:.6f} s on topic {record.topic!r}: {exc}") from None
         return {"elapsed_time": record.elapsed_ns / 1e9, "topic": record.topic, "payload": payload}
 
     def is_data_pending(self) -> bool:
-        """True while read() has more to return."""
+        """True exactly when the next read() returns a record."""
         return self._next is not None
 
     def reset(self) -> None:
@@ -277,9 +449,16 @@ class ReadFile:
 
 
 class ReadDirectory(ReadFile):
-    """The original ``ReadDirectory``: every file of a log directory in time order.
+    """The original ``ReadDirectory``: every log file of a directory, merged in time order.
 
-    Raw-typed files are included unless ``ignore_raw=True``.
+    ``ReadDirectory(source, min_time=None, max_time=None, message=False,
+    ignore_raw=False)``: `source` must be a directory (a path of another
+    type is a TypeError, a missing path a FileNotFoundError, a file an
+    OSError); `message` and `ignore_raw` must be bools (TypeError).
+    Raw-typed records are included unless ``ignore_raw=True`` (the original
+    skipped raw files by default). ``messages`` lists the message types of
+    the files (registered classes, or names when not registered) when
+    ``message=True``, else None.
     """
 
     def __init__(
@@ -288,11 +467,36 @@ class ReadDirectory(ReadFile):
         min_time: float | None = None,
         max_time: float | None = None,
         message: bool = False,
+        ignore_raw: bool = False,
         *,
         raw: bool = False,
-        ignore_raw: bool = False,
         topics: Iterable[str] | None = None,
     ) -> None:
+        _check_source(source, "source")
+        _check_bool("message", message)
+        _check_bool("ignore_raw", ignore_raw)
+        if not os.path.exists(source):
+            raise LogNotFound(os.fspath(source))
         if not os.path.isdir(source):
-            raise LogError(f"{source}: not a directory")
+            where = os.fspath(source)
+            raise LogIOError(f"{where}: not a directory (ReadDirectory reads a log directory; use ReadFile)", path=where)
         super().__init__(source, min_time, max_time, message, raw=raw, ignore_raw=ignore_raw, topics=topics)
+        self._messages = self._find_messages() if message else None
+
+    @property
+    def messages(self) -> list[Any] | None:
+        """Message types of the files when ``message=True``, else None."""
+        return None if self._messages is None else list(self._messages)
+
+    def _find_messages(self) -> list[Any]:
+        from mcl.log.mcl1 import Mcl1Source
+
+        names: list[str] = []
+        for source in self._reader.sources:
+            if isinstance(source, Mcl1Source):
+                found = [n for n in source.type_names().values() if n is not None]
+            else:
+                found = sorted({t for stats in source.summary().topics.values() for t in stats.types})
+            names += [n for n in found if n not in names]
+        registered = message_types()
+        return [registered.get(name, name) for name in names]

@@ -1,18 +1,26 @@
-"""BufferData: a process that reads a log ahead of the clock into a bounded queue."""
+"""Reading a log ahead of the clock into a bounded queue: BatchBuffer (Replay's path) and the original BufferData."""
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.queues as mpq
 import os
-import pickle
 import queue as queue_module
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
-from mcl.exceptions import ReplayError
+from mcl.exceptions import (
+    ArgumentRangeError,
+    ArgumentTypeError,
+    FieldMissingError,
+    ReaderProtocolError,
+    ReplayError,
+)
 from mcl.replay.options import NS_PER_S, ReplayOptions
 from mcl.replay.worker import (
     WorkerContext,
@@ -24,7 +32,7 @@ from mcl.replay.worker import (
     sigint_blocked,
 )
 
-__all__ = ["BufferData", "SourceSpec", "make_source_spec", "iter_source", "END"]
+__all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "StoppableThread", "BatchBuffer", "SourceSpec", "make_source_spec", "iter_source", "END"]
 
 # One queue item: (generation, [(elapsed_ns, topic, payload), ...], end_of_pass).
 # Plain tuples pickle several times faster than Record named tuples.
@@ -44,22 +52,30 @@ class SourceSpec:
         topics: Any = None,
         start_ns: int | None = None,
         end_ns: int | None = None,
+        ignore_raw: bool = False,
     ) -> None:
         self.paths = paths  # log paths opened with mcl.open_log in the worker
-        self.reader = reader  # an object with read() / is_data_pending() / reset()
+        self.reader = reader  # an object with read() / is_data_pending() / reset(), read in this process
         self.topics = topics  # topic names / predicate of the source itself; None = all
         self.start_ns = start_ns  # window of the source itself (elapsed ns)
         self.end_ns = end_ns
+        self.ignore_raw = ignore_raw  # skip payloads that are not named messages (ReadFile(ignore_raw=True))
+        self.read_once = False  # a pass of `reader` has begun (one without reset() cannot be played again)
 
 
 def make_source_spec(source: Any) -> SourceSpec:
-    """What the buffer process must open for `source`.
+    """What the buffer must read for `source`.
 
     `source` is a log path, a list of paths, a :class:`mcl.LogReader`, an
-    :class:`mcl.ReadFile` / :class:`mcl.ReadDirectory`, or any picklable
-    object with the original reader protocol (``read()`` returning
-    ``{'elapsed_time', 'topic', 'payload'}`` or None, ``is_data_pending()``,
-    ``reset()``).
+    :class:`mcl.ReadFile` / :class:`mcl.ReadDirectory`, or any object with
+    the original reader protocol (``read()`` returning ``{'elapsed_time',
+    'topic', 'payload'}`` or None, ``is_data_pending()``, and ``reset()``,
+    called at the start of each pass; without it the reader plays once).
+
+    Paths, LogReaders and mcl's own readers (unless they force a message
+    type) become log paths plus their selection: the buffer worker process
+    opens the log itself (the fast path). Any other reader object stays in
+    this process and is read by a thread of it: it need not be picklable.
     """
     from mcl.log.reader import LogReader, ReadFile
 
@@ -74,23 +90,17 @@ def make_source_spec(source: Any) -> SourceSpec:
             start_ns=source.start_ns,
             end_ns=source.end_ns,
         )
-    if isinstance(source, ReadFile) and not getattr(source, "_ignore_raw", False):
+    if isinstance(source, ReadFile) and source.forced_type is None:
         spec = make_source_spec(source.reader)
+        spec.ignore_raw = source.ignore_raw
         return spec
     if isinstance(source, (list, tuple)) and source and all(isinstance(p, (str, os.PathLike)) for p in source):
         return SourceSpec(paths=[os.fspath(p) for p in source])
-    if all(callable(getattr(source, name, None)) for name in ("read", "is_data_pending", "reset")):
-        try:
-            pickle.dumps(source)
-        except Exception as exc:
-            raise ReplayError(
-                f"the reader {type(source).__name__} cannot be sent to the buffer process ({exc}); "
-                "pass log paths, or make the reader picklable"
-            ) from None
+    if all(callable(getattr(source, name, None)) for name in ("read", "is_data_pending")):
         return SourceSpec(reader=source)
-    raise TypeError(
+    raise ReaderProtocolError(
         "a replay source is a log path, a list of paths, a LogReader, or an object with "
-        f"read() / is_data_pending() / reset(), not {type(source).__name__}"
+        f"read() / is_data_pending() (and reset() to play it again), not {type(source).__name__}"
     )
 
 
@@ -106,18 +116,28 @@ def iter_source(spec: SourceSpec, options: ReplayOptions, from_ns: int | None) -
             if options.topics is not None:
                 reader.topic_filter = _and(reader.topic_filter, frozenset(options.topics).__contains__)
             records: Iterable[tuple[int, str, bytes]] = reader.iter_records(start_ns=lo, end_ns=hi)
+            if spec.ignore_raw:
+                from mcl.message import type_name_of
+
+                records = (r for r in records if type_name_of(r[2]) is not None)
             yield from _select(records, options)
         finally:
             reader.close()
     else:
-        yield from _select(_iter_protocol(spec.reader, lo, hi, options.topics), options)
+        yield from _select(_iter_protocol(spec, lo, hi, options.topics), options)
 
 
-def _iter_protocol(reader: Any, lo: int | None, hi: int | None, topics: Any) -> Iterator[tuple[int, str, bytes]]:
+def _iter_protocol(spec: SourceSpec, lo: int | None, hi: int | None, topics: Any) -> Iterator[tuple[int, str, bytes]]:
     from mcl.message import encode
 
+    reader = spec.reader
     wanted = None if topics is None else frozenset(topics)
-    reader.reset()
+    reset = getattr(reader, "reset", None)
+    if callable(reset):
+        reset()
+    elif spec.read_once:
+        raise ReplayError(f"the reader {type(reader).__name__} has no reset(): it plays once, not again")
+    spec.read_once = True  # without reset(), the first pass starts where the reader is
     while reader.is_data_pending():
         item = reader.read()
         if item is None:
@@ -162,8 +182,50 @@ def _and(first: Any, second: Any) -> Any:
     return lambda topic: first(topic) and second(topic)
 
 
-class BufferData:
-    """Reads `source` in a worker process and keeps ``self.queue`` full.
+class _ThreadWorker:
+    """A reader thread of this process with the part of multiprocessing.Process that the replay uses.
+
+    A reader object of the user's is read where it lives (it need not be
+    picklable, and its state is the user's); supervision sees the thread as
+    a worker: alive, its exit code (1 after an error, with ``failure`` saying
+    why), and kill() / terminate() ask it to stop (nothing else can stop a
+    thread; it is a daemon, so it never holds the process at exit).
+    """
+
+    def __init__(self, target: Any, args: tuple[Any, ...], name: str) -> None:
+        self._stop = threading.Event()
+        self.failure: str | None = None
+        self.exitcode: int | None = None
+        self.pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, args=(target, args), name=name, daemon=True)
+
+    def _run(self, target: Any, args: tuple[Any, ...]) -> None:
+        try:
+            target(*args, self._stop)
+            self.exitcode = 0
+        except BaseException as exc:  # a user's reader: report it, never print a thread traceback
+            if not self._stop.is_set():
+                self.failure = f"the reader raised {type(exc).__name__}: {exc}"
+            self.exitcode = 1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.ident is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def terminate(self) -> None:
+        self._stop.set()
+
+    kill = terminate
+
+
+class BatchBuffer:
+    """Reads `source` ahead of the clock and keeps ``self.queue`` full of batches (the fast path of Replay).
 
     The queue holds batches of records (bounded by `batch_records` and
     `batch_bytes`) and at most ``options.queue_batches`` of them, so memory
@@ -172,8 +234,10 @@ class BufferData:
     consumer drops batches of older generations, so nothing read before a
     seek is ever published after it.
 
-    The original MCL call ``BufferData(reader, length=5000)`` works; `reader`
-    is anything :func:`make_source_spec` accepts.
+    Log paths (and mcl's readers, which name theirs) are read by a worker
+    process that opens the log itself; any other reader object is read by a
+    thread of this process (it need not be picklable). :class:`BufferData`
+    is the original MCL's class, with its contract.
     """
 
     def __init__(self, reader: Any, length: int = 5000, *, options: ReplayOptions | None = None) -> None:
@@ -196,16 +260,29 @@ class BufferData:
 
     @property
     def process(self) -> Any:
-        """The worker process (multiprocessing.Process), None before start()."""
+        """The worker (a multiprocessing.Process, or a thread for a reader object), None before start()."""
         return self._process
+
+    @property
+    def in_process(self) -> bool:
+        """True when a worker process reads the log; False when a thread of this process reads a reader object."""
+        return self.spec.reader is None
 
     def start(self) -> None:
         """Start the worker: it reads from the start of the selection (generation 0)."""
         if self._closed:
-            raise RuntimeError("Cannot start a BufferData once it has been closed.")
+            raise RuntimeError("Cannot start a BatchBuffer once it has been closed.")
         if self._process is not None:
-            raise RuntimeError("This BufferData is already started.")
+            raise RuntimeError("This BatchBuffer is already started.")
         beat(self.heartbeat)
+        if not self.in_process:
+            self._process = _ThreadWorker(
+                _buffer_thread,
+                (self.spec, self.options, self.queue, self._control_recv, self.heartbeat),
+                "mcl-replay: buffer",
+            )
+            self._process.start()
+            return
         ctx = WorkerContext("mcl-replay: buffer", os.getpid(), threading.current_thread() is threading.main_thread())
         self._process = _CONTEXT.Process(
             target=_buffer_main,
@@ -213,7 +290,7 @@ class BufferData:
             name="mcl-replay: buffer",
             daemon=True,
         )
-        with sigint_blocked(), main_hidden(self.spec.reader is None):
+        with sigint_blocked(), main_hidden():
             self._process.start()
 
     def is_alive(self) -> bool:
@@ -242,11 +319,22 @@ class BufferData:
         self.queue.cancel_join_thread()
         self.queue.close()
 
-    def __enter__(self) -> BufferData:
+    def __enter__(self) -> BatchBuffer:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _buffer_thread(
+    spec: SourceSpec,
+    options: ReplayOptions,
+    queue: mp.Queue[Batch],
+    control: Connection,
+    heartbeat: Any,
+    stop: threading.Event,
+) -> None:
+    _BufferWorker(None, spec, options, queue, control, heartbeat, stop).run()
 
 
 def _buffer_main(
@@ -268,14 +356,16 @@ def _buffer_main(
 class _BufferWorker:
     def __init__(
         self,
-        ctx: WorkerContext,
+        ctx: WorkerContext | None,  # None: a thread of the replay's own process
         spec: SourceSpec,
         options: ReplayOptions,
         queue: mp.Queue[Batch],
         control: Connection,
         heartbeat: Any,
+        stop: threading.Event | None = None,
     ) -> None:
         self.ctx = ctx
+        self.stop_event = stop
         self.spec = spec
         self.options = options
         self.queue = queue
@@ -285,11 +375,17 @@ class _BufferWorker:
         self.records: Iterator[tuple[int, str, bytes]] | None = iter_source(spec, options, None)
         self.stopping = False
 
+    def alive(self) -> bool:
+        """False once the worker must end: its parent is gone (process) or it was told to stop (thread)."""
+        if self.ctx is not None:
+            return parent_alive(self.ctx)
+        return self.stop_event is None or not self.stop_event.is_set()
+
     def run(self) -> None:
         poll_s = 0.1
         while not self.stopping:
             beat(self.heartbeat)
-            if not parent_alive(self.ctx):
+            if not self.alive():
                 return
             if self.records is None:  # end of the selection: wait for a seek
                 if self.control.poll(poll_s):
@@ -344,9 +440,274 @@ class _BufferWorker:
                 return
             except queue_module.Full:
                 beat(self.heartbeat)
-                if not parent_alive(self.ctx):
+                if not self.alive():
                     self.stopping = True
                     return
                 if self.control.poll(0):
                     self.handle(self.control.recv())
                     return
+
+
+# -- the original MCL's BufferData ---------------------------------------------------------
+
+ITEM_KEYS = ("elapsed_time", "topic", "payload")  # the keys of an original queue item
+_STOP_TIMEOUT_S = 10.0  # longest wait for a reader thread to finish its read() at stop()
+
+
+class _EndOfData:
+    """The mark a BufferData puts after the last item (never returned by ItemQueue.get)."""
+
+    def __reduce__(self) -> str:
+        return "END_OF_DATA"
+
+
+END_OF_DATA = _EndOfData()
+
+
+class ItemQueue(mpq.Queue):
+    """The queue of :class:`BufferData`: a ``multiprocessing.Queue`` of original items, clearable.
+
+    ``get()`` / ``get_nowait()`` return the items as ``reader.read()`` gave
+    them, as in the original. Every item is stored with the queue's *epoch*;
+    :meth:`clear` starts a new epoch, so items put before it (also those
+    still on their way from the putting thread) are never returned after
+    it: a consumer holding this queue, such as :class:`ScheduleBroadcasts`,
+    keeps working across :meth:`BufferData.reset` (the original replaced the
+    queue and left its consumer with the old one). The end of the data is a
+    mark only :meth:`get_marked` returns. It is created with the 'spawn'
+    context, so any process may use it.
+    """
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize, ctx=_CONTEXT)
+        self._epoch = _CONTEXT.Value("q", 0)
+        # Buffered items are worth nothing once the program ends: exiting must
+        # not wait for a consumer to take them (multiprocessing would).
+        self.cancel_join_thread()
+
+    def __getstate__(self) -> Any:
+        return (super().__getstate__(), self._epoch)
+
+    def __setstate__(self, state: Any) -> None:
+        super().__setstate__(state[0])
+        self._epoch = state[1]
+
+    @property
+    def epoch(self) -> int:
+        """Items put before the last clear() belong to older epochs and are dropped."""
+        return int(self._epoch.value)
+
+    def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
+        """Put `obj`; it is pickled here, so an item that cannot be pickled raises here (not in a feeder thread)."""
+        try:
+            data = bytes(ForkingPickler.dumps((self.epoch, obj)))
+        except Exception as exc:
+            raise ReplayError(f"an item cannot go through the queue: {type(exc).__name__}: {exc}") from None
+        super().put(data, block, timeout)
+
+    def get_marked(self, block: bool = True, timeout: float | None = None) -> tuple[int, Any]:
+        """(epoch, item or END_OF_DATA) of the next item of the current epoch; queue.Empty on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            epoch, obj = ForkingPickler.loads(super().get(block, left))
+            if epoch == self.epoch:
+                return epoch, obj
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            _, obj = self.get_marked(block, left)
+            if obj is not END_OF_DATA:
+                return obj
+
+    def clear(self) -> None:
+        """Drop every item put so far (a new epoch), and drain what has arrived."""
+        with self._epoch.get_lock():
+            self._epoch.value += 1
+        while True:
+            try:
+                super().get(False)
+            except queue_module.Empty:
+                return
+
+
+class StoppableThread:
+    """A daemon thread of this process that runs `target` until asked to stop (the original classes' workers).
+
+    ``stopping`` is set by :meth:`stop`; the target checks it (or waits on
+    it, which wakes at once) and returns. start() / stop() return the
+    original MCL's bools: False when already in that state.
+    """
+
+    def __init__(self, target: Any, name: str) -> None:
+        self._target = target
+        self._name = name
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> bool:
+        if self.is_alive():
+            return False
+        self.stopping.clear()
+        self._thread = threading.Thread(target=self._target, name=self._name, daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self, timeout: float, what: str) -> bool:
+        """Ask the target to return and wait `timeout` s for it (ReplayError naming `what` if it does not)."""
+        thread = self._thread
+        if thread is None or not thread.is_alive():
+            return False
+        self.stopping.set()
+        thread.join(timeout)
+        if thread.is_alive():
+            raise ReplayError(f"{what} did not stop within {timeout:g} s")
+        return True
+
+
+def _length(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ArgumentTypeError(f"length must be an int > 0 (items in the queue), not a {type(value).__name__}")
+    if value <= 0:
+        raise ArgumentRangeError(f"length must be an int > 0 (items in the queue), not {value}")
+    return value
+
+
+class BufferData:
+    """The original MCL ``BufferData(reader, length=5000)``: buffer a reader's items in a queue.
+
+    A thread of this process reads ``reader.read()`` and puts each item,
+    ``{'elapsed_time': float, 'topic': str, 'payload': ...}`` as the reader
+    returned it, into :attr:`queue` (an :class:`ItemQueue`, a
+    ``multiprocessing.Queue`` of at most `length` items), until ``read()``
+    returns None. The reader needs ``read()`` and ``is_data_pending()``, and
+    ``reset()`` for :meth:`reset`; it is never pickled nor copied (the
+    original read it in a forked process). `reader` may also be a log path
+    (read with ``mcl.ReadFile(path, message=True)``).
+
+    Unlike the original: payloads need not be Messages (raw data is
+    buffered too); an item waiting for room in a full queue is kept across
+    stop() / start(), never dropped; :meth:`reset` empties the same queue
+    object instead of replacing it. :class:`Replay` does not use this class:
+    it has a batched path between processes (:class:`BatchBuffer`).
+
+    Raises ReaderProtocolError (a TypeError and the original's NameError)
+    for an object that is not a reader, ArgumentTypeError /
+    ArgumentRangeError (TypeError) for a bad `length`.
+    """
+
+    def __init__(self, reader: Any, length: int = 5000) -> None:
+        if isinstance(reader, (str, os.PathLike)):
+            from mcl.log.reader import ReadFile
+
+            reader = ReadFile(reader, message=True)
+        if not (callable(getattr(reader, "read", None)) and callable(getattr(reader, "is_data_pending", None))):
+            raise ReaderProtocolError(
+                f"the reader must have read() and is_data_pending() methods; a {type(reader).__name__} has not"
+            )
+        self._reader = reader
+        self._length = _length(length)
+        self._queue = ItemQueue(self._length)
+        self._ready = threading.Event()
+        self._pending = threading.Event()
+        self._pending.set()
+        self._worker = StoppableThread(self._buffer, "mcl: BufferData")
+        self._held: Any = None  # an item read but not yet queued (kept across stop/start)
+        self._ended = False  # the end mark is in the queue (until reset())
+        self.error: str | None = None  # why the last run stopped early (the reader raised, a bad item)
+
+    @property
+    def queue(self) -> ItemQueue:
+        """The queue of buffered items (the same object for the life of this BufferData)."""
+        return self._queue
+
+    @property
+    def length(self) -> int:
+        """Most items the queue holds."""
+        return self._length
+
+    def is_ready(self) -> bool:
+        """True once the queue was full or every item was read (until reset() / start())."""
+        return self._ready.is_set()
+
+    def is_data_pending(self) -> bool:
+        """True while the reader has items not yet buffered."""
+        return self._pending.is_set()
+
+    def is_alive(self) -> bool:
+        """True while the buffering thread runs."""
+        return self._worker.is_alive()
+
+    def start(self) -> bool:
+        """Buffer from where the last stop() left off; False (nothing done) if already buffering."""
+        if self.is_alive():
+            return False
+        self.error = None
+        self._ready.clear()
+        self._pending.set()
+        return self._worker.start()
+
+    def stop(self) -> bool:
+        """Stop buffering (the read position and the queue are kept); False if not buffering."""
+        if not self._worker.stop(_STOP_TIMEOUT_S, "the reader (its read())"):
+            return False
+        self._ready.clear()
+        return True
+
+    def reset(self) -> None:
+        """Stop, empty the queue and call ``reader.reset()``: the next start() buffers from the beginning."""
+        self.stop()
+        reset = getattr(self._reader, "reset", None)
+        if not callable(reset):
+            raise ReaderProtocolError(f"the reader must have a reset() method to be reset; a {type(self._reader).__name__} has not")
+        self._held = None
+        self._ended = False
+        self._queue.clear()
+        self._ready.clear()
+        self._pending.set()
+        reset()
+
+    def _buffer(self) -> None:
+        queue = self._queue
+        try:
+            while not self._worker.stopping.is_set():
+                item = self._held
+                if item is None:
+                    item = self._reader.read()
+                    if item is None:
+                        if self._ended:
+                            self._finished()
+                            return
+                        item = END_OF_DATA  # queued like an item: never blocks stop()
+                    else:
+                        _check_item(item)
+                    self._held = item
+                try:
+                    queue.put(item, timeout=0.1)
+                except queue_module.Full:
+                    self._ready.set()
+                    continue
+                self._held = None
+                if item is END_OF_DATA:
+                    self._ended = True
+                    self._finished()
+                    return
+        except Exception as exc:  # a reader of the user's: keep the reason, end the thread quietly
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _finished(self) -> None:
+        self._pending.clear()
+        self._ready.set()
+
+
+def _check_item(item: Any) -> None:
+    if not isinstance(item, dict):
+        raise ArgumentTypeError(f"read() must return a dict with keys {', '.join(ITEM_KEYS)} (or None), not a {type(item).__name__}")
+    missing = [key for key in ITEM_KEYS if key not in item]
+    if missing:
+        raise FieldMissingError(f"the item read has no {missing[0]!r} (keys: {', '.join(ITEM_KEYS)})")

@@ -10,15 +10,16 @@ from dataclasses import replace
 from typing import Any
 
 from mcl.exceptions import ReplayError
-from mcl.replay.buffer import BufferData, SourceSpec, make_source_spec
+from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec
 from mcl.replay.clock import check_speed
 from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, parse_remap
-from mcl.replay.scheduler import Hook, ScheduleBroadcasts
+from mcl.replay.scheduler import BatchScheduler, Hook, check_compat_speed
 from mcl.replay.worker import heartbeat_age, sigint_blocked
 
 __all__ = ["Replay"]
 
 _SUPERVISE_S = 0.1  # how often the workers are checked
+_PLAYING = ("playing", "waiting")  # states in which the replay is "alive" (the original's is_alive())
 
 
 class Replay:
@@ -26,10 +27,17 @@ class Replay:
 
     Args:
         source: a log path, a list of paths (merged by time), a
-            :class:`mcl.LogReader`, or any picklable object with the original
-            reader protocol (``read()``, ``is_data_pending()``, ``reset()``).
+            :class:`mcl.LogReader`, an :class:`mcl.ReadFile` /
+            :class:`mcl.ReadDirectory`, or any object with the original
+            reader protocol (``read()``, ``is_data_pending()``, and
+            ``reset()`` to play it more than once). Logs (also those named
+            by mcl's readers) are read by the buffer worker process; any
+            other reader object stays in this process, read by a thread (it
+            need not be picklable; ``reset()`` is called at the start of
+            every pass).
         speed: log seconds per wall second; ``math.inf`` plays as fast as
-            possible (still in order, nothing dropped).
+            possible (still in order, nothing dropped). Not a number is a
+            TypeError, <= 0 a ValueError (and a TypeError, as the original).
         hooks: callables called with each :class:`mcl.Record`, in order, in
             *this* process (a thread of it), right after the record's replay
             time. With hooks and no `bus`, nothing is published on the bus.
@@ -58,6 +66,10 @@ class Replay:
     pass that reached the end starts again from the beginning on start().
     Errors of the workers (died, stuck, a hook raised) stop the replay and
     raise :class:`mcl.ReplayError` from the next call.
+
+    As in the original MCL, :meth:`start`, :meth:`pause` and :meth:`stop`
+    return True when they changed something and False when the replay was
+    already in that state; :meth:`is_alive` is True while playing.
     """
 
     def __init__(
@@ -80,6 +92,7 @@ class Replay:
         stuck_timeout: float = 10.0,
         hwm: int | None = None,
     ) -> None:
+        check_compat_speed(speed)
         self.hooks = list(hooks or ())
         for hook in self.hooks:
             if not callable(hook):
@@ -110,11 +123,12 @@ class Replay:
         self._speed = float(speed)
         self._lock = threading.RLock()
         self._generation = 0
-        self._buffer: BufferData | None = None
-        self._scheduler: ScheduleBroadcasts | None = None
+        self._buffer: BatchBuffer | None = None
+        self._scheduler: BatchScheduler | None = None
         self._supervisor: threading.Thread | None = None
         self._error: str | None = None
         self._closed = False
+        self._at_start = True  # nothing played since the start or the last stop()
 
     # -- properties ---------------------------------------------------------------------
 
@@ -125,6 +139,7 @@ class Replay:
 
     @speed.setter
     def speed(self, value: float) -> None:
+        check_compat_speed(value)
         check_speed(value)
         with self._lock:
             self._check()
@@ -144,31 +159,62 @@ class Replay:
 
     # -- controls -----------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Play: from the beginning the first time and after the end, else resume where paused."""
+    def start(self) -> bool:
+        """Play: from the beginning the first time and after the end, else resume where paused.
+
+        Returns False (and does nothing) if the replay is already playing.
+        """
         with self._lock:
             scheduler = self._launch()
+            if scheduler.request("status")["state"] in _PLAYING:
+                return False
+            self._at_start = False
             reply = scheduler.request("resume")
             if reply["state"] == "finished":
                 self._seek(None, reset=True)
                 scheduler.request("resume")
+            return True
 
-    def pause(self) -> None:
-        """Stop the clock; start() resumes with the recorded spacing kept."""
+    def pause(self) -> bool:
+        """Stop the clock; start() resumes with the recorded spacing kept.
+
+        Returns True if the replay was playing, False if it was not (nothing changes).
+        """
         with self._lock:
             scheduler = self._launch()
+            playing = scheduler.request("status")["state"] in _PLAYING
             reply = scheduler.request("pause")
             self._sync(reply)
+            return playing
 
-    def stop(self) -> None:
-        """Pause and go back to the beginning (counts reset); start() plays from the start."""
+    def stop(self) -> bool:
+        """Pause and go back to the beginning (counts reset); start() plays from the start.
+
+        Returns True if the replay was playing or paused away from the
+        beginning, False if there was nothing to stop.
+        """
         with self._lock:
             self._check()
-            if self._scheduler is None:
-                return
+            if self._scheduler is None or self._at_start:
+                return False
             reply = self._scheduler.request("pause")
             self._sync(reply)
             self._seek(None, reset=True)
+            self._at_start = True
+            return True
+
+    def is_alive(self) -> bool:
+        """True while the replay is playing (the original's "replaying data")."""
+        if self._scheduler is None or self._closed or self._error is not None:
+            return False
+        try:
+            return self._scheduler.request("status")["state"] in _PLAYING
+        except (ReplayError, RuntimeError):
+            return False
+
+    def is_data_pending(self) -> bool:
+        """True until the current pass has played its last record."""
+        return self.status().state not in ("finished", "failed", "closed")
 
     def seek(self, position: float) -> None:
         """Go to log time `position` (seconds from the time origin).
@@ -185,6 +231,7 @@ class Replay:
             if reply["state"] == "finished":
                 scheduler.request("pause")
             self._seek(position_ns, reset=False)
+            self._at_start = False
 
     def step(self) -> bool:
         """Pause, then publish the next record at once; False if the pass is at its end."""
@@ -192,6 +239,7 @@ class Replay:
             scheduler = self._launch()
             reply = scheduler.request("step")
             self._sync(reply)
+            self._at_start = False
             return bool(reply["stepped"])
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -267,7 +315,7 @@ class Replay:
         if self._closed:
             raise RuntimeError("Cannot use a replay once it has been closed.")
 
-    def _launch(self) -> ScheduleBroadcasts:
+    def _launch(self) -> BatchScheduler:
         """Start the workers (paused) unless running; return the scheduler."""
         self._check()
         if self._scheduler is not None:
@@ -276,8 +324,8 @@ class Replay:
         if options.speed != self._speed:
             options = replace(options, speed=self._speed)
         with sigint_blocked():  # the queues may start multiprocessing's resource tracker
-            buffer = BufferData(self._spec, options.read_ahead, options=options)
-            scheduler = ScheduleBroadcasts(buffer.queue, self._speed, hooks=self.hooks, options=options, paused=True)
+            buffer = BatchBuffer(self._spec, options.read_ahead, options=options)
+            scheduler = BatchScheduler(buffer.queue, self._speed, hooks=self.hooks, options=options, paused=True)
         self._buffer, self._scheduler = buffer, scheduler
         try:
             buffer.start()
@@ -318,7 +366,9 @@ class Replay:
                     return
                 process = worker.process
                 if not process.is_alive():
-                    problem = f"the {name} worker (pid {process.pid}) died with exit code {process.exitcode}"
+                    problem = getattr(process, "failure", None) or (
+                        f"the {name} worker (pid {process.pid}) died with exit code {process.exitcode}"
+                    )
                 elif heartbeat_age(worker.heartbeat) > stuck_s:
                     problem = f"the {name} worker (pid {process.pid}) is stuck: no sign of life for {stuck_s:g} s"
                 if problem:

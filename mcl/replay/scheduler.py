@@ -1,4 +1,4 @@
-"""ScheduleBroadcasts: a process that publishes queued records at their replay time."""
+"""Publishing queued records at their replay time: BatchScheduler (Replay's process) and the original ScheduleBroadcasts."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import collections
 import gc
 import math
 import multiprocessing as mp
+import multiprocessing.queues as mpq
 import operator
 import os
 import queue as queue_module
@@ -17,7 +18,7 @@ from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-from mcl.exceptions import ReplayError
+from mcl.exceptions import ArgumentRangeError, ArgumentTypeError, ReplayError
 from mcl.log.record import Record
 from mcl.replay.buffer import Batch
 from mcl.replay.clock import LatenessStats, ReplayClock, check_speed
@@ -33,7 +34,7 @@ from mcl.replay.worker import (
     sigint_blocked,
 )
 
-__all__ = ["ScheduleBroadcasts", "Hook"]
+__all__ = ["ScheduleBroadcasts", "BatchScheduler", "Hook"]
 
 Hook = Callable[[Record], Any]
 
@@ -43,8 +44,8 @@ _POLL_S = 0.1  # longest sleep between two heartbeats / parent checks
 _CLOCK_EVERY_NS = 200_000_000  # the replay time is published this often while the worker runs (and on every clock change)
 
 
-class ScheduleBroadcasts:
-    """Publishes the records of `queue` (filled by :class:`BufferData`) at ``origin + elapsed / speed``.
+class BatchScheduler:
+    """Publishes the record batches of `queue` (filled by :class:`BatchBuffer`) at ``origin + elapsed / speed``.
 
     The worker process publishes on the bus (``options.publish``) and, when
     `hooks` are given, sends each record back to this process where a thread
@@ -53,7 +54,8 @@ class ScheduleBroadcasts:
     fraction of a millisecond after the record's publish time.
 
     Control goes through :meth:`request` (one command, one reply); the
-    :class:`Replay` object is the friendly face of it.
+    :class:`Replay` object is the friendly face of it. This is the fast path
+    of Replay; :class:`ScheduleBroadcasts` is the original MCL's class.
     """
 
     def __init__(
@@ -100,9 +102,9 @@ class ScheduleBroadcasts:
     def start(self, timeout: float | None = None) -> None:
         """Start the worker and wait until it is ready to publish."""
         if self._closed:
-            raise RuntimeError("Cannot start a ScheduleBroadcasts once it has been closed.")
+            raise RuntimeError("Cannot start a BatchScheduler once it has been closed.")
         if self._process is not None:
-            raise RuntimeError("This ScheduleBroadcasts is already started.")
+            raise RuntimeError("This BatchScheduler is already started.")
         beat(self.heartbeat)
         ctx = WorkerContext("mcl-replay: broadcast", os.getpid(), threading.current_thread() is threading.main_thread())
         self._process = _CONTEXT.Process(
@@ -242,7 +244,7 @@ class ScheduleBroadcasts:
         self._events.cancel_join_thread()
         self._events.close()
 
-    def __enter__(self) -> ScheduleBroadcasts:
+    def __enter__(self) -> BatchScheduler:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -582,3 +584,216 @@ class _Scheduler:
         self.last_ns = records[-1][0]
         if self.with_hooks:
             self.events.put(("records", records))
+
+
+# -- the original MCL's ScheduleBroadcasts ---------------------------------------------------
+
+IDLE_END_S = 1.0  # a plain queue (not a BufferData's) that stays empty this long ends the broadcasts
+_JOIN_S = 10.0  # longest wait for the broadcasting thread at stop()
+
+
+def check_compat_speed(speed: Any) -> float:
+    """The original speed check: a number > 0 (math.inf: as fast as possible), else a TypeError."""
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
+        raise ArgumentTypeError(f"speed must be a number > 0 (math.inf: as fast as possible), not a {type(speed).__name__}")
+    if math.isnan(speed) or speed <= 0:
+        raise ArgumentRangeError(f"speed must be a number > 0 (math.inf: as fast as possible), not {speed!r}")
+    return float(speed)
+
+
+class ScheduleBroadcasts:
+    """The original MCL ``ScheduleBroadcasts(queue, speed=1.0)``: publish queued items at their recorded times.
+
+    A thread of this process takes the items ``{'elapsed_time', 'topic',
+    'payload'}`` from `queue` (a ``multiprocessing.Queue``, usually
+    ``BufferData.queue``) and publishes each on the bus (payload bytes as
+    they are, a Message or any other value encoded) at
+    ``anchor + (elapsed_time - anchor_elapsed) / speed``, sleeping (not
+    busy-waiting) in between. The clock is anchored on the first item after
+    each start(), so a stop() / start() resumes with the recorded spacing and
+    the item that was waiting is published, not dropped (the original
+    dropped it and re-anchored at log time 0). With `hooks` (callables taking
+    a :class:`mcl.Record`) the items go to the hooks instead, and also to
+    the bus when `bus` is given. `wait_for_subscribers` (mcl) holds the
+    first item until that many subscribers are connected.
+
+    The broadcasts end by themselves (``is_alive()`` becomes False) at the
+    end mark of a :class:`BufferData` queue, or, for another queue, once it
+    stayed empty for ``IDLE_END_S`` (1 s). A failure (a hook raised, a
+    payload that cannot be encoded) ends them too, with the reason in
+    ``error``. :class:`Replay` does not use this class: it publishes from a
+    process of its own (:class:`BatchScheduler`).
+
+    Raises ArgumentTypeError (a TypeError) when `queue` is not a
+    multiprocessing queue, ArgumentTypeError / ArgumentRangeError (TypeError)
+    for a bad `speed`.
+    """
+
+    def __init__(
+        self,
+        queue: Any,
+        speed: float = 1.0,
+        *,
+        bus: str | None = None,
+        hooks: Iterable[Hook] | None = None,
+        wait_for_subscribers: int = 0,
+    ) -> None:
+        if not isinstance(queue, mpq.Queue):
+            raise ArgumentTypeError(f"queue must be a multiprocessing.Queue, not a {type(queue).__name__}")
+        self._queue: Any = queue
+        self._speed = check_compat_speed(speed)
+        self.hooks = list(hooks or ())
+        for hook in self.hooks:
+            if not callable(hook):
+                raise ArgumentTypeError(f"a hook must be callable, not {type(hook).__name__}")
+        if isinstance(wait_for_subscribers, bool) or not isinstance(wait_for_subscribers, int) or wait_for_subscribers < 0:
+            raise ArgumentTypeError(f"wait_for_subscribers must be an int >= 0, not {wait_for_subscribers!r}")
+        self.bus = bus
+        self.publish = not self.hooks or bus is not None  # publish on the bus (else hooks only)
+        self.wait_for_subscribers = wait_for_subscribers  # subscribers to wait for before the first item
+        from mcl.replay.buffer import StoppableThread
+
+        self._worker = StoppableThread(self._broadcast, "mcl: ScheduleBroadcasts")
+        self._ready = threading.Event()
+        self._held: tuple[int, Any] | None = None  # (epoch, item) fetched but not yet published
+        self.sent = 0  # items published since this object was made
+        self.error: str | None = None  # why the last run ended early
+
+    @property
+    def queue(self) -> Any:
+        """The queue the items come from."""
+        return self._queue
+
+    @property
+    def speed(self) -> float:
+        """Log seconds per wall second (math.inf: as fast as possible); settable while broadcasting."""
+        return self._speed
+
+    @speed.setter
+    def speed(self, value: float) -> None:
+        self._speed = check_compat_speed(value)
+
+    def is_alive(self) -> bool:
+        """True while items are being broadcast."""
+        return self._worker.is_alive()
+
+    def start(self, timeout: float = 10.0) -> bool:
+        """Start broadcasting (from the item that was waiting at stop()); False if already broadcasting."""
+        if self.is_alive():
+            return False
+        self.error = None
+        self._start_error: str | None = None
+        self._ready.clear()
+        self._worker.start()
+        if not self._ready.wait(timeout):
+            self.stop()
+            raise ReplayError(f"the broadcasting thread did not start within {timeout:g} s")
+        if self._start_error is not None:
+            raise ReplayError(f"the broadcasts could not start: {self._start_error}")
+        return True
+
+    def stop(self) -> bool:
+        """Stop broadcasting (the waiting item is kept for the next start()); False if not broadcasting."""
+        return self._worker.stop(_JOIN_S, "the broadcasting thread (a hook still running?)")
+
+    def close(self) -> None:
+        """Stop; idempotent."""
+        self.stop()
+
+    def __enter__(self) -> ScheduleBroadcasts:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _fetch(self, marked: bool) -> tuple[int, Any] | None:
+        """The next (epoch, item), END_OF_DATA as the item at the end; None when nothing came in 0.1 s."""
+        try:
+            if marked:
+                return self._queue.get_marked(timeout=_POLL_S)
+            return 0, self._queue.get(timeout=_POLL_S)
+        except queue_module.Empty:
+            return None
+
+    def _broadcast(self) -> None:
+        from mcl.message import Message, encode
+        from mcl.replay.buffer import END_OF_DATA, ItemQueue
+
+        publisher = None
+        try:
+            if self.publish:
+                from mcl.network import Publisher
+
+                publisher = Publisher(self.bus, close_timeout=0.5)
+        except Exception as exc:
+            self.error = self._start_error = f"{type(exc).__name__}: {exc}"
+            self._ready.set()
+            return
+        self._ready.set()
+        queue = self._queue
+        marked = isinstance(queue, ItemQueue)
+        anchor: tuple[int, int] | None = None  # (log ns, monotonic ns) of the first item since start / reset
+        anchor_speed = self._speed  # the speed the anchor was taken at
+        idle_since = time.monotonic()
+        waiting = publisher is not None and self.wait_for_subscribers > 0
+        try:
+            while not self._worker.stopping.is_set():
+                if waiting:
+                    assert publisher is not None
+                    waiting = not publisher.wait_for_subscribers(self.wait_for_subscribers, _POLL_S)
+                    continue
+                if self._held is None:
+                    got = self._fetch(marked)
+                    if got is None:
+                        if not marked and time.monotonic() - idle_since > IDLE_END_S and _qsize(queue) == 0:
+                            return
+                        continue
+                    if got[1] is END_OF_DATA:
+                        return
+                    self._held = got
+                    idle_since = time.monotonic()
+                epoch, item = self._held
+                if marked and epoch != queue.epoch:  # BufferData.reset(): a new pass
+                    self._held, anchor = None, None
+                    continue
+                elapsed_ns = round(item["elapsed_time"] * NS_PER_S)
+                now = time.monotonic_ns()
+                speed = self._speed
+                if anchor is not None and speed != anchor_speed:  # a new speed: re-anchor at the current position
+                    position = anchor[0] if math.isinf(anchor_speed) else anchor[0] + round((now - anchor[1]) * anchor_speed)
+                    anchor = (min(position, elapsed_ns), now)
+                if anchor is None:
+                    anchor = (elapsed_ns, now)
+                anchor_speed = speed
+                due = now if math.isinf(speed) else anchor[1] + round((elapsed_ns - anchor[0]) / speed)
+                if due > now:
+                    self._worker.stopping.wait(min((due - now) / NS_PER_S, _POLL_S))  # stop() wakes it at once
+                    continue
+                payload = item["payload"]
+                if isinstance(payload, (bytes, bytearray, memoryview)):
+                    data = bytes(payload)
+                else:
+                    data = encode(payload.to_dict() if isinstance(payload, Message) else payload)
+                topic = item["topic"] or ""
+                if marked and epoch != queue.epoch:  # a reset() while the item was encoded
+                    continue
+                if publisher is not None:
+                    publisher.publish(topic, data)
+                if self.hooks:
+                    record = Record(elapsed_ns, topic, data)
+                    for hook in self.hooks:
+                        hook(record)
+                self._held = None
+                self.sent += 1
+        except Exception as exc:  # a hook or a payload of the user's: keep the reason, end quietly
+            self.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if publisher is not None:
+                publisher.close()
+
+
+def _qsize(queue: Any) -> int:
+    try:
+        return int(queue.qsize())
+    except NotImplementedError:  # macOS
+        return 0 if queue.empty() else 1
