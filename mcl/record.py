@@ -61,6 +61,7 @@ DEFAULT_FLUSH_INTERVAL_NS = 100_000_000  # SIGKILL loses at most this much of th
 DEFAULT_HWM = 100_000  # messages queued for the recorder while it writes (ZeroMQ's default is 1000)
 _BATCH = 1000  # messages taken from the subscriber at a time
 _NS = 1_000_000_000
+JOIN_TIMEOUT_S = 3.0  # start() waits at most this long for the subscription to reach the forwarder
 ACCOUNTING_FILE = "accounting.json"  # the recording's loss accounting, in the log directory
 ACCOUNTING_EVERY_NS = 1_000_000_000  # the accounting file is rewritten this often while recording
 MAX_TOPIC_BYTES = 0xFFFF  # the native format's topic length (u16); longer topics are not storable
@@ -236,11 +237,12 @@ class Recorder:
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Recorder:
-        """Open the log and start recording; returns once the subscriber is connected.
+        """Open the log and start recording; returns once the subscriber is on the bus.
 
-        Subscriptions reach publishers asynchronously: a publisher that must
-        not lose the first messages calls ``wait_for_subscribers`` (as
-        ``mcl-replay --wait-for-subscribers`` does).
+        "On the bus": its subscriptions are in place at the forwarder
+        (:meth:`Subscriber.wait_joined`, at most :data:`JOIN_TIMEOUT_S`), so
+        a publisher started after start() returns loses nothing to it (its
+        first publish waits for the bus's subscriptions).
 
         Raises RecordError / LogError if the log cannot be created, BusError
         if the bus cannot be joined.
@@ -438,6 +440,8 @@ class Recorder:
             from mcl.network import Subscriber
 
             with Subscriber(self.topics, self.bus, exact=self.exact, hwm=self.hwm) as sub:
+                # On the bus before start() returns: every publisher started later reaches it.
+                sub.wait_joined(JOIN_TIMEOUT_S)
                 self._ready.set()
                 try:
                     self._loop(sub)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import itertools
+import json
 import re
 import signal
 import sys
@@ -372,29 +373,48 @@ def _status_text(st: Any) -> str:
         f"{st.rate:,.0f} msg/s",
         f"lost {st.lost:,}",
     ]
+    if st.malformed:
+        parts.append(f"malformed {st.malformed:,}")
     if st.current_file:
         parts.append(f"file {Path(st.current_file).name}" + (f" ({st.files} files)" if st.files > 1 else ""))
     return " | ".join(parts)
 
 
+def _show_topic(topic: str) -> str:
+    """A topic as printed in the summary: as is when printable and short, else quoted and cut (hostile input)."""
+    if topic and topic.isprintable() and len(topic) <= 60 and topic.strip() == topic:
+        return topic
+    text = json.dumps(topic[:60], ensure_ascii=True)
+    return text if len(topic) <= 60 else text[:-1] + f'..." ({len(topic)} chars)'
+
+
 def _print_summary(st: Any, out: IO[str], echo: _Echo | None) -> None:
     seconds = st.elapsed_ns / _NS
-    rows = [("topic", "messages", "bytes", "msg/s", "lost")]
+    bad = st.malformed or st.suspect or any(t.malformed or t.suspect for t in st.topics.values())
+    head_row = ("topic", "messages", "bytes", "msg/s", "lost") + (("malformed", "suspect") if bad else ())
+    rows = [head_row]
     for topic in sorted(st.topics):
         t = st.topics[topic]
-        rows.append((topic or "''", f"{t.messages:,}", format_size(t.bytes), f"{t.messages / seconds:,.1f}" if seconds > 0 else "-", f"{t.lost:,}"))
-    rows.append(("total", f"{st.messages:,}", format_size(st.bytes), f"{st.messages / seconds:,.1f}" if seconds > 0 else "-", f"{st.lost:,}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        rows.append((_show_topic(topic), f"{t.messages:,}", format_size(t.bytes), f"{t.messages / seconds:,.1f}" if seconds > 0 else "-", f"{t.lost:,}") + ((f"{t.malformed:,}", f"{t.suspect:,}") if bad else ()))
+    rows.append(("total", f"{st.messages:,}", format_size(st.bytes), f"{st.messages / seconds:,.1f}" if seconds > 0 else "-", f"{st.lost:,}") + ((f"{st.malformed:,}", f"{st.suspect:,}") if bad else ()))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head_row))]
+    extra = ""
+    if st.malformed:
+        extra += f", dropped {st.malformed:,} malformed"
+    if st.suspect:
+        extra += f", {st.suspect:,} suspect loss claim(s) not counted"
     if st.path is not None:
-        head = f"recorded {st.path}: {st.messages:,} messages in {format_seconds(seconds)}, {st.files} data file(s), lost {st.lost:,}"
+        head = f"recorded {st.path}: {st.messages:,} messages in {format_seconds(seconds)}, {st.files} data file(s), lost {st.lost:,}{extra}"
     else:
-        head = f"received {st.messages:,} messages in {format_seconds(seconds)} (not recorded), lost {st.lost:,}"
+        head = f"received {st.messages:,} messages in {format_seconds(seconds)} (not recorded), lost {st.lost:,}{extra}"
     print(head, file=out)
     for i, row in enumerate(rows):
         if i == len(rows) - 1:
             print("  " + "  ".join("-" * w for w in widths), file=out)
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
         print("  " + "  ".join(cells), file=out)
+    if st.dropped:
+        print("  dropped: " + ", ".join(f"{reason} {n:,}" for reason, n in sorted(st.dropped.items())), file=out)
     if echo is not None and echo.skipped:
         print_warning(f"echo skipped {echo.skipped:,} messages (the terminal was slower than the bus; all were recorded)", out)
     out.flush()

@@ -101,6 +101,8 @@ class ConnectionWatch:
         self._role = role
         self.connected = False  # a handshake with the forwarder completed and it did not disconnect since
         self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._warned = False  # said so already (until the next connection)
         self._monitor = sock.get_monitor_socket(
             zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL | zmq.EVENT_MONITOR_STOPPED
@@ -113,18 +115,12 @@ class ConnectionWatch:
 
         monitor = self._monitor
         waiting_since = time.monotonic()
-        warned = False
         try:
             while not self._closing.is_set():
+                warned = self._warned
                 timeout = None if self.connected or warned else NO_ANSWER_S - (time.monotonic() - waiting_since)
                 if timeout is not None and timeout <= 0:
-                    warned = True
-                    bind = self._address if self._address.is_loopback else f"tcp://0.0.0.0:{self._address.port}"
-                    log.warning(
-                        "mcl: no forwarder answers at %s (%s, tried for %.0f s); start a bus there with "
-                        "`mcl-bus --bind %s`; still trying",
-                        self._address, self._role, NO_ANSWER_S, bind,
-                    )
+                    self.warn(NO_ANSWER_S)
                     continue
                 if not monitor.poll(max(1, int(min(0.5 if timeout is None else timeout, 0.5) * 1000))):
                     continue
@@ -132,21 +128,34 @@ class ConnectionWatch:
                 if event == zmq.EVENT_MONITOR_STOPPED:
                     return
                 if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                    self.connected, warned = True, False
+                    self.connected, self._warned = True, False
                 elif event == zmq.EVENT_DISCONNECTED:
                     if self.connected:
                         waiting_since = time.monotonic()
                     self.connected = False
                 elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
                     log.warning("mcl: the forwarder at %s refused this %s's CURVE key; still trying", self._address, self._role)
-                    warned = True
+                    self._warned = True
                 elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
                     log.warning("mcl: %s is not a bus forwarder (handshake failed); still trying", self._address)
-                    warned = True
+                    self._warned = True
         except zmq.ZMQError:  # the context is closing
             return
         finally:
             monitor.close(0)
+
+    def warn(self, waited_s: float) -> None:
+        """Say that no forwarder answers (once until the next connection); a no-op when connected."""
+        with self._lock:
+            if self.connected or self._warned:
+                return
+            self._warned = True
+        bind = self._address if self._address.is_loopback else f"tcp://0.0.0.0:{self._address.port}"
+        log.warning(
+            "mcl: no forwarder answers at %s (%s, tried for %.0f s); start a bus there with `mcl-bus --bind %s`; "
+            "still trying",
+            self._address, self._role, waited_s, bind,
+        )
 
     def close(self) -> None:
         """Stop watching (the thread ends on the monitor's stop event); call in the socket's thread."""

@@ -247,6 +247,8 @@ class Publisher:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._bus_ready = True  # bounded: the first publish waits once
+                if self._watch is not None:
+                    self._watch.warn(limit)
                 log.debug("publisher %s: the bus %s did not answer within %.1f s", self.id, self._address, limit)
                 return False
             sock.poll(max(1, int(min(remaining, 0.1) * 1000)), zmq.POLLIN)

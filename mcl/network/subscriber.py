@@ -223,6 +223,7 @@ class Subscriber:
         self._ended: dict[bytes, float] = {}  # publisher -> monotonic time its end was seen
         self._acks: list[tuple[float, bytes]] = []
         self._address, self._lease = resolve(bus, provide)
+        self._curve = curve
         try:
             context, _, endpoint = endpoints(self._address, curve)
             sock = self._sock = make_socket(zmq.SUB, self._address, hwm, curve, context, max_message_bytes)
@@ -267,6 +268,33 @@ class Subscriber:
     def lost(self) -> int:
         """Total messages missed so far."""
         return sum(self._lost.values())
+
+    def wait_joined(self, timeout: float = 3.0) -> bool:
+        """Wait until this subscriber's subscriptions are in place at the forwarder; False on timeout.
+
+        From then on, every publisher that starts gets this subscriber's
+        subscriptions before its first message (:meth:`Publisher.wait_for_bus`).
+        A probe XPUB socket connects to the forwarder like a publisher and
+        waits for this subscriber's announcement among the subscriptions it
+        receives (then closes).
+        """
+        if self._sock is None:
+            raise RuntimeError("Cannot wait on a closed Subscriber.")
+        context, endpoint, _ = endpoints(self._address, self._curve)
+        probe = make_socket(zmq.XPUB, self._address, 1000, self._curve, context)
+        wanted = b"\x01" + wire.SUB_PREFIX + self._idb
+        deadline = time.monotonic() + timeout
+        try:
+            probe.connect(endpoint)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                if probe.poll(max(1, int(min(remaining, 0.5) * 1000)), zmq.POLLIN):
+                    if probe.recv() == wanted:
+                        return True
+        finally:
+            probe.close(0)
 
     # -- receiving ------------------------------------------------------------------------
     def recv(self, timeout: float | None = None) -> Received | None:
