@@ -187,7 +187,7 @@ def final_line(status: ReplayStatus) -> str:
     """The last line: what was sent, and to how many subscribers (none said plainly)."""
     text = f"{status.state}: {status.sent} messages sent, {status.passes} loops"
     if status.bus is None:
-        return text + " (not published: dry run)"
+        return text  # --dry-run: nothing was published, nothing to say about the bus
     if status.peak_subscribers == 0:
         text += f"; no subscriber was attached to {status.bus}: nobody received them"
     else:

@@ -370,14 +370,14 @@ class Subscriber:
             payload = recv(_NOBLOCK)
             meta = second.bytes
             if len(meta) < _META_SIZE or meta[0] != _VERSION:
-                self._drop("bad metadata", None)
+                self._drop("bad metadata", sock)
                 continue
             _, kind, seq, sent_ns = _unpack_meta(meta)
             if kind:
                 if kind == wire.KIND_END and topic_b == wire.END_TOPIC:
                     self._on_end(meta[_META_SIZE:], payload, sent_ns)
                 else:
-                    self._drop("unknown kind", None)
+                    self._drop("unknown kind", sock)
                 continue
             if exact is not None and topic_b not in exact:
                 continue
@@ -452,10 +452,19 @@ class Subscriber:
         self._streams[key] = stream
         return stream
 
-    def _drop(self, reason: str, key: tuple[bytes, bytes] | None) -> None:
-        """A message that is not valid mcl wire format (or cannot be accounted): count it by reason."""
+    def _drop(self, reason: str, sock: zmq.Socket | None) -> None:
+        """A message that is not valid mcl wire format (or cannot be accounted): count it by reason.
+
+        With `sock` (the message's third frame was read): the frames left of a
+        longer message are skipped too (``RCVMORE``: slow, but only here).
+        """
         by_reason = self._malformed
         by_reason[reason] = by_reason.get(reason, 0) + 1
+        if sock is not None:
+            for _ in range(1 << 16):
+                if not sock.getsockopt(zmq.RCVMORE):
+                    return
+                sock.recv(_NOBLOCK, False)
 
     def _foreign(self, topic_b: bytes, payload: bytes) -> Received | None:
         """A message not in the mcl format: [topic, payload] is accepted without accounting."""
