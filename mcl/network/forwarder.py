@@ -60,6 +60,7 @@ REARM_S = 5.0  # after a stall, the forwarder waits for slow subscribers again t
 HOST_RETRY_S = 0.5  # seconds between two attempts to take over the default bus ports
 _RANDOM_PORT_TRIES = 64
 _serial = itertools.count()  # names the inproc endpoints of each forwarder
+_jitter = random.Random()  # its own generator: the retry jitter leaves the global random state alone
 
 
 class Forwarder:
@@ -315,7 +316,7 @@ class Forwarder:
                 if self._closing.is_set():
                     return
                 raise
-            if self._closing.wait(self._retry_s * random.uniform(0.8, 1.2)):
+            if self._closing.wait(self._retry_s * _jitter.uniform(0.8, 1.2)):
                 return
         tcp = [(sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)) for sock in (xsub, xpub)]
         try:

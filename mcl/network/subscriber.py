@@ -510,29 +510,32 @@ class Subscriber:
             key = (pub_b, topic_b)
             first_due = None if joined is None else joined.get(topic_b, 0)
             stream = self._streams.pop(key, None)
+            spans: list[tuple[int, int, int, int]] = []  # (first missed, count, after_ns, before_ns)
             if stream is None:  # nothing received on that topic
                 if first_due is None:
                     continue
-                missed = count - first_due
                 since = self._started_ns  # it cannot have sent to this subscriber before it existed
+                spans.append((first_due, count - first_due, 0, sent_ns))
             else:
-                missed = count - stream[0]
-                if first_due is not None and stream[1] > first_due:
-                    missed += stream[1] - first_due
                 since = stream[4]
+                if first_due is not None and stream[1] > first_due:  # the head, before the first received
+                    spans.append((first_due, stream[1] - first_due, 0, 0))
+                spans.append((stream[0], count - stream[0], stream[4], sent_ns))  # the tail
                 self._ended_streams[key] = (stream[2], stream[3], stream[5], stream[6])
                 if len(self._ended_streams) > self._max_streams:
                     self._ended_streams.pop(next(iter(self._ended_streams)))
+            spans = [span for span in spans if span[1] > 0]
+            missed = sum(span[1] for span in spans)
             if missed <= 0:
                 continue
             if missed > _plausible(since, sent_ns):
                 self._suspect_claims[key] = self._suspect_claims.get(key, 0) + 1
                 continue
             self._lost[key] = self._lost.get(key, 0) + missed
-            spans = self._spans.get(key)
-            if spans is None:
-                spans = self._spans[key] = deque(maxlen=_MAX_SPANS)
-            spans.append((count - missed, missed, since, sent_ns))
+            kept = self._spans.get(key)
+            if kept is None:
+                kept = self._spans[key] = deque(maxlen=_MAX_SPANS)
+            kept.extend(spans)
         ack = wire.ack_topic(pub_b, self._idb)
         sock.subscribe(ack)
         self._acks.append((now, ack))
