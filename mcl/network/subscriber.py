@@ -175,12 +175,22 @@ class Subscriber:
     the way, or a forwarder that went away). A closing publisher sends an
     end-of-stream table, which lets the subscriber count the messages missed
     at the end (and at the start). Counting starts at the first message of a
-    publisher and topic, or when the publisher first saw this subscriber.
+    publisher and topic, or when the publisher first saw this subscriber
+    (from sequence 0 when it saw it before its first message).
     :meth:`losses` and :attr:`lost` report the counts.
 
+    Everything received is checked before it is trusted: a message that is
+    not valid wire format (or cannot be accounted) is dropped and counted by
+    reason, a loss claim that cannot be true (a forged sequence number or
+    end of stream) is counted as *suspect*, not as lost: :meth:`stats`.
+
     Options: `hwm` (messages queued on the receiving side), `provide` (help
-    serve the bus; default: only the default bus on loopback), `curve`
-    (:class:`~mcl.network.security.CurveClient`; default from the environment).
+    serve the bus; default: any bus on loopback), `curve`
+    (:class:`~mcl.network.security.CurveClient`; default from the environment),
+    `max_message_bytes` (ZMQ_MAXMSGSIZE: a longer frame drops the connection
+    that sent it; default 64 MiB), `max_topic_bytes` (longer topics are
+    dropped; default 4096), `max_streams` (publisher and topic pairs
+    accounted at once; default 100 000).
     Not thread-safe. A context manager; ``close()`` is idempotent.
     """
 
