@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import struct
 import subprocess
@@ -150,6 +151,28 @@ def test_slow_joiner_every_first_message_reaches_a_subscriber_already_on_the_bus
     assert len(stats.streams) == starts
 
 
+@pytest.mark.slow
+def test_replays_with_default_options_lose_no_first_record(forwarder: Forwarder, tmp_path: Path) -> None:
+    """8 replays with default options (no wait_for_subscribers) into a subscriber on the bus: every record of each arrives."""
+    _make_log(tmp_path / "log", 30)
+    runs = 8
+    with Subscriber(bus=forwarder.address) as sub:
+        assert sub.wait_joined(10)
+        for _ in range(runs):
+            with mcl.Replay(tmp_path / "log", math.inf, bus=forwarder.address) as replay:
+                replay.start()
+                assert replay.wait(60)
+        got = drain(sub, 1.0)
+        stats = sub.stats()
+    by_publisher: dict[str, list[int]] = {}
+    for r in got:
+        by_publisher.setdefault(r.publisher, []).append(r.sequence)
+    assert len(by_publisher) == runs
+    for seqs in by_publisher.values():
+        assert sorted(seqs) == [i for i in range(10) for _ in range(3)]  # 3 topics x sequences 0..9
+    assert stats.lost == 0
+
+
 def test_publisher_waits_for_the_subscriptions_already_on_the_bus(forwarder: Forwarder) -> None:
     """wait_for_bus sees the forwarder's READY subscription after the subscribers' ones; a bus without it times out."""
     with Subscriber("t", bus=forwarder.address) as sub:
@@ -226,8 +249,11 @@ def test_back_pressure_a_slow_subscriber_loses_nothing(forwarder: Forwarder) -> 
         assert small.stalls == 0
 
 
-def test_a_stuck_subscriber_stalls_the_bus_for_stall_s_only_and_its_loss_is_counted() -> None:
-    """A subscriber that never reads: after stall_s the forwarder drops for it (counted), the others go on."""
+def test_a_stuck_subscriber_stalls_the_bus_for_stall_s_only_and_its_loss_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A subscriber that never reads: after stall_s the forwarder drops for it (counted), the others go on; then it waits again."""
+    from mcl.network import forwarder as forwarder_module
+
+    monkeypatch.setattr(forwarder_module, "REARM_S", 0.5)
     with Forwarder("tcp://127.0.0.1:0", hwm=20, stall_s=0.3) as fwd:
         with Subscriber("st", bus=fwd.address, hwm=20) as stuck, Subscriber("st", bus=fwd.address) as live:
             assert stuck.wait_joined(10) and live.wait_joined(10)
@@ -247,6 +273,10 @@ def test_a_stuck_subscriber_stalls_the_bus_for_stall_s_only_and_its_loss_is_coun
                 got.extend(drain(live, 1.0))
                 late.extend(drain(stuck, 1.0))
             assert late[-1].payload == b"last" and got[-1].payload == b"last"
+            deadline = time.monotonic() + 10
+            while fwd.dropping and time.monotonic() < deadline:  # REARM_S later it waits for full queues again
+                time.sleep(0.05)
+            assert not fwd.dropping
             assert len(got) + live.lost == sent + 1  # whatever the live one missed while the bus waited is counted
             assert len(late) + stuck.lost == sent + 1  # the stuck one's drops are all counted
             assert stuck.suspect == 0

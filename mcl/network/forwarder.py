@@ -168,6 +168,11 @@ class Forwarder:
         """True while this forwarder holds its ports and forwards."""
         return self._bound is not None and not self._closed
 
+    @property
+    def dropping(self) -> bool:
+        """True while, after a stall, the forwarder drops for full subscribers instead of waiting (REARM_S)."""
+        return self._lossy
+
     def wait_serving(self, timeout: float | None = None) -> bool:
         """Wait until the ports are bound (hosting mode); True when serving."""
         self._ready.wait(timeout)

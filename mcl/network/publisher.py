@@ -147,7 +147,7 @@ class Publisher:
 
     # -- publishing -------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | Message | Any) -> None:
-        """Send `payload` on `topic` (never blocks: ZeroMQ drops at the high-water mark)."""
+        """Send `payload` on `topic`; a full queue: dropped (counted by subscribers), or waited for up to `send_timeout`."""
         sock = self._sock
         if sock is None:
             raise RuntimeError("Cannot publish on a closed Publisher.")
