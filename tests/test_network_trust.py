@@ -282,6 +282,24 @@ def test_a_stuck_subscriber_stalls_the_bus_for_stall_s_only_and_its_loss_is_coun
             assert stuck.suspect == 0
 
 
+def test_a_waiting_publisher_waits_once_for_a_dead_bus_then_drops_and_counts() -> None:
+    """send_timeout: a bus that takes nothing costs one timeout, then messages drop at once (counted) until it moves."""
+    with Forwarder("tcp://127.0.0.1:0", hwm=10, stall_s=5.0) as fwd, Subscriber("x", bus=fwd.address, hwm=10) as stuck:
+        assert stuck.wait_joined(10)
+        with Publisher(fwd.address, hwm=10, send_timeout=0.3, close_timeout=0) as pub:
+            started = time.monotonic()
+            for i in range(2000):
+                pub.publish("x", b"%d" % i)
+            elapsed = time.monotonic() - started
+            assert pub.dropped > 0
+            assert elapsed < 20  # one wait of 0.3 s, not one per dropped message (hundreds of seconds)
+            got = drain(stuck, 1.0)  # the subscriber reads: the bus moves again
+            pub.publish("x", b"last")
+            got.extend(drain(stuck, 1.0))
+        assert got[-1].payload == b"last"
+        assert len(got) + stuck.lost == 2001 and len(got) + pub.dropped <= 2001
+
+
 def _make_log(path: Path, count: int) -> None:
     with mcl.LogWriter(path, "native", origin_ns=0) as writer:
         for i in range(count):

@@ -28,6 +28,7 @@ _DRAIN_EVERY = 256  # publishes between two reads of the subscription messages
 DEFAULT_STARTUP_WAIT_S = 2.0  # the first publish waits at most this long for the bus's subscriptions
 _ZERO_COPY_BYTES = 65536  # pyzmq's copy threshold: larger frames are sent without a copy
 _SNDMORE = int(zmq.SNDMORE)  # a plain int: pyzmq converts an enum flag on every call
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
 _MAX_JOINED = 10_000  # subscriber ids remembered for the end-of-stream table (forged ones are bounded)
 _pack_meta = wire.META.pack
 _time_ns = time.time_ns
@@ -100,6 +101,7 @@ class Publisher:
         self._bus_ready = startup_wait <= 0  # True once the forwarder's READY_TOPIC was seen (or no wait)
         self._watch: ConnectionWatch | None = None
         self.dropped = 0  # messages not sent: the queue stayed full for send_timeout
+        self._first_flags = _SNDMORE  # flags of a message's first frame (NOBLOCK added after a timeout)
         self.peak_subscribers = 0  # the most subscribers seen attached at once
         self._address, self._lease = resolve(bus, provide)
         try:
@@ -162,10 +164,12 @@ class Publisher:
         seqs[tb] = seq + 1
         send = sock.send
         try:
-            send(tb, _SNDMORE)
+            send(tb, self._first_flags)
         except zmq.Again:  # full for send_timeout: dropped (a gap for the subscribers)
-            self.dropped += 1
+            self._on_full()
             return
+        if self._first_flags != _SNDMORE:
+            self._first_flags = _SNDMORE  # the bus takes messages again: wait again when full
         send(self._pack_data(1, 0, seq, _time_ns(), self._idb), _SNDMORE)
         if len(data) < _ZERO_COPY_BYTES:
             send(data)
@@ -201,10 +205,12 @@ class Publisher:
             seq = seqs.get(tb, 0)
             seqs[tb] = seq + 1
             try:
-                send(tb, _SNDMORE)
+                send(tb, self._first_flags)
             except zmq.Again:
-                self.dropped += 1
+                self._on_full()
                 continue
+            if self._first_flags != _SNDMORE:
+                self._first_flags = _SNDMORE
             send(pack(1, 0, seq, _time_ns(), idb), _SNDMORE)
             if len(data) < _ZERO_COPY_BYTES:
                 send(data)
@@ -216,6 +222,12 @@ class Publisher:
             self._countdown = _DRAIN_EVERY
             self._drain()
         return n
+
+    def _on_full(self) -> None:
+        """A message not sent: the queue stayed full for send_timeout. Until one goes through,
+        the next ones do not wait (a dead bus costs one timeout, not one per message)."""
+        self.dropped += 1
+        self._first_flags = _SNDMORE_NOBLOCK
 
     def _add_topic(self, topic: str) -> bytes:
         if not isinstance(topic, str):
@@ -288,13 +300,13 @@ class Publisher:
             body = msg[1:]
             if body.startswith(wire.SUB_PREFIX):
                 sid = body[len(wire.SUB_PREFIX) :]
-                if subscribe:
+                if subscribe and len(self._subscribers) < _MAX_JOINED:  # forged announcements are bounded
                     self._subscribers.add(sid)
                     if len(self._subscribers) > self.peak_subscribers:
                         self.peak_subscribers = len(self._subscribers)
                     if sid not in self._joined and len(self._joined) < _MAX_JOINED:
                         self._joined[sid] = dict(self._seqs)
-                else:
+                elif not subscribe:
                     self._subscribers.discard(sid)
             elif body == wire.READY_TOPIC:
                 if subscribe:
@@ -308,7 +320,7 @@ class Publisher:
         assert sock is not None
         table = {
             "counts": self._seqs,
-            "joined": {sid: self._joined.get(sid, {}) for sid in self._subscribers},
+            "joined": {sid: self._joined[sid] for sid in self._subscribers if sid in self._joined},
         }
         sock.send(wire.END_TOPIC, _SNDMORE)
         sock.send(_pack_meta(1, wire.KIND_END, 0, _time_ns()) + self._idb, _SNDMORE)

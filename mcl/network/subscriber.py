@@ -40,6 +40,8 @@ _CLOCK_SKEW_NS = 60 * 1_000_000_000  # sent times further than this in the futur
 _MAX_ID_BYTES = 1024  # a longer publisher id is dropped as malformed
 _MAX_SPANS = 1000  # loss spans kept per stream (the most recent); the counts stay exact
 _MAX_END_TOPICS = 100_000  # entries of an end-of-stream table
+_MAX_ACKS = 1024  # end-of-stream acknowledgements subscribed at once (10 s each)
+_MAX_ENDED = 10_000  # publishers whose end was seen, remembered (a repeated end is ignored)
 
 
 @dataclass(frozen=True, slots=True)
@@ -546,9 +548,10 @@ class Subscriber:
             if kept is None:
                 kept = self._spans[key] = deque(maxlen=_MAX_SPANS)
             kept.extend(spans)
-        ack = wire.ack_topic(pub_b, self._idb)
-        sock.subscribe(ack)
-        self._acks.append((now, ack))
+        if len(self._acks) < _MAX_ACKS:  # a flood of forged ends must not become a flood of subscriptions
+            ack = wire.ack_topic(pub_b, self._idb)
+            sock.subscribe(ack)
+            self._acks.append((now, ack))
 
     def _forget_acks(self, now: float) -> None:
         """Unsubscribe acknowledgements old enough for their publisher to have seen them."""
@@ -558,7 +561,7 @@ class Subscriber:
             sock.unsubscribe(self._acks.pop(0)[1])
         if len(self._ended) > 1024:
             for pub_b, seen in list(self._ended.items()):
-                if now - seen > 60.0:
+                if now - seen > 60.0 or len(self._ended) > _MAX_ENDED:
                     del self._ended[pub_b]
 
     # -- accounting ---------------------------------------------------------------------
