@@ -534,13 +534,15 @@ def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(fo
                 attacker.reach(probe)
             attacker.send([b"hostile/type", meta(0), msgpack.packb({"name": "N" * 300})])  # a 300-character type name
             attacker.send([b"hostile/" + b"y" * 4000, meta(0), b"long topic"])
+            attacker.send([b"hostile/" + b"z" * 70_000, meta(0), b"too long"])  # over max_topic_bytes: dropped
+            attacker.send([b"hostile/bigtype", meta(0), msgpack.packb({"name": "B" * 70_000})])  # over a u16
             attacker.send([b"hostile/with space", meta(0), b"x"])  # MCL_LOG 1.0 cannot store white space in a topic
             for i in range(1500):  # 1,500 type names: MCL_LOG 1.0 would need a file each
                 attacker.send([b"hostile/types", meta(i), msgpack.packb({"name": f"T{i}"})])
             attacker.send([wire.END_TOPIC, meta(0, wire.KIND_END, pid=b"forger"), msgpack.packb({"counts": [1]})])
             attacker.send([b"hostile/after", meta(0), b"after"])
             deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and rec.status().messages + rec.status().malformed < 1505:
+            while time.monotonic() < deadline and rec.status().messages + rec.status().malformed < 1507:
                 time.sleep(0.05)
         status = rec.status()
         assert status.error is None
@@ -548,13 +550,15 @@ def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(fo
             records = list(log.iter_records())
         assert records[-1].payload == b"after"
         assert status.dropped.get("bad end of stream") == 1
+        assert status.dropped.get("topic too long") == 1
         if fmt == "mcl1":
-            assert status.dropped["type name too long for MCL_LOG 1.0"] == 1
+            assert status.dropped["type name too long for MCL_LOG 1.0"] == 2
             assert status.dropped["topic not storable in MCL_LOG 1.0"] == 1
             assert status.dropped["too many types for MCL_LOG 1.0"] == 1500 - 255  # raw data (no type) took one of 256
         else:
-            assert len(records) == 1504 and set(status.dropped) == {"bad end of stream"}
-        assert len(records) + sum(v for k, v in status.dropped.items() if k != "bad end of stream") == 1504
+            assert len(records) == 1505 and set(status.dropped) == {"bad end of stream", "topic too long"}
+        wire_drops = ("bad end of stream", "topic too long")
+        assert len(records) + sum(v for k, v in status.dropped.items() if k not in wire_drops) == 1505
         accounting = read_accounting(tmp_path / fmt)
         assert accounting is not None and accounting["complete"] is True
         assert accounting["recorded"] == len(records)
