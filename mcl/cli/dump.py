@@ -49,6 +49,8 @@ from mcl.log.record import datetime_to_ns
 
 _NS = 1_000_000_000
 _ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (recording never does)
+_ECHO_BYTES = 64 << 20  # payload bytes waiting to be printed; beyond, echo skips too
+_ECHO_CHARS = 2000  # an echo line shows at most this much of a message
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-files", type=positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
     parser.add_argument("--compress", action="store_true", help="compress data blocks with zstd (native format)")
     parser.add_argument("--flush-interval", type=positive_number, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
-    parser.add_argument("--hwm", type=positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes before ZeroMQ drops (counted as lost; default: 100000)")
+    parser.add_argument("--hwm", type=positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes; when full the bus waits (a replay) or drops (live publishers; counted as lost); default: 100000")
     parser.add_argument("--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="free metadata kept with the log (repeatable)")
     stop = parser.add_argument_group("stopping")
     stop.add_argument("--duration", type=positive_number, metavar="S", help="stop after S seconds of recording")
@@ -427,12 +429,14 @@ class _Echo:
         self.out = out
         self.queue: deque[Any] = deque()
         self.skipped = 0
+        self.queued_bytes = 0  # payload bytes waiting in the queue
         self.origin_ns = 0  # times are printed in seconds since the recording started
 
     def push(self, received: Any) -> None:
-        """Called in the recording thread: queue, or skip if the printer is behind."""
-        if len(self.queue) < _ECHO_QUEUE:
+        """Called in the recording thread: queue, or skip if the printer is behind (by count or bytes)."""
+        if len(self.queue) < _ECHO_QUEUE and self.queued_bytes < _ECHO_BYTES:
             self.queue.append(received)
+            self.queued_bytes += len(received.payload)
         else:
             self.skipped += 1
 
@@ -442,11 +446,14 @@ class _Echo:
         out = self.out
         while queue:
             r = queue.popleft()
+            self.queued_bytes -= len(r.payload)
             try:
                 text = repr(r.message)
-            except Exception:  # noqa: BLE001 - not msgpack: show the bytes
+            except Exception:  # noqa: BLE001 - not msgpack (or too deep): show the bytes
                 text = f"<{len(r.payload)} bytes> {r.payload[:64].hex()}"
-            print(f"{(r.received_ns - self.origin_ns) / _NS:12.6f}  {r.topic}  {text}", file=out)
+            if len(text) > _ECHO_CHARS:
+                text = text[:_ECHO_CHARS] + f"... ({len(text)} chars)"
+            print(f"{(r.received_ns - self.origin_ns) / _NS:12.6f}  {_show_topic(r.topic)}  {text}", file=out)
         out.flush()
 
 
