@@ -26,16 +26,20 @@ def make_id() -> str:
     return f"{_HOST}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def resolve(bus: str | BusAddress | None, provide: bool | None) -> tuple[BusAddress, BusLease | None]:
+def resolve(
+    bus: str | BusAddress | None, provide: bool | None, curve: CurveClient | None = None
+) -> tuple[BusAddress, BusLease | None]:
     """Parse `bus`; lease the hosting forwarder when this program should help serve it.
 
     By default (``provide=None``) a program helps serve any bus on loopback,
     given by argument or by ``$MCL_BUS`` alike (the first program to bind its
-    ports serves it, the others connect); ``provide=False`` never does.
+    ports serves it, the others connect), unless it uses CURVE keys (a
+    hosting forwarder has none: a secured bus is served by ``mcl-bus``);
+    ``provide=False`` never does.
     """
     address = parse_bus(bus)
     if provide is None:
-        provide = address.is_loopback
+        provide = address.is_loopback and curve is None and client_from_env() is None
     lease = lease_bus(address) if provide else None
     return address, lease
 

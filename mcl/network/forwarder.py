@@ -1,11 +1,12 @@
-"""The forwarder (the hub of a bus) and the zero-configuration hosting of the default bus.
+"""The forwarder (the hub of a bus) and the zero-configuration hosting of buses on loopback.
 
 A forwarder is ZeroMQ's own XSUB/XPUB proxy (``zmq.proxy``, in C): publishers
 connect to its XSUB socket on the bus port, subscribers to its XPUB socket on
 port + 1, and subscriptions flow back from subscribers to publishers.
 
-Zero configuration: every publisher and subscriber of the default bus (see
-:mod:`mcl.network.address`) holds a lease on a :class:`Forwarder` running in a
+Zero configuration: every publisher and subscriber of a bus on loopback (the
+default bus of :mod:`mcl.network.address`, or any loopback address, given by
+argument or by ``$MCL_BUS`` alike) holds a lease on a :class:`Forwarder` running in a
 background thread of its own process in *hosting* mode: it tries to bind the
 two well-known ports and, while another process holds them, retries every
 :data:`HOST_RETRY_S` seconds. So exactly one process on the machine serves the

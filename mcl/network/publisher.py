@@ -64,8 +64,8 @@ class Publisher:
     `close_timeout` (seconds
     ``close()`` waits at most for the subscribers to acknowledge the end of
     stream; 0 = send it once and do not wait: a subscriber must be receiving, in
-    another thread or process, to acknowledge), `provide` (help serve the bus; default: only the
-    default bus on loopback), `curve` (:class:`~mcl.network.security.CurveClient`;
+    another thread or process, to acknowledge), `provide` (help serve the bus; default: any
+    bus on loopback), `curve` (:class:`~mcl.network.security.CurveClient`;
     default from $MCL_CURVE_SECRET / $MCL_CURVE_SERVER), `id`.
 
     Not thread-safe: use one publisher per thread. A context manager; ``close()``
@@ -103,7 +103,7 @@ class Publisher:
         self.dropped = 0  # messages not sent: the queue stayed full for send_timeout
         self._first_flags = _SNDMORE  # flags of a message's first frame (NOBLOCK added after a timeout)
         self.peak_subscribers = 0  # the most subscribers seen attached at once
-        self._address, self._lease = resolve(bus, provide)
+        self._address, self._lease = resolve(bus, provide, curve)
         try:
             context, endpoint, _ = endpoints(self._address, curve)
             sock = self._sock = make_socket(zmq.XPUB, self._address, hwm, curve, context)

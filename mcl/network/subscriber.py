@@ -234,7 +234,7 @@ class Subscriber:
         self._names: dict[bytes, str] = {}
         self._ended: dict[bytes, float] = {}  # publisher -> monotonic time its end was seen
         self._acks: list[tuple[float, bytes]] = []
-        self._address, self._lease = resolve(bus, provide)
+        self._address, self._lease = resolve(bus, provide, curve)
         self._curve = curve
         try:
             context, _, endpoint = endpoints(self._address, curve)
