@@ -38,8 +38,10 @@ MAX_RATE_PER_S = 10_000_000  # messages per second per stream no bus reaches: a 
 _GAP_SLACK = 100_000  # a gap this small is always plausible (clock skew between hosts, bursts)
 _CLOCK_SKEW_NS = 60 * 1_000_000_000  # sent times further than this in the future are not believed
 _MAX_ID_BYTES = 1024  # a longer publisher id is dropped as malformed
-_MAX_SPANS = 1000  # loss spans kept per stream (the most recent); the counts stay exact
+_MAX_SPANS = 100  # loss spans kept per stream (the most recent); the counts stay exact
+_MAX_SPAN_STREAMS = 10_000  # streams whose spans are kept (beyond, only the counts)
 _MAX_END_TOPICS = 100_000  # entries of an end-of-stream table
+_OVERFLOW = (b"*", b"*")  # the (publisher, topic) of end-of-stream counts beyond the bound on keys
 _MAX_ACKS = 1024  # end-of-stream acknowledgements subscribed at once (10 s each)
 _MAX_ENDED = 10_000  # publishers whose end was seen, remembered (a repeated end is ignored)
 
@@ -61,7 +63,7 @@ class StreamStats:
     received: int = 0  # messages received
     lost: int = 0  # messages missed (sequence gaps, end-of-stream head and tail)
     suspect: int = 0  # sequence numbers or end-of-stream claims that cannot be true (not in lost)
-    spans: tuple[LossSpan, ...] = ()  # where the losses happened (the last 1000 gaps)
+    spans: tuple[LossSpan, ...] = ()  # where the losses happened (the last 100 gaps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,16 +423,21 @@ class Subscriber:
                 stream[6] += 1  # suspect: counted, not added to the loss, the stream is not moved
                 return
             self._lost[key] = self._lost.get(key, 0) + gap
-            spans = self._spans.get(key)
-            if spans is None:
-                spans = self._spans[key] = deque(maxlen=_MAX_SPANS)
-            spans.append((due, gap, stream[4], sent_ns))
+            self._add_spans(key, [(due, gap, stream[4], sent_ns)])
             stream[0] = seq + 1
             stream[4] = sent_ns
         elif seq == 0:  # the same publisher id numbering from 0 again: a restart, a new stream
             stream[0], stream[1], stream[4] = 1, 0, sent_ns
         else:  # a sequence already seen: a duplicate or a forgery
             stream[6] += 1
+
+    def _add_spans(self, key: tuple[bytes, bytes], spans: list[tuple[int, int, int, int]]) -> None:
+        kept = self._spans.get(key)
+        if kept is None:
+            if len(self._spans) >= _MAX_SPAN_STREAMS:
+                return
+            kept = self._spans[key] = deque(maxlen=_MAX_SPANS)
+        kept.extend(spans)
 
     def _new_stream(self, key: tuple[bytes, bytes], seq: int, sent_ns: int) -> list[Any] | None:
         """The accounting of a (publisher, topic) seen for the first time (or since its end); None if refused."""
@@ -540,14 +547,13 @@ class Subscriber:
             missed = sum(span[1] for span in spans)
             if missed <= 0:
                 continue
+            if len(self._lost) + len(self._suspect_claims) >= 4 * self._max_streams and key not in self._lost:
+                key = _OVERFLOW  # forged tables of many topics: the counts stay, under one key
             if missed > _plausible(since, sent_ns):
                 self._suspect_claims[key] = self._suspect_claims.get(key, 0) + 1
                 continue
             self._lost[key] = self._lost.get(key, 0) + missed
-            kept = self._spans.get(key)
-            if kept is None:
-                kept = self._spans[key] = deque(maxlen=_MAX_SPANS)
-            kept.extend(spans)
+            self._add_spans(key, spans)
         if len(self._acks) < _MAX_ACKS:  # a flood of forged ends must not become a flood of subscriptions
             ack = wire.ack_topic(pub_b, self._idb)
             sock.subscribe(ack)
