@@ -65,6 +65,7 @@ JOIN_TIMEOUT_S = 3.0  # start() waits at most this long for the subscription to 
 ACCOUNTING_FILE = "accounting.json"  # the recording's loss accounting, in the log directory
 ACCOUNTING_EVERY_NS = 1_000_000_000  # the accounting file is rewritten this often while recording
 MAX_TOPIC_BYTES = 0xFFFF  # the native format's topic length (u16); longer topics are not storable
+MAX_TOPICS = 100_000  # distinct topics a recording keeps (counts in memory); more are not storable
 MCL1_MAX_TYPES = 256  # MCL_LOG 1.0 keeps one open file per type: more types are not storable
 MCL1_MAX_TYPE_CHARS = 200  # an MCL_LOG 1.0 file is named after its type: a longer name is not storable
 _MAX_SPANS_STORED = 100  # loss spans per stream in the accounting file (the most recent)
@@ -497,7 +498,10 @@ class Recorder:
                 if c is None or mcl1:
                     reason = None if write is None else self._unstorable_reason(topic, payload)
                     if reason is not None:  # dropped and counted; the recording goes on
-                        by_reason = self._unstorable.setdefault((r.publisher, topic), {})
+                        key = (r.publisher, topic)
+                        if key not in self._unstorable and len(self._unstorable) >= MAX_TOPICS:
+                            key = ("*", "*")  # the counts stay exact, under one key
+                        by_reason = self._unstorable.setdefault(key, {})
                         by_reason[reason] = by_reason.get(reason, 0) + 1
                         dropped += 1
                         continue
@@ -540,6 +544,8 @@ class Recorder:
         """
         if len(topic) > MAX_TOPIC_BYTES // 4 and len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
             return "topic too long for the log"
+        if topic not in self._topic_counts and len(self._topic_counts) >= MAX_TOPICS:
+            return "too many topics"
         if self.format != "mcl1":
             return None
         if _MCL1_TOPIC.fullmatch(topic) is None:

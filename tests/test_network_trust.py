@@ -597,3 +597,22 @@ def test_mcl_info_shows_the_recording_accounting(forwarder: Forwarder, attacker:
     (stream,) = [s for s in acc["streams"] if s["topic"] == "g"]
     assert stream["lost"] == 3 and stream["received"] == 2
     assert stream["loss_spans"] == [{"first": 1, "count": 3, "after": 1.0, "before": 2.0}]
+
+
+def test_recording_bounds_its_topics(forwarder: Forwarder, attacker: Attacker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Distinct topics beyond MAX_TOPICS (foreign [topic, payload] senders make no streams) are dropped and counted."""
+    from mcl import record
+
+    monkeypatch.setattr(record, "MAX_TOPICS", 5)
+    with Recorder(tmp_path / "log", forwarder.address, topics=["many/"]) as rec:
+        with Subscriber(bus=forwarder.address) as probe:
+            attacker.reach(probe)
+        for n in range(12):
+            attacker.send([b"many/%d" % n, b"payload"])
+        deadline = time.monotonic() + 10
+        while rec.status().messages + rec.status().malformed < 12 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    status = rec.status()
+    assert status.messages == 5 and status.dropped == {"too many topics": 7}
+    assert sorted(t for t, c in status.topics.items() if c.messages) == [f"many/{n}" for n in range(5)]
+    assert sum(c.malformed for c in status.topics.values()) == 7  # per topic (the last ones under "*": bounded too)
