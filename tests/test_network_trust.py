@@ -616,3 +616,25 @@ def test_recording_bounds_its_topics(forwarder: Forwarder, attacker: Attacker, t
     assert status.messages == 5 and status.dropped == {"too many topics": 7}
     assert sorted(t for t, c in status.topics.items() if c.messages) == [f"many/{n}" for n in range(5)]
     assert sum(c.malformed for c in status.topics.values()) == 7  # per topic (the last ones under "*": bounded too)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not json", b"[1, 2]", b'{"streams": 5}', b'{"streams": [{"loss_spans": 7, "lost": "x"}], "malformed_by_reason": []}',
+     b"\xff\xfe", b"[" * 100_000],
+)
+def test_mcl_info_survives_a_hostile_accounting_file(tmp_path: Path, content: bytes) -> None:
+    """A damaged or forged accounting.json never breaks mcl-info: one line says it is unreadable, or fields are skipped."""
+    import contextlib
+    import io
+
+    from mcl.cli.info import main as info_main
+
+    with mcl.LogWriter(tmp_path / "log", "native", origin_ns=0) as writer:
+        writer.write("t", b"x", 0)
+    (tmp_path / "log" / ACCOUNTING_FILE).write_bytes(content)
+    for argv in ([str(tmp_path / "log")], [str(tmp_path / "log"), "--json"]):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            assert info_main(argv) == 0
+        assert "messages" in out.getvalue()

@@ -125,12 +125,14 @@ def format_accounting(acc: dict[str, Any]) -> str:
     reasons = acc.get("malformed_by_reason")
     if isinstance(reasons, dict) and reasons:
         lines.append("  dropped: " + ", ".join(f"{k} {num(v)}" for k, v in sorted(reasons.items())))
-    streams = [s for s in acc.get("streams", []) if isinstance(s, dict)]
+    raw_streams = acc.get("streams")
+    streams = [s for s in raw_streams if isinstance(s, dict)] if isinstance(raw_streams, list) else []
     shown = [s for s in streams if num(s.get("lost")) or num(s.get("malformed")) or num(s.get("suspect"))]
     if shown:
         lines.append(f"  {'topic':<20}  {'publisher':<24}  {'received':>9}  {'lost':>7}  {'malformed':>9}  {'suspect':>7}  where lost (s)")
     for s in shown:
-        spans = [sp for sp in s.get("loss_spans", []) if isinstance(sp, dict)]
+        raw_spans = s.get("loss_spans")
+        spans = [sp for sp in raw_spans if isinstance(sp, dict)] if isinstance(raw_spans, list) else []
         where = ", ".join(
             f"{sp.get('after') if sp.get('after') is not None else '?'}..{sp.get('before')} ({num(sp.get('count'))})"
             for sp in spans[:5]
