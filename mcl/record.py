@@ -26,6 +26,7 @@ reads back. :meth:`Recorder.stop` closes the log cleanly (index written).
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import re
 import socket
@@ -43,19 +44,31 @@ from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, make_writer
 if TYPE_CHECKING:
     from mcl.network import Received
 
+_MCL1_TOPIC = re.compile(r"[!-~]*")  # MCL_LOG 1.0 splits its lines on white space: printable ASCII only
+
 __all__ = [
+    "ACCOUNTING_FILE",
     "DEFAULT_FLUSH_INTERVAL_NS",
     "DEFAULT_HWM",
     "Recorder",
     "RecorderStatus",
     "TopicStatus",
     "make_log_path",
+    "read_accounting",
 ]
 
 DEFAULT_FLUSH_INTERVAL_NS = 100_000_000  # SIGKILL loses at most this much of the recording
 DEFAULT_HWM = 100_000  # messages queued for the recorder while it writes (ZeroMQ's default is 1000)
 _BATCH = 1000  # messages taken from the subscriber at a time
 _NS = 1_000_000_000
+JOIN_TIMEOUT_S = 3.0  # start() waits at most this long for the subscription to reach the forwarder
+ACCOUNTING_FILE = "accounting.json"  # the recording's loss accounting, in the log directory
+ACCOUNTING_EVERY_NS = 1_000_000_000  # the accounting file is rewritten this often while recording
+MAX_TOPIC_BYTES = 0xFFFF  # the native format's topic length (u16); longer topics are not storable
+MAX_TOPICS = 100_000  # distinct topics a recording keeps (counts in memory); more are not storable
+MCL1_MAX_TYPES = 256  # MCL_LOG 1.0 keeps one open file per type: more types are not storable
+MCL1_MAX_TYPE_CHARS = 200  # an MCL_LOG 1.0 file is named after its type: a longer name is not storable
+_MAX_SPANS_STORED = 100  # loss spans per stream in the accounting file (the most recent)
 
 
 def make_log_path(out_dir: str | os.PathLike[str], when_ns: int | None = None, host: str | None = None) -> Path:
@@ -94,6 +107,8 @@ class TopicStatus:
     messages: int = 0  # messages recorded
     bytes: int = 0  # payload bytes recorded
     lost: int = 0  # messages published on the topic that the recorder never received
+    malformed: int = 0  # messages received on the topic but not storable in the log (dropped)
+    suspect: int = 0  # sequence numbers or end-of-stream claims that cannot be true (not in lost)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +119,9 @@ class RecorderStatus:
     messages: int = 0  # messages recorded
     bytes: int = 0  # payload bytes recorded
     lost: int = 0  # messages missed (sequence gaps + subscriber drops)
+    malformed: int = 0  # messages dropped: not valid wire format, or not storable in the log
+    suspect: int = 0  # loss claims that cannot be true (forged sequences): reported, not in lost
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> messages dropped (the malformed)
     rate: float = 0.0  # messages per second over the last seconds (0.0 when unknown)
     elapsed_ns: int = 0  # time since start(), ns
     path: str | None = None  # the log directory, None when not writing
@@ -212,16 +230,20 @@ class Recorder:
         self._publishers: set[str] = set()
         self._lost = 0  # from Subscriber.losses(), read every flush interval and at the end
         self._lost_by_topic: dict[str, int] = {}
+        self._unstorable: dict[tuple[str, str], dict[str, int]] = {}  # (publisher, topic) -> reason -> count
+        self._stats: Any = None  # the subscriber's last SubscriberStats
+        self._mcl1_types: set[str | None] = set()
         self._rotated = 0  # data files deleted by rotation
         self._rate_samples: deque[tuple[int, int]] = deque(maxlen=64)
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, timeout: float = 10.0) -> Recorder:
-        """Open the log and start recording; returns once the subscriber is connected.
+        """Open the log and start recording; returns once the subscriber is on the bus.
 
-        Subscriptions reach publishers asynchronously: a publisher that must
-        not lose the first messages calls ``wait_for_subscribers`` (as
-        ``mcl-replay --wait-for-subscribers`` does).
+        "On the bus": its subscriptions are in place at the forwarder
+        (:meth:`Subscriber.wait_joined`, at most :data:`JOIN_TIMEOUT_S`), so
+        a publisher started after start() returns loses nothing to it (its
+        first publish waits for the bus's subscriptions).
 
         Raises RecordError / LogError if the log cannot be created, BusError
         if the bus cannot be joined.
@@ -349,10 +371,24 @@ class Recorder:
                 break
         topics = {}
         lost_by_topic = dict(self._lost_by_topic)
+        bad_by_topic: dict[str, int] = {}
+        for (_, topic), reasons in list(self._unstorable.items()):
+            bad_by_topic[topic] = bad_by_topic.get(topic, 0) + sum(reasons.values())
+        suspect_by_topic: dict[str, int] = {}
+        stats = self._stats
+        if stats is not None:
+            for (_, topic), stream in stats.streams.items():
+                if stream.suspect:
+                    suspect_by_topic[topic] = suspect_by_topic.get(topic, 0) + stream.suspect
         for topic, (m, b) in list(self._topic_counts.items()):
-            topics[topic] = TopicStatus(m, b, lost_by_topic.pop(topic, 0))
-        for topic, lost in lost_by_topic.items():
-            topics[topic] = TopicStatus(0, 0, lost)
+            topics[topic] = TopicStatus(
+                m, b, lost_by_topic.pop(topic, 0), bad_by_topic.pop(topic, 0), suspect_by_topic.pop(topic, 0)
+            )
+        for topic in set(lost_by_topic) | set(bad_by_topic) | set(suspect_by_topic):
+            topics[topic] = TopicStatus(
+                0, 0, lost_by_topic.get(topic, 0), bad_by_topic.get(topic, 0), suspect_by_topic.get(topic, 0)
+            )
+        dropped = self._dropped()
         if not self._started:
             elapsed = 0
         else:
@@ -363,6 +399,9 @@ class Recorder:
             messages=messages,
             bytes=self._bytes,
             lost=self._lost,
+            malformed=sum(dropped.values()),
+            suspect=0 if stats is None else stats.suspect,
+            dropped=dropped,
             rate=rate,
             elapsed_ns=elapsed,
             path=None if self.path is None else str(self.path),
@@ -372,6 +411,15 @@ class Recorder:
             topics=topics,
             error=None if self._error is None else str(self._error),
         )
+
+    def _dropped(self) -> dict[str, int]:
+        """Messages dropped, by reason: the subscriber's (wire format) and the recorder's (not storable)."""
+        stats = self._stats
+        dropped = {} if stats is None else dict(stats.malformed_by_reason)
+        for reasons in list(self._unstorable.values()):
+            for reason, n in reasons.items():
+                dropped[reason] = dropped.get(reason, 0) + n
+        return dropped
 
     def _files(self) -> tuple[str | None, int]:
         if self.path is None:
@@ -393,8 +441,14 @@ class Recorder:
             from mcl.network import Subscriber
 
             with Subscriber(self.topics, self.bus, exact=self.exact, hwm=self.hwm) as sub:
+                # On the bus before start() returns: every publisher started later reaches it.
+                sub.wait_joined(JOIN_TIMEOUT_S)
                 self._ready.set()
-                self._loop(sub)
+                try:
+                    self._loop(sub)
+                finally:
+                    self._stats = sub.stats()
+                    self._write_accounting(complete=True)
         except BaseException as exc:  # noqa: BLE001 - reported through stop()/wait()
             self._error = _as_record_error(exc, self.path, self._messages)
         finally:
@@ -421,6 +475,8 @@ class Recorder:
         remaining = self.count
         recv_batch = sub.recv_batch
         stop_seen: int | None = None
+        next_accounting = time.monotonic_ns() + ACCOUNTING_EVERY_NS
+        mcl1 = writer is not None and self.format == "mcl1"
         while True:
             now = time.monotonic_ns()
             wait_ns = next_flush - now
@@ -431,6 +487,7 @@ class Recorder:
                 batch = batch[:remaining]
             nbytes = 0
             publisher = None
+            dropped = 0
             for r in batch:
                 topic = r.topic
                 payload = r.payload
@@ -438,8 +495,18 @@ class Recorder:
                     publisher = r.publisher
                     publishers.add(publisher)
                 c = counts.get(topic)
-                if c is None:
-                    c = counts[topic] = [0, 0]
+                if c is None or mcl1:
+                    reason = None if write is None else self._unstorable_reason(topic, payload)
+                    if reason is not None:  # dropped and counted; the recording goes on
+                        key = (r.publisher, topic)
+                        if key not in self._unstorable and len(self._unstorable) >= MAX_TOPICS:
+                            key = ("*", "*")  # the counts stay exact, under one key
+                        by_reason = self._unstorable.setdefault(key, {})
+                        by_reason[reason] = by_reason.get(reason, 0) + 1
+                        dropped += 1
+                        continue
+                    if c is None:
+                        c = counts[topic] = [0, 0]
                 c[0] += 1
                 c[1] += len(payload)
                 nbytes += len(payload)
@@ -447,7 +514,7 @@ class Recorder:
                     write(topic, payload, r.received_ns - origin)
                 if on_message is not None:
                     on_message(r)
-            self._messages += len(batch)
+            self._messages += len(batch) - dropped
             self._bytes += nbytes
             if remaining is not None:
                 remaining -= len(batch)
@@ -461,8 +528,92 @@ class Recorder:
             if now >= next_flush or finished:
                 self._tick(sub)
                 next_flush = now + flush_every
+                if now >= next_accounting and not finished:
+                    self._stats = sub.stats()
+                    self._write_accounting(complete=False)
+                    next_accounting = now + ACCOUNTING_EVERY_NS
             if finished:
                 return
+
+    def _unstorable_reason(self, topic: str, payload: bytes) -> str | None:
+        """Why a message cannot be stored in this log's format (None: it can).
+
+        Checked for each new topic (and, for MCL_LOG 1.0, each message: its
+        files are named after the payload's type), so that no message from
+        the bus can stop the recording.
+        """
+        if len(topic) > MAX_TOPIC_BYTES // 4 and len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
+            return "topic too long for the log"
+        if topic not in self._topic_counts and len(self._topic_counts) >= MAX_TOPICS:
+            return "too many topics"
+        if self.format != "mcl1":
+            return None
+        if _MCL1_TOPIC.fullmatch(topic) is None:
+            return "topic not storable in MCL_LOG 1.0"
+        from mcl.message import type_name_of
+
+        type_name = type_name_of(payload)
+        if type_name not in self._mcl1_types:
+            if type_name is not None and len(type_name) > MCL1_MAX_TYPE_CHARS:
+                return "type name too long for MCL_LOG 1.0"
+            if len(self._mcl1_types) >= MCL1_MAX_TYPES:
+                return "too many types for MCL_LOG 1.0"
+            self._mcl1_types.add(type_name)
+        return None
+
+    def _write_accounting(self, complete: bool) -> None:
+        """Write the accounting file of the log (atomically: a temporary file renamed over it)."""
+        if self.path is None or self._stats is None or not self.path.is_dir():
+            return
+        data = self.accounting(complete)
+        target = self.path / ACCOUNTING_FILE
+        tmp = self.path / (ACCOUNTING_FILE + ".tmp")
+        try:
+            tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError:  # a full disk: the log itself matters more; the summary still shows the counts
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+    def accounting(self, complete: bool = True) -> dict[str, Any]:
+        """The accounting stored with the log (see docs/log-format.md, "Accounting file")."""
+        stats = self._stats
+        origin = self.origin_ns
+        streams: list[dict[str, Any]] = []
+        keys = set(() if stats is None else stats.streams) | set(self._unstorable)
+        for key in sorted(keys):
+            stream = None if stats is None else stats.streams.get(key)
+            bad = self._unstorable.get(key, {})
+            spans = [] if stream is None else list(stream.spans)[-_MAX_SPANS_STORED:]
+            streams.append({
+                "publisher": key[0],
+                "topic": key[1],
+                "received": 0 if stream is None else stream.received,
+                "lost": 0 if stream is None else stream.lost,
+                "malformed": sum(bad.values()),
+                "suspect": 0 if stream is None else stream.suspect,
+                "malformed_by_reason": dict(bad),
+                "loss_spans": [
+                    {"first": sp.first, "count": sp.count, "after": _elapsed_s(sp.after_ns, origin),
+                     "before": _elapsed_s(sp.before_ns, origin)}
+                    for sp in spans
+                ],
+            })
+        dropped = self._dropped()
+        return {
+            "accounting": 1,
+            "complete": complete,
+            "bus": self.bus if self.bus is not None else _default_bus(),
+            "origin_ns": origin,
+            "recorded": self._messages,
+            "lost": 0 if stats is None else stats.lost,
+            "malformed": sum(dropped.values()),
+            "suspect": 0 if stats is None else stats.suspect,
+            "malformed_by_reason": dropped,
+            "streams": streams,
+        }
 
     def _tick(self, sub: Any) -> None:
         """Every flush interval: flush, rotate, read the subscriber's loss counts."""
@@ -502,6 +653,39 @@ class Recorder:
             writer.close()
         except OSError as exc:
             raise _as_record_error(exc, self.path, self._messages) from None
+
+
+def _elapsed_s(ns: int, origin_ns: int) -> float | None:
+    """A sender time as seconds since the log's origin (None when the sender gave none)."""
+    return None if ns <= 0 else round((ns - origin_ns) / _NS, 9)
+
+
+def _default_bus() -> str:
+    from mcl.network import default_bus
+
+    return default_bus()
+
+
+def read_accounting(log: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The accounting file of a log directory (or of the directory of a log file); None if it has none.
+
+    Hostile input: a file that is not a JSON object, or over 64 MiB, raises
+    LogError naming the file.
+    """
+    path = Path(log)
+    directory = path if path.is_dir() else path.parent
+    target = directory / ACCOUNTING_FILE
+    if not target.is_file():
+        return None
+    try:
+        if target.stat().st_size > 64 << 20:
+            raise LogError(f"{target}: accounting file over 64 MiB")
+        data = json.loads(target.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise LogError(f"{target}: unreadable accounting file: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("streams", []), list):
+        raise LogError(f"{target}: not an mcl accounting file")
+    return data
 
 
 def _as_record_error(exc: BaseException, path: Path | None, messages: int) -> BaseException:

@@ -426,3 +426,46 @@ def test_round_trip_mcl_replay_into_mcl_dump(bus: str, tmp_path: Path) -> None:
         dump.proc.send_signal(signal.SIGINT)
         assert dump.wait() == 0, dump.stderr
     _assert_same_log(original, path)
+
+
+def test_dump_survives_hostile_frames_and_reports_them_by_reason(bus: str, tmp_path: Path) -> None:
+    """A forged end of stream (counts a list), one-frame messages, a forged sequence: mcl-dump records on and says so."""
+    import msgpack
+    import zmq
+
+    from mcl.network import parse_bus, wire
+
+    def meta(seq: int, kind: int = wire.KIND_DATA) -> bytes:
+        return wire.META.pack(wire.VERSION, kind, seq, time.time_ns()) + b"forger:1:0"
+
+    with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
+        path = dump.wait_recording()
+        raw = zmq.Context.instance().socket(zmq.XPUB)  # a raw socket: sends anything, sees subscriptions
+        raw.linger = 2000  # closed right after sending: let the frames go out
+        try:
+            raw.connect(parse_bus(bus).publish_endpoint)
+            deadline = time.monotonic() + 10
+            seen = b""
+            while seen != b"\x01" + wire.READY_TOPIC and time.monotonic() < deadline:  # every subscription is here
+                if raw.poll(100):
+                    seen = raw.recv()
+            assert seen == b"\x01" + wire.READY_TOPIC
+            raw.send_multipart([wire.END_TOPIC, meta(0, wire.KIND_END), msgpack.packb({"counts": [1, 2]})])
+            raw.send_multipart([b"one"])
+            raw.send_multipart([b"t", meta(0), b"a"])
+            raw.send_multipart([b"t", meta(10**12), b"forged"])
+            raw.send_multipart([b"t", meta(1), b"b"])
+        finally:
+            raw.close()
+        publish_all(bus, payloads(5))
+        time.sleep(0.3)
+        dump.proc.send_signal(signal.SIGINT)
+        assert dump.wait() == 0, dump.stderr
+    err = dump.stderr
+    assert "Traceback" not in err
+    assert "dropped 2 malformed, 1 suspect loss claim(s) not counted" in err
+    assert "dropped: bad end of stream 1, one frame 1" in err
+    assert path is not None
+    records = read_back(path)
+    assert [r.payload for r in records if r.topic == "t"] == [b"a", b"forged", b"b"]
+    assert len(records) == 3 + 5

@@ -149,3 +149,17 @@ def test_forwarder_with_a_bad_certificate_fails_at_once(tmp_path: Path) -> None:
     thread.join(10.0)
     assert not thread.is_alive(), "Forwarder with a bad certificate hung"
     assert len(outcome) == 1 and isinstance(outcome[0], BusError), outcome
+
+
+def test_curve_refused_client_is_told(keys: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
+    """The refused client itself logs one line saying the forwarder refused its key (not a silent 'sent')."""
+    bad = CurveClient(keys["bad"], keys["server_public"])
+    caplog.set_level(logging.WARNING, logger="mcl.network")
+    with Forwarder("tcp://127.0.0.1:0", curve=CurveServer(keys["server_secret"], keys["clients"])) as forwarder:
+        with Publisher(forwarder.address, curve=bad, close_timeout=0, startup_wait=0.2) as intruder:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any("refused this" in r.getMessage() for r in caplog.records):
+                time.sleep(0.05)
+            assert intruder.connected is False
+    told = [r.getMessage() for r in caplog.records if "refused this" in r.getMessage()]
+    assert told and told[0] == f"mcl: the forwarder at {forwarder.address} refused this publisher's CURVE key; still trying"

@@ -18,7 +18,16 @@ Runs, on a private bus (a forwarder in this process, free loopback ports):
 3. maximum zero-loss rate: the same at increasing rates (SEARCH seconds each)
    until a run loses, then bisection; reported as a ratio to the raw limit.
 
+4. replay round trip (``--replay N``, skips 1-3): ``mcl-replay LOG
+   --max-speed`` of a native log of N messages into a live ``mcl-dump
+   --count N``, both real processes on the default path (a loopback bus
+   given by ``--bus``: mcl-dump hosts its forwarder, default options
+   everywhere), ``--runs R`` times; a run has zero loss when mcl-dump
+   records all N (it exits by itself) with ``lost 0`` and the log reads
+   back N records in order.
+
 Usage: python3 tools/bench_record.py [--seconds 60] [--rate 50000] [--size 100] [--search 5]
+       python3 tools/bench_record.py --replay 200000 --runs 10
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import argparse
 import multiprocessing as mp
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -188,6 +198,85 @@ def _show(r: dict[str, object]) -> str:
     )
 
 
+def _free_bus() -> str:
+    from mcl.network.forwarder import Forwarder
+
+    with Forwarder("tcp://127.0.0.1:0") as fwd:
+        return fwd.address
+
+
+def replay_round_trip(count: int, runs: int, size: int) -> int:
+    """mcl-replay --max-speed into mcl-dump --count, `runs` times; prints one line per run; 0 if none lost."""
+    import mcl
+
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    env.pop("MCL_BUS", None)
+    failures = 0
+    print(f"replay round trip: mcl-replay --max-speed of {count:,} messages ({size} B) into mcl-dump, {runs} runs")
+    with tempfile.TemporaryDirectory(prefix="bench_replay_record_") as tmp:
+        src = Path(tmp) / "src"
+        with mcl.LogWriter(src, "native", origin_ns=0) as writer:
+            for i in range(count):
+                writer.write(("imu", "gps", "camera")[i % 3], i.to_bytes(8, "little") + b"x" * max(0, size - 8), i * 100_000)
+        for run in range(runs):
+            bus = _free_bus()
+            out = Path(tmp) / f"run{run}"
+            dump = subprocess.Popen(
+                [sys.executable, "-c", "from mcl.cli.dump import run; run()", "--bus", bus, "-o", str(out),
+                 "--count", str(count), "--status-interval", "3600"],
+                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env,
+            )
+            assert dump.stderr is not None
+            lines: list[str] = []
+            started = threading.Event()
+
+            def read(stream=dump.stderr, lines=lines, started=started) -> None:  # type: ignore[no-untyped-def]
+                for line in stream:
+                    lines.append(line.rstrip("\n"))
+                    if line.startswith("recording to "):
+                        started.set()
+
+            reader = threading.Thread(target=read, daemon=True)
+            reader.start()
+            try:
+                if not started.wait(30):
+                    raise SystemExit(f"mcl-dump did not start: {lines}")
+                t0 = time.perf_counter()
+                replay = subprocess.run(
+                    [sys.executable, "-c", "from mcl.cli.replay import run; run()", str(src), "--max-speed", "--bus", bus],
+                    capture_output=True, text=True, env=env, timeout=600,
+                )
+                t_replay = time.perf_counter() - t0
+                try:
+                    dump.wait(120)
+                except subprocess.TimeoutExpired:  # it did not get all: stop it, and count
+                    dump.send_signal(signal.SIGINT)
+                    dump.wait(60)
+                t_total = time.perf_counter() - t0
+            finally:
+                if dump.poll() is None:
+                    dump.kill()
+                    dump.wait()
+            reader.join(10)
+            summary = next((line for line in lines if line.startswith("recorded ")), "")
+            m = re.search(r": ([\d,]+) messages .* lost ([\d,]+)", summary)
+            recorded = int(m.group(1).replace(",", "")) if m else 0
+            lost = int(m.group(2).replace(",", "")) if m else -1
+            (log_dir,) = out.iterdir()
+            with mcl.open_log(log_dir) as log:
+                seqs = [int.from_bytes(r.payload[:8], "little") for r in log.iter_records()]
+            in_order = seqs == list(range(count))
+            ok = replay.returncode == 0 and recorded == count and lost == 0 and in_order
+            failures += not ok
+            last = replay.stdout.strip().splitlines()[-1] if replay.stdout.strip() else replay.stderr.strip()
+            print(f"  run {run + 1}: recorded {recorded:,} of {count:,}, lost {lost:,}, read back {len(seqs):,} "
+                  f"{'in order' if in_order else 'NOT in order'}; replay {t_replay:.2f} s ({count / t_replay:,.0f} msg/s), "
+                  f"all recorded after {t_total:.2f} s -> {'zero loss' if ok else 'LOSS'} | replay: {last}", flush=True)
+            shutil.rmtree(out, ignore_errors=True)
+    print(f"replay round trip: {runs - failures} of {runs} runs with zero loss")
+    return 0 if failures == 0 else 1
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of the sustained run (default 60)")
@@ -195,7 +284,11 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=100, help="payload bytes (default 100)")
     parser.add_argument("--search", type=float, default=5.0, help="seconds per step of the max-rate search (default 5)")
     parser.add_argument("--no-search", action="store_true", help="skip the max-rate search")
+    parser.add_argument("--replay", type=int, metavar="N", help="only the replay round trip, of N messages (e.g. 200000)")
+    parser.add_argument("--runs", type=int, default=10, help="runs of the replay round trip (default 10)")
     args = parser.parse_args()
+    if args.replay:
+        return replay_round_trip(args.replay, args.runs, args.size)
 
     from mcl.network.forwarder import Forwarder
 

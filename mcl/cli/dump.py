@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import itertools
+import json
 import re
 import signal
 import sys
@@ -48,6 +49,8 @@ from mcl.log.record import datetime_to_ns
 
 _NS = 1_000_000_000
 _ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (recording never does)
+_ECHO_BYTES = 64 << 20  # payload bytes waiting to be printed; beyond, echo skips too
+_ECHO_CHARS = 2000  # an echo line shows at most this much of a message
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-files", type=positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
     parser.add_argument("--compress", action="store_true", help="compress data blocks with zstd (native format)")
     parser.add_argument("--flush-interval", type=positive_number, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
-    parser.add_argument("--hwm", type=positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes before ZeroMQ drops (counted as lost; default: 100000)")
+    parser.add_argument("--hwm", type=positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes; when full the bus waits (a replay) or drops (live publishers; counted as lost); default: 100000")
     parser.add_argument("--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="free metadata kept with the log (repeatable)")
     stop = parser.add_argument_group("stopping")
     stop.add_argument("--duration", type=positive_number, metavar="S", help="stop after S seconds of recording")
@@ -372,29 +375,48 @@ def _status_text(st: Any) -> str:
         f"{st.rate:,.0f} msg/s",
         f"lost {st.lost:,}",
     ]
+    if st.malformed:
+        parts.append(f"malformed {st.malformed:,}")
     if st.current_file:
         parts.append(f"file {Path(st.current_file).name}" + (f" ({st.files} files)" if st.files > 1 else ""))
     return " | ".join(parts)
 
 
+def _show_topic(topic: str) -> str:
+    """A topic as printed in the summary: as is when printable and short, else quoted and cut (hostile input)."""
+    if topic and topic.isprintable() and len(topic) <= 60 and topic.strip() == topic:
+        return topic
+    text = json.dumps(topic[:60], ensure_ascii=True)
+    return text if len(topic) <= 60 else text[:-1] + f'..." ({len(topic)} chars)'
+
+
 def _print_summary(st: Any, out: IO[str], echo: _Echo | None) -> None:
     seconds = st.elapsed_ns / _NS
-    rows = [("topic", "messages", "bytes", "msg/s", "lost")]
+    bad = st.malformed or st.suspect or any(t.malformed or t.suspect for t in st.topics.values())
+    head_row = ("topic", "messages", "bytes", "msg/s", "lost") + (("malformed", "suspect") if bad else ())
+    rows = [head_row]
     for topic in sorted(st.topics):
         t = st.topics[topic]
-        rows.append((topic or "''", f"{t.messages:,}", format_size(t.bytes), f"{t.messages / seconds:,.1f}" if seconds > 0 else "-", f"{t.lost:,}"))
-    rows.append(("total", f"{st.messages:,}", format_size(st.bytes), f"{st.messages / seconds:,.1f}" if seconds > 0 else "-", f"{st.lost:,}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        rows.append((_show_topic(topic), f"{t.messages:,}", format_size(t.bytes), f"{t.messages / seconds:,.1f}" if seconds > 0 else "-", f"{t.lost:,}") + ((f"{t.malformed:,}", f"{t.suspect:,}") if bad else ()))
+    rows.append(("total", f"{st.messages:,}", format_size(st.bytes), f"{st.messages / seconds:,.1f}" if seconds > 0 else "-", f"{st.lost:,}") + ((f"{st.malformed:,}", f"{st.suspect:,}") if bad else ()))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head_row))]
+    extra = ""
+    if st.malformed:
+        extra += f", dropped {st.malformed:,} malformed"
+    if st.suspect:
+        extra += f", {st.suspect:,} suspect loss claim(s) not counted"
     if st.path is not None:
-        head = f"recorded {st.path}: {st.messages:,} messages in {format_seconds(seconds)}, {st.files} data file(s), lost {st.lost:,}"
+        head = f"recorded {st.path}: {st.messages:,} messages in {format_seconds(seconds)}, {st.files} data file(s), lost {st.lost:,}{extra}"
     else:
-        head = f"received {st.messages:,} messages in {format_seconds(seconds)} (not recorded), lost {st.lost:,}"
+        head = f"received {st.messages:,} messages in {format_seconds(seconds)} (not recorded), lost {st.lost:,}{extra}"
     print(head, file=out)
     for i, row in enumerate(rows):
         if i == len(rows) - 1:
             print("  " + "  ".join("-" * w for w in widths), file=out)
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
         print("  " + "  ".join(cells), file=out)
+    if st.dropped:
+        print("  dropped: " + ", ".join(f"{reason} {n:,}" for reason, n in sorted(st.dropped.items())), file=out)
     if echo is not None and echo.skipped:
         print_warning(f"echo skipped {echo.skipped:,} messages (the terminal was slower than the bus; all were recorded)", out)
     out.flush()
@@ -407,12 +429,14 @@ class _Echo:
         self.out = out
         self.queue: deque[Any] = deque()
         self.skipped = 0
+        self.queued_bytes = 0  # payload bytes waiting in the queue
         self.origin_ns = 0  # times are printed in seconds since the recording started
 
     def push(self, received: Any) -> None:
-        """Called in the recording thread: queue, or skip if the printer is behind."""
-        if len(self.queue) < _ECHO_QUEUE:
+        """Called in the recording thread: queue, or skip if the printer is behind (by count or bytes)."""
+        if len(self.queue) < _ECHO_QUEUE and self.queued_bytes < _ECHO_BYTES:
             self.queue.append(received)
+            self.queued_bytes += len(received.payload)
         else:
             self.skipped += 1
 
@@ -422,11 +446,14 @@ class _Echo:
         out = self.out
         while queue:
             r = queue.popleft()
+            self.queued_bytes -= len(r.payload)
             try:
                 text = repr(r.message)
-            except Exception:  # noqa: BLE001 - not msgpack: show the bytes
+            except Exception:  # noqa: BLE001 - not msgpack (or too deep): show the bytes
                 text = f"<{len(r.payload)} bytes> {r.payload[:64].hex()}"
-            print(f"{(r.received_ns - self.origin_ns) / _NS:12.6f}  {r.topic}  {text}", file=out)
+            if len(text) > _ECHO_CHARS:
+                text = text[:_ECHO_CHARS] + f"... ({len(text)} chars)"
+            print(f"{(r.received_ns - self.origin_ns) / _NS:12.6f}  {_show_topic(r.topic)}  {text}", file=out)
         out.flush()
 
 

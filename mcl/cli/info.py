@@ -10,7 +10,8 @@ given). Keys: path, format, files,
 size_bytes, origin (UTC ISO 8601), origin_ns, start and end (elapsed s),
 duration (s), messages, topics (topic -> {messages, types, bytes, rate_hz,
 first, last}), damage (list of {path, line, offset, reason, lost_bytes}),
-metadata, indexed.
+metadata, indexed, accounting (what the recorder stored about its losses:
+the accounting file of docs/log-format.md, null for a log without one).
 
 Damage (a truncated tail, a damaged line or block) is reported, not an error:
 the exit status is 0. A path that is not a log exits 1.
@@ -91,6 +92,17 @@ def summarize(path: str, args: argparse.Namespace | None = None) -> LogSummary:
         source.close()
 
 
+def _accounting(summary: LogSummary) -> dict[str, Any] | None:
+    """The recording's accounting file (None: none); an unreadable one as {"error": reason}."""
+    from mcl.exceptions import LogError
+    from mcl.record import read_accounting
+
+    try:
+        return read_accounting(summary.path)
+    except LogError as exc:
+        return {"error": str(exc)}
+
+
 def _info(args: argparse.Namespace) -> int:
     summaries = [summarize(path, args) for path in args.logs]
     if args.plot is not None:
@@ -102,13 +114,57 @@ def _info(args: argparse.Namespace) -> int:
               f"{timeline.damage_count} damaged part(s)", file=sys.stderr)
     if args.json:
         objects = [summary_to_dict(s) for s in summaries]
+        for obj, summary in zip(objects, summaries):
+            obj["accounting"] = _accounting(summary)
         print(dumps_json(objects[0] if len(objects) == 1 else objects, indent=2))
         return 0
     for i, summary in enumerate(summaries):
         if i:
             print()
         print(format_summary(summary))
+        accounting = _accounting(summary)
+        if accounting is not None:
+            print(format_accounting(accounting))
     return 0
+
+
+def format_accounting(acc: dict[str, Any]) -> str:
+    """The text of a recording's accounting: totals, then the streams with losses or drops."""
+    if "error" in acc:
+        return f"recording: accounting unreadable: {acc['error']}"
+
+    def num(value: Any) -> int:
+        return value if isinstance(value, int) else 0
+
+    head = (
+        f"recording: {num(acc.get('recorded'))} recorded, {num(acc.get('lost'))} lost, "
+        f"{num(acc.get('malformed'))} malformed (dropped), {num(acc.get('suspect'))} suspect"
+    )
+    if acc.get("complete") is not True:
+        head += " (recording did not end cleanly: counts up to its last update)"
+    lines = [head]
+    reasons = acc.get("malformed_by_reason")
+    if isinstance(reasons, dict) and reasons:
+        lines.append("  dropped: " + ", ".join(f"{k} {num(v)}" for k, v in sorted(reasons.items())))
+    raw_streams = acc.get("streams")
+    streams = [s for s in raw_streams if isinstance(s, dict)] if isinstance(raw_streams, list) else []
+    shown = [s for s in streams if num(s.get("lost")) or num(s.get("malformed")) or num(s.get("suspect"))]
+    if shown:
+        lines.append(f"  {'topic':<20}  {'publisher':<24}  {'received':>9}  {'lost':>7}  {'malformed':>9}  {'suspect':>7}  where lost (s)")
+    for s in shown:
+        raw_spans = s.get("loss_spans")
+        spans = [sp for sp in raw_spans if isinstance(sp, dict)] if isinstance(raw_spans, list) else []
+        where = ", ".join(
+            f"{sp.get('after') if sp.get('after') is not None else '?'}..{sp.get('before')} ({num(sp.get('count'))})"
+            for sp in spans[:5]
+        ) + (f", ... ({len(spans)} spans)" if len(spans) > 5 else "")
+        topic = json.dumps(str(s.get("topic", ""))[:60], ensure_ascii=False)
+        publisher = str(s.get("publisher", ""))[:24]
+        lines.append(
+            f"  {topic:<20}  {publisher:<24}  {num(s.get('received')):>9}  {num(s.get('lost')):>7}  "
+            f"{num(s.get('malformed')):>9}  {num(s.get('suspect')):>7}  {where or '-'}"
+        )
+    return "\n".join(lines)
 
 
 def _seconds(ns: int | None) -> float | None:

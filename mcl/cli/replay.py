@@ -88,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     selection.add_argument("--remap", type=_remap, action="append", default=[], metavar="OLD:=NEW", help="rename a topic (repeatable)")
     output = parser.add_argument_group("output")
     output.add_argument("--bus", metavar="ADDR", help="bus address (default: $MCL_BUS or the local default bus)")
-    output.add_argument("--wait-for-subscribers", type=whole_number, default=0, metavar="N", help="hold the first message until N subscribers are connected")
+    output.add_argument("--wait-for-subscribers", type=whole_number, default=0, metavar="N", help="hold the first message until N subscribers (mcl-dump, Subscriber) are attached to the bus")
+    output.add_argument("--hwm", type=whole_number, default=None, metavar="N", help="messages queued towards the bus before a publish waits (0: unlimited; default: the bus default, 10000)")
     output.add_argument("--dry-run", action="store_true", help="publish nothing: timing and progress only")
     output.add_argument("--read-ahead", type=positive_int, default=5000, metavar="N", help="messages buffered ahead (default 5000)")
     output.add_argument("--control", metavar="ADDR", help="serve remote control requests on ADDR (PORT, HOST:PORT, tcp://...; port 0: any)")
@@ -140,6 +141,7 @@ def _replay(args: argparse.Namespace) -> int:
             delay=args.delay,
             read_ahead=args.read_ahead,
             wait_for_subscribers=args.wait_for_subscribers,
+            hwm=args.hwm,
         )
     except ValueError as exc:
         raise ReplayError(str(exc)) from None
@@ -150,6 +152,17 @@ def _replay(args: argparse.Namespace) -> int:
         keys = stack.enter_context(KeyReader(sys.stdin)) if _is_tty(sys.stdin) else None
         display: Display = RichDisplay(keys is not None) if _is_tty(sys.stdout) else PlainDisplay(sys.stdout)
         stack.enter_context(display)
+        if not args.dry_run:
+            from mcl.network import default_bus
+
+            bus = str(parse_bus_address(args.bus if args.bus is not None else default_bus()))
+            print(f"bus: publishing on {bus}", flush=True)
+            if args.wait_for_subscribers:
+                print(
+                    f"waiting for {args.wait_for_subscribers} subscriber(s) (mcl-dump, Subscriber) "
+                    f"to attach to {bus} before the first message",
+                    flush=True,
+                )
         if args.start_paused:
             replay.pause()
         else:
@@ -162,6 +175,26 @@ def _replay(args: argparse.Namespace) -> int:
         status = _run(replay, keys, display, quit_requested)
         display.final(status)
     return 0
+
+
+def parse_bus_address(text: str) -> str:
+    from mcl.network import parse_bus
+
+    return str(parse_bus(text))
+
+
+def final_line(status: ReplayStatus) -> str:
+    """The last line: what was sent, and to how many subscribers (none said plainly)."""
+    text = f"{status.state}: {status.sent} messages sent, {status.passes} loops"
+    if status.bus is None:
+        return text  # --dry-run: nothing was published, nothing to say about the bus
+    if status.peak_subscribers == 0:
+        text += f"; no subscriber was attached to {status.bus}: nobody received them"
+    else:
+        text += f" to {status.peak_subscribers} subscriber(s) on {status.bus}"
+    if status.dropped:
+        text += f"; {status.dropped} not sent (the bus stayed full; the subscribers count them as lost)"
+    return text
 
 
 def _run(replay: Any, keys: KeyReader | None, display: Display, quit_requested: threading.Event) -> ReplayStatus:
@@ -335,7 +368,7 @@ class PlainDisplay(Display):
         )
 
     def final(self, status: ReplayStatus) -> None:
-        print(f"{status.state}: {status.sent} messages sent, {status.passes} loops", file=self.stream, flush=True)
+        print(final_line(status), file=self.stream, flush=True)
 
 
 class RichDisplay(Display):
@@ -386,6 +419,7 @@ class RichDisplay(Display):
 
     def final(self, status: ReplayStatus) -> None:
         self.update(status)
+        self.console.print(final_line(status), markup=False, highlight=False)
 
 
 if __name__ == "__main__":

@@ -304,7 +304,11 @@ class NativeWriter:
             types: list[str] = []
             for i in picks.tolist():
                 type_name = type_name_of(payloads[i])
-                if type_name is not None and type_name not in types and len(types) < MAX_TYPES_PER_TOPIC:
+                # A type name is a summary: one that the u16 length cannot hold (from any sender) is left out.
+                if (
+                    type_name is not None and len(type_name) <= 0x3FFF and type_name not in types
+                    and len(types) < MAX_TYPES_PER_TOPIC
+                ):
                     types.append(type_name)
             tid = len(topics)
             topics.append(

@@ -1,11 +1,12 @@
-"""The forwarder (the hub of a bus) and the zero-configuration hosting of the default bus.
+"""The forwarder (the hub of a bus) and the zero-configuration hosting of buses on loopback.
 
 A forwarder is ZeroMQ's own XSUB/XPUB proxy (``zmq.proxy``, in C): publishers
 connect to its XSUB socket on the bus port, subscribers to its XPUB socket on
 port + 1, and subscriptions flow back from subscribers to publishers.
 
-Zero configuration: every publisher and subscriber of the default bus (see
-:mod:`mcl.network.address`) holds a lease on a :class:`Forwarder` running in a
+Zero configuration: every publisher and subscriber of a bus on loopback (the
+default bus of :mod:`mcl.network.address`, or any loopback address, given by
+argument or by ``$MCL_BUS`` alike) holds a lease on a :class:`Forwarder` running in a
 background thread of its own process in *hosting* mode: it tries to bind the
 two well-known ports and, while another process holds them, retries every
 :data:`HOST_RETRY_S` seconds. So exactly one process on the machine serves the
@@ -36,17 +37,31 @@ from typing import Any
 import zmq
 
 from mcl.exceptions import BusError
+from mcl.network import wire
 from mcl.network.address import BusAddress, parse_bus
 from mcl.network.security import CurveServer
 
-__all__ = ["DEFAULT_HWM", "HOST_RETRY_S", "Forwarder", "BusLease", "lease_bus", "local_endpoints"]
+__all__ = [
+    "DEFAULT_HWM",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_STALL_S",
+    "HOST_RETRY_S",
+    "Forwarder",
+    "BusLease",
+    "lease_bus",
+    "local_endpoints",
+]
 
 log = logging.getLogger("mcl.network")
 
-DEFAULT_HWM = 1000  # messages queued per peer and direction before ZeroMQ drops (its default)
+DEFAULT_HWM = 10_000  # messages queued per peer and direction (ZeroMQ counts messages, not bytes)
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # ZMQ_MAXMSGSIZE of every receiving socket: a longer frame drops its sender
+DEFAULT_STALL_S = 2.0  # a subscriber that reads nothing this long is dropped for (counted) instead of waited for
+REARM_S = 5.0  # after a stall, the forwarder waits for slow subscribers again this many seconds later
 HOST_RETRY_S = 0.5  # seconds between two attempts to take over the default bus ports
 _RANDOM_PORT_TRIES = 64
 _serial = itertools.count()  # names the inproc endpoints of each forwarder
+_jitter = random.Random()  # its own generator: the retry jitter leaves the global random state alone
 
 
 class Forwarder:
@@ -59,9 +74,23 @@ class Forwarder:
     the background every `retry_s` seconds until it succeeds or the forwarder
     is closed (:attr:`serving` tells whether it holds the ports).
 
-    `hwm` bounds the queue of each peer (messages); `curve` turns on CURVE
-    encryption and client authentication. A context manager; ``close()`` is
-    idempotent and takes a few milliseconds.
+    `hwm` bounds the queue of each peer (messages); `max_message_bytes`
+    bounds every frame received (ZMQ_MAXMSGSIZE: a publisher sending a longer
+    one is disconnected, its messages are lost and counted as such by the
+    subscribers); `curve` turns on CURVE encryption and client authentication.
+
+    Back-pressure instead of drops: when the queue towards a subscriber is
+    full, the forwarder waits for it (ZMQ_XPUB_NODROP), which makes the
+    publishers wait too (a replay) or drop and count (a live publisher). A
+    subscriber that reads nothing for `stall_s` seconds stops being waited
+    for: its messages are dropped (its sequence gaps count them) for
+    :data:`REARM_S` seconds, then the forwarder waits again. `stall_s` None
+    drops at once, as ZeroMQ does by default.
+
+    Every publisher connecting to it receives first the subscriptions present,
+    then :data:`~mcl.network.wire.READY_TOPIC` (see
+    :meth:`mcl.network.Publisher.wait_for_bus`). A context manager;
+    ``close()`` is idempotent and takes a few milliseconds.
     """
 
     def __init__(
@@ -71,9 +100,14 @@ class Forwarder:
         hwm: int = DEFAULT_HWM,
         curve: CurveServer | None = None,
         retry_s: float | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        stall_s: float | None = DEFAULT_STALL_S,
     ) -> None:
         self._requested = parse_bus(bus, allow_any_port=True)
         self._hwm = int(hwm)
+        self._max_message_bytes = int(max_message_bytes)
+        self._stall_ms = None if stall_s is None else max(1, int(stall_s * 1000))
+        self.stalls = 0  # times a subscriber stalled the bus for stall_s and was dropped for
         self._curve = curve
         self._retry_s = retry_s
         self._bound: BusAddress | None = None
@@ -92,11 +126,22 @@ class Forwarder:
         self._inproc = None if self._own_context else f"inproc://{name}"
         self._tried = threading.Event()  # set after the first attempt to bind
         self._auth = None
+        # Commands to the proxy (TERMINATE: to close, or to wait for subscribers again after a
+        # stall) go through one PAIR socket, used under the lock from any thread.
+        self._steer_lock = threading.Lock()
+        self._rearm: threading.Timer | None = None
+        self._lossy = False
         try:
             if curve is not None:
                 self._auth = curve.start_authenticator(self._context)
+            self._steer = self._context.socket(zmq.PAIR)
+            self._steer.linger = 0
+            self._steer.connect(self._control)
         except BaseException:
-            self._context.term()
+            if self._auth is not None:
+                self._auth.stop()
+            if self._own_context:
+                self._context.term()
             raise
         self._thread = threading.Thread(target=self._run, name=f"mcl-forwarder {self._requested}", daemon=True)
         self._thread.start()
@@ -124,6 +169,11 @@ class Forwarder:
         """True while this forwarder holds its ports and forwards."""
         return self._bound is not None and not self._closed
 
+    @property
+    def dropping(self) -> bool:
+        """True while, after a stall, the forwarder drops for full subscribers instead of waiting (REARM_S)."""
+        return self._lossy
+
     def wait_serving(self, timeout: float | None = None) -> bool:
         """Wait until the ports are bound (hosting mode); True when serving."""
         self._ready.wait(timeout)
@@ -138,20 +188,34 @@ class Forwarder:
         self._closing.set()
         if self._auth is not None:
             self._auth.stop()
+        with self._steer_lock:
+            if self._rearm is not None:
+                self._rearm.cancel()
         # The proxy stops on TERMINATE from its control socket (queued if it has not started;
         # the socket stays open until the thread has ended: closing it would drop the message).
-        stop = self._context.socket(zmq.PAIR)
-        try:
-            stop.linger = 0
-            stop.connect(self._control)
-            stop.send(b"TERMINATE", zmq.NOBLOCK)
-        except zmq.ZMQError:  # the thread has already stopped
-            pass
-        finally:
-            self._thread.join(timeout=5.0)
-            stop.close(0)
+        self._command(b"TERMINATE")
+        self._thread.join(timeout=5.0)
+        with self._steer_lock:
+            self._steer.close(0)
         if self._own_context:
             self._context.term()
+
+    def _command(self, command: bytes) -> None:
+        with self._steer_lock:
+            try:
+                if not self._steer.closed:
+                    self._steer.send(command, zmq.NOBLOCK)
+            except zmq.ZMQError:  # the thread has already stopped
+                pass
+
+    def _schedule_rearm(self) -> None:
+        """After a stall: wait for slow subscribers again in REARM_S seconds (a TERMINATE the loop expects)."""
+        with self._steer_lock:
+            if self._closed:
+                return
+            self._rearm = threading.Timer(REARM_S, self._command, (b"TERMINATE",))
+            self._rearm.daemon = True
+            self._rearm.start()
 
     def __enter__(self) -> Forwarder:
         return self
@@ -171,8 +235,13 @@ class Forwarder:
             sock.ipv6 = True
         if kind == zmq.XPUB:
             sock.sndhwm = self._hwm
+            if self._stall_ms is not None:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+                sock.sndtimeo = self._stall_ms
         else:
             sock.rcvhwm = self._hwm
+        if self._max_message_bytes > 0:
+            sock.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
         if self._curve is not None:
             try:
                 self._curve.apply(sock)
@@ -253,7 +322,7 @@ class Forwarder:
                 if self._closing.is_set():
                     return
                 raise
-            if self._closing.wait(self._retry_s * random.uniform(0.8, 1.2)):
+            if self._closing.wait(self._retry_s * _jitter.uniform(0.8, 1.2)):
                 return
         tcp = [(sock, sock.getsockopt_string(zmq.LAST_ENDPOINT)) for sock in (xsub, xpub)]
         try:
@@ -263,6 +332,9 @@ class Forwarder:
         except zmq.ZMQError as exc:  # pragma: no cover - a unique name per forwarder
             log.warning("forwarder on %s: no in-process endpoints: %s", self._requested, exc)
             self._inproc = None
+        # Every publisher that connects gets the subscriptions present in byte order, this one
+        # last (it sorts after every other): having seen it, it has seen them all.
+        xsub.send(b"\x01" + wire.READY_TOPIC)
         self._bound = self._requested
         if not self._closing.is_set():
             _register(self)
@@ -270,8 +342,7 @@ class Forwarder:
         self._ready.set()
         log.debug("forwarding on %s", self._bound)
         try:
-            if not self._closing.is_set():
-                zmq.proxy_steerable(xsub, xpub, None, control)
+            self._forward(xsub, xpub, control)
         except zmq.ContextTerminated:
             pass
         except zmq.ZMQError as exc:  # pragma: no cover - not expected from a proxy
@@ -281,6 +352,34 @@ class Forwarder:
                 self._unbind(sock, endpoint)
             xsub.close(0)
             xpub.close(0)
+
+    def _forward(self, xsub: zmq.Socket, xpub: zmq.Socket, control: zmq.Socket) -> None:
+        """Run the proxy until close(); after a stall, drop for REARM_S seconds, then wait again."""
+        while not self._closing.is_set():
+            try:
+                zmq.proxy_steerable(xsub, xpub, None, control)
+            except zmq.Again:
+                # A subscriber's queue stayed full for stall_s: the message being forwarded is
+                # dropped (the proxy had read its first frame only; the rest is skipped here).
+                for _ in range(1 << 16):
+                    if not xsub.getsockopt(zmq.RCVMORE):
+                        break
+                    xsub.recv()
+                self.stalls += 1
+                log.warning(
+                    "bus %s: a subscriber read nothing for %.1f s; its messages are dropped "
+                    "(and counted as lost by it) for %.0f s",
+                    self.address, (self._stall_ms or 0) / 1000, REARM_S,
+                )
+                xpub.setsockopt(zmq.XPUB_NODROP, 0)
+                self._lossy = True
+                self._schedule_rearm()
+                continue
+            if self._closing.is_set():
+                return
+            if self._lossy:  # the TERMINATE of the re-arm timer
+                xpub.setsockopt(zmq.XPUB_NODROP, 1)
+                self._lossy = False
 
     def _unbind(self, sock: zmq.Socket, endpoint: str) -> None:
         """Unbind a TCP endpoint and wait (1 s at most) until its port is free again.

@@ -15,7 +15,7 @@ import zmq
 from mcl.exceptions import BusError
 from mcl.message import Message, encode
 from mcl.network import wire
-from mcl.network._common import endpoints, make_id, make_socket, resolve
+from mcl.network._common import ConnectionWatch, endpoints, make_id, make_socket, resolve
 from mcl.network.address import BusAddress
 from mcl.network.forwarder import DEFAULT_HWM
 from mcl.network.security import CurveClient
@@ -25,8 +25,11 @@ __all__ = ["Publisher"]
 log = logging.getLogger("mcl.network")
 
 _DRAIN_EVERY = 256  # publishes between two reads of the subscription messages
+DEFAULT_STARTUP_WAIT_S = 2.0  # the first publish waits at most this long for the bus's subscriptions
 _ZERO_COPY_BYTES = 65536  # pyzmq's copy threshold: larger frames are sent without a copy
 _SNDMORE = int(zmq.SNDMORE)  # a plain int: pyzmq converts an enum flag on every call
+_SNDMORE_NOBLOCK = int(zmq.SNDMORE | zmq.NOBLOCK)
+_MAX_JOINED = 10_000  # subscriber ids remembered for the end-of-stream table (forged ones are bounded)
 _pack_meta = wire.META.pack
 _time_ns = time.time_ns
 
@@ -48,12 +51,21 @@ class Publisher:
     Each message carries this publisher's :attr:`id`, a sequence number per
     topic (from 0) and the send time, so subscribers count what they miss.
 
-    Options: `hwm` (messages queued towards the forwarder before ZeroMQ drops;
-    drops are counted by subscribers as gaps), `close_timeout` (seconds
+    Start-up: the first publish waits (at most `startup_wait` seconds,
+    default 2) until the subscriptions already on the bus have reached this
+    publisher (:meth:`wait_for_bus`): the first message reaches every
+    subscriber that was on the bus before, and those count from sequence 0
+    what they miss. A forwarder of mcl answers within milliseconds; a bus
+    without forwarder (or a foreign one) costs the whole wait, once.
+
+    Options: `hwm` (messages queued towards the forwarder), `send_timeout`
+    (seconds a publish waits when that queue is full; 0, the default, never
+    waits: ZeroMQ drops and the subscribers count the gap; a replay waits),
+    `close_timeout` (seconds
     ``close()`` waits at most for the subscribers to acknowledge the end of
     stream; 0 = send it once and do not wait: a subscriber must be receiving, in
-    another thread or process, to acknowledge), `provide` (help serve the bus; default: only the
-    default bus on loopback), `curve` (:class:`~mcl.network.security.CurveClient`;
+    another thread or process, to acknowledge), `provide` (help serve the bus; default: any
+    bus on loopback), `curve` (:class:`~mcl.network.security.CurveClient`;
     default from $MCL_CURVE_SECRET / $MCL_CURVE_SERVER), `id`.
 
     Not thread-safe: use one publisher per thread. A context manager; ``close()``
@@ -69,6 +81,8 @@ class Publisher:
         provide: bool | None = None,
         curve: CurveClient | None = None,
         id: str | None = None,
+        startup_wait: float = DEFAULT_STARTUP_WAIT_S,
+        send_timeout: float = 0.0,
     ) -> None:
         self._sock: zmq.Socket | None = None
         self._lease = None
@@ -83,11 +97,22 @@ class Publisher:
         self._joined: dict[bytes, dict[bytes, int]] = {}  # subscriber -> next sequences when first seen
         self._acked: set[bytes] = set()
         self._countdown = _DRAIN_EVERY
-        self._address, self._lease = resolve(bus, provide)
+        self._startup_wait = startup_wait
+        self._bus_ready = startup_wait <= 0  # True once the forwarder's READY_TOPIC was seen (or no wait)
+        self._watch: ConnectionWatch | None = None
+        self.dropped = 0  # messages not sent: the queue stayed full for send_timeout
+        self._first_flags = _SNDMORE  # flags of a message's first frame (NOBLOCK added after a timeout)
+        self.peak_subscribers = 0  # the most subscribers seen attached at once
+        self._address, self._lease = resolve(bus, provide, curve)
         try:
             context, endpoint, _ = endpoints(self._address, curve)
-            self._sock = make_socket(zmq.XPUB, self._address, hwm, curve, context)
-            self._sock.connect(endpoint)
+            sock = self._sock = make_socket(zmq.XPUB, self._address, hwm, curve, context)
+            if send_timeout > 0:
+                sock.setsockopt(zmq.XPUB_NODROP, 1)
+                sock.sndtimeo = max(1, int(send_timeout * 1000))
+            if context is None:  # TCP: say so when no forwarder answers
+                self._watch = ConnectionWatch(sock, self._address, "publisher")
+            sock.connect(endpoint)
         except zmq.ZMQError as exc:
             self.close()
             raise BusError(f"cannot connect a publisher to {self._address}: {exc}") from exc
@@ -113,16 +138,23 @@ class Publisher:
         return len(self._subscribers)
 
     @property
+    def connected(self) -> bool | None:
+        """True once a forwarder answered (TCP), None when unknown (in-process)."""
+        return None if self._watch is None else self._watch.connected
+
+    @property
     def sent(self) -> dict[str, int]:
         """Messages published so far, per topic."""
         return {t.decode(): n for t, n in self._seqs.items()}
 
     # -- publishing -------------------------------------------------------------------
     def publish(self, topic: str, payload: bytes | Message | Any) -> None:
-        """Send `payload` on `topic` (never blocks: ZeroMQ drops at the high-water mark)."""
+        """Send `payload` on `topic`; a full queue: dropped (counted by subscribers), or waited for up to `send_timeout`."""
         sock = self._sock
         if sock is None:
             raise RuntimeError("Cannot publish on a closed Publisher.")
+        if not self._bus_ready:
+            self.wait_for_bus()
         tb = self._topics.get(topic)
         if tb is None:
             tb = self._add_topic(topic)
@@ -131,7 +163,13 @@ class Publisher:
         seq = seqs.get(tb, 0)
         seqs[tb] = seq + 1
         send = sock.send
-        send(tb, _SNDMORE)
+        try:
+            send(tb, self._first_flags)
+        except zmq.Again:  # full for send_timeout: dropped (a gap for the subscribers)
+            self._on_full()
+            return
+        if self._first_flags != _SNDMORE:
+            self._first_flags = _SNDMORE  # the bus takes messages again: wait again when full
         send(self._pack_data(1, 0, seq, _time_ns(), self._idb), _SNDMORE)
         if len(data) < _ZERO_COPY_BYTES:
             send(data)
@@ -151,6 +189,8 @@ class Publisher:
         sock = self._sock
         if sock is None:
             raise RuntimeError("Cannot publish on a closed Publisher.")
+        if not self._bus_ready:
+            self.wait_for_bus()
         topics = self._topics
         seqs = self._seqs
         send = sock.send
@@ -164,7 +204,13 @@ class Publisher:
             data = payload if type(payload) is bytes else _as_bytes(payload)
             seq = seqs.get(tb, 0)
             seqs[tb] = seq + 1
-            send(tb, _SNDMORE)
+            try:
+                send(tb, self._first_flags)
+            except zmq.Again:
+                self._on_full()
+                continue
+            if self._first_flags != _SNDMORE:
+                self._first_flags = _SNDMORE
             send(pack(1, 0, seq, _time_ns(), idb), _SNDMORE)
             if len(data) < _ZERO_COPY_BYTES:
                 send(data)
@@ -187,9 +233,18 @@ class Publisher:
         if sock is None:
             raise RuntimeError("Cannot publish on a closed Publisher.")
         now = _time_ns()
-        sock.send(wire.TIME_TOPIC, _SNDMORE)
+        try:  # best effort: a full queue skips this one (the next comes within 0.2 s), never waits
+            sock.send(wire.TIME_TOPIC, _SNDMORE_NOBLOCK)
+        except zmq.Again:
+            return
         sock.send(self._pack_data(1, wire.KIND_TIME, 0, now, self._idb), _SNDMORE)
         sock.send(wire.TIME.pack(log_ns, now, speed))
+
+    def _on_full(self) -> None:
+        """A message not sent: the queue stayed full for send_timeout. Until one goes through,
+        the next ones do not wait (a dead bus costs one timeout, not one per message)."""
+        self.dropped += 1
+        self._first_flags = _SNDMORE_NOBLOCK
 
     def _add_topic(self, topic: str) -> bytes:
         if not isinstance(topic, str):
@@ -199,6 +254,34 @@ class Publisher:
         return tb
 
     # -- subscribers --------------------------------------------------------------------
+    def wait_for_bus(self, timeout: float | None = None) -> bool:
+        """Wait until the subscriptions already on the bus have reached this publisher.
+
+        The forwarder sends a newly connected publisher every subscription it
+        holds, in byte order, its own :data:`~mcl.network.wire.READY_TOPIC`
+        last; once that is seen, a message published reaches every subscriber
+        that was on the bus. Waits at most `timeout` seconds (None: the
+        `startup_wait` option); the first publish calls it. False on timeout
+        (no forwarder, or one that is not mcl's), and it is not waited for again.
+        """
+        sock = self._sock
+        if sock is None:
+            raise RuntimeError("Cannot wait for the bus on a closed Publisher.")
+        limit = self._startup_wait if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while True:
+            self._drain()
+            if self._bus_ready:
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._bus_ready = True  # bounded: the first publish waits once
+                if self._watch is not None:
+                    self._watch.warn(limit)
+                log.debug("publisher %s: the bus %s did not answer within %.1f s", self.id, self._address, limit)
+                return False
+            sock.poll(max(1, int(min(remaining, 0.1) * 1000)), zmq.POLLIN)
+
     def wait_for_subscribers(self, n: int = 1, timeout: float = 5.0) -> bool:
         """Wait until `n` subscribers are attached to the bus; False on timeout.
 
@@ -234,12 +317,17 @@ class Publisher:
             body = msg[1:]
             if body.startswith(wire.SUB_PREFIX):
                 sid = body[len(wire.SUB_PREFIX) :]
-                if subscribe:
+                if subscribe and len(self._subscribers) < _MAX_JOINED:  # forged announcements are bounded
                     self._subscribers.add(sid)
-                    if sid not in self._joined:
+                    if len(self._subscribers) > self.peak_subscribers:
+                        self.peak_subscribers = len(self._subscribers)
+                    if sid not in self._joined and len(self._joined) < _MAX_JOINED:
                         self._joined[sid] = dict(self._seqs)
-                else:
+                elif not subscribe:
                     self._subscribers.discard(sid)
+            elif body == wire.READY_TOPIC:
+                if subscribe:
+                    self._bus_ready = True
             elif subscribe and body.startswith(self._ack_prefix):
                 self._acked.add(body[len(self._ack_prefix) :])
 
@@ -249,7 +337,7 @@ class Publisher:
         assert sock is not None
         table = {
             "counts": self._seqs,
-            "joined": {sid: self._joined.get(sid, {}) for sid in self._subscribers},
+            "joined": {sid: self._joined[sid] for sid in self._subscribers if sid in self._joined},
         }
         sock.send(wire.END_TOPIC, _SNDMORE)
         sock.send(_pack_meta(1, wire.KIND_END, 0, _time_ns()) + self._idb, _SNDMORE)
@@ -294,6 +382,8 @@ class Publisher:
                     log.debug("publisher %s: end of stream not sent: %s", self.id, exc)
         finally:
             self._sock = None
+            if self._watch is not None:
+                self._watch.close()
             if sock is not None:
                 sock.close(0)
             if self._lease is not None:

@@ -32,6 +32,10 @@ never collide with (nor sort before) a user topic:
   publisher sees it through the forwarder: this is how
   ``wait_for_subscribers`` counts); it sorts after every user topic, so when a
   publisher sees it the subscriber's topic subscriptions are already in place.
+* the subscription ``\\xff\\xffmcl.ready`` is made by the forwarder itself: it
+  sorts after every other subscription, and ZeroMQ sends a newly connected
+  publisher the subscriptions present in byte order, so a publisher that has
+  seen it has seen every subscription already on the bus.
 * subscriptions ``\\xffmcl.ack.<publisher id>.<subscriber id>`` acknowledge an
   end-of-stream message to the closing publisher.
 """
@@ -49,6 +53,7 @@ __all__ = [
     "TIME",
     "TIME_TOPIC",
     "META",
+    "READY_TOPIC",
     "SUB_PREFIX",
     "VERSION",
 ]
@@ -65,6 +70,7 @@ TIME_TOPIC = CONTROL + b"time"
 TIME = struct.Struct("<qqd")  # log_ns, wall_ns, speed: the payload of a replay time message
 SUB_PREFIX = CONTROL + b"sub."
 ACK_PREFIX = CONTROL + b"ack."
+READY_TOPIC = b"\xff\xffmcl.ready"  # subscribed by the forwarder: sorts after every other subscription
 
 
 def ack_topic(publisher: bytes, subscriber: bytes) -> bytes:

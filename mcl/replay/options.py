@@ -32,6 +32,7 @@ class ReplayOptions:
     bus: str | None = None  # bus address for the publisher; None = the default bus
     publish: bool = True  # publish on the bus (False: hooks only)
     hwm: int | None = None  # publisher high-water mark (messages; 0 = unlimited); None = the bus default
+    send_timeout_s: float = 5.0  # a publish waits this long for a full bus (back-pressure) before dropping
     wait_for_subscribers: int = 0  # hold the first record until this many subscribers are connected
     stuck_timeout_ns: int = 10 * NS_PER_S  # a worker silent this long is reported stuck
     start_timeout_ns: int = 60 * NS_PER_S  # time allowed for the workers to start
@@ -83,6 +84,10 @@ class ReplayStatus:
     speed: float = 1.0
     lateness: dict[str, int] = field(default_factory=dict)  # count, mean_ns, p50_ns, p99_ns, max_ns
     error: str | None = None  # why the replay failed
+    bus: str | None = None  # the bus address published on; None when not publishing
+    subscribers: int = 0  # subscribers attached to the bus now (as the publisher sees them)
+    peak_subscribers: int = 0  # the most subscribers attached at once since the start
+    dropped: int = 0  # records not published: the bus stayed full for the send timeout (subscribers count them)
 
     @property
     def paused(self) -> bool:

@@ -280,6 +280,10 @@ class Replay:
             total=reply["total"],
             passes=reply["passes"],
             lateness=reply["lateness"],
+            bus=reply.get("bus"),
+            subscribers=reply.get("subscribers", 0),
+            peak_subscribers=reply.get("peak_subscribers", 0),
+            dropped=reply.get("dropped", 0),
             **base,  # type: ignore[arg-type]
         )
 

@@ -267,14 +267,18 @@ def _scheduler_main(
     try:
         if options.publish:
             try:
-                from mcl.network import Publisher
+                from mcl.network import DEFAULT_HWM, Publisher
             except ImportError as exc:
                 raise ReplayError(f"the bus is not available: {exc}") from None
-            # A short end-of-stream wait: stopping a replay must not hang.
-            if options.hwm is None:
-                publisher = Publisher(options.bus, close_timeout=0.5)
-            else:
-                publisher = Publisher(options.bus, close_timeout=0.5, hwm=options.hwm)
+            # A short end-of-stream wait: stopping a replay must not hang. A full bus makes the
+            # replay wait (back-pressure: a recorder slower than --max-speed loses nothing), for
+            # at most send_timeout_s (under stuck_timeout: the heartbeat stops meanwhile).
+            publisher = Publisher(
+                options.bus,
+                close_timeout=0.5,
+                send_timeout=options.send_timeout_s,
+                hwm=DEFAULT_HWM if options.hwm is None else options.hwm,
+            )
         worker = _Scheduler(ctx, options, queue, control, events, heartbeat, publisher, with_hooks, paused)
         # A full collection walks every object the imports made (numpy, zmq, ...):
         # milliseconds during which a due record would wait. Those objects live
@@ -373,6 +377,18 @@ class _Scheduler:
             "passes": self.passes,
             "speed": self.clock.speed,
             "lateness": self.lateness.snapshot(),
+            **self.bus_status(),
+        }
+
+    def bus_status(self) -> dict[str, Any]:
+        publisher = self.publisher
+        if publisher is None:
+            return {"bus": None, "subscribers": 0, "peak_subscribers": 0, "dropped": 0}
+        return {
+            "bus": publisher.bus,
+            "subscribers": publisher.subscribers,
+            "peak_subscribers": publisher.peak_subscribers,
+            "dropped": publisher.dropped,
         }
 
     def publish_clock(self) -> None:
