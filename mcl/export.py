@@ -17,15 +17,17 @@ The three functions keep the semantics of the original MCL
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from mcl.exceptions import MessageError
 from mcl.log.reader import open_log
+from mcl.log.record import TopicFilter
 from mcl.message import decode, unpack
 
 __all__ = ["dump_to_list", "dump_to_array", "dump_to_csv"]
@@ -46,7 +48,7 @@ def dump_to_list(
     message: bool = False,
     metadata: bool = True,
     *,
-    topics: Iterable[str] | str | None = None,
+    topics: Iterable[str] | str | TopicFilter | None = None,
 ) -> list[Any]:
     """Every record of a log in time order, as a list.
 
@@ -91,7 +93,7 @@ def _message_rows(
     keys: list[str],
     min_time: float | None,
     max_time: float | None,
-    topics: Iterable[str] | str | None,
+    topics: Iterable[str] | str | TopicFilter | None,
 ) -> list[tuple[float, str, list[Any]]]:
     """(elapsed s, topic, [value of each key]) of every named message; all of one type."""
     rows: list[tuple[float, str, list[Any]]] = []
@@ -123,7 +125,7 @@ def dump_to_array(
     min_time: float | None = None,
     max_time: float | None = None,
     *,
-    topics: Iterable[str] | str | None = None,
+    topics: Iterable[str] | str | TopicFilter | None = None,
 ) -> np.ndarray:
     """Fields of every message as a 2-D float64 array: one row per message.
 
@@ -197,12 +199,12 @@ def _csv_cell(value: Any) -> Any:
 
 def dump_to_csv(
     source: PathLike | Sequence[PathLike],
-    csv_file: PathLike,
+    csv_file: PathLike | IO[str],
     keys: Iterable[str] | str,
     min_time: float | None = None,
     max_time: float | None = None,
     *,
-    topics: Iterable[str] | str | None = None,
+    topics: Iterable[str] | str | TopicFilter | None = None,
     header: bool = False,
 ) -> int:
     """Write fields of every message to a CSV file; return the number of rows.
@@ -214,6 +216,7 @@ def dump_to_csv(
     Every exported message must be of one type and hold every key; raw-typed
     records are skipped. An existing `csv_file` is replaced, and only once
     every row has been checked; an empty selection writes an empty file.
+    `csv_file` may also be an open text stream (``sys.stdout``), left open.
 
     Raises:
         MessageError: messages of several types or a missing field.
@@ -221,7 +224,11 @@ def dump_to_csv(
     """
     keys = _check_keys(keys)
     rows = _message_rows(source, keys, min_time, max_time, topics)
-    with open(csv_file, "w", newline="", encoding="utf-8") as fp:
+    with contextlib.ExitStack() as stack:
+        if isinstance(csv_file, (str, bytes, os.PathLike)):
+            fp: IO[str] = stack.enter_context(open(csv_file, "w", newline="", encoding="utf-8"))
+        else:
+            fp = csv_file  # an open text stream (sys.stdout): written to, not closed
         writer = csv.writer(fp)
         if header:
             writer.writerow(keys)

@@ -18,10 +18,10 @@ import base64
 import json
 import sys
 
+from mcl.cli.args import add_time_arguments, add_topic_arguments, topic_filter
 from mcl.cli.common import (
     check_topics,
     make_parser,
-    non_negative_seconds,
     print_warning,
     run_main,
     to_jsonable,
@@ -38,15 +38,8 @@ PROG = "mcl-cat"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-cat."""
     parser.add_argument("logs", nargs="+", metavar="LOG", help="log directory, log file or split-series prefix")
-    parser.add_argument(
-        "--topics",
-        nargs="+",
-        action="extend",
-        metavar="T",
-        help="print only these topics (exact names; give the option once with several names, or several times)",
-    )
-    parser.add_argument("--start", type=non_negative_seconds, metavar="S", help="first elapsed second to print (inclusive)")
-    parser.add_argument("--end", type=non_negative_seconds, metavar="S", help="last elapsed second to print (inclusive)")
+    add_topic_arguments(parser, verb="print", prefixes=True)
+    add_time_arguments(parser, verb="print")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +57,7 @@ def _cat(args: argparse.Namespace) -> int:
     write = sys.stdout.write
     dumps = json.dumps
     seen: set[str] = set()
-    with open_log(*args.logs, topics=args.topics, start=args.start, end=args.end) as reader:
+    with open_log(*args.logs, topics=topic_filter(args), start=args.start, end=args.end) as reader:
         for elapsed_ns, topic, payload in reader:
             seen.add(topic)
             time_s = elapsed_ns / 1e9
