@@ -22,6 +22,7 @@ import os
 import sys
 from pathlib import Path
 
+from mcl.cli.args import add_quiet_argument, add_time_arguments, add_topic_arguments, topic_filter
 from mcl.cli.common import (
     check_topics,
     make_parser,
@@ -32,7 +33,7 @@ from mcl.cli.common import (
 from mcl.exceptions import LogError, MclError
 from mcl.log.formats import FORMATS
 from mcl.log.reader import LogReader, LogWriter, open_log
-from mcl.log.record import LogSource
+from mcl.log.record import LogSource, TopicFilter
 
 __all__ = ["add_arguments", "main", "run", "convert"]
 
@@ -44,11 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IN", help="log directory, log file or split-series prefix")
     parser.add_argument("output", metavar="OUT", help="new log directory (or a .mcap file)")
     parser.add_argument("--format", choices=sorted(FORMATS), help="format of OUT (default: native)")
-    parser.add_argument(
-        "--topics", nargs="+", action="extend", metavar="T", help="keep only these topics (exact names)"
-    )
-    parser.add_argument("--start", type=non_negative_seconds, metavar="S", help="first elapsed second to keep (inclusive)")
-    parser.add_argument("--end", type=non_negative_seconds, metavar="S", help="last elapsed second to keep (inclusive)")
+    add_topic_arguments(parser, verb="keep", prefixes=True)
+    add_time_arguments(parser, verb="keep")
+    add_quiet_argument(parser, "no line saying what was written")
     parser.add_argument("--compress", action="store_true", help="compress native chunks with zstd (MCAP output is always zstd-compressed)")
     parser.add_argument(
         "--mcap-encoding",
@@ -91,13 +90,15 @@ def _convert(args: argparse.Namespace) -> int:
         args.output,
         format=args.format or "native",
         topics=args.topics,
+        topic_filter=topic_filter(args),
         start=args.start,
         end=args.end,
         split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
         split_duration=args.split_duration,
         **options,
     )
-    print(f"{PROG}: wrote {count} records to {args.output}")
+    if not args.quiet:
+        print(f"{PROG}: wrote {count} records to {args.output}")
     return 0
 
 
@@ -107,15 +108,20 @@ def convert(
     *,
     format: str = "native",
     topics: list[str] | None = None,
+    topic_filter: TopicFilter | None = None,
     start: float | None = None,
     end: float | None = None,
     split_size: int | None = None,
     split_duration: float | None = None,
     **options: object,
 ) -> int:
-    """Merge `inputs`, filter, write `output` (a new log, or an MCAP file); return the record count."""
+    """Merge `inputs`, filter, write `output` (a new log, or an MCAP file); return the record count.
+
+    `topics` are exact names (each must be in the inputs); `topic_filter`,
+    when given, is the whole selection (``make_topic_filter``) instead.
+    """
     out = Path(output)
-    with open_log(*inputs, topics=topics, start=start, end=end) as reader:
+    with open_log(*inputs, topics=topics if topic_filter is None else topic_filter, start=start, end=end) as reader:
         check_topics(reader, topics)
         if out.suffix == ".mcap":
             encoding = str(options.pop("mcap_encoding", "json"))
