@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import select
 import signal
 import sys
@@ -26,10 +25,9 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any, TextIO
 
+from mcl.cli.args import add_bus_argument, add_time_arguments, add_topic_arguments, exclude_pattern
 from mcl.cli.common import (
-    ExtendNames,
     check_topics,
-    comma_list,
     make_parser,
     non_negative_seconds,
     positive_int,
@@ -47,14 +45,6 @@ SEEK_STEP_S = 5.0
 SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
 
-def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {exc}") from None
-    return text
-
-
 def _remap(text: str) -> str:
     try:
         parse_remap(text)
@@ -69,25 +59,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--speed", type=positive_number, default=1.0, metavar="X", help="replay rate (default 1.0)")
     timing.add_argument("--max-speed", action="store_true", help="as fast as possible (in order, nothing dropped)")
     timing.add_argument("--loop", action="store_true", help="start again at the end, until quit")
-    timing.add_argument("--start-offset", type=non_negative_seconds, metavar="S", help="start at log time S")
     end = timing.add_mutually_exclusive_group()
-    end.add_argument("--until", type=non_negative_seconds, metavar="S", help="stop after log time S")
+    add_time_arguments(
+        timing, verb="play", end_parser=end, start_aliases=("--start-offset",), end_aliases=("--until",),
+        start_dest="start_offset", end_dest="until",
+    )
     end.add_argument("--duration", type=non_negative_seconds, metavar="S", help="play S seconds of log time")
     timing.add_argument("--start-paused", action="store_true", help="start paused (space or a control request plays)")
     timing.add_argument("--delay", type=non_negative_seconds, default=0.0, metavar="S", help="wait S seconds before each pass")
     selection = parser.add_argument_group("selection")
-    selection.add_argument(
-        "--topics",
-        nargs="+",
-        type=comma_list,
-        action=ExtendNames,
-        metavar="T",
-        help="only these topics (exact names: several after one --topics, or comma-separated)",
-    )
-    selection.add_argument("--exclude", type=_regex, metavar="REGEX", help="drop topics matching REGEX")
+    add_topic_arguments(selection, verb="play")
     selection.add_argument("--remap", type=_remap, action="append", default=[], metavar="OLD:=NEW", help="rename a topic (repeatable)")
     output = parser.add_argument_group("output")
-    output.add_argument("--bus", metavar="ADDR", help="bus address (default: $MCL_BUS or the local default bus)")
+    add_bus_argument(output)
     output.add_argument("--wait-for-subscribers", type=whole_number, default=0, metavar="N", help="hold the first message until N subscribers are connected")
     output.add_argument("--dry-run", action="store_true", help="publish nothing: timing and progress only")
     output.add_argument("--read-ahead", type=positive_int, default=5000, metavar="N", help="messages buffered ahead (default 5000)")
@@ -116,7 +100,7 @@ def _replay(args: argparse.Namespace) -> int:
         check_topics(log, args.topics)
         # Only when asked: the duration of an MCL_LOG 1.0 log takes a full scan.
         if args.start_offset is not None and args.start_offset > (duration_s := log.duration_ns / NS_PER_S):
-            raise ReplayError(f"--start-offset {args.start_offset:g} s is past the end of the log ({duration_s:.3f} s)")
+            raise ReplayError(f"--start {args.start_offset:g} s is past the end of the log ({duration_s:.3f} s)")
     end = args.until
     if args.duration is not None:
         start = args.start_offset
@@ -135,7 +119,7 @@ def _replay(args: argparse.Namespace) -> int:
             start=args.start_offset,
             end=end,
             topics=args.topics,
-            exclude=args.exclude,
+            exclude=exclude_pattern(args),
             remap=args.remap,
             delay=args.delay,
             read_ahead=args.read_ahead,
