@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mcl.cli.args import add_bus_argument, add_quiet_argument, add_topic_arguments, bus_subscription, describe_topics
 from mcl.cli.common import (
     format_seconds,
     format_size,
@@ -52,9 +53,9 @@ _ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (re
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-dump."""
-    parser.add_argument("--bus", metavar="ADDR", help="bus address, e.g. tcp://10.0.0.2:5555 (default: the local bus)")
-    parser.add_argument("--topics", "-t", nargs="+", metavar="T", help="topics to record (prefixes; default: all)")
-    parser.add_argument("--exact", action="store_true", help="--topics are exact names, not prefixes")
+    add_bus_argument(parser)
+    add_topic_arguments(parser, verb="record", prefixes=True, short=("-t",))
+    parser.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)  # before --topic-prefix: made --topics exact; they are now
     parser.add_argument("-o", "--output", metavar="DIR", default=".", help="where the <UTC timestamp>_<host>/ log directories go (default: .)")
     parser.add_argument("--format", choices=("native", "mcl1"), default="native", help="log format (default: native)")
     parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
@@ -76,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out = parser.add_argument_group("output")
     out.add_argument("--echo", action="store_true", help="print each message decoded on stdout (as well as recording)")
     out.add_argument("--no-record", action="store_true", help="write no log (with --echo: print only; alone: count and report losses)")
-    out.add_argument("--quiet", "-q", action="store_true", help="no status lines and no summary (errors only)")
+    add_quiet_argument(out, "no status lines and no summary")
     out.add_argument("--status-interval", type=positive_number, default=5.0, metavar="S", help="seconds between status lines when stderr is not a terminal (default: 5)")
 
 
@@ -269,12 +270,14 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             duration_ns = left if duration_ns is None else min(duration_ns, left)
         count = None if args.count is None else args.count - total_messages
         path = None if args.no_record else make_log_path(args.output)
+        topics, exact, keep = bus_subscription(args)
         recorder = Recorder(
             path,
             args.bus,
-            args.topics,
+            topics,
             format=args.format,
-            exact=args.exact,
+            exact=exact,
+            topic_filter=keep,
             metadata=metadata,
             split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
             split_duration_ns=None if args.split_duration is None else round(args.split_duration * _NS),
@@ -297,7 +300,7 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             echo.origin_ns = recorder.origin_ns
         if not quiet:
             where = f"recording to {path}" if path is not None else "listening (not recording)"
-            print(f"{where} ({args.format if path else 'no log'}; {'topics ' + ' '.join(args.topics) if args.topics else 'all topics'})", file=err, flush=True)
+            print(f"{where} ({args.format if path else 'no log'}; {describe_topics(args)})", file=err, flush=True)
         failure: MclError | None = None
         try:
             _watch(recorder, stop, echo, args)

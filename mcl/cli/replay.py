@@ -11,6 +11,7 @@ see docs/architecture.md, "Replay".
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import select
@@ -162,24 +163,30 @@ def _run(replay: Any, keys: KeyReader | None, display: Display, quit_requested: 
         for key in keys.read(0.1):
             if key == "q":
                 return replay.status()
-            _on_key(replay, key, status)
+            status = _on_key(replay, key, status)
 
 
-def _on_key(replay: Any, key: str, status: ReplayStatus) -> None:
+def _on_key(replay: Any, key: str, status: ReplayStatus) -> ReplayStatus:
+    """Act on one key; return `status` as the key left it, so that the next key of the
+    same read starts from there (two right arrows seek twice, two spaces pause and resume)."""
     if key == " ":
         if status.state in ("playing", "waiting"):
             replay.pause()
-        else:
-            replay.start()
+            return dataclasses.replace(status, state="paused")
+        replay.start()
+        return dataclasses.replace(status, state="playing")
     elif key == "s":
         replay.step()
     elif key in ("left", "right"):
         position = (status.position_ns or 0) / NS_PER_S + (SEEK_STEP_S if key == "right" else -SEEK_STEP_S)
         low = (status.start_ns or 0) / NS_PER_S
         high = (status.end_ns or 0) / NS_PER_S if status.end_ns is not None else position
-        replay.seek(max(low, min(position, high)))
+        target = max(low, min(position, high))
+        replay.seek(target)
+        return dataclasses.replace(status, position_ns=round(target * NS_PER_S))
     elif key in ("up", "down"):
         replay.speed = _next_speed(replay.speed, up=key == "up")
+    return status
 
 
 def _next_speed(speed: float, *, up: bool) -> float:
@@ -285,10 +292,11 @@ class Display:
 
 
 def _times(status: ReplayStatus) -> tuple[float, float, float]:
-    start = (status.start_ns or 0) / NS_PER_S
-    position = ((status.position_ns or 0) / NS_PER_S) - start
-    duration = (status.duration_ns or 0) / NS_PER_S
-    return max(0.0, position), duration, 100.0 * (status.progress or 0.0)
+    """Position and end in seconds of log time from the log's time origin (the origin of
+    --start/--end, seek, --control replies and mcl-cat), and the percent played."""
+    position = (status.position_ns or 0) / NS_PER_S
+    end = (status.end_ns or 0) / NS_PER_S
+    return max(0.0, position), end, 100.0 * (status.progress or 0.0)
 
 
 def _speed_text(speed: float) -> str:
@@ -310,9 +318,9 @@ class PlainDisplay(Display):
         if now - self._last < 1.0 and status.state == self._state:
             return
         self._last, self._state = now, status.state
-        position, duration, percent = _times(status)
+        position, end, percent = _times(status)
         print(
-            f"{status.state:<8} {position:9.3f} / {duration:.3f} s {percent:5.1f} % "
+            f"{status.state:<8} {position:9.3f} / {end:.3f} s {percent:5.1f} % "
             f"{rate:8.0f} msg/s  sent {status.sent}  speed {_speed_text(status.speed)}",
             file=self.stream,
             flush=True,
@@ -347,12 +355,12 @@ class RichDisplay(Display):
         from rich.text import Text
 
         rate = self.rate(status)
-        position, duration, percent = _times(status)
+        position, end, percent = _times(status)
         grid = Table.grid(padding=(0, 1))
         styles = {"playing": "green", "paused": "yellow", "waiting": "cyan", "finished": "blue"}
         grid.add_row(
             Text(f"{status.state:<8}", style=f"bold {styles.get(status.state, 'red')}"),
-            Text(f"{position:.3f}/{duration:.3f} s", no_wrap=True),
+            Text(f"{position:.3f}/{end:.3f} s", no_wrap=True),
             ProgressBar(total=100.0, completed=percent, width=20),
             Text(f"{percent:5.1f} %"),
             Text(f"{rate:7.0f} msg/s"),
