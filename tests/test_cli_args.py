@@ -323,3 +323,45 @@ def test_run_loop_seeks_twice_on_a_real_replay(tmp_path: Path) -> None:
         replay._run(played, _Keys(["right", "right"]), replay.PlainDisplay(out), threading.Event())
         assert played.status().position_ns == 13 * NS_PER_S
     assert "paused" in out.getvalue()
+
+
+# -- --help ends with examples ---------------------------------------------------------------
+
+
+def _command_modules() -> list[ModuleType]:
+    """Every command module of mcl.cli (those with add_arguments and main)."""
+    import importlib
+    import pkgutil
+
+    import mcl.cli
+
+    found = []
+    for item in pkgutil.iter_modules(mcl.cli.__path__):
+        module = importlib.import_module(f"mcl.cli.{item.name}")
+        if hasattr(module, "add_arguments") and hasattr(module, "main"):
+            found.append(module)
+    return found
+
+
+def test_every_command_is_checked() -> None:
+    assert set(ALL_COMMANDS) <= set(_command_modules())
+
+
+@pytest.mark.parametrize("module", _command_modules(), ids=lambda m: m.__name__)
+def test_help_ends_with_examples_that_parse(module: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    """The last block of --help is 'Examples:' and each example is valid for the command's own parser."""
+    import re
+    import shlex
+
+    assert module.main(["--help"]) == 0
+    text = capsys.readouterr().out.rstrip("\n")
+    head, sep, block = text.rpartition("\nExamples:\n")
+    assert sep, f"--help of {module.__name__} does not end with an Examples: block"
+    prog = head.split()[1]  # "usage: mcl-NAME ..."
+    examples = block.splitlines()
+    assert examples and all(line.startswith(f"  {prog}") for line in examples), examples
+    parser = argparse.ArgumentParser(prog=prog)
+    module.add_arguments(parser)
+    for line in examples:
+        command = re.split(r"\s{2,}|\s[|>#]", line.strip())[0]  # without the description, pipe or comment
+        parser.parse_args(shlex.split(command)[1:])  # SystemExit (a failed test) if not valid

@@ -8,7 +8,10 @@ too. Several logs are merged by absolute time; "time" counts from the
 earliest time origin. A payload that is not valid msgpack is printed as
 {"time", "topic", "payload_base64", "error"} with a warning on stderr.
 
-Example:  mcl-cat sample_logs/vehicle --topics gps --start 1 --end 2 | head
+Examples:
+  mcl-cat sample_logs/vehicle --topics gps --start 1 --end 2 | head
+  mcl-cat sample_logs/vehicle --topic-prefix camera --exclude front
+  mcl-cat run1/ run2/ --topics imu,gps > merged.jsonl
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ the revision, rounds times to 10 µs and cannot hold topics with spaces).
 Examples:
   mcl-convert old_dataset/ new_dataset/                  # MCL_LOG 1.0 -> native
   mcl-convert run/ run_mcl1/ --format mcl1               # native -> MCL_LOG 1.0
-  mcl-convert a/ b/ merged/ --topics gps imu --start 10 --end 70
+  mcl-convert a/ b/ merged/ --topics gps,imu --start 10 --end 70
+  mcl-convert run/ run.mcap --exclude '^camera/'        # everything but the cameras, to MCAP
 """
 
 from __future__ import annotations

@@ -11,9 +11,10 @@ Scheduled capture: --start-at TIME, --window START END (repeatable), or
 date and time (local unless it ends with Z or an offset). --duration and
 --count end the whole run.
 
-examples:
+Examples:
   mcl-dump                                  all topics of the default bus into ./
   mcl-dump --topics imu gps -o /data --split-size 512 --max-files 20 --compress
+  mcl-dump --topic-prefix camera/ --exclude rear   the camera topics but the rear ones
   mcl-dump --echo --no-record --topics imu  print decoded messages only
   mcl-dump --every 3600 --for 60            one minute every hour
 """

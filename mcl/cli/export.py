@@ -16,6 +16,7 @@ with DuckDB: SELECT ... FROM read_parquet('OUTDIR/**/*.parquet', hive_partitioni
 
 Examples:
   mcl-export sample_logs/mcl-v1-dataset/UnitTestMessageA.log --fields name,data,timestamp --csv a.csv
+  mcl-export sample_logs/vehicle --topics gps --fields timestamp,latitude,longitude --csv - | head
   mcl-export sample_logs/vehicle --parquet vehicle.parquet
 """
 

@@ -11,6 +11,10 @@ metadata, indexed.
 
 Damage (a truncated tail, a damaged line or block) is reported, not an error:
 the exit status is 0. A path that is not a log exits 1.
+
+Examples:
+  mcl-info sample_logs/vehicle
+  mcl-info run1/ run2/ --json | jq '.[].duration'
 """
 
 from __future__ import annotations

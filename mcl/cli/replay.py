@@ -6,6 +6,12 @@ printed once a second. Times are seconds of log time from the log's time
 origin (the elapsed times of mcl-cat). --control ADDR serves JSON requests
 (status, pause, resume, stop, step, seek, speed, quit) on a ZeroMQ REP socket:
 see docs/architecture.md, "Replay".
+
+Examples:
+  mcl-replay sample_logs/vehicle                       play at the recorded timing
+  mcl-replay sample_logs/vehicle --start 2 --end 5 --speed 4 --topics imu,gps
+  mcl-replay run/ --loop --exclude '^camera/' --bus tcp://10.0.0.2:26000
+  mcl-replay run/ --max-speed --dry-run                check timing without publishing
 """
 
 from __future__ import annotations
