@@ -365,3 +365,23 @@ def test_help_ends_with_examples_that_parse(module: ModuleType, capsys: pytest.C
     for line in examples:
         command = re.split(r"\s{2,}|\s[|>#]", line.strip())[0]  # without the description, pipe or comment
         parser.parse_args(shlex.split(command)[1:])  # SystemExit (a failed test) if not valid
+
+
+# -- no numpy where none is needed -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_mcl_bus_does_not_import_numpy() -> None:
+    """Importing the mcl-bus command and printing its help leave numpy unimported (it costs ~0.2 s)."""
+    code = (
+        "import contextlib, io, sys\n"
+        "import mcl.cli.bus\n"
+        "assert 'numpy' not in sys.modules, 'import'\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert mcl.cli.bus.main(['--help']) == 0\n"
+        "assert 'numpy' not in sys.modules, '--help'\n"
+        "import mcl.cli.args\n"
+        "assert 'numpy' not in sys.modules, 'args'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
