@@ -132,8 +132,8 @@ def test_replay_keeps_start_offset_and_until_as_aliases() -> None:
 def test_bus_quiet_and_json_mean_the_same() -> None:
     for module in (dump, replay):
         assert parse(module, "--bus", "tcp://127.0.0.1:5").bus == "tcp://127.0.0.1:5"
-    for module, extra in ((dump, []), (export, []), (convert, []), (bus, [])):
-        assert parse(module, *extra, "-q").quiet and parse(module, *extra, "--quiet").quiet
+    for module in (dump, export, convert, bus, replay):
+        assert parse(module, "-q").quiet and parse(module, "--quiet").quiet
     assert parse(info, "LOG", "--json").json
 
 
@@ -235,6 +235,11 @@ def test_replay_selects_topics(argv: list[str], sent_topics: set[str]) -> None:
     assert done.returncode == 0, done.stderr
     sent = sum(counts[t] for t in sent_topics)
     assert done.stdout.splitlines()[-1] == f"finished: {sent} messages sent, 0 loops"
+    quiet = subprocess.run(
+        [sys.executable, "-m", "mcl.cli.replay", str(VEHICLE), "--max-speed", "--dry-run", "-q", *argv],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
 
 
 @pytest.mark.slow

@@ -32,7 +32,7 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any, TextIO
 
-from mcl.cli.args import add_bus_argument, add_time_arguments, add_topic_arguments, exclude_pattern
+from mcl.cli.args import add_bus_argument, add_quiet_argument, add_time_arguments, add_topic_arguments, exclude_pattern
 from mcl.cli.common import (
     check_topics,
     make_parser,
@@ -79,6 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     selection.add_argument("--remap", type=_remap, action="append", default=[], metavar="OLD:=NEW", help="rename a topic (repeatable)")
     output = parser.add_argument_group("output")
     add_bus_argument(output)
+    add_quiet_argument(output, "no progress display and no final line")
     output.add_argument("--wait-for-subscribers", type=whole_number, default=0, metavar="N", help="hold the first message until N subscribers are connected")
     output.add_argument("--dry-run", action="store_true", help="publish nothing: timing and progress only")
     output.add_argument("--read-ahead", type=positive_int, default=5000, metavar="N", help="messages buffered ahead (default 5000)")
@@ -140,6 +141,8 @@ def _replay(args: argparse.Namespace) -> int:
         stack.enter_context(_exit_on_sigterm())
         keys = stack.enter_context(KeyReader(sys.stdin)) if _is_tty(sys.stdin) else None
         display: Display = RichDisplay(keys is not None) if _is_tty(sys.stdout) else PlainDisplay(sys.stdout)
+        if args.quiet:
+            display = QuietDisplay()
         stack.enter_context(display)
         if args.start_paused:
             replay.pause()
@@ -307,6 +310,16 @@ def _times(status: ReplayStatus) -> tuple[float, float, float]:
 
 def _speed_text(speed: float) -> str:
     return "max" if math.isinf(speed) else f"{speed:g}x"
+
+
+class QuietDisplay(Display):
+    """Shows nothing (-q): errors and warnings only."""
+
+    def update(self, status: ReplayStatus) -> None:
+        pass
+
+    def final(self, status: ReplayStatus) -> None:
+        pass
 
 
 class PlainDisplay(Display):
