@@ -56,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-dump."""
     add_bus_argument(parser)
     add_topic_arguments(parser, verb="record", prefixes=True, short=("-t",))
-    parser.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)  # before --topic-prefix: made --topics exact; they are now
+    parser.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)  # accepted for old scripts: --topics are exact names now
     parser.add_argument("-o", "--output", metavar="DIR", default=".", help="where the <UTC timestamp>_<host>/ log directories go (default: .)")
     parser.add_argument("--format", choices=("native", "mcl1"), default="native", help="log format (default: native)")
     parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
