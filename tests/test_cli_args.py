@@ -390,3 +390,31 @@ def test_mcl_bus_does_not_import_numpy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_dump_echo_json_prints_the_lines_mcl_cat_prints_for_the_log(
+    mcl_bus: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mcl-dump --echo --json: one JSON line per recorded message, the same line mcl-cat gives for the log."""
+    with DumpProcess(
+        "--bus", mcl_bus, "-o", str(tmp_path), "--count", "40", "--topics", "imu", "--echo", "--json",
+        stdout=subprocess.PIPE,
+    ) as dumping:
+        path = dumping.wait_recording()
+        with mcl.Publisher(mcl_bus) as pub:
+            assert pub.wait_for_subscribers(1, 10)
+            for i in range(80):
+                pub.publish(("imu", "gps")[i % 2], mcl.encode({"i": i, "b": b"\x00\xff"}))
+        assert dumping.wait() == 0, dumping.stderr
+        assert dumping.proc.stdout is not None
+        echoed = dumping.proc.stdout.read().splitlines()
+    assert path is not None
+    assert len(echoed) == 40 and json.loads(echoed[0])["payload"] == {"i": 0, "b": "AP8="}
+    assert cat.main([str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == echoed
+
+
+def test_dump_json_needs_echo(capsys: pytest.CaptureFixture[str]) -> None:
+    assert dump.main(["--json"]) == 2
+    assert "--json applies to --echo" in capsys.readouterr().err

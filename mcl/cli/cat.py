@@ -20,6 +20,7 @@ import argparse
 import base64
 import json
 import sys
+from collections.abc import Callable
 
 from mcl.cli.args import add_time_arguments, add_topic_arguments, topic_filter
 from mcl.cli.common import (
@@ -33,7 +34,7 @@ from mcl.exceptions import MessageError
 from mcl.log.reader import open_log
 from mcl.message import unpack
 
-__all__ = ["add_arguments", "main", "run"]
+__all__ = ["add_arguments", "main", "run", "json_line"]
 
 PROG = "mcl-cat"
 
@@ -63,26 +64,33 @@ def _cat(args: argparse.Namespace) -> int:
     with open_log(*args.logs, topics=topic_filter(args), start=args.start, end=args.end) as reader:
         for elapsed_ns, topic, payload in reader:
             seen.add(topic)
-            time_s = elapsed_ns / 1e9
-            try:
-                value = to_jsonable(unpack(payload))
-            except MessageError as exc:
-                print_warning(f"record at {time_s:.6f} s on topic {topic!r}: {exc}")
-                line = dumps(
-                    {
-                        "time": time_s,
-                        "topic": topic,
-                        "payload_base64": base64.b64encode(payload).decode("ascii"),
-                        "error": str(exc),
-                    },
-                    ensure_ascii=False,
-                )
-            else:
-                line = dumps({"time": time_s, "topic": topic, "payload": value}, ensure_ascii=False)
-            write(line)
+            write(json_line(elapsed_ns, topic, payload, dumps))
             write("\n")
         check_topics(reader, args.topics, seen)
     return 0
+
+
+def json_line(elapsed_ns: int, topic: str, payload: bytes, dumps: Callable[..., str] = json.dumps) -> str:
+    """One record as the JSON line of mcl-cat (and of mcl-dump --echo --json), without the newline.
+
+    A payload that is not valid msgpack gives {"time", "topic",
+    "payload_base64", "error"} and a warning on stderr.
+    """
+    time_s = elapsed_ns / 1e9
+    try:
+        value = to_jsonable(unpack(payload))
+    except MessageError as exc:
+        print_warning(f"record at {time_s:.6f} s on topic {topic!r}: {exc}")
+        return dumps(
+            {
+                "time": time_s,
+                "topic": topic,
+                "payload_base64": base64.b64encode(payload).decode("ascii"),
+                "error": str(exc),
+            },
+            ensure_ascii=False,
+        )
+    return dumps({"time": time_s, "topic": topic, "payload": value}, ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from mcl.cli.args import add_bus_argument, add_quiet_argument, add_topic_arguments, bus_subscription, describe_topics
+from mcl.cli.args import (
+    add_bus_argument,
+    add_json_argument,
+    add_quiet_argument,
+    add_topic_arguments,
+    bus_subscription,
+    describe_topics,
+)
 from mcl.cli.common import (
     format_seconds,
     format_size,
@@ -77,6 +84,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sched.add_argument("--repeat", type=positive_int, metavar="N", help="with --every: stop after N recordings")
     out = parser.add_argument_group("output")
     out.add_argument("--echo", action="store_true", help="print each message decoded on stdout (as well as recording)")
+    add_json_argument(out, "with --echo: one JSON line per message, the line mcl-cat prints for it ({time, topic, payload})")
     out.add_argument("--no-record", action="store_true", help="write no log (with --echo: print only; alone: count and report losses)")
     add_quiet_argument(out, "no status lines and no summary")
     out.add_argument("--status-interval", type=positive_number, default=5.0, metavar="S", help="seconds between status lines when stderr is not a terminal (default: 5)")
@@ -219,6 +227,8 @@ class _Stop:
 
 
 def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.json and not args.echo:
+        parser.error("--json applies to --echo (the messages printed)")
     if args.compress and args.format != "native":
         parser.error("--compress needs the native format (MCL_LOG 1.0 files are plain text)")
     if args.max_files is not None and args.format != "native":
@@ -249,7 +259,7 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
     quiet = args.quiet
     total_messages = 0
     run_start: int | None = None  # monotonic ns when the first recording started
-    echo = _Echo(sys.stdout) if args.echo else None
+    echo = _Echo(sys.stdout, as_json=args.json) if args.echo else None
     for window in schedule:
         now = time.time_ns()
         if window.end_ns is not None and window.end_ns <= now:
@@ -407,8 +417,9 @@ def _print_summary(st: Any, out: IO[str], echo: _Echo | None) -> None:
 class _Echo:
     """Prints received messages decoded, in the main thread, without slowing the recorder."""
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], *, as_json: bool = False) -> None:
         self.out = out
+        self.as_json = as_json  # JSON lines (mcl-cat's) instead of text
         self.queue: deque[Any] = deque()
         self.skipped = 0
         self.origin_ns = 0  # times are printed in seconds since the recording started
@@ -424,6 +435,12 @@ class _Echo:
         """Print what is queued."""
         queue = self.queue
         out = self.out
+        if self.as_json:
+            from mcl.cli.cat import json_line
+
+            while queue:
+                r = queue.popleft()
+                print(json_line(r.received_ns - self.origin_ns, r.topic, r.payload), file=out)
         while queue:
             r = queue.popleft()
             try:
