@@ -20,7 +20,7 @@ from test_record_helpers import DumpProcess, read_back
 
 import mcl
 from mcl.cli import bus, cat, convert, dump, export, info, replay
-from mcl.cli.args import bus_subscription, describe_topics, exclude_pattern, topic_filter
+from mcl.cli.args import bus_subscription, describe_topics, exclude_pattern, replay_selection, topic_filter
 from mcl.log.record import make_topic_filter
 from mcl.replay.options import NS_PER_S, ReplayStatus
 
@@ -98,7 +98,7 @@ def test_exclude_everywhere_topics_is(module: ModuleType) -> None:
     assert parse(module).topics is None and topic_filter(parse(module)) is None
 
 
-@pytest.mark.parametrize("module", [cat, export, convert, dump], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [cat, export, convert, replay, dump], ids=lambda m: m.__name__)
 def test_topic_prefix_where_prefixes_are_wanted(module: ModuleType) -> None:
     args = parse(module, "--topic-prefix", "cam", "--topic-prefix", "gp,x")
     assert args.topic_prefix == ["cam", "gp", "x"]
@@ -135,6 +135,29 @@ def test_bus_quiet_and_json_mean_the_same() -> None:
     for module in (dump, export, convert, bus, replay):
         assert parse(module, "-q").quiet and parse(module, "--quiet").quiet
     assert parse(info, "LOG", "--json").json
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        [],
+        ["--topics", "imu,gps"],
+        ["--topic-prefix", "cam"],
+        ["--topics", "imu", "--topic-prefix", "cam", "--exclude", "rear"],
+        ["--topic-prefix", "a.b", "--topics", "x+"],  # regex characters in names are literal
+        ["--exclude", "^gps$", "--exclude", "2$"],
+    ],
+)
+def test_replay_selection_is_the_same_predicate(argv: list[str]) -> None:
+    """Replay's (exact names, exclude regex) pair keeps exactly what topic_filter keeps."""
+    import re
+
+    args = parse(replay, *argv)
+    names, exclude = replay_selection(args)
+    keep = topic_filter(args)
+    for topic in ("imu", "imu2", "gps", "camera/front", "camera/rear", "a.b/c", "axb", "x+", "xx"):
+        by_replay = (names is None or topic in names) and (exclude is None or re.search(exclude, topic) is None)
+        assert by_replay == (keep is None or keep(topic)), topic
 
 
 def test_dump_subscription_from_the_topic_options() -> None:
@@ -223,6 +246,8 @@ def test_export_csv_to_stdout_in_a_pipe() -> None:
     [
         (["--topics", "imu", "--topics", "gps"], {"imu", "gps"}),
         (["--topics", "imu,gps", "--exclude", "^gps$"], {"imu"}),
+        (["--topic-prefix", "cam"], {"camera/front"}),
+        (["--topics", "imu", "--topic-prefix", "cam,g", "--exclude", "^gps$"], {"imu", "camera/front"}),
     ],
 )
 def test_replay_selects_topics(argv: list[str], sent_topics: set[str]) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "topic_filter",
     "exclude_pattern",
     "bus_subscription",
+    "replay_selection",
     "describe_topics",
 ]
 
@@ -167,6 +168,23 @@ def exclude_pattern(args: argparse.Namespace) -> str | None:
     if not patterns:
         return None
     return patterns[0] if len(patterns) == 1 else "|".join(f"(?:{p})" for p in patterns)
+
+
+def replay_selection(args: argparse.Namespace) -> tuple[list[str] | None, str | None]:
+    """The topic options in `args` as Replay's ``(topics, exclude)``: exact names and one regex.
+
+    Replay's options cross into worker processes, so the selection is data,
+    not a predicate: with ``--topic-prefix``, "neither named nor prefixed"
+    becomes part of the exclude pattern (``^(?!name\\Z|prefix)``).
+    """
+    names: list[str] | None = getattr(args, "topics", None)
+    prefixes: list[str] | None = getattr(args, "topic_prefix", None)
+    exclude = exclude_pattern(args)
+    if not prefixes:
+        return names, exclude
+    kept = [re.escape(n) + r"\Z" for n in names or ()] + [re.escape(p) for p in prefixes]
+    others = f"^(?!{'|'.join(kept)})"
+    return None, others if exclude is None else f"{others}|(?:{exclude})"
 
 
 def bus_subscription(args: argparse.Namespace) -> tuple[list[str] | None, bool, TopicFilter | None]:

@@ -32,7 +32,7 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any, TextIO
 
-from mcl.cli.args import add_bus_argument, add_quiet_argument, add_time_arguments, add_topic_arguments, exclude_pattern
+from mcl.cli.args import add_bus_argument, add_quiet_argument, add_time_arguments, add_topic_arguments, replay_selection, topic_filter
 from mcl.cli.common import (
     check_topics,
     make_parser,
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--start-paused", action="store_true", help="start paused (space or a control request plays)")
     timing.add_argument("--delay", type=non_negative_seconds, default=0.0, metavar="S", help="wait S seconds before each pass")
     selection = parser.add_argument_group("selection")
-    add_topic_arguments(selection, verb="play")
+    add_topic_arguments(selection, verb="play", prefixes=True)
     selection.add_argument("--remap", type=_remap, action="append", default=[], metavar="OLD:=NEW", help="rename a topic (repeatable)")
     output = parser.add_argument_group("output")
     add_bus_argument(output)
@@ -113,10 +113,11 @@ def _replay(args: argparse.Namespace) -> int:
     if args.duration is not None:
         start = args.start_offset
         if start is None:
-            with mcl.open_log(*args.logs, topics=args.topics) as reader:
+            with mcl.open_log(*args.logs, topics=topic_filter(args)) as reader:
                 first = next(iter(reader.iter_records()), None)
             start = 0.0 if first is None else first.elapsed_ns / NS_PER_S
         end = start + args.duration
+    topics, exclude = replay_selection(args)
     try:
         replay = Replay(
             args.logs,
@@ -126,8 +127,8 @@ def _replay(args: argparse.Namespace) -> int:
             loop=args.loop,
             start=args.start_offset,
             end=end,
-            topics=args.topics,
-            exclude=exclude_pattern(args),
+            topics=topics,
+            exclude=exclude,
             remap=args.remap,
             delay=args.delay,
             read_ahead=args.read_ahead,
