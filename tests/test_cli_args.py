@@ -443,3 +443,12 @@ def test_dump_echo_json_prints_the_lines_mcl_cat_prints_for_the_log(
 def test_dump_json_needs_echo(capsys: pytest.CaptureFixture[str]) -> None:
     assert dump.main(["--json"]) == 2
     assert "--json applies to --echo" in capsys.readouterr().err
+
+
+def test_replay_display_counts_from_the_log_time_origin() -> None:
+    """The progress line shows log time from the origin (as --start/--end, seek and mcl-cat), not from the first record."""
+    out = io.StringIO()
+    status = ReplayStatus(state="paused", position_ns=7 * NS_PER_S, start_ns=2 * NS_PER_S, end_ns=12 * NS_PER_S)
+    replay.PlainDisplay(out).update(status)
+    assert out.getvalue().split()[:4] == ["paused", "7.000", "/", "12.000"]
+    assert " 50.0 % " in out.getvalue()
