@@ -23,15 +23,17 @@ The three functions keep the semantics of the original MCL
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from mcl.exceptions import ArgumentTypeError, FieldMissingError, FieldTypeError, LogError, as_io_error
 from mcl.log.reader import LogReader, check_time_window, open_log, payload_converter
+from mcl.log.record import TopicFilter
 
 __all__ = ["dump_to_list", "dump_to_array", "dump_to_csv"]
 
@@ -50,7 +52,7 @@ def _open(
     source: PathLike | Sequence[PathLike],
     min_time: float | None,
     max_time: float | None,
-    topics: Iterable[str] | str | None,
+    topics: Iterable[str] | str | TopicFilter | None,
 ) -> LogReader:
     paths = _paths(source)
     check_time_window(min_time, max_time)
@@ -67,7 +69,7 @@ def dump_to_list(
     message: bool | str | type = False,
     metadata: bool = True,
     *,
-    topics: Iterable[str] | str | None = None,
+    topics: Iterable[str] | str | TopicFilter | None = None,
 ) -> list[Any]:
     """Every record of a log in time order, as a list.
 
@@ -120,7 +122,7 @@ def _message_rows(
     keys: list[str],
     min_time: float | None,
     max_time: float | None,
-    topics: Iterable[str] | str | None,
+    topics: Iterable[str] | str | TopicFilter | None,
 ) -> list[tuple[float, str, list[Any]]]:
     """(elapsed s, topic, [value of each key]) of every named message; all of one type."""
     rows: list[tuple[float, str, list[Any]]] = []
@@ -152,7 +154,7 @@ def dump_to_array(
     min_time: float | None = None,
     max_time: float | None = None,
     *,
-    topics: Iterable[str] | str | None = None,
+    topics: Iterable[str] | str | TopicFilter | None = None,
 ) -> np.ndarray:
     """Fields of every message as a 2-D float64 array: one row per message.
 
@@ -228,12 +230,12 @@ def _csv_cell(value: Any) -> Any:
 
 def dump_to_csv(
     source: PathLike | Sequence[PathLike],
-    csv_file: PathLike,
+    csv_file: PathLike | IO[str],
     keys: Iterable[str] | str,
     min_time: float | None = None,
     max_time: float | None = None,
     *,
-    topics: Iterable[str] | str | None = None,
+    topics: Iterable[str] | str | TopicFilter | None = None,
     header: bool = False,
 ) -> int:
     """Write fields of every message to a CSV file; return the number of rows.
@@ -245,6 +247,7 @@ def dump_to_csv(
     Every exported message must be of one type and hold every key; raw-typed
     records are skipped. An existing `csv_file` is replaced, and only once
     every row has been checked; an empty selection writes an empty file.
+    `csv_file` may also be an open text stream (``sys.stdout``), left open.
 
     Raises:
         FieldMissingError (a KeyError), FieldTypeError (a TypeError): a
@@ -254,7 +257,11 @@ def dump_to_csv(
     """
     keys = _check_keys(keys)
     rows = _message_rows(source, keys, min_time, max_time, topics)
-    with open(csv_file, "w", newline="", encoding="utf-8") as fp:
+    with contextlib.ExitStack() as stack:
+        if isinstance(csv_file, (str, bytes, os.PathLike)):
+            fp: IO[str] = stack.enter_context(open(csv_file, "w", newline="", encoding="utf-8"))
+        else:
+            fp = csv_file  # an open text stream (sys.stdout): written to, not closed
         writer = csv.writer(fp)
         if header:
             writer.writerow(keys)

@@ -142,6 +142,9 @@ class Recorder:
         bus: bus address (None: the default bus).
         topics: topics to record (prefixes, or exact names with
             ``exact=True``); None records every topic.
+        topic_filter: a predicate on the topic applied to what arrives
+            (``make_topic_filter``: exclusions, names mixed with prefixes);
+            None keeps everything subscribed to.
         format: "native" (default) or "mcl1".
         metadata: free key/values kept with the log (host is added).
         split_size: bytes per data file before a new one starts (None: no limit).
@@ -172,6 +175,7 @@ class Recorder:
         *,
         format: str = DEFAULT_FORMAT,
         exact: bool = False,
+        topic_filter: Callable[[str], bool] | None = None,
         metadata: dict[str, str] | None = None,
         split_size: int | None = None,
         split_duration_ns: int | None = None,
@@ -200,6 +204,7 @@ class Recorder:
         self.topics: list[str] | None = [topics] if isinstance(topics, str) else (None if topics is None else list(topics))
         self.format = format
         self.exact = exact
+        self.topic_filter = topic_filter
         self.metadata = dict(metadata or {})
         self.metadata.setdefault("host", socket.gethostname())
         self.split_size = split_size
@@ -474,6 +479,7 @@ class Recorder:
         deadline = None if self.duration_ns is None else self._start_mono + self.duration_ns
         remaining = self.count
         recv_batch = sub.recv_batch
+        keep = self.topic_filter
         stop_seen: int | None = None
         next_accounting = time.monotonic_ns() + ACCOUNTING_EVERY_NS
         mcl1 = writer is not None and self.format == "mcl1"
@@ -483,6 +489,9 @@ class Recorder:
             if deadline is not None:
                 wait_ns = min(wait_ns, deadline - now)
             batch = recv_batch(_BATCH, max(wait_ns, 0) / _NS) if not stop.is_set() else recv_batch(_BATCH, 0)
+            drained = not batch
+            if keep is not None:
+                batch = [r for r in batch if keep(r.topic)]
             if remaining is not None and len(batch) >= remaining:
                 batch = batch[:remaining]
             nbytes = 0
@@ -524,7 +533,7 @@ class Recorder:
                 # Record what had already arrived, for one flush interval at most.
                 if stop_seen is None:
                     stop_seen = now
-                finished = finished or not batch or now - stop_seen >= flush_every
+                finished = finished or drained or now - stop_seen >= flush_every
             if now >= next_flush or finished:
                 self._tick(sub)
                 next_flush = now + flush_every

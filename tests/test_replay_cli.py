@@ -94,7 +94,7 @@ def test_plain_progress_without_a_terminal() -> None:
         ([str(DATASET), "--bus", "tcp://nowhere:notaport"], 1, "error:"),
         ([str(DATASET), "--control", "not an address", "--dry-run"], 1, "error:"),
         ([str(DATASET), "--topics", "nosuch", "--dry-run"], 1, "error: topic 'nosuch' not in the log"),
-        ([str(DATASET), "--start-offset", "100", "--dry-run"], 1, "error: --start-offset 100 s is past the end"),
+        ([str(DATASET), "--start-offset", "100", "--dry-run"], 1, "error: --start 100 s is past the end"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None:

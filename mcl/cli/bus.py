@@ -13,6 +13,11 @@ forwarder its secret certificate and a directory of accepted client public
 keys; clients set MCL_CURVE_SECRET (their .key_secret) and MCL_CURVE_SERVER
 (the forwarder's .key). Unknown clients are refused and logged on stderr.
 SIGINT / SIGTERM stop the forwarder (exit 0).
+
+Examples:
+  mcl-bus                                   serve the default local bus
+  mcl-bus --bind tcp://0.0.0.0:26000 -q     serve every interface, errors only
+  mcl-bus --make-keys keys/server           a CURVE key pair for the forwarder
 """
 
 from __future__ import annotations

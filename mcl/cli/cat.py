@@ -8,7 +8,10 @@ too. Several logs are merged by absolute time; "time" counts from the
 earliest time origin. A payload that is not valid msgpack is printed as
 {"time", "topic", "payload_base64", "error"} with a warning on stderr.
 
-Example:  mcl-cat sample_logs/vehicle --topics gps --start 1 --end 2 | head
+Examples:
+  mcl-cat sample_logs/vehicle --topics gps --start 1 --end 2 | head
+  mcl-cat sample_logs/vehicle --topic-prefix camera --exclude front
+  mcl-cat run1/ run2/ --topics imu,gps > merged.jsonl
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import argparse
 import base64
 import json
 import sys
+from collections.abc import Callable
 
+from mcl.cli.args import add_time_arguments, add_topic_arguments, topic_filter
 from mcl.cli.common import (
     check_topics,
     make_parser,
-    non_negative_seconds,
     print_warning,
     run_main,
     to_jsonable,
@@ -30,7 +34,7 @@ from mcl.exceptions import MessageError
 from mcl.log.reader import open_log
 from mcl.message import unpack
 
-__all__ = ["add_arguments", "main", "run"]
+__all__ = ["add_arguments", "main", "run", "json_line"]
 
 PROG = "mcl-cat"
 
@@ -38,15 +42,8 @@ PROG = "mcl-cat"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-cat."""
     parser.add_argument("logs", nargs="+", metavar="LOG", help="log directory, log file or split-series prefix")
-    parser.add_argument(
-        "--topics",
-        nargs="+",
-        action="extend",
-        metavar="T",
-        help="print only these topics (exact names; give the option once with several names, or several times)",
-    )
-    parser.add_argument("--start", type=non_negative_seconds, metavar="S", help="first elapsed second to print (inclusive)")
-    parser.add_argument("--end", type=non_negative_seconds, metavar="S", help="last elapsed second to print (inclusive)")
+    add_topic_arguments(parser, verb="print", prefixes=True)
+    add_time_arguments(parser, verb="print")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,29 +61,36 @@ def _cat(args: argparse.Namespace) -> int:
     write = sys.stdout.write
     dumps = json.dumps
     seen: set[str] = set()
-    with open_log(*args.logs, topics=args.topics, start=args.start, end=args.end) as reader:
+    with open_log(*args.logs, topics=topic_filter(args), start=args.start, end=args.end) as reader:
         for elapsed_ns, topic, payload in reader:
             seen.add(topic)
-            time_s = elapsed_ns / 1e9
-            try:
-                value = to_jsonable(unpack(payload))
-            except MessageError as exc:
-                print_warning(f"record at {time_s:.6f} s on topic {topic!r}: {exc}")
-                line = dumps(
-                    {
-                        "time": time_s,
-                        "topic": topic,
-                        "payload_base64": base64.b64encode(payload).decode("ascii"),
-                        "error": str(exc),
-                    },
-                    ensure_ascii=False,
-                )
-            else:
-                line = dumps({"time": time_s, "topic": topic, "payload": value}, ensure_ascii=False)
-            write(line)
+            write(json_line(elapsed_ns, topic, payload, dumps))
             write("\n")
         check_topics(reader, args.topics, seen)
     return 0
+
+
+def json_line(elapsed_ns: int, topic: str, payload: bytes, dumps: Callable[..., str] = json.dumps) -> str:
+    """One record as the JSON line of mcl-cat (and of mcl-dump --echo --json), without the newline.
+
+    A payload that is not valid msgpack gives {"time", "topic",
+    "payload_base64", "error"} and a warning on stderr.
+    """
+    time_s = elapsed_ns / 1e9
+    try:
+        value = to_jsonable(unpack(payload))
+    except MessageError as exc:
+        print_warning(f"record at {time_s:.6f} s on topic {topic!r}: {exc}")
+        return dumps(
+            {
+                "time": time_s,
+                "topic": topic,
+                "payload_base64": base64.b64encode(payload).decode("ascii"),
+                "error": str(exc),
+            },
+            ensure_ascii=False,
+        )
+    return dumps({"time": time_s, "topic": topic, "payload": value}, ensure_ascii=False)
 
 
 if __name__ == "__main__":

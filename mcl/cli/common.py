@@ -34,7 +34,6 @@ from collections.abc import Callable, Collection, Iterable
 from typing import IO, Any
 
 import msgpack
-import numpy as np
 
 from mcl.exceptions import LogDamageWarning, LogError, MclError
 
@@ -299,6 +298,8 @@ def to_jsonable(value: Any) -> Any:
     extensions become ``{"ext": code, "data": base64}``. Floats NaN and
     infinity are kept (``json`` writes them as NaN / Infinity).
     """
+    import numpy as np  # here, not at the top: commands that print no payloads start without numpy
+
     from mcl.message import Message
 
     if value is None or isinstance(value, (str, bool, int, float)):

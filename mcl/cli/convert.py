@@ -12,8 +12,9 @@ the revision, rounds times to 10 µs and cannot hold topics with spaces).
 Examples:
   mcl-convert old_dataset/ new_dataset/                  # MCL_LOG 1.0 -> native
   mcl-convert run/ run_mcl1/ --format mcl1               # native -> MCL_LOG 1.0
-  mcl-convert a/ b/ merged/ --topics gps imu --start 10 --end 70
+  mcl-convert a/ b/ merged/ --topics gps,imu --start 10 --end 70
   mcl-convert run/ run.mcap                              # native -> MCAP (Foxglove)
+  mcl-convert run/ run.mcap --exclude '^camera/'        # everything but the cameras, to MCAP
   mcl-convert run/ out --format mcap --mcap-encoding msgpack
   mcl-convert recording.mcap run/                        # MCAP -> native
 """
@@ -25,6 +26,7 @@ import os
 import sys
 from typing import Any
 
+from mcl.cli.args import add_quiet_argument, add_time_arguments, add_topic_arguments, topic_filter
 from mcl.cli.common import (
     check_topics,
     make_parser,
@@ -36,7 +38,7 @@ from mcl.exceptions import LogError
 from mcl.log.convert import convert_log, output_format
 from mcl.log.formats import FORMATS
 from mcl.log.reader import open_log
-from mcl.log.record import seconds_to_ns
+from mcl.log.record import TopicFilter, seconds_to_ns
 from mcl.mcap_export import source_metadata
 
 __all__ = ["add_arguments", "main", "run", "convert"]
@@ -49,11 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IN", help="log directory, log file or split-series prefix")
     parser.add_argument("output", metavar="OUT", help="new log directory (or a .mcap file)")
     parser.add_argument("--format", choices=sorted(FORMATS), help="format of OUT (default: mcap when OUT ends in .mcap, else native)")
-    parser.add_argument(
-        "--topics", nargs="+", action="extend", metavar="T", help="keep only these topics (exact names)"
-    )
-    parser.add_argument("--start", type=non_negative_seconds, metavar="S", help="first elapsed second to keep (inclusive)")
-    parser.add_argument("--end", type=non_negative_seconds, metavar="S", help="last elapsed second to keep (inclusive)")
+    add_topic_arguments(parser, verb="keep", prefixes=True)
+    add_time_arguments(parser, verb="keep")
+    add_quiet_argument(parser, "no line saying what was written")
     parser.add_argument("--compress", action="store_true", help="compress native chunks with zstd (MCAP output is always zstd-compressed)")
     parser.add_argument(
         "--mcap-encoding",
@@ -100,6 +100,7 @@ def _convert(args: argparse.Namespace) -> int:
         args.output,
         format=name,
         topics=args.topics,
+        topic_filter=topic_filter(args),
         start=args.start,
         end=args.end,
         split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
@@ -108,7 +109,8 @@ def _convert(args: argparse.Namespace) -> int:
         mcap_encoding=args.mcap_encoding or "json",
         mcap_metadata=args.mcap_metadata,
     )
-    print(f"{PROG}: wrote {count} records to {args.output}")
+    if not args.quiet:
+        print(f"{PROG}: wrote {count} records to {args.output}")
     return 0
 
 
@@ -118,6 +120,7 @@ def convert(
     *,
     format: str | None = None,
     topics: list[str] | None = None,
+    topic_filter: TopicFilter | None = None,
     start: float | None = None,
     end: float | None = None,
     split_size: int | None = None,
@@ -126,9 +129,13 @@ def convert(
     mcap_encoding: str = "json",
     mcap_metadata: bool = False,
 ) -> int:
-    """Merge `inputs`, filter, write `output` (a new log of `format`, by default by its suffix); return the count."""
+    """Merge `inputs`, filter, write `output` (a new log of `format`, by default by its suffix); return the count.
+
+    `topics` are exact names (each must be in the inputs); `topic_filter`,
+    when given, is the whole selection (``make_topic_filter``) instead.
+    """
     name = output_format(output, format)
-    with open_log(*inputs, topics=topics, start=start, end=end) as reader:
+    with open_log(*inputs, topics=topics if topic_filter is None else topic_filter, start=start, end=end) as reader:
         check_topics(reader, topics)
         options: dict[str, Any] = {}
         if name == "mcap":

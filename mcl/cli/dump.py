@@ -11,9 +11,10 @@ Scheduled capture: --start-at TIME, --window START END (repeatable), or
 date and time (local unless it ends with Z or an offset). --duration and
 --count end the whole run.
 
-examples:
+Examples:
   mcl-dump                                  all topics of the default bus into ./
   mcl-dump --topics imu gps -o /data --split-size 512 --max-files 20 --compress
+  mcl-dump --topic-prefix camera/ --exclude rear   the camera topics but the rear ones
   mcl-dump --echo --no-record --topics imu  print decoded messages only
   mcl-dump --every 3600 --for 60            one minute every hour
 """
@@ -35,6 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from mcl.cli.args import (
+    add_bus_argument,
+    add_json_argument,
+    add_quiet_argument,
+    add_topic_arguments,
+    bus_subscription,
+    describe_topics,
+)
 from mcl.cli.common import (
     format_seconds,
     format_size,
@@ -55,9 +64,9 @@ _ECHO_CHARS = 2000  # an echo line shows at most this much of a message
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-dump."""
-    parser.add_argument("--bus", metavar="ADDR", help="bus address, e.g. tcp://10.0.0.2:5555 (default: the local bus)")
-    parser.add_argument("--topics", "-t", nargs="+", metavar="T", help="topics to record (prefixes; default: all)")
-    parser.add_argument("--exact", action="store_true", help="--topics are exact names, not prefixes")
+    add_bus_argument(parser)
+    add_topic_arguments(parser, verb="record", prefixes=True, short=("-t",))
+    parser.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)  # accepted for old scripts: --topics are exact names now
     parser.add_argument("-o", "--output", metavar="DIR", default=".", help="where the <UTC timestamp>_<host>/ log directories go (default: .)")
     parser.add_argument("--format", choices=("native", "mcl1"), default="native", help="log format (default: native)")
     parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
@@ -78,8 +87,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sched.add_argument("--repeat", type=positive_int, metavar="N", help="with --every: stop after N recordings")
     out = parser.add_argument_group("output")
     out.add_argument("--echo", action="store_true", help="print each message decoded on stdout (as well as recording)")
+    add_json_argument(out, "with --echo: one JSON line per message, the line mcl-cat prints for it ({time, topic, payload})")
     out.add_argument("--no-record", action="store_true", help="write no log (with --echo: print only; alone: count and report losses)")
-    out.add_argument("--quiet", "-q", action="store_true", help="no status lines and no summary (errors only)")
+    add_quiet_argument(out, "no status lines and no summary")
     out.add_argument("--status-interval", type=positive_number, default=5.0, metavar="S", help="seconds between status lines when stderr is not a terminal (default: 5)")
 
 
@@ -220,6 +230,8 @@ class _Stop:
 
 
 def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    if args.json and not args.echo:
+        parser.error("--json applies to --echo (the messages printed)")
     if args.compress and args.format != "native":
         parser.error("--compress needs the native format (MCL_LOG 1.0 files are plain text)")
     if args.max_files is not None and args.format != "native":
@@ -250,7 +262,7 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
     quiet = args.quiet
     total_messages = 0
     run_start: int | None = None  # monotonic ns when the first recording started
-    echo = _Echo(sys.stdout) if args.echo else None
+    echo = _Echo(sys.stdout, as_json=args.json) if args.echo else None
     for window in schedule:
         now = time.time_ns()
         if window.end_ns is not None and window.end_ns <= now:
@@ -272,12 +284,14 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             duration_ns = left if duration_ns is None else min(duration_ns, left)
         count = None if args.count is None else args.count - total_messages
         path = None if args.no_record else make_log_path(args.output)
+        topics, exact, keep = bus_subscription(args)
         recorder = Recorder(
             path,
             args.bus,
-            args.topics,
+            topics,
             format=args.format,
-            exact=args.exact,
+            exact=exact,
+            topic_filter=keep,
             metadata=metadata,
             split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
             split_duration_ns=None if args.split_duration is None else round(args.split_duration * _NS),
@@ -300,7 +314,7 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             echo.origin_ns = recorder.origin_ns
         if not quiet:
             where = f"recording to {path}" if path is not None else "listening (not recording)"
-            print(f"{where} ({args.format if path else 'no log'}; {'topics ' + ' '.join(args.topics) if args.topics else 'all topics'})", file=err, flush=True)
+            print(f"{where} ({args.format if path else 'no log'}; {describe_topics(args)})", file=err, flush=True)
         failure: MclError | None = None
         try:
             _watch(recorder, stop, echo, args)
@@ -425,8 +439,9 @@ def _print_summary(st: Any, out: IO[str], echo: _Echo | None) -> None:
 class _Echo:
     """Prints received messages decoded, in the main thread, without slowing the recorder."""
 
-    def __init__(self, out: IO[str]) -> None:
+    def __init__(self, out: IO[str], *, as_json: bool = False) -> None:
         self.out = out
+        self.as_json = as_json  # JSON lines (mcl-cat's) instead of text
         self.queue: deque[Any] = deque()
         self.skipped = 0
         self.queued_bytes = 0  # payload bytes waiting in the queue
@@ -444,6 +459,12 @@ class _Echo:
         """Print what is queued."""
         queue = self.queue
         out = self.out
+        if self.as_json:
+            from mcl.cli.cat import json_line
+
+            while queue:
+                r = queue.popleft()
+                print(json_line(r.received_ns - self.origin_ns, r.topic, r.payload), file=out)
         while queue:
             r = queue.popleft()
             self.queued_bytes -= len(r.payload)

@@ -16,6 +16,7 @@ with DuckDB: SELECT ... FROM read_parquet('OUTDIR/**/*.parquet', hive_partitioni
 
 Examples:
   mcl-export sample_logs/mcl-v1-dataset/UnitTestMessageA.log --fields name,data,timestamp --csv a.csv
+  mcl-export sample_logs/vehicle --topics gps --fields timestamp,latitude,longitude --csv - | head
   mcl-export sample_logs/vehicle --parquet vehicle.parquet
 """
 
@@ -31,11 +32,11 @@ from urllib.parse import quote
 
 import numpy as np
 
+from mcl.cli.args import STDOUT, add_quiet_argument, add_time_arguments, add_topic_arguments, topic_filter
 from mcl.cli.common import (
     check_topics,
     comma_list,
     make_parser,
-    non_negative_seconds,
     run_main,
 )
 from mcl.export import dump_to_array, dump_to_csv
@@ -54,13 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fields", type=comma_list, metavar="a,b,c", help="message fields to export, comma-separated (--csv, --npy)"
     )
     out = parser.add_mutually_exclusive_group(required=True)
-    out.add_argument("--csv", metavar="FILE", help="write a CSV file (replaced if it exists)")
+    out.add_argument("--csv", metavar="FILE", help="write a CSV file (replaced if it exists; - writes to standard output)")
     out.add_argument("--npy", metavar="FILE", help="write a numpy .npy file (replaced if it exists)")
     out.add_argument("--parquet", metavar="OUTDIR", help="write a Parquet dataset, one directory per message type")
     parser.add_argument("--header", action="store_true", help="CSV: a first row with the field names")
-    parser.add_argument("--topics", nargs="+", action="extend", metavar="T", help="export only these topics")
-    parser.add_argument("--start", type=non_negative_seconds, metavar="S", help="first elapsed second (inclusive)")
-    parser.add_argument("--end", type=non_negative_seconds, metavar="S", help="last elapsed second (inclusive)")
+    add_topic_arguments(parser, verb="export", prefixes=True)
+    add_time_arguments(parser, verb="export")
+    add_quiet_argument(parser, "no line saying what was written")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,15 +93,20 @@ def _export(args: argparse.Namespace) -> int:
             check_topics(reader, args.topics)
     if args.parquet is not None:
         return _export_parquet(args)
+    topics = topic_filter(args)
     if args.csv is not None:
-        rows = dump_to_csv(logs, args.csv, args.fields, args.start, args.end, topics=args.topics, header=args.header)
-        print(f"{rows} rows of {len(args.fields)} fields written to {args.csv}")
+        target = sys.stdout if args.csv == STDOUT else args.csv
+        rows = dump_to_csv(logs, target, args.fields, args.start, args.end, topics=topics, header=args.header)
+        if not args.quiet:
+            where = "standard output" if args.csv == STDOUT else args.csv
+            print(f"{rows} rows of {len(args.fields)} fields written to {where}", file=sys.stderr if args.csv == STDOUT else sys.stdout)
         return 0
-    array = dump_to_array(logs, args.fields, args.start, args.end, topics=args.topics)
+    array = dump_to_array(logs, args.fields, args.start, args.end, topics=topics)
     # Through a file object: np.save(path) would append '.npy' to the name.
     with open(args.npy, "wb") as fp:
         np.save(fp, array)
-    print(f"{array.shape[0]} rows x {array.shape[1]} columns written to {args.npy}")
+    if not args.quiet:
+        print(f"{array.shape[0]} rows x {array.shape[1]} columns written to {args.npy}")
     return 0
 
 
@@ -110,8 +116,10 @@ def _export_parquet(args: argparse.Namespace) -> int:
     total = _known_total(args.log)
     with _signals_exit(), _progress(total) as advance:
         result = export_parquet(
-            args.log, args.parquet, topics=args.topics, start=args.start, end=args.end, progress=advance
+            args.log, args.parquet, topics=topic_filter(args), start=args.start, end=args.end, progress=advance
         )
+    if args.quiet:
+        return 0
     for name, rows in sorted(result.rows.items()):
         print(f"{rows} rows of {name} written to {result.path}/type={quote(name, safe='')}/")
     if result.raw_rows:

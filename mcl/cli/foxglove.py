@@ -15,7 +15,7 @@ there is no authentication, so any other address is warned about.
 Examples:
   mcl-foxglove                                   # ws://127.0.0.1:8765, every topic
   mcl-foxglove --topics imu,gps --port 9000
-  mcl-replay sample_logs/vehicle --loop &  mcl-foxglove
+  mcl-foxglove --quiet        # and in another shell: mcl-replay sample_logs/vehicle --loop
   mcl-foxglove --bus tcp://robot:26000 --host 0.0.0.0
 """
 

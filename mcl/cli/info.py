@@ -20,6 +20,7 @@ Examples:
   mcl-info sample_logs/vehicle
   mcl-info run.mcap --json
   mcl-info sample_logs/vehicle --plot timeline.png
+  mcl-info run1/ run2/ --json | jq '.[].duration'
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import json
 import sys
 from typing import Any
 
+from mcl.cli.args import add_json_argument
 from mcl.cli.common import (
     dumps_json,
     format_seconds,
@@ -51,7 +53,7 @@ _FORMAT_NAMES = {"mcl1": "MCL_LOG 1.0 (original MCL text logs)", "native": "mcl 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-info (other features add theirs here)."""
     parser.add_argument("logs", nargs="+", metavar="LOG", help="log directory, log file or split-series prefix")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text (see below)")
+    add_json_argument(parser, "print JSON instead of text (see below)")
     parser.add_argument(
         "--reindex",
         action="store_true",

@@ -6,14 +6,20 @@ printed once a second. Times are seconds of log time from the log's time
 origin (the elapsed times of mcl-cat). --control ADDR serves JSON requests
 (status, pause, resume, stop, step, seek, speed, quit) on a ZeroMQ REP socket:
 see docs/architecture.md, "Replay".
+
+Examples:
+  mcl-replay sample_logs/vehicle                       play at the recorded timing
+  mcl-replay sample_logs/vehicle --start 2 --end 5 --speed 4 --topics imu,gps
+  mcl-replay run/ --loop --exclude '^camera/' --bus tcp://10.0.0.2:26000
+  mcl-replay run/ --max-speed --dry-run                check timing without publishing
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
-import re
 import select
 import signal
 import sys
@@ -26,10 +32,9 @@ from contextlib import ExitStack
 from types import FrameType
 from typing import Any, TextIO
 
+from mcl.cli.args import add_bus_argument, add_quiet_argument, add_time_arguments, add_topic_arguments, replay_selection, topic_filter
 from mcl.cli.common import (
-    ExtendNames,
     check_topics,
-    comma_list,
     make_parser,
     non_negative_seconds,
     positive_int,
@@ -47,14 +52,6 @@ SEEK_STEP_S = 5.0
 SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
 
-def _regex(text: str) -> str:
-    try:
-        re.compile(text)
-    except re.error as exc:
-        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {exc}") from None
-    return text
-
-
 def _remap(text: str) -> str:
     try:
         parse_remap(text)
@@ -69,25 +66,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     timing.add_argument("--speed", type=positive_number, default=1.0, metavar="X", help="replay rate (default 1.0)")
     timing.add_argument("--max-speed", action="store_true", help="as fast as possible (in order, nothing dropped)")
     timing.add_argument("--loop", action="store_true", help="start again at the end, until quit")
-    timing.add_argument("--start-offset", type=non_negative_seconds, metavar="S", help="start at log time S")
     end = timing.add_mutually_exclusive_group()
-    end.add_argument("--until", type=non_negative_seconds, metavar="S", help="stop after log time S")
+    add_time_arguments(
+        timing, verb="play", end_parser=end, start_aliases=("--start-offset",), end_aliases=("--until",),
+        start_dest="start_offset", end_dest="until",
+    )
     end.add_argument("--duration", type=non_negative_seconds, metavar="S", help="play S seconds of log time")
     timing.add_argument("--start-paused", action="store_true", help="start paused (space or a control request plays)")
     timing.add_argument("--delay", type=non_negative_seconds, default=0.0, metavar="S", help="wait S seconds before each pass")
     selection = parser.add_argument_group("selection")
-    selection.add_argument(
-        "--topics",
-        nargs="+",
-        type=comma_list,
-        action=ExtendNames,
-        metavar="T",
-        help="only these topics (exact names: several after one --topics, or comma-separated)",
-    )
-    selection.add_argument("--exclude", type=_regex, metavar="REGEX", help="drop topics matching REGEX")
+    add_topic_arguments(selection, verb="play", prefixes=True)
     selection.add_argument("--remap", type=_remap, action="append", default=[], metavar="OLD:=NEW", help="rename a topic (repeatable)")
     output = parser.add_argument_group("output")
-    output.add_argument("--bus", metavar="ADDR", help="bus address (default: $MCL_BUS or the local default bus)")
+    add_bus_argument(output)
+    add_quiet_argument(output, "no progress display and no final line")
     output.add_argument("--wait-for-subscribers", type=whole_number, default=0, metavar="N", help="hold the first message until N subscribers (mcl-dump, Subscriber) are attached to the bus")
     output.add_argument("--hwm", type=whole_number, default=None, metavar="N", help="messages queued towards the bus before a publish waits (0: unlimited; default: the bus default, 10000)")
     output.add_argument("--dry-run", action="store_true", help="publish nothing: timing and progress only")
@@ -117,15 +109,16 @@ def _replay(args: argparse.Namespace) -> int:
         check_topics(log, args.topics)
         # Only when asked: the duration of an MCL_LOG 1.0 log takes a full scan.
         if args.start_offset is not None and args.start_offset > (duration_s := log.duration_ns / NS_PER_S):
-            raise ReplayError(f"--start-offset {args.start_offset:g} s is past the end of the log ({duration_s:.3f} s)")
+            raise ReplayError(f"--start {args.start_offset:g} s is past the end of the log ({duration_s:.3f} s)")
     end = args.until
     if args.duration is not None:
         start = args.start_offset
         if start is None:
-            with mcl.open_log(*args.logs, topics=args.topics) as reader:
+            with mcl.open_log(*args.logs, topics=topic_filter(args)) as reader:
                 first = next(iter(reader.iter_records()), None)
             start = 0.0 if first is None else first.elapsed_ns / NS_PER_S
         end = start + args.duration
+    topics, exclude = replay_selection(args)
     try:
         replay = Replay(
             args.logs,
@@ -135,8 +128,8 @@ def _replay(args: argparse.Namespace) -> int:
             loop=args.loop,
             start=args.start_offset,
             end=end,
-            topics=args.topics,
-            exclude=args.exclude,
+            topics=topics,
+            exclude=exclude,
             remap=args.remap,
             delay=args.delay,
             read_ahead=args.read_ahead,
@@ -151,8 +144,10 @@ def _replay(args: argparse.Namespace) -> int:
         stack.enter_context(_exit_on_sigterm())
         keys = stack.enter_context(KeyReader(sys.stdin)) if _is_tty(sys.stdin) else None
         display: Display = RichDisplay(keys is not None) if _is_tty(sys.stdout) else PlainDisplay(sys.stdout)
+        if args.quiet:
+            display = QuietDisplay()
         stack.enter_context(display)
-        if not args.dry_run:
+        if not args.dry_run and not args.quiet:
             from mcl.network import default_bus
 
             bus = str(parse_bus_address(args.bus if args.bus is not None else default_bus()))
@@ -211,24 +206,30 @@ def _run(replay: Any, keys: KeyReader | None, display: Display, quit_requested: 
         for key in keys.read(0.1):
             if key == "q":
                 return replay.status()
-            _on_key(replay, key, status)
+            status = _on_key(replay, key, status)
 
 
-def _on_key(replay: Any, key: str, status: ReplayStatus) -> None:
+def _on_key(replay: Any, key: str, status: ReplayStatus) -> ReplayStatus:
+    """Act on one key; return `status` as the key left it, so that the next key of the
+    same read starts from there (two right arrows seek twice, two spaces pause and resume)."""
     if key == " ":
         if status.state in ("playing", "waiting"):
             replay.pause()
-        else:
-            replay.start()
+            return dataclasses.replace(status, state="paused")
+        replay.start()
+        return dataclasses.replace(status, state="playing")
     elif key == "s":
         replay.step()
     elif key in ("left", "right"):
         position = (status.position_ns or 0) / NS_PER_S + (SEEK_STEP_S if key == "right" else -SEEK_STEP_S)
         low = (status.start_ns or 0) / NS_PER_S
         high = (status.end_ns or 0) / NS_PER_S if status.end_ns is not None else position
-        replay.seek(max(low, min(position, high)))
+        target = max(low, min(position, high))
+        replay.seek(target)
+        return dataclasses.replace(status, position_ns=round(target * NS_PER_S))
     elif key in ("up", "down"):
         replay.speed = _next_speed(replay.speed, up=key == "up")
+    return status
 
 
 def _next_speed(speed: float, *, up: bool) -> float:
@@ -334,14 +335,25 @@ class Display:
 
 
 def _times(status: ReplayStatus) -> tuple[float, float, float]:
-    start = (status.start_ns or 0) / NS_PER_S
-    position = ((status.position_ns or 0) / NS_PER_S) - start
-    duration = (status.duration_ns or 0) / NS_PER_S
-    return max(0.0, position), duration, 100.0 * (status.progress or 0.0)
+    """Position and end in seconds of log time from the log's time origin (the origin of
+    --start/--end, seek, --control replies and mcl-cat), and the percent played."""
+    position = (status.position_ns or 0) / NS_PER_S
+    end = (status.end_ns or 0) / NS_PER_S
+    return max(0.0, position), end, 100.0 * (status.progress or 0.0)
 
 
 def _speed_text(speed: float) -> str:
     return "max" if math.isinf(speed) else f"{speed:g}x"
+
+
+class QuietDisplay(Display):
+    """Shows nothing (-q): errors and warnings only."""
+
+    def update(self, status: ReplayStatus) -> None:
+        pass
+
+    def final(self, status: ReplayStatus) -> None:
+        pass
 
 
 class PlainDisplay(Display):
@@ -359,9 +371,9 @@ class PlainDisplay(Display):
         if now - self._last < 1.0 and status.state == self._state:
             return
         self._last, self._state = now, status.state
-        position, duration, percent = _times(status)
+        position, end, percent = _times(status)
         print(
-            f"{status.state:<8} {position:9.3f} / {duration:.3f} s {percent:5.1f} % "
+            f"{status.state:<8} {position:9.3f} / {end:.3f} s {percent:5.1f} % "
             f"{rate:8.0f} msg/s  sent {status.sent}  speed {_speed_text(status.speed)}",
             file=self.stream,
             flush=True,
@@ -396,12 +408,12 @@ class RichDisplay(Display):
         from rich.text import Text
 
         rate = self.rate(status)
-        position, duration, percent = _times(status)
+        position, end, percent = _times(status)
         grid = Table.grid(padding=(0, 1))
         styles = {"playing": "green", "paused": "yellow", "waiting": "cyan", "finished": "blue"}
         grid.add_row(
             Text(f"{status.state:<8}", style=f"bold {styles.get(status.state, 'red')}"),
-            Text(f"{position:.3f}/{duration:.3f} s", no_wrap=True),
+            Text(f"{position:.3f}/{end:.3f} s", no_wrap=True),
             ProgressBar(total=100.0, completed=percent, width=20),
             Text(f"{percent:5.1f} %"),
             Text(f"{rate:7.0f} msg/s"),

@@ -9,6 +9,13 @@
 
 The running station is found with --run-dir DIR or --config STATION.toml
 (its [station] run_dir). Exit status 1 with one line when no station runs there.
+
+Examples:
+  mcl-station check hive.toml
+  mcl-station run hive.toml
+  mcl-station status --config hive.toml --json
+  mcl-station send scale tare --config hive.toml --data '{"grams": 0}'
+  mcl-station stop audio --run-dir run
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def _shifted(records: Iterator[Record], shift: int) -> Iterator[Record]:
 
 def open_log(
     *paths: PathLike,
-    topics: Iterable[str] | str | None = None,
+    topics: Iterable[str] | str | TopicFilter | None = None,
     start: float | None = None,
     end: float | None = None,
     strict: bool = False,
@@ -164,7 +164,8 @@ def open_log(
     Args:
         paths: log directories, log files or split-series prefixes; several
             are merged by absolute time.
-        topics: keep only these topics (exact names); None keeps all.
+        topics: keep only these topics (exact names, or a predicate such as
+            :func:`~mcl.log.record.make_topic_filter` makes); None keeps all.
         start, end: keep records whose elapsed time (seconds from the
             earliest time origin) is within [start, end], inclusive.
         strict: raise LogFormatError on damage instead of skipping the

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import operator
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,14 +50,40 @@ elapsed_key: Callable[[Record], int] = operator.itemgetter(0)
 TopicFilter = Callable[[str], bool]
 
 
-def make_topic_filter(topics: Iterable[str] | str | None) -> TopicFilter | None:
-    """A predicate matching the topics named exactly, or None for all topics."""
-    if topics is None:
-        return None
-    if isinstance(topics, str):
-        topics = [topics]
-    wanted = frozenset(topics)
-    return wanted.__contains__
+def make_topic_filter(
+    topics: Iterable[str] | str | None,
+    *,
+    prefixes: Iterable[str] | str | None = None,
+    exclude: Iterable[str] | str | None = None,
+) -> TopicFilter | None:
+    """The one topic predicate of mcl, or None when it keeps every topic.
+
+    A topic is kept when it is one of `topics` (exact names) or starts with
+    one of `prefixes` (when neither is given, every topic is a candidate),
+    and no regular expression of `exclude` matches it (``re.search``).
+    Raises ValueError for a bad regular expression.
+    """
+    names = None if topics is None else frozenset([topics] if isinstance(topics, str) else topics)
+    starts = None if prefixes is None else tuple([prefixes] if isinstance(prefixes, str) else prefixes)
+    patterns = [] if exclude is None else ([exclude] if isinstance(exclude, str) else list(exclude))
+    drop = None
+    if patterns:
+        try:
+            drop = re.compile("|".join(f"(?:{p})" for p in patterns)).search
+        except re.error as exc:
+            raise ValueError(f"bad exclude pattern {' '.join(patterns)!r}: {exc}") from None
+    if starts is None and drop is None:
+        return None if names is None else names.__contains__
+    if names is None and starts is None:
+        return lambda topic: drop(topic) is None  # type: ignore[misc]
+
+    def keep(topic: str) -> bool:
+        if names is not None or starts is not None:
+            if not ((names is not None and topic in names) or (starts is not None and topic.startswith(starts))):
+                return False
+        return drop is None or drop(topic) is None
+
+    return keep
 
 
 def seconds_to_ns(seconds: float | None) -> int | None:

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 from mcl.exceptions import LogError
 from mcl.log.reader import open_log
+from mcl.log.record import TopicFilter
 from mcl.tables import require
 from mcl.tables.batches import source_streams
 from mcl.tables.columns import CastFailed, conform, conform_all, decode_all, fall_back, unify
@@ -66,7 +67,7 @@ def export_parquet(
     paths: PathLike | Iterable[PathLike],
     outdir: PathLike,
     *,
-    topics: Iterable[str] | str | None = None,
+    topics: Iterable[str] | str | TopicFilter | None = None,
     start: float | None = None,
     end: float | None = None,
     options: ParquetOptions = ParquetOptions(),
