@@ -78,7 +78,7 @@ class StationConfigError(StationError):
 
 # -- value parsers (each raises ValueError with the reason) ---------------------------------
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h|d)")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(min|ms|s|m|h|d)")  # "min" before "m" and "ms" before "s"
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGTP]i?B|[kKMGTP]B?|B)?\s*$")
 _SIZE_UNITS = {"": 1, "B": 1}

@@ -1,0 +1,75 @@
+"""mcl-station under attack: schedules (DST, end-only windows), config corner cases, the control endpoint, runners."""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+import pytest
+
+from mcl.station.config import parse_duration_ns
+from mcl.station.schedule import iter_sessions, next_sessions, parse_schedule
+
+S = 1_000_000_000
+
+
+def _utc(text: str) -> int:
+    return int(_dt.datetime.fromisoformat(text).timestamp()) * S
+
+
+# -- schedules (pure, fixed `now`) -----------------------------------------------------------
+
+
+def test_every_with_only_an_end_keeps_its_period() -> None:
+    """{end, every, for} without a start: sessions stay `every` apart (not back to back as the last one ends)."""
+    sched = parse_schedule({"end": "2026-05-01T13:00:00Z", "every": "2m", "for": "30s", "timezone": "UTC"}, parse_duration_ns)
+    now = _utc("2026-05-01T12:00:10+00:00")
+    first, second = next_sessions(sched, now, 2)
+    assert first.start_ns == _utc("2026-05-01T12:02:00+00:00") and first.end_ns == first.start_ns + 30 * S
+    # The station asks again when the first session ended: the next one is still on the 2-minute grid.
+    (again,) = next_sessions(sched, first.end_ns, 1)
+    assert again == second and again.start_ns == first.start_ns + 120 * S
+    # Nothing starts at or after the end; the last session is cut there.
+    last = list(iter_sessions(sched, now))[-1]
+    assert last.start_ns == _utc("2026-05-01T12:58:00+00:00")
+    assert list(iter_sessions(sched, _utc("2026-05-01T13:00:00+00:00"))) == []
+
+
+def test_windows_across_midnight_on_dst_nights() -> None:
+    """22:00-06:00 Europe/Paris: 7 h on the spring-forward night, 9 h on the fall-back night, local times kept."""
+    sched = parse_schedule({"window": "22:00-06:00", "timezone": "Europe/Paris"}, parse_duration_ns)
+    (spring,) = next_sessions(sched, _utc("2026-03-28T12:00:00+00:00"), 1)  # clocks go forward 2026-03-29 02:00
+    assert spring.start_ns == _utc("2026-03-28T21:00:00+00:00")  # 22:00 CET
+    assert spring.end_ns == _utc("2026-03-29T04:00:00+00:00")  # 06:00 CEST
+    (fall,) = next_sessions(sched, _utc("2026-10-24T12:00:00+00:00"), 1)  # clocks go back 2026-10-25 03:00
+    assert fall.start_ns == _utc("2026-10-24T20:00:00+00:00")  # 22:00 CEST
+    assert fall.end_ns == _utc("2026-10-25T05:00:00+00:00")  # 06:00 CET
+    assert (spring.end_ns - spring.start_ns, fall.end_ns - fall.start_ns) == (7 * 3600 * S, 9 * 3600 * S)
+
+
+def test_sessions_every_hour_through_a_dst_change_stay_in_order() -> None:
+    """every 1h for 10m, whole day, Europe/Paris on the fall-back day: increasing, never overlapping, none in the past."""
+    sched = parse_schedule({"every": "1h", "for": "10m", "timezone": "Europe/Paris"}, parse_duration_ns)
+    now = _utc("2026-10-24T21:30:00+00:00")
+    sessions = next_sessions(sched, now, 30)
+    assert sessions[0].start_ns >= now
+    for a, b in zip(sessions, sessions[1:]):
+        assert a.end_ns is not None and a.start_ns < a.end_ns <= b.start_ns
+
+
+def test_a_station_started_mid_session_skips_it_and_one_started_mid_window_joins() -> None:
+    """Times already past are skipped: inside a 30 s session the next one is the following grid point."""
+    sched = parse_schedule({"window": "06:00-20:00", "every": "2m", "for": "30s", "timezone": "UTC"}, parse_duration_ns)
+    (s,) = next_sessions(sched, _utc("2026-07-01T10:00:10+00:00"), 1)
+    assert s.start_ns == _utc("2026-07-01T10:02:00+00:00")
+    whole = parse_schedule({"window": "06:00-20:00", "timezone": "UTC"}, parse_duration_ns)
+    now = _utc("2026-07-01T10:00:10+00:00")
+    assert next_sessions(whole, now, 1)[0].start_ns == now
+
+
+# -- config values -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5min", 300), ("1h30min", 5400), ("2m", 120), ("1d", 86400), ("250ms", 0.25), ("1m30s", 90)])
+def test_durations_with_every_listed_unit(text: str, seconds: float) -> None:
+    """'min' is a unit like the others (it was read as 'm' then refused)."""
+    assert parse_duration_ns(text) == round(seconds * S)
