@@ -3,13 +3,39 @@
 from __future__ import annotations
 
 import datetime as _dt
+import io
+import logging
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
 
 import pytest
 
-from mcl.station.config import parse_duration_ns
+import mcl
+from mcl.cli import station as station_cli
+from mcl.station.config import OffloadOptions, parse_duration_ns
+from mcl.station.offload import OffloadError, Offloader
 from mcl.station.schedule import iter_sessions, next_sessions, parse_schedule
 
 S = 1_000_000_000
+TESTS = Path(__file__).resolve().parent
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = station_cli.main(list(argv))
+    return code, out.getvalue(), err.getvalue()
+
+
+def check_error(tmp_path: Path, text: str) -> str:
+    """`mcl-station check` of `text`: exit 1 and exactly one error line naming the file; returns that line."""
+    path = tmp_path / "station.toml"
+    path.write_text(text)
+    code, out, err = run_cli("check", str(path))
+    assert code == 1 and out == "", (code, out, err)
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), err
+    return lines[0]
 
 
 def _utc(text: str) -> int:
@@ -73,3 +99,29 @@ def test_a_station_started_mid_session_skips_it_and_one_started_mid_window_joins
 def test_durations_with_every_listed_unit(text: str, seconds: float) -> None:
     """'min' is a unit like the others (it was read as 'm' then refused)."""
     assert parse_duration_ns(text) == round(seconds * S)
+
+
+# -- offload ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("destination", ["logs", "logs/share", "./logs/../logs"])
+def test_an_offload_destination_inside_its_source_is_refused(tmp_path: Path, destination: str) -> None:
+    """Destination = source would 'verify' a file against itself, then delete the only copy; below it, copy forever."""
+    line = check_error(tmp_path, f"[units.off]\nkind = 'offload'\nsource = 'logs'\ndestination = '{destination}'\n")
+    assert "unit 'off': key 'destination':" in line and "inside the source" in line
+
+
+def test_an_offload_destination_that_links_into_the_source_keeps_the_local_log(tmp_path: Path) -> None:
+    """A destination that became a link into the source (a mount gone wrong) is refused at run time; nothing is removed."""
+    source = tmp_path / "logs"
+    with mcl.LogWriter(source / "one") as writer:
+        for i in range(20):
+            writer.write("data", b"x" * 100, i * 1_000_000)
+    share = tmp_path / "share"
+    share.symlink_to(source)
+    offloader = Offloader(OffloadOptions(source=source, destination=share, keep_local_ns=0, settle_ns=0), logging.getLogger("test.offload"))
+    with pytest.raises(OffloadError, match="inside the source"):
+        offloader.run_once()
+    assert offloader.status()["destination_error"] is not None
+    with mcl.open_log(source / "one") as reader:
+        assert sum(1 for _ in reader) == 20

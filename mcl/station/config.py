@@ -568,6 +568,9 @@ def _build_unit(
             re.compile(options["exclude"])
         except re.error as exc:
             raise fail(f"bad regular expression: {exc}", "exclude") from None
+    if kind == "offload" and is_within(options["destination"], options["source"]):
+        # The copy would be the source itself (then removed after keep_local) or be copied again and again.
+        raise fail(f"{options['destination']} is inside the source {options['source']}: give a destination outside it", "destination")
     if kind == "runner" and "config_file" in options and not options["config_file"].is_file():
         raise fail(f"{options['config_file']}: no such file", "config_file")
     common: dict[str, Any] = {}
@@ -589,6 +592,12 @@ def _build_unit(
         except ValueError as exc:
             raise fail(str(exc), "schedule") from None
     return UnitConfig(name=name, kind=kind, options=_OPTIONS_CLASS[kind](**options), **common)
+
+
+def is_within(path: Path, directory: Path) -> bool:
+    """`path` is `directory` or below it (symbolic links resolved as far as they exist)."""
+    path, directory = path.resolve(), directory.resolve()
+    return path == directory or directory in path.parents
 
 
 def _check_together(units: list[UnitConfig], path: Path | None, where: _Locator) -> None:

@@ -244,8 +244,12 @@ class Offloader:
     def _check_destination(self) -> None:
         dest = self.options.destination
         reason = None
+        from mcl.station.config import is_within
+
         if not dest.is_dir():
             reason = f"destination {dest} is not reachable (no such directory; it is never created)"
+        elif is_within(dest, self.options.source):
+            reason = f"destination {dest} is inside the source {self.options.source} (a link?): nothing is offloaded"
         elif not os.access(dest, os.W_OK | os.X_OK):
             reason = f"destination {dest} is not writable"
         with self._lock:
