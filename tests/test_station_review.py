@@ -125,3 +125,35 @@ def test_an_offload_destination_that_links_into_the_source_keeps_the_local_log(t
     assert offloader.status()["destination_error"] is not None
     with mcl.open_log(source / "one") as reader:
         assert sum(1 for _ in reader) == 20
+
+
+# -- runner classes at `check` ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("no_such_module_here:Scale", "cannot import runner class 'no_such_module_here:Scale': ModuleNotFoundError"),
+        ("station_runners:NoSuchClass", "cannot import runner class 'station_runners:NoSuchClass': AttributeError"),
+        ("builtins:dict", "'builtins:dict' is not a subclass of mcl.station.Runner"),
+        ("station_runners:time", "'station_runners:time' is not a subclass of mcl.station.Runner"),
+        ("broken_at_import:Scale", "cannot import runner class 'broken_at_import:Scale': ZeroDivisionError"),
+    ],
+)
+def test_check_imports_the_runner_classes(tmp_path: Path, ref: str, expected: str) -> None:
+    """check names a runner class that cannot run (missing, not a Runner, failing at import): one line, unit and key."""
+    (tmp_path / "broken_at_import.py").write_text("x = 1 / 0\n")
+    text = f"[units.scale]\nkind = 'runner'\nclass = '{ref}'\npython_path = ['{TESTS}', '{tmp_path}']\n"
+    line = check_error(tmp_path, text)
+    assert "unit 'scale': key 'class': " + expected in line
+
+
+def test_check_imports_a_good_runner_class_and_can_skip_imports(tmp_path: Path) -> None:
+    """A good class passes; --no-import skips the import (only the syntax of the reference is checked)."""
+    path = tmp_path / "station.toml"
+    path.write_text(f"[units.t]\nkind = 'runner'\nclass = 'station_runners:Ticker'\npython_path = ['{TESTS}']\n")
+    code, out, err = run_cli("check", str(path))
+    assert code == 0 and "station_runners:Ticker" in out, err
+    path.write_text("[units.t]\nkind = 'runner'\nclass = 'no_such_module_here:X'\n")
+    code, out, err = run_cli("check", str(path), "--no-import")
+    assert code == 0 and err == ""
