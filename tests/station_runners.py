@@ -67,3 +67,30 @@ class Stuck(mcl.station.Runner):
         self.publish("stuck", {"n": self.n})
         if self.n >= 2:
             time.sleep(3600)
+
+
+class Gate(mcl.station.Runner):
+    """Its 'wait' command touches PATH.waiting, then returns only once PATH exists (at most 60 s): a slow request."""
+
+    @mcl.station.command("wait")
+    def wait(self, data: Any) -> Any:
+        from pathlib import Path
+
+        flag = Path(data["path"])
+        flag.with_name(flag.name + ".waiting").touch()  # the test knows the request is under way
+        deadline = time.monotonic() + 60.0
+        while not flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"waited_for": str(flag), "there": flag.exists()}
+
+    @mcl.station.command("nan")
+    def nan(self, data: Any) -> Any:
+        return {"value": float("nan")}
+
+    @mcl.station.command("object")
+    def object(self, data: Any) -> Any:
+        return {"value": object()}
+
+    @mcl.station.command("exit")
+    def exit(self, data: Any) -> Any:
+        raise SystemExit(3)

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
+import json
 import logging
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
+import zmq
 
 import mcl
 from mcl.cli import station as station_cli
+from mcl.station import Station, StationError
 from mcl.station.config import OffloadOptions, parse_duration_ns
+from mcl.station.control import MAX_IN_FLIGHT, ControlClient
 from mcl.station.offload import OffloadError, Offloader
 from mcl.station.schedule import iter_sessions, next_sessions, parse_schedule
 
@@ -157,3 +165,146 @@ def test_check_imports_a_good_runner_class_and_can_skip_imports(tmp_path: Path) 
     path.write_text("[units.t]\nkind = 'runner'\nclass = 'no_such_module_here:X'\n")
     code, out, err = run_cli("check", str(path), "--no-import")
     assert code == 0 and err == ""
+
+
+# -- the control endpoint, attacked by a local client (real station, real unit processes) -----------------
+
+TIMEOUT = 60.0  # generous: the machine is shared
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "the condition") -> Any:
+    """Poll `predicate` (every 0.1 s) until it returns something true; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value {value!r})")
+        time.sleep(0.1)
+
+
+def runner(cls: str, **more: Any) -> dict[str, Any]:
+    return {"kind": "runner", "class": f"station_runners:{cls}", "python_path": [str(TESTS)], **more}
+
+
+def unit(station: Station, name: str) -> dict[str, Any]:
+    return next(u for u in station.status()["units"] if u["name"] == name)
+
+
+@pytest.fixture
+def gate_station(tmp_path: Path, mcl_bus: str) -> Iterator[Station]:
+    """A station with one 'gate' runner (slow and bad command replies), running."""
+    with Station({"station": {"bus": mcl_bus}, "units": {"gate": runner("Gate", period=0.2, stuck_timeout=120)}}, base_dir=tmp_path) as s:
+        wait_for(lambda: unit(s, "gate")["pid"], what="the gate unit running")
+        yield s
+
+
+@pytest.fixture
+def control_socket(gate_station: Station) -> Iterator[Callable[[int], zmq.Socket[Any]]]:
+    """Makes sockets (REQ, DEALER) connected to the station's control endpoint; closes them all after the test."""
+    context: zmq.Context[Any] = zmq.Context()
+    made: list[zmq.Socket[Any]] = []
+
+    def make(kind: int) -> zmq.Socket[Any]:
+        sock = context.socket(kind)
+        made.append(sock)
+        sock.linger = 0
+        sock.connect(f"ipc://{gate_station.run_dir / 'control.sock'}")
+        return sock
+
+    yield make
+    for sock in made:
+        sock.close(0)
+    context.term()
+
+
+def _status_when_not_busy(client: ControlClient) -> Any:
+    try:
+        return client.request("status")
+    except StationError as exc:
+        if str(exc).startswith("busy:"):
+            return None
+        raise
+
+
+@pytest.mark.slow
+def test_a_slow_request_does_not_hold_up_status(tmp_path: Path, gate_station: Station, control_socket: Callable[[int], zmq.Socket[Any]]) -> None:
+    """While one client waits for a slow command, another gets its status at once; the slow one's reply comes later."""
+    flag = tmp_path / "go"
+    slow = control_socket(zmq.REQ)
+    slow.send(json.dumps({"cmd": "send", "unit": "gate", "command": "wait", "data": {"path": str(flag)}, "timeout": 60}).encode())
+    wait_for((tmp_path / "go.waiting").exists, what="the slow request reaching the unit's handler")
+    with ControlClient(gate_station.run_dir, timeout=30.0) as client:
+        status = client.request("status")  # before: queued behind the slow request until its 60 s ran out
+    assert status["units"][0]["name"] == "gate"
+    assert not slow.poll(0)  # the slow request is still under way (its handler waits for the flag)
+    flag.touch()
+    assert slow.poll(30_000), "no reply to the slow request"
+    reply = json.loads(slow.recv())
+    assert reply == {"ok": True, "result": {"waited_for": str(flag), "there": True}}
+
+
+@pytest.mark.slow
+def test_too_many_requests_at_once_get_busy_and_the_station_lives_on(tmp_path: Path, gate_station: Station, control_socket: Callable[[int], zmq.Socket[Any]]) -> None:
+    """A DEALER floods slow requests without reading: beyond MAX_IN_FLIGHT they are refused at once; status still works."""
+    flag = tmp_path / "go"
+    flood = control_socket(zmq.DEALER)
+    request = json.dumps({"cmd": "send", "unit": "gate", "command": "wait", "data": {"path": str(flag)}, "timeout": 60}).encode()
+    for _ in range(MAX_IN_FLIGHT + 3):
+        flood.send_multipart([b"", request])
+    busy = []
+    for _ in range(3):
+        assert flood.poll(30_000), "no busy reply"
+        busy.append(json.loads(flood.recv_multipart()[-1]))
+    assert all(r["ok"] is False and r["error"].startswith("busy:") for r in busy)
+    flag.touch()  # the slow ones end; their replies queue for a client that reads them later (or never)
+    with ControlClient(gate_station.run_dir, timeout=30.0) as client:
+        wait_for(lambda: (st := _status_when_not_busy(client)) and st["units"][0]["state"] == "running", what="status answering")
+    for _ in range(MAX_IN_FLIGHT):
+        assert flood.poll(30_000), "a slow request got no reply"
+        assert json.loads(flood.recv_multipart()[-1])["ok"] is True
+
+
+@pytest.mark.slow
+def test_hostile_clients_get_error_replies(gate_station: Station, control_socket: Callable[[int], zmq.Socket[Any]]) -> None:
+    """Garbage on the raw socket, frames without a delimiter, wrong types, bad replies of a unit: error replies, station alive."""
+    address = str(gate_station.run_dir / "control.sock")
+    raw = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)  # not ZeroMQ at all, and never reads
+    try:
+        raw.connect(address)
+        raw.sendall(b"\xff" * 10_000)
+        dealer = control_socket(zmq.DEALER)
+        dealer.send(b'{"cmd": "status"}')  # no empty delimiter frame: answered the same way
+        assert dealer.poll(30_000) and json.loads(dealer.recv_multipart()[-1])["ok"] is True
+        dealer.send_multipart([b"", b'{"cmd": "status"}', b"more"])
+        assert dealer.poll(30_000) and "one frame" in json.loads(dealer.recv_multipart()[-1])["error"]
+        for request in (
+            {"cmd": 3},
+            {"cmd": "stop", "unit": ["gate"]},
+            {"cmd": "send", "unit": "gate", "command": "wait", "timeout": "soon"},
+            {"cmd": "send", "unit": "gate", "command": "wait", "timeout": 1e309},
+            {"cmd": "send", "unit": "nobody", "command": "x"},
+            {"cmd": "send", "unit": "gate", "command": "__stop__"},
+        ):
+            dealer.send_multipart([b"", json.dumps(request).encode()])
+            assert dealer.poll(30_000), request
+            reply = json.loads(dealer.recv_multipart()[-1])
+            assert reply["ok"] is False and reply["error"] and "\n" not in reply["error"], (request, reply)
+        with ControlClient(gate_station.run_dir, timeout=30.0) as client:
+            for command, expected in (("nan", "not JSON"), ("object", "not JSON"), ("nope", "known: exit, nan, object, status, wait")):
+                with pytest.raises(StationError, match=expected):
+                    client.request("send", unit="gate", command=command, timeout=30)
+        assert unit(gate_station, "gate")["restarts"] == 0
+    finally:
+        raw.close()
+
+
+@pytest.mark.slow
+def test_a_handler_raising_systemexit_restarts_only_its_unit(gate_station: Station) -> None:
+    """A command handler that exits its process: the sender gets an error, the unit is restarted, the station goes on."""
+    pid = unit(gate_station, "gate")["pid"]
+    with pytest.raises(StationError, match="stopped before answering|not running"):
+        gate_station.send("gate", "exit", timeout=30)
+    st = wait_for(lambda: (u := unit(gate_station, "gate"))["restarts"] == 1 and u["pid"] not in (None, pid) and u, what="the unit restarted")
+    assert "code 3" in st["last_error"]
