@@ -94,3 +94,16 @@ class Gate(mcl.station.Runner):
     @mcl.station.command("exit")
     def exit(self, data: Any) -> Any:
         raise SystemExit(3)
+
+
+class SlowStop(mcl.station.Runner):
+    """Its teardown() touches PATH.stopping, then waits (at most 60 s) for the file PATH of its config: a slow stop."""
+
+    def teardown(self) -> None:
+        from pathlib import Path
+
+        flag = Path(self.config["flag"])
+        flag.with_name(flag.name + ".stopping").touch()
+        deadline = time.monotonic() + 60.0
+        while not flag.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)

@@ -308,3 +308,31 @@ def test_a_handler_raising_systemexit_restarts_only_its_unit(gate_station: Stati
         gate_station.send("gate", "exit", timeout=30)
     st = wait_for(lambda: (u := unit(gate_station, "gate"))["restarts"] == 1 and u["pid"] not in (None, pid) and u, what="the unit restarted")
     assert "code 3" in st["last_error"]
+
+
+# -- reload -------------------------------------------------------------------------------
+
+
+def _toml(units: dict[str, str], bus: str) -> str:
+    return f'[station]\nname = "review"\nbus = "{bus}"\n\n' + "".join(f"[units.{name}]\n{body}\n" for name, body in units.items())
+
+
+@pytest.mark.slow
+def test_a_unit_removed_then_put_back_while_it_stops_runs_again(tmp_path: Path, mcl_bus: str) -> None:
+    """Reload removes 'a' (slow to stop); a second reload puts it back before it stopped: it starts again, not dropped."""
+    flag = tmp_path / "go"
+    body = f"kind = 'runner'\nclass = 'station_runners:SlowStop'\npython_path = ['{TESTS}']\nperiod = 0.2\nconfig = {{ flag = '{flag}' }}\n"
+    keep = f"kind = 'runner'\nclass = 'station_runners:Ticker'\npython_path = ['{TESTS}']\nperiod = 0.2\n"
+    path = tmp_path / "station.toml"
+    path.write_text(_toml({"a": body, "keep": keep}, mcl_bus))
+    with Station(path, watch=False) as s:
+        pid = wait_for(lambda: unit(s, "a")["pid"], what="a running")
+        path.write_text(_toml({"keep": keep}, mcl_bus))
+        assert s.reload() == {"added": [], "removed": ["a"], "changed": []}
+        wait_for((tmp_path / "go.stopping").exists, what="a stopping (in its teardown)")
+        path.write_text(_toml({"a": body, "keep": keep}, mcl_bus))
+        assert s.reload() == {"added": ["a"], "removed": [], "changed": []}
+        flag.touch()  # a's old process ends now
+        st = wait_for(lambda: (u := {x["name"]: x for x in s.status()["units"]}.get("a")) and u["pid"] not in (None, pid) and u, what="a started again")
+        assert st["state"] == "running"
+        assert s.reload() == {"added": [], "removed": [], "changed": []}  # and it is a member like the others

@@ -109,6 +109,7 @@ class UnitProcess:
         self.stop_requested_at: int | None = None  # monotonic ns of the stop request
         self.terminated = False
         self.then: Callable[[], None] | None = None  # run once the process has exited after a stop
+        self.removing = False  # removed from the file by a reload: dropped from the station once stopped
         self._send_lock = threading.Lock()
         self._pending: dict[int, tuple[threading.Event, list[Any]]] = {}
         self._exit_waiters: list[Future[None]] = []
