@@ -107,3 +107,13 @@ class SlowStop(mcl.station.Runner):
         deadline = time.monotonic() + 60.0
         while not flag.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+
+
+class Hang(mcl.station.Runner):
+    """Its first iterate() touches the file named `flag` in its config, then blocks (at most 10 minutes)."""
+
+    def iterate(self) -> None:
+        from pathlib import Path
+
+        Path(self.config["flag"]).touch()
+        time.sleep(600)

@@ -6,6 +6,8 @@ import datetime as _dt
 import io
 import json
 import logging
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -336,3 +338,65 @@ def test_a_unit_removed_then_put_back_while_it_stops_runs_again(tmp_path: Path, 
         st = wait_for(lambda: (u := {x["name"]: x for x in s.status()["units"]}.get("a")) and u["pid"] not in (None, pid) and u, what="a started again")
         assert st["state"] == "running"
         assert s.reload() == {"added": [], "removed": [], "changed": []}  # and it is a member like the others
+
+
+# -- no orphans ----------------------------------------------------------------------------
+
+
+def _children(pid: int) -> set[int]:
+    """The child processes of `pid` (from /proc; empty once it is gone)."""
+    found: set[int] = set()
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found.update(int(c) for c in (task / "children").read_text().split())
+    except OSError:
+        pass
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fp:
+            return fp.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+def test_no_orphans_after_sigkill_with_a_stuck_runner_and_a_replay(tmp_path: Path, mcl_bus: str) -> None:
+    """SIGKILL of `mcl-station run`: a runner blocked in iterate() and a replay's worker processes end too."""
+    import subprocess
+    import sys
+
+    flag = tmp_path / "hanging"
+    sample = TESTS.parent / "sample_logs" / "vehicle"
+    path = tmp_path / "station.toml"
+    path.write_text(
+        _toml(
+            {
+                "hang": f"kind = 'runner'\nclass = 'station_runners:Hang'\npython_path = ['{TESTS}']\nstuck_timeout = 300\nconfig = {{ flag = '{flag}' }}\n",
+                "demo": f"kind = 'replay'\nlog = '{sample}'\nloop = true\n",
+            },
+            mcl_bus,
+        )
+    )
+    proc = subprocess.Popen([sys.executable, "-m", "mcl.cli.station", "run", str(path), "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pids: set[int] = set()
+    try:
+        wait_for((tmp_path / "run" / "control.sock").exists, what="the station up")
+        with ControlClient(tmp_path / "run", timeout=30.0) as client:
+            units = wait_for(lambda: (st := {u["name"]: u for u in client.request("status")["units"]}) and all(u["pid"] for u in st.values()) and st, what="both units running")
+        wait_for(flag.exists, what="the runner blocked in iterate()")
+        workers = wait_for(lambda: _children(units["demo"]["pid"]), what="the replay's workers")
+        pids = {units["hang"]["pid"], units["demo"]["pid"], *workers}
+        proc.kill()
+        proc.wait(30)
+        for pid in sorted(pids):
+            wait_for(lambda pid=pid: _gone(pid), what=f"process {pid} gone")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for pid in pids:  # what this test started and left behind (the defect): ended by its pid
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)

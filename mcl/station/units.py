@@ -49,6 +49,8 @@ _NS = 1_000_000_000
 _STATUS_EVERY_NS = 500_000_000  # the heartbeat
 _MAX_STEP_S = 0.1  # the loop answers requests at least this often (unless a runner's iterate() is long)
 _DISK_CHECK_NS = _NS
+_PARENT_CHECK_S = 0.5  # how often a unit looks whether the station is still there
+ORPHAN_GRACE_S = 10.0  # a unit whose station died gets this long to close cleanly, then ends anyway
 
 
 class UnitArgs:
@@ -541,10 +543,27 @@ def _reply(send: Any, request_id: int, ok: bool, value: Any) -> None:
     send(("reply", request_id, ok, text))
 
 
+def _watch_station(ctx: WorkerContext, stopping: dict[str, bool], done: threading.Event) -> None:
+    """Once the station is gone, give the loop ORPHAN_GRACE_S to close cleanly, then end the process.
+
+    The loop checks for the station between two steps, and PR_SET_PDEATHSIG's
+    SIGTERM only sets a flag that the loop reads: a runner stuck in iterate()
+    (a blocking read of a serial port) would be left behind as an orphan.
+    """
+    while not done.wait(_PARENT_CHECK_S):
+        if not parent_alive(ctx):
+            stopping["flag"] = True
+            if not done.wait(ORPHAN_GRACE_S):
+                os._exit(1)
+            return
+
+
 def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
     """The body of a unit's process (started with the 'spawn' method)."""
     setup_worker(ctx)
     stopping = {"flag": False}
+    done = threading.Event()
+    threading.Thread(target=_watch_station, args=(ctx, stopping, done), name="mcl-station: watch station", daemon=True).start()
 
     def on_term(signum: int, frame: Any) -> None:
         stopping["flag"] = True  # close cleanly (recordings closed, index written)
@@ -600,6 +619,7 @@ def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
             send(("status", {**_safe_status(host), "pid": os.getpid(), "exiting": True}))
         except (OSError, ValueError):
             pass
+        done.set()
         logging.shutdown()
     sys.exit(code)  # multiprocessing runs its finalizers (semaphores of a replay's queues), then exits
 
