@@ -117,3 +117,17 @@ class Hang(mcl.station.Runner):
 
         Path(self.config["flag"]).touch()
         time.sleep(600)
+
+
+class Unencodable(mcl.station.Runner):
+    """Publishes a value msgpack cannot encode, every iteration."""
+
+    def iterate(self) -> None:
+        self.publish("bad", {"value": object()})
+
+
+class BadSetup(mcl.station.Runner):
+    """setup() raises."""
+
+    def setup(self) -> None:
+        raise OSError("no such device /dev/ttyUSB9")

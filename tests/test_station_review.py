@@ -431,3 +431,23 @@ def test_sighup_reloads_an_edit_the_watcher_cannot_see(tmp_path: Path, mcl_bus: 
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+# -- hostile runners -------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_runners_that_publish_garbage_or_fail_setup_never_kill_the_station(tmp_path: Path, mcl_bus: str) -> None:
+    """An unencodable publish is an iterate() error (counted, same process); a failing setup() restarts, then `failed`."""
+    config = {
+        "station": {"bus": mcl_bus},
+        "units": {"bad": runner("Unencodable", period=0.1), "setup": runner("BadSetup", max_restarts=1), "ok": runner("Ticker", period=0.2)},
+    }
+    with Station(config, base_dir=tmp_path) as s:
+        bad = wait_for(lambda: (u := unit(s, "bad"))["errors"] >= 2 and u, what="the publish errors counted")
+        assert bad["state"] == "running" and bad["restarts"] == 0 and "iterate() raised" in bad["last_error"]
+        setup = wait_for(lambda: (u := unit(s, "setup"))["state"] == "failed" and u, what="the bad setup failed")
+        assert setup["restarts"] == 1 and "no such device /dev/ttyUSB9" in setup["last_error"] and setup["pid"] is None
+        assert setup["next_start"] is None
+        ok = unit(s, "ok")
+        assert ok["state"] == "running" and ok["restarts"] == 0 and ok["errors"] == 0
