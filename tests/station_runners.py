@@ -131,3 +131,11 @@ class BadSetup(mcl.station.Runner):
 
     def setup(self) -> None:
         raise OSError("no such device /dev/ttyUSB9")
+
+
+class SlowSession(SlowStop):
+    """Appends the time its process started to the file `starts` of its config; slow to stop (SlowStop)."""
+
+    def setup(self) -> None:
+        with open(self.config["starts"], "a") as fp:
+            fp.write(f"{time.time_ns()}\n")

@@ -451,3 +451,22 @@ def test_runners_that_publish_garbage_or_fail_setup_never_kill_the_station(tmp_p
         assert setup["next_start"] is None
         ok = unit(s, "ok")
         assert ok["state"] == "running" and ok["restarts"] == 0 and ok["errors"] == 0
+
+
+@pytest.mark.slow
+def test_a_session_that_began_while_the_last_one_closed_is_joined(tmp_path: Path, mcl_bus: str) -> None:
+    """8 s every 10 s: the first session's unit takes until 10.5 s to stop; the second session is joined, not skipped."""
+    flag, starts = tmp_path / "go", tmp_path / "starts"
+    begin = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0) + _dt.timedelta(seconds=3)
+    schedule = {"start": begin.isoformat(), "end": (begin + _dt.timedelta(seconds=30)).isoformat(), "every": "10s", "for": "8s"}
+    config = {"station": {"bus": mcl_bus}, "units": {"slow": runner("SlowSession", period=0.2, schedule=schedule, config={"flag": str(flag), "starts": str(starts)})}}
+    begin_ns = int(begin.timestamp()) * S
+    with Station(config, base_dir=tmp_path) as s:
+        wait_for((tmp_path / "go.stopping").exists, what="the first session over (the unit in its slow teardown)")
+        wait_for(lambda: time.time_ns() > begin_ns + 10 * S + S // 2, what="the second session begun")  # time must pass: that is the case
+        flag.touch()  # the first session's process ends now, inside the second session
+        wait_for(lambda: starts.is_file() and len(starts.read_text().split()) >= 2, what="a process for the second session")
+        started = [int(t) for t in starts.read_text().split()]
+        assert begin_ns <= started[0] < begin_ns + 8 * S
+        assert begin_ns + 10 * S <= started[1] < begin_ns + 18 * S  # joined (before: skipped to the third, at 20 s)
+        s.stop_unit("slow")
