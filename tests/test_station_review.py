@@ -470,3 +470,19 @@ def test_a_session_that_began_while_the_last_one_closed_is_joined(tmp_path: Path
         assert begin_ns <= started[0] < begin_ns + 8 * S
         assert begin_ns + 10 * S <= started[1] < begin_ns + 18 * S  # joined (before: skipped to the third, at 20 s)
         s.stop_unit("slow")
+
+
+@pytest.mark.parametrize("value", ["0", "1", "512 B", 0])
+def test_a_station_log_smaller_than_1_kib_is_refused(tmp_path: Path, value: Any) -> None:
+    """log_max_bytes = 0 was taken as 1 byte (a rotation per line, backups overwritten at once)."""
+    line = check_error(tmp_path, f"[station]\nlog_max_bytes = {json.dumps(value)}\n")
+    assert "line 2: key 'log_max_bytes':" in line and "minimum of 1024 bytes" in line
+
+
+def test_a_station_never_started_holds_no_file_descriptor(tmp_path: Path) -> None:
+    """Station(config) only parses: nothing to close when it is not started (it made a pipe before)."""
+    before = len(list(Path("/proc/self/fd").iterdir()))
+    stations = [Station({"units": {}}, base_dir=tmp_path) for _ in range(20)]
+    assert len(list(Path("/proc/self/fd").iterdir())) - before < 5
+    for s in stations:
+        s.stop()  # idempotent, also never started

@@ -130,6 +130,16 @@ def parse_size(value: Any, *, number_unit: int = 1) -> int:
     return int(size)
 
 
+MIN_LOG_BYTES = 1024  # a station log rotated more often than this is refused
+
+
+def _log_size(value: Any) -> int:
+    size = parse_size(value)
+    if size < MIN_LOG_BYTES:
+        raise ValueError(f"{value!r} is below the minimum of {MIN_LOG_BYTES} bytes")
+    return size
+
+
 def _str(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{value!r} is not a non-empty string")
@@ -460,7 +470,7 @@ def _build(table: dict[str, Any], *, path: Path | None, base: Path, text: str | 
         "run_dir": ("run_dir", lambda v: resolve(_str(v))),
         "min_free": ("min_free", parse_size),
         "bus": ("bus", _str),
-        "log_max_bytes": ("log_max_bytes", lambda v: parse_size(v) or 1),
+        "log_max_bytes": ("log_max_bytes", _log_size),
         "log_backups": ("log_backups", _non_negative_int),
     }
     for key, value in station.items():

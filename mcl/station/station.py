@@ -89,8 +89,7 @@ class Station:
         self._units: dict[str, Any] = {}
         self._actions: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._actions_lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
+        self._wake_r = self._wake_w = -1  # the supervisor's wake-up pipe, made by start() (a Station never started holds no fd)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -113,6 +112,8 @@ class Station:
         if self._started:
             raise RuntimeError("Cannot start a station twice; create a new Station.")
         self._started = True
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         run_dir = self.config.run_dir
         make_run_dir(run_dir)
         self._lock_pid_file(run_dir / PID_FILE)
@@ -169,10 +170,9 @@ class Station:
                 os.close(self._pid_fd)
                 self._pid_fd = None
             for fd in (self._wake_r, self._wake_w):
-                try:
+                if fd >= 0:
                     os.close(fd)
-                except OSError:
-                    pass
+            self._wake_r = self._wake_w = -1
 
     close = stop
 
