@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import logging
 import os
@@ -12,29 +11,19 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 import zmq
 
 import mcl
-from mcl.cli import station as station_cli
 from mcl.station import Station, StationError
 from mcl.station.config import OffloadOptions, parse_duration_ns
 from mcl.station.control import MAX_IN_FLIGHT, ControlClient
 from mcl.station.offload import OffloadError, Offloader
 from mcl.station.schedule import iter_sessions, next_sessions, parse_schedule
 
-S = 1_000_000_000
-TESTS = Path(__file__).resolve().parent
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = station_cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
+from station_helpers import S, TESTS, process_gone, run_cli, runner, unit, utc, wait_for
 
 
 def check_error(tmp_path: Path, text: str) -> str:
@@ -48,44 +37,40 @@ def check_error(tmp_path: Path, text: str) -> str:
     return lines[0]
 
 
-def _utc(text: str) -> int:
-    return int(_dt.datetime.fromisoformat(text).timestamp()) * S
-
-
 # -- schedules (pure, fixed `now`) -----------------------------------------------------------
 
 
 def test_every_with_only_an_end_keeps_its_period() -> None:
     """{end, every, for} without a start: sessions stay `every` apart (not back to back as the last one ends)."""
     sched = parse_schedule({"end": "2026-05-01T13:00:00Z", "every": "2m", "for": "30s", "timezone": "UTC"}, parse_duration_ns)
-    now = _utc("2026-05-01T12:00:10+00:00")
+    now = utc("2026-05-01T12:00:10+00:00")
     first, second = next_sessions(sched, now, 2)
-    assert first.start_ns == _utc("2026-05-01T12:02:00+00:00") and first.end_ns == first.start_ns + 30 * S
+    assert first.start_ns == utc("2026-05-01T12:02:00+00:00") and first.end_ns == first.start_ns + 30 * S
     # The station asks again when the first session ended: the next one is still on the 2-minute grid.
     (again,) = next_sessions(sched, first.end_ns, 1)
     assert again == second and again.start_ns == first.start_ns + 120 * S
     # Nothing starts at or after the end; the last session is cut there.
     last = list(iter_sessions(sched, now))[-1]
-    assert last.start_ns == _utc("2026-05-01T12:58:00+00:00")
-    assert list(iter_sessions(sched, _utc("2026-05-01T13:00:00+00:00"))) == []
+    assert last.start_ns == utc("2026-05-01T12:58:00+00:00")
+    assert list(iter_sessions(sched, utc("2026-05-01T13:00:00+00:00"))) == []
 
 
 def test_windows_across_midnight_on_dst_nights() -> None:
     """22:00-06:00 Europe/Paris: 7 h on the spring-forward night, 9 h on the fall-back night, local times kept."""
     sched = parse_schedule({"window": "22:00-06:00", "timezone": "Europe/Paris"}, parse_duration_ns)
-    (spring,) = next_sessions(sched, _utc("2026-03-28T12:00:00+00:00"), 1)  # clocks go forward 2026-03-29 02:00
-    assert spring.start_ns == _utc("2026-03-28T21:00:00+00:00")  # 22:00 CET
-    assert spring.end_ns == _utc("2026-03-29T04:00:00+00:00")  # 06:00 CEST
-    (fall,) = next_sessions(sched, _utc("2026-10-24T12:00:00+00:00"), 1)  # clocks go back 2026-10-25 03:00
-    assert fall.start_ns == _utc("2026-10-24T20:00:00+00:00")  # 22:00 CEST
-    assert fall.end_ns == _utc("2026-10-25T05:00:00+00:00")  # 06:00 CET
+    (spring,) = next_sessions(sched, utc("2026-03-28T12:00:00+00:00"), 1)  # clocks go forward 2026-03-29 02:00
+    assert spring.start_ns == utc("2026-03-28T21:00:00+00:00")  # 22:00 CET
+    assert spring.end_ns == utc("2026-03-29T04:00:00+00:00")  # 06:00 CEST
+    (fall,) = next_sessions(sched, utc("2026-10-24T12:00:00+00:00"), 1)  # clocks go back 2026-10-25 03:00
+    assert fall.start_ns == utc("2026-10-24T20:00:00+00:00")  # 22:00 CEST
+    assert fall.end_ns == utc("2026-10-25T05:00:00+00:00")  # 06:00 CET
     assert (spring.end_ns - spring.start_ns, fall.end_ns - fall.start_ns) == (7 * 3600 * S, 9 * 3600 * S)
 
 
 def test_sessions_every_hour_through_a_dst_change_stay_in_order() -> None:
     """every 1h for 10m, whole day, Europe/Paris on the fall-back day: increasing, never overlapping, none in the past."""
     sched = parse_schedule({"every": "1h", "for": "10m", "timezone": "Europe/Paris"}, parse_duration_ns)
-    now = _utc("2026-10-24T21:30:00+00:00")
+    now = utc("2026-10-24T21:30:00+00:00")
     sessions = next_sessions(sched, now, 30)
     assert sessions[0].start_ns >= now
     for a, b in zip(sessions, sessions[1:]):
@@ -95,10 +80,10 @@ def test_sessions_every_hour_through_a_dst_change_stay_in_order() -> None:
 def test_a_station_started_mid_session_skips_it_and_one_started_mid_window_joins() -> None:
     """Times already past are skipped: inside a 30 s session the next one is the following grid point."""
     sched = parse_schedule({"window": "06:00-20:00", "every": "2m", "for": "30s", "timezone": "UTC"}, parse_duration_ns)
-    (s,) = next_sessions(sched, _utc("2026-07-01T10:00:10+00:00"), 1)
-    assert s.start_ns == _utc("2026-07-01T10:02:00+00:00")
+    (s,) = next_sessions(sched, utc("2026-07-01T10:00:10+00:00"), 1)
+    assert s.start_ns == utc("2026-07-01T10:02:00+00:00")
     whole = parse_schedule({"window": "06:00-20:00", "timezone": "UTC"}, parse_duration_ns)
-    now = _utc("2026-07-01T10:00:10+00:00")
+    now = utc("2026-07-01T10:00:10+00:00")
     assert next_sessions(whole, now, 1)[0].start_ns == now
 
 
@@ -170,29 +155,6 @@ def test_check_imports_a_good_runner_class_and_can_skip_imports(tmp_path: Path) 
 
 
 # -- the control endpoint, attacked by a local client (real station, real unit processes) -----------------
-
-TIMEOUT = 60.0  # generous: the machine is shared
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "the condition") -> Any:
-    """Poll `predicate` (every 0.1 s) until it returns something true; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value {value!r})")
-        time.sleep(0.1)
-
-
-def runner(cls: str, **more: Any) -> dict[str, Any]:
-    return {"kind": "runner", "class": f"station_runners:{cls}", "python_path": [str(TESTS)], **more}
-
-
-def unit(station: Station, name: str) -> dict[str, Any]:
-    return next(u for u in station.status()["units"] if u["name"] == name)
-
 
 @pytest.fixture
 def gate_station(tmp_path: Path, mcl_bus: str) -> Iterator[Station]:
@@ -354,14 +316,6 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fp:
-            return fp.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 @pytest.mark.slow
 def test_no_orphans_after_sigkill_with_a_stuck_runner_and_a_replay(tmp_path: Path, mcl_bus: str) -> None:
     """SIGKILL of `mcl-station run`: a runner blocked in iterate() and a replay's worker processes end too."""
@@ -392,13 +346,13 @@ def test_no_orphans_after_sigkill_with_a_stuck_runner_and_a_replay(tmp_path: Pat
         proc.kill()
         proc.wait(30)
         for pid in sorted(pids):
-            wait_for(lambda pid=pid: _gone(pid), what=f"process {pid} gone")
+            wait_for(lambda pid=pid: process_gone(pid), what=f"process {pid} gone")
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
         for pid in pids:  # what this test started and left behind (the defect): ended by its pid
-            if not _gone(pid):
+            if not process_gone(pid):
                 os.kill(pid, signal.SIGKILL)
 
 
