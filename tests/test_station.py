@@ -584,7 +584,9 @@ def test_run_stops_cleanly_on_sigterm_and_reloads_on_sighup(tmp_path: Path, mcl_
     """`mcl-station run`: SIGHUP reloads (a unit added), SIGTERM stops everything and exits 0."""
     path = tmp_path / "station.toml"
     units = {"a": runner("Ticker", period=0.2)}
-    path.write_text(_toml(units, mcl_bus))
+    text = _toml({**units, "b": runner("Ticker", period=0.2)}, mcl_bus)
+    first = _toml(units, mcl_bus)
+    path.write_text(first + "#" * (len(text) - len(first) - 1) + "\n")  # the size of the edit: the watcher cannot tell them apart
     proc = subprocess.Popen([sys.executable, "-m", "mcl.cli.station", "run", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         def names() -> set[str]:
@@ -592,8 +594,8 @@ def test_run_stops_cleanly_on_sigterm_and_reloads_on_sighup(tmp_path: Path, mcl_
             return {u["name"] for u in json.loads(out)["units"] if u["pid"]} if code == 0 else set()
 
         wait_for(lambda: names() == {"a"}, what="a running")
-        os.utime(path, ns=(0, 0))  # the watcher sees no change: only SIGHUP reloads
-        text = _toml({**units, "b": runner("Ticker", period=0.2)}, mcl_bus)
+        os.utime(path, ns=(0, 0))  # same size, same mtime: the watcher sees no change, only SIGHUP reloads
+        assert path.stat().st_size == len(text)
         with open(path, "w") as fp:
             fp.write(text)
         os.utime(path, ns=(0, 0))
