@@ -409,3 +409,47 @@ def test_a_station_never_started_holds_no_file_descriptor(tmp_path: Path) -> Non
     assert len(list(Path("/proc/self/fd").iterdir())) - before < 5
     for s in stations:
         s.stop()  # idempotent, also never started
+
+
+def test_a_local_log_is_not_removed_when_its_verified_copy_is_gone(tmp_path: Path) -> None:
+    """keep_local later, the copy was deleted from the share: the local file stays and is offloaded again, then removed."""
+    source, share = tmp_path / "logs", tmp_path / "share"
+    share.mkdir()
+    with mcl.LogWriter(source / "one") as writer:
+        for i in range(30):
+            writer.write("data", bytes([i]) * 100, i * 1_000_000)
+    now = [time.time_ns() + 60 * S]  # a clock of our own: keep_local passes without waiting
+    offloader = Offloader(OffloadOptions(source=source, destination=share, keep_local_ns=3600 * S, settle_ns=0), logging.getLogger("test.offload"), now_ns=lambda: now[0])
+    offloader.run_once()
+    copy = share / "one" / "data_0000.mcln"
+    assert offloader.status()["offloaded"] == 1 and copy.is_file()
+    copy.unlink()  # the share lost it within keep_local
+    now[0] += 2 * 3600 * S
+    offloader.run_once()  # before: the local file was removed here, and neither copy existed
+    assert (source / "one" / "data_0000.mcln").is_file() and "offloading it again" in offloader.status()["last_error"]
+    offloader.run_once()  # copied and verified again
+    assert offloader.status()["offloaded"] == 2 and copy.is_file()
+    now[0] += 2 * 3600 * S
+    offloader.run_once()
+    assert offloader.status()["removed"] == 1 and not (source / "one").exists()
+    with mcl.open_log(share / "one") as reader:
+        assert sum(1 for _ in reader) == 30
+
+
+def test_the_removal_waits_while_the_destination_is_not_reachable(tmp_path: Path) -> None:
+    """keep_local later, the share is not mounted: the local file stays, its marker too; once back, it goes."""
+    source, share = tmp_path / "logs", tmp_path / "share"
+    share.mkdir()
+    with mcl.LogWriter(source / "one") as writer:
+        writer.write("data", b"x", 0)
+    now = [time.time_ns() + 60 * S]
+    offloader = Offloader(OffloadOptions(source=source, destination=share, keep_local_ns=3600 * S, settle_ns=0), logging.getLogger("test.offload"), now_ns=lambda: now[0])
+    offloader.run_once()
+    share.rename(tmp_path / "unmounted")
+    now[0] += 2 * 3600 * S
+    offloader.run_once()
+    assert (source / "one" / "data_0000.mcln").is_file() and (source / "one" / ".data_0000.mcln.offloaded.json").is_file()
+    assert "cannot be checked" in offloader.status()["last_error"]
+    (tmp_path / "unmounted").rename(share)
+    offloader.run_once()
+    assert offloader.status()["removed"] == 1 and offloader.status()["offloaded"] == 1
