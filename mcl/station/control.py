@@ -36,6 +36,7 @@ __all__ = ["ControlServer", "ControlClient", "MAX_REQUEST_BYTES", "station_runni
 MAX_REQUEST_BYTES = 1 << 20  # larger requests get an error reply
 MAX_MESSAGE_BYTES = 16 << 20  # larger messages are dropped by ZeroMQ (maxmsgsize), never buffered
 MAX_IN_FLIGHT = 8  # requests handled at once; more get an immediate "busy" reply
+_STATUS_RESERVE = 4  # threads beyond MAX_IN_FLIGHT kept for "status": slow requests never lock the operator out
 _POLL_MS = 100
 _BATCH = 64  # requests taken per wake-up before the finished replies are sent
 
@@ -79,7 +80,7 @@ class ControlServer:
         wake_r, wake_w = socket.socketpair()  # a finished request wakes the loop (a closed socket object refuses writes)
         wake_r.setblocking(False)
         wake_w.setblocking(False)
-        pool = ThreadPoolExecutor(MAX_IN_FLIGHT, thread_name_prefix="mcl-station: control request")
+        pool = ThreadPoolExecutor(MAX_IN_FLIGHT + _STATUS_RESERVE, thread_name_prefix="mcl-station: control request")
         in_flight = 0
 
         def work(envelope: list[bytes], body: list[bytes]) -> None:
@@ -113,7 +114,7 @@ class ControlServer:
                     except zmq.Again:
                         break
                     envelope, body = _split(frames)
-                    if in_flight >= MAX_IN_FLIGHT:
+                    if in_flight >= MAX_IN_FLIGHT + (_STATUS_RESERVE if _is_status(body) else 0):
                         _send(sock, envelope, _encode({"ok": False, "error": f"busy: {MAX_IN_FLIGHT} requests under way, try again"}))
                         continue
                     in_flight += 1
@@ -203,6 +204,17 @@ def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
         if not frames[i]:
             return frames[: i + 1], frames[i + 1 :]
     return frames[:1], frames[1:]
+
+
+def _is_status(body: list[bytes]) -> bool:
+    """A short request whose cmd is "status" (parsed here only when small: the pool parses the rest)."""
+    if len(body) != 1 or len(body[0]) > 256:
+        return False
+    try:
+        request = json.loads(body[0])
+    except ValueError:
+        return False
+    return isinstance(request, dict) and request.get("cmd") == "status"
 
 
 def _encode(reply: dict[str, Any]) -> bytes:
