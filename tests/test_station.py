@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
 import os
 import signal
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,38 +17,12 @@ import pytest
 import zmq
 
 import mcl
-from mcl.cli import station as station_cli
 from mcl.station import Station, StationConfigError, StationError, load_config, parse_config
 from mcl.station.config import parse_duration_ns, parse_size
 from mcl.station.schedule import iter_sessions, next_sessions, parse_schedule
 from mcl.station.supervisor import STATES, RestartPolicy
 
-TESTS = Path(__file__).resolve().parent
-S = 1_000_000_000
-TIMEOUT = 60.0  # generous: the machine is shared
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "the condition") -> Any:
-    """Poll `predicate` (every 0.1 s) until it returns something true; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value {value!r})")
-        time.sleep(0.1)
-
-
-def unit(station: Station, name: str) -> dict[str, Any]:
-    for u in station.status()["units"]:
-        if u["name"] == name:
-            return u
-    raise KeyError(name)
-
-
-def runner(cls: str, **more: Any) -> dict[str, Any]:
-    return {"kind": "runner", "class": f"station_runners:{cls}", "python_path": [str(TESTS)], **more}
+from station_helpers import S, TIMEOUT, process_gone, run_cli, runner, unit, utc, wait_for
 
 
 @pytest.fixture
@@ -67,13 +38,6 @@ def start(stations: list[Station], config: Any, **kwargs: Any) -> Station:
     s = Station(config, **kwargs)
     stations.append(s)
     return s.start()
-
-
-def run_cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = station_cli.main(list(argv))
-    return code, out.getvalue(), err.getvalue()
 
 
 # -- configuration ---------------------------------------------------------------------
@@ -212,48 +176,44 @@ def test_durations_and_sizes() -> None:
 # -- schedules (pure, no waiting) -----------------------------------------------------------
 
 
-def _utc(text: str) -> int:
-    return int(_dt.datetime.fromisoformat(text).timestamp()) * S
-
-
 def test_daily_window_in_a_time_zone() -> None:
     """06:00-20:00 Europe/Paris, 30 s every 2 min: sessions in Paris time, past ones skipped, cut at the window's end."""
     sched = parse_schedule({"window": "06:00-20:00", "every": "2m", "for": "30s", "timezone": "Europe/Paris"}, parse_duration_ns)
     # 2026-07-01 10:01 Paris (UTC+2) = 08:01 UTC: the next session is 10:02 Paris.
-    now = _utc("2026-07-01T08:01:00+00:00")
+    now = utc("2026-07-01T08:01:00+00:00")
     first, second = next_sessions(sched, now, 2)
-    assert first.start_ns == _utc("2026-07-01T08:02:00+00:00") and first.end_ns == first.start_ns + 30 * S
+    assert first.start_ns == utc("2026-07-01T08:02:00+00:00") and first.end_ns == first.start_ns + 30 * S
     assert second.start_ns == first.start_ns + 120 * S
     # At 19:59:10 Paris the 19:58 session has started (skipped); the next is tomorrow 06:00 Paris.
-    late = _utc("2026-07-01T17:59:10+00:00")
-    assert next_sessions(sched, late, 1)[0].start_ns == _utc("2026-07-02T04:00:00+00:00")
+    late = utc("2026-07-01T17:59:10+00:00")
+    assert next_sessions(sched, late, 1)[0].start_ns == utc("2026-07-02T04:00:00+00:00")
     # In winter Paris is UTC+1.
-    assert next_sessions(sched, _utc("2026-12-01T03:00:00+00:00"), 1)[0].start_ns == _utc("2026-12-01T05:00:00+00:00")
+    assert next_sessions(sched, utc("2026-12-01T03:00:00+00:00"), 1)[0].start_ns == utc("2026-12-01T05:00:00+00:00")
 
 
 def test_window_crossing_midnight_and_whole_window_session() -> None:
     """22:00-06:00 without every is one session per night; a station started inside it joins for the rest."""
     sched = parse_schedule({"window": "22:00-06:00", "timezone": "UTC"}, parse_duration_ns)
-    now = _utc("2026-03-10T23:30:00+00:00")
+    now = utc("2026-03-10T23:30:00+00:00")
     s1, s2 = next_sessions(sched, now, 2)
-    assert (s1.start_ns, s1.end_ns) == (now, _utc("2026-03-11T06:00:00+00:00"))
-    assert (s2.start_ns, s2.end_ns) == (_utc("2026-03-11T22:00:00+00:00"), _utc("2026-03-12T06:00:00+00:00"))
+    assert (s1.start_ns, s1.end_ns) == (now, utc("2026-03-11T06:00:00+00:00"))
+    assert (s2.start_ns, s2.end_ns) == (utc("2026-03-11T22:00:00+00:00"), utc("2026-03-12T06:00:00+00:00"))
 
 
 def test_the_whole_day_window() -> None:
     """00:00-24:00 is the whole day (one session per day, joined at once); HH:MM-same HH:MM is refused."""
     sched = parse_schedule({"window": "00:00-24:00", "timezone": "UTC"}, parse_duration_ns)
-    now = _utc("2026-03-10T13:00:00+00:00")
+    now = utc("2026-03-10T13:00:00+00:00")
     s1, s2 = next_sessions(sched, now, 2)
-    assert (s1.start_ns, s1.end_ns) == (now, _utc("2026-03-11T00:00:00+00:00"))
-    assert (s2.start_ns, s2.end_ns) == (_utc("2026-03-11T00:00:00+00:00"), _utc("2026-03-12T00:00:00+00:00"))
+    assert (s1.start_ns, s1.end_ns) == (now, utc("2026-03-11T00:00:00+00:00"))
+    assert (s2.start_ns, s2.end_ns) == (utc("2026-03-11T00:00:00+00:00"), utc("2026-03-12T00:00:00+00:00"))
     with pytest.raises(ValueError, match="is empty"):
         parse_schedule({"window": "06:00-06:00"}, parse_duration_ns)
 
 
 def test_explicit_window_ends() -> None:
     """start / end in ISO: 1 s sessions every 2 s inside 6 s give 3 sessions, then nothing."""
-    start = _utc("2026-05-01T12:00:00+00:00")
+    start = utc("2026-05-01T12:00:00+00:00")
     sched = parse_schedule({"start": "2026-05-01T12:00:00Z", "end": "2026-05-01T12:00:06Z", "every": 2, "for": 1}, parse_duration_ns)
     sessions = list(iter_sessions(sched, start - 10 * S))
     assert [(s.start_ns - start, (s.end_ns or 0) - start) for s in sessions] == [(0, S), (2 * S, 3 * S), (4 * S, 5 * S)]
@@ -606,7 +566,7 @@ def test_no_orphans_when_the_station_is_killed(tmp_path: Path, mcl_bus: str) -> 
         proc.kill()
         proc.wait(30)
         for u in units_now.values():
-            wait_for(lambda pid=u["pid"]: not os.path.exists(f"/proc/{pid}") or _zombie(pid), what=f"unit {u['name']} gone")
+            wait_for(lambda pid=u["pid"]: not os.path.exists(f"/proc/{pid}") or process_gone(pid), what=f"unit {u['name']} gone")
         log = Path(units_now["rec"]["log"])
         assert all(p.with_suffix(".mcli").exists() for p in log.glob("*.mcln"))  # closed cleanly
         code, _, err = run_cli("status", "--run-dir", str(tmp_path / "run"))
@@ -619,20 +579,14 @@ def test_no_orphans_when_the_station_is_killed(tmp_path: Path, mcl_bus: str) -> 
         proc.stderr.close()
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fp:
-            return fp.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 @pytest.mark.slow
 def test_run_stops_cleanly_on_sigterm_and_reloads_on_sighup(tmp_path: Path, mcl_bus: str) -> None:
     """`mcl-station run`: SIGHUP reloads (a unit added), SIGTERM stops everything and exits 0."""
     path = tmp_path / "station.toml"
     units = {"a": runner("Ticker", period=0.2)}
-    path.write_text(_toml(units, mcl_bus))
+    text = _toml({**units, "b": runner("Ticker", period=0.2)}, mcl_bus)
+    first = _toml(units, mcl_bus)
+    path.write_text(first + "#" * (len(text) - len(first) - 1) + "\n")  # the size of the edit: the watcher cannot tell them apart
     proc = subprocess.Popen([sys.executable, "-m", "mcl.cli.station", "run", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         def names() -> set[str]:
@@ -640,8 +594,8 @@ def test_run_stops_cleanly_on_sigterm_and_reloads_on_sighup(tmp_path: Path, mcl_
             return {u["name"] for u in json.loads(out)["units"] if u["pid"]} if code == 0 else set()
 
         wait_for(lambda: names() == {"a"}, what="a running")
-        os.utime(path, ns=(0, 0))  # the watcher sees no change: only SIGHUP reloads
-        text = _toml({**units, "b": runner("Ticker", period=0.2)}, mcl_bus)
+        os.utime(path, ns=(0, 0))  # same size, same mtime: the watcher sees no change, only SIGHUP reloads
+        assert path.stat().st_size == len(text)
         with open(path, "w") as fp:
             fp.write(text)
         os.utime(path, ns=(0, 0))

@@ -1,7 +1,7 @@
 """mcl-station: run a recording station (runners, recorders, replays, bus, offload) from a TOML file, and talk to it.
 
   mcl-station run STATION.toml        run in the foreground until SIGINT / SIGTERM (SIGHUP reloads)
-  mcl-station check STATION.toml      validate and print the plan (units, next capture windows)
+  mcl-station check STATION.toml      validate (runner classes imported) and print the plan
   mcl-station status [--json]         the running station's units
   mcl-station start|stop|restart NAME one unit
   mcl-station reload                  re-read the TOML (also done when it changes)
@@ -47,6 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("config", metavar="STATION.toml", type=Path)
     p.add_argument("--sessions", type=int, default=3, metavar="N", help="capture windows shown per scheduled unit (default: 3)")
     p.add_argument("--json", action="store_true", help="the plan as JSON")
+    p.add_argument("--no-import", action="store_true", help="do not import the runner classes (their modules run code when imported)")
 
     def where(p: argparse.ArgumentParser) -> None:
         group = p.add_mutually_exclusive_group(required=True)
@@ -136,6 +137,8 @@ def _check(args: argparse.Namespace) -> int:
     from mcl.station.schedule import next_sessions
 
     config = load_config(args.config)
+    if not args.no_import:
+        _check_classes(config)
     now = time.time_ns()
     plan: list[dict[str, Any]] = []
     for u in config.units:
@@ -158,6 +161,19 @@ def _check(args: argparse.Namespace) -> int:
         if "sessions" in entry and not entry["sessions"]:
             print(f"  {'':<16} {'':<9} no session left in its schedule")
     return 0
+
+
+def _check_classes(config: Any) -> None:
+    """Import the class of every runner (as its unit would): a missing one is an error of the file."""
+    from mcl.station import StationConfigError
+    from mcl.station.config import RunnerOptions
+    from mcl.station.units import check_runner_class
+
+    for u in config.units:
+        if isinstance(u.options, RunnerOptions):
+            reason = check_runner_class(u.options)
+            if reason is not None:
+                raise StationConfigError(reason, path=config.path, unit=u.name, key="class")
 
 
 def _summary(unit: Any) -> str:

@@ -78,7 +78,7 @@ class StationConfigError(StationError):
 
 # -- value parsers (each raises ValueError with the reason) ---------------------------------
 
-_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min|h|d)")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(min|ms|s|m|h|d)")  # "min" before "m" and "ms" before "s"
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([KMGTP]i?B|[kKMGTP]B?|B)?\s*$")
 _SIZE_UNITS = {"": 1, "B": 1}
@@ -128,6 +128,16 @@ def parse_size(value: Any, *, number_unit: int = 1) -> int:
     if not 0 <= size < 2**63:
         raise ValueError(f"{value!r} is out of range")
     return int(size)
+
+
+MIN_LOG_BYTES = 1024  # a station log rotated more often than this is refused
+
+
+def _log_size(value: Any) -> int:
+    size = parse_size(value)
+    if size < MIN_LOG_BYTES:
+        raise ValueError(f"{value!r} is below the minimum of {MIN_LOG_BYTES} bytes")
+    return size
 
 
 def _str(value: Any) -> str:
@@ -460,7 +470,7 @@ def _build(table: dict[str, Any], *, path: Path | None, base: Path, text: str | 
         "run_dir": ("run_dir", lambda v: resolve(_str(v))),
         "min_free": ("min_free", parse_size),
         "bus": ("bus", _str),
-        "log_max_bytes": ("log_max_bytes", lambda v: parse_size(v) or 1),
+        "log_max_bytes": ("log_max_bytes", _log_size),
         "log_backups": ("log_backups", _non_negative_int),
     }
     for key, value in station.items():
@@ -568,6 +578,9 @@ def _build_unit(
             re.compile(options["exclude"])
         except re.error as exc:
             raise fail(f"bad regular expression: {exc}", "exclude") from None
+    if kind == "offload" and is_within(options["destination"], options["source"]):
+        # The copy would be the source itself (then removed after keep_local) or be copied again and again.
+        raise fail(f"{options['destination']} is inside the source {options['source']}: give a destination outside it", "destination")
     if kind == "runner" and "config_file" in options and not options["config_file"].is_file():
         raise fail(f"{options['config_file']}: no such file", "config_file")
     common: dict[str, Any] = {}
@@ -589,6 +602,12 @@ def _build_unit(
         except ValueError as exc:
             raise fail(str(exc), "schedule") from None
     return UnitConfig(name=name, kind=kind, options=_OPTIONS_CLASS[kind](**options), **common)
+
+
+def is_within(path: Path, directory: Path) -> bool:
+    """`path` is `directory` or below it (symbolic links resolved as far as they exist)."""
+    path, directory = path.resolve(), directory.resolve()
+    return path == directory or directory in path.parents
 
 
 def _check_together(units: list[UnitConfig], path: Path | None, where: _Locator) -> None:

@@ -3,6 +3,7 @@
 Only the station's user can reach it: the run directory is 0700 and the
 socket file 0600. One JSON object per request, one per reply; every
 request gets a reply, a malformed one too ({"ok": false, "error": ...});
+requests are served concurrently (a slow ``stop`` does not hold up ``status``);
 requests over :data:`MAX_REQUEST_BYTES` are dropped by ZeroMQ (the client
 times out)::
 
@@ -18,7 +19,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import queue
+import socket
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -31,11 +35,22 @@ __all__ = ["ControlServer", "ControlClient", "MAX_REQUEST_BYTES", "station_runni
 
 MAX_REQUEST_BYTES = 1 << 20  # larger requests get an error reply
 MAX_MESSAGE_BYTES = 16 << 20  # larger messages are dropped by ZeroMQ (maxmsgsize), never buffered
+MAX_IN_FLIGHT = 8  # requests handled at once; more get an immediate "busy" reply
+_STATUS_RESERVE = 4  # threads beyond MAX_IN_FLIGHT kept for "status": slow requests never lock the operator out
 _POLL_MS = 100
+_BATCH = 64  # requests taken per wake-up before the finished replies are sent
 
 
 class ControlServer:
-    """Serves control requests for `station` from a thread; ``close()`` ends it (idempotent)."""
+    """Serves control requests for `station` from a thread; ``close()`` ends it (idempotent).
+
+    A ROUTER socket, so that a slow request (``stop`` of a unit that takes
+    its grace period, ``send`` to a unit that takes its time) does not hold
+    up the others: each request is handled in a pool of
+    :data:`MAX_IN_FLIGHT` threads and its reply goes back when ready; beyond
+    that many at once, a request gets an immediate "busy" reply. Replies to
+    a client that does not read are dropped by ZeroMQ (never block).
+    """
 
     def __init__(self, station: Any, path: Path) -> None:
         self.station = station
@@ -44,6 +59,7 @@ class ControlServer:
         self._stop = threading.Event()
         self._bound = threading.Event()
         self._error: BaseException | None = None
+        self._closed = False
         try:
             path.unlink()  # a socket left by a station that was killed (the pid lock is ours now)
         except FileNotFoundError:
@@ -57,9 +73,23 @@ class ControlServer:
 
     def _serve(self) -> None:
         context = zmq.Context()
-        sock = context.socket(zmq.REP)
+        sock = context.socket(zmq.ROUTER)
         sock.linger = 0
         sock.maxmsgsize = MAX_MESSAGE_BYTES
+        done: queue.SimpleQueue[tuple[list[bytes], bytes]] = queue.SimpleQueue()
+        wake_r, wake_w = socket.socketpair()  # a finished request wakes the loop (a closed socket object refuses writes)
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        pool = ThreadPoolExecutor(MAX_IN_FLIGHT + _STATUS_RESERVE, thread_name_prefix="mcl-station: control request")
+        in_flight = 0
+
+        def work(envelope: list[bytes], body: list[bytes]) -> None:
+            done.put((envelope, _encode(self.handle(body[0] if len(body) == 1 else None))))
+            try:
+                wake_w.send(b"x")
+            except OSError:
+                pass  # the server is closing
+
         try:
             try:
                 sock.bind(self.address)
@@ -68,16 +98,41 @@ class ControlServer:
                 self._error = StationError(f"cannot bind the control endpoint {self.address}: {exc}")
                 return
             self._bound.set()
+            poller = zmq.Poller()
+            poller.register(sock, zmq.POLLIN)
+            poller.register(wake_r.fileno(), zmq.POLLIN)
             while not self._stop.is_set():
-                if not sock.poll(_POLL_MS, zmq.POLLIN):
-                    continue
-                frames = sock.recv_multipart()
-                reply = self.handle(frames[0] if len(frames) == 1 else None)
-                sock.send(json.dumps(reply).encode())
+                ready = dict(poller.poll(_POLL_MS))
+                if wake_r.fileno() in ready:
+                    try:
+                        wake_r.recv(4096)
+                    except OSError:
+                        pass
+                for _ in range(_BATCH):  # bounded: replies go out between two batches
+                    try:
+                        frames = sock.recv_multipart(zmq.NOBLOCK)
+                    except zmq.Again:
+                        break
+                    envelope, body = _split(frames)
+                    if in_flight >= MAX_IN_FLIGHT + (_STATUS_RESERVE if _is_status(body) else 0):
+                        _send(sock, envelope, _encode({"ok": False, "error": f"busy: {MAX_IN_FLIGHT} requests under way, try again"}))
+                        continue
+                    in_flight += 1
+                    pool.submit(work, envelope, body)
+                while True:
+                    try:
+                        envelope, reply = done.get_nowait()
+                    except queue.Empty:
+                        break
+                    in_flight -= 1
+                    _send(sock, envelope, reply)
         finally:
             self._bound.set()
+            pool.shutdown(wait=False, cancel_futures=True)
             sock.close(0)
             context.term()
+            wake_r.close()
+            wake_w.close()
             try:
                 self.path.unlink()
             except OSError:
@@ -130,8 +185,50 @@ class ControlServer:
         raise ValueError(f"unknown cmd {cmd!r} (status, start, stop, restart, reload, send)")
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._stop.set()
         self._thread.join(5.0)
+
+    def __enter__(self) -> ControlServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _split(frames: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """A ROUTER message to (envelope, body): the envelope ends at the empty delimiter a REQ client puts (a DEALER may not)."""
+    for i in range(1, len(frames)):
+        if not frames[i]:
+            return frames[: i + 1], frames[i + 1 :]
+    return frames[:1], frames[1:]
+
+
+def _is_status(body: list[bytes]) -> bool:
+    """A short request whose cmd is "status" (parsed here only when small: the pool parses the rest)."""
+    if len(body) != 1 or len(body[0]) > 256:
+        return False
+    try:
+        request = json.loads(body[0])
+    except ValueError:
+        return False
+    return isinstance(request, dict) and request.get("cmd") == "status"
+
+
+def _encode(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:  # a result that is no JSON (NaN, an object): the error is the reply
+        return json.dumps({"ok": False, "error": f"the reply is not JSON: {exc}"}).encode()
+
+
+def _send(sock: zmq.Socket[Any], envelope: list[bytes], reply: bytes) -> None:
+    try:
+        sock.send_multipart([*envelope, reply], zmq.NOBLOCK)
+    except zmq.ZMQError:
+        pass  # the client went away or does not read: ZeroMQ drops it, the station goes on
 
 
 def station_running(run_dir: Path) -> int | None:
@@ -177,7 +274,12 @@ class ControlClient:
         self._sock.send(json.dumps({"cmd": cmd, **fields}).encode())
         if not self._sock.poll(int(wait * 1000), zmq.POLLIN):
             raise StationError(f"the station in {self.run_dir} (pid {self.pid}) did not answer within {wait:g} s")
-        reply = json.loads(self._sock.recv())
+        try:
+            reply = json.loads(self._sock.recv())
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise StationError(f"the station in {self.run_dir} sent a reply that is not a JSON object")
         if not reply.get("ok"):
             raise StationError(str(reply.get("error")))
         return reply.get("result")

@@ -10,8 +10,9 @@ Verification opens both copies with :func:`mcl.open_log` and compares the
 record count and a SHA-256 over every record (time, topic, payload); a
 mismatch copies the file again from scratch, once. A verified file gets a
 marker ``.NAME.offloaded.json`` next to it and is removed locally
-`keep_local` after its verification (a log directory left with no data
-file is removed too). The destination must exist (a mounted share): a
+`keep_local` after its verification, if its copy is still there, whole (a
+copy gone meanwhile is made again; a destination not reachable then
+postpones the removal); a log directory left with no data file is removed too. The destination must exist (a mounted share): a
 missing or unwritable destination is retried with back-off and shown in
 the status, never created (that would fill the local disk under an
 unmounted mount point). MCL_LOG 1.0 logs have no index and are not offloaded.
@@ -32,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from mcl.exceptions import LogError
-from mcl.station.config import OffloadOptions, StationError
+from mcl.station.config import OffloadOptions, StationError, is_within
 
 __all__ = ["OffloadError", "LogDigest", "Offloader", "find_finished_files", "copy_files", "log_digest", "marker_path"]
 
@@ -246,6 +247,8 @@ class Offloader:
         reason = None
         if not dest.is_dir():
             reason = f"destination {dest} is not reachable (no such directory; it is never created)"
+        elif is_within(dest, self.options.source):
+            reason = f"destination {dest} is inside the source {self.options.source} (a link?): nothing is offloaded"
         elif not os.access(dest, os.W_OK | os.X_OK):
             reason = f"destination {dest} is not writable"
         with self._lock:
@@ -275,6 +278,8 @@ class Offloader:
             marker = _read_marker(src)
             if marker is None or now < marker["verified_ns"] + opts.keep_local_ns:
                 continue
+            if not self._copy_still_there(src, marker):
+                continue
             for p in (src, src.with_suffix(INDEX_SUFFIX), marker_path(src)):
                 p.unlink(missing_ok=True)
             emptied.add(src.parent)
@@ -283,6 +288,30 @@ class Offloader:
             self.log.info("offload: removed %s (verified copy in %s)", src, marker.get("destination"))
         for directory in emptied:
             self._remove_if_done(directory)
+
+    def _copy_still_there(self, src: Path, marker: dict[str, Any]) -> bool:
+        """The verified copy is still at the destination, whole: only then may the local file go.
+
+        `keep_local` can be days: the share may be unmounted then (the removal
+        waits) or its copy gone (the file is offloaded again).
+        """
+        dst = Path(str(marker.get("destination", "")))
+        try:
+            same = dst.is_file() and dst.stat().st_size == src.stat().st_size
+        except OSError:
+            same = False
+        if same:
+            return True
+        if self.options.destination.is_dir() and not is_within(self.options.destination, self.options.source):
+            marker_path(src).unlink(missing_ok=True)
+            reason = f"{src}: its verified copy {dst} is gone or changed: offloading it again"
+        else:
+            reason = f"{src}: not removed, its copy {dst} cannot be checked (destination not reachable)"
+        with self._lock:
+            self.errors += 1
+            self.last_error = reason
+        self.log.warning("offload: %s", reason)
+        return False
 
     def _remove_if_done(self, directory: Path) -> None:
         """Remove a log directory left with no data file (only markers of files rotated away, if any)."""

@@ -4,8 +4,8 @@ A schedule is a daily window (``"06:00-20:00"`` in a time zone; the end may
 be past midnight, ``"22:00-06:00"``) or an explicit window (ISO ``start``
 and/or ``end``), with recording sessions of ``for`` every ``every`` inside
 it, counted from the window's start and cut at its end. Without ``every`` the
-whole window is one session. Without a window, sessions of ``for`` every
-``every`` are counted from local midnight each day.
+whole window is one session. Without a window (or with only an ``end``),
+sessions of ``for`` every ``every`` are counted from local midnight each day.
 
 Sessions whose start time is already past are skipped (a station started at
 10:01 with sessions every 2 minutes records from 10:02), except a window
@@ -127,15 +127,17 @@ def parse_schedule(table: Any, parse_duration_ns: Callable[[Any], int]) -> Sched
 
 def _windows(schedule: Schedule, now_ns: int) -> Iterator[tuple[int, int | None]]:
     """Capture windows (start, end) that end after `now_ns`, in order."""
-    if schedule.daily is None and schedule.every_ns is not None and schedule.start_ns is None and schedule.end_ns is None:
-        daily: tuple[int, int] | None = (0, _DAY_S)
-    else:
-        daily = schedule.daily
+    daily = schedule.daily
+    if daily is None and schedule.every_ns is not None and schedule.start_ns is None:
+        # No start to count `every` from: the grid is anchored at local midnight (cut at `end`);
+        # counting from `now_ns` would start a new session as soon as the last one ended.
+        daily = (0, _DAY_S)
     if daily is None:
         start = schedule.start_ns if schedule.start_ns is not None else now_ns
         if schedule.end_ns is None or schedule.end_ns > now_ns:
             yield start, schedule.end_ns
         return
+    cut = schedule.end_ns
     tz = zone(schedule.timezone)
     first, last = daily
     crosses = last <= first
@@ -145,6 +147,10 @@ def _windows(schedule: Schedule, now_ns: int) -> Iterator[tuple[int, int | None]
         end_day = day + _dt.timedelta(days=1) if crosses or last == _DAY_S else day
         ws = _local(day, first, tz)
         we = _local(end_day, last % _DAY_S, tz)
+        if cut is not None:
+            if ws >= cut:
+                return
+            we = min(we, cut)
         if we > now_ns:
             yield ws, we
 

@@ -89,8 +89,7 @@ class Station:
         self._units: dict[str, Any] = {}
         self._actions: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._actions_lock = threading.Lock()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_w, False)
+        self._wake_r = self._wake_w = -1  # the supervisor's wake-up pipe, made by start() (a Station never started holds no fd)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -113,6 +112,8 @@ class Station:
         if self._started:
             raise RuntimeError("Cannot start a station twice; create a new Station.")
         self._started = True
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         run_dir = self.config.run_dir
         make_run_dir(run_dir)
         self._lock_pid_file(run_dir / PID_FILE)
@@ -169,10 +170,9 @@ class Station:
                 os.close(self._pid_fd)
                 self._pid_fd = None
             for fd in (self._wake_r, self._wake_w):
-                try:
+                if fd >= 0:
                     os.close(fd)
-                except OSError:
-                    pass
+            self._wake_r = self._wake_w = -1
 
     close = stop
 
@@ -351,8 +351,9 @@ class Station:
         added, removed, changed = [], [], []
         new_names = {u.name for u in new.units}
         for name, unit in list(self._units.items()):
-            if name not in new_names:
+            if name not in new_names and not unit.removing:
                 removed.append(name)
+                unit.removing = True
                 unit.stop(then=lambda n=name: self._units.pop(n, None))
         for config in new.units:
             unit = self._units.get(config.name)
@@ -361,17 +362,15 @@ class Station:
                 unit = self._units[config.name] = self._new_unit(config, new)
                 if config.auto_start:
                     unit.want()
+            elif unit.removing:
+                # Removed by an earlier reload and still stopping: back in the file, so it starts again once
+                # stopped (instead of being dropped then, its config "unchanged").
+                added.append(config.name)
+                unit.removing = False
+                unit.stop(then=_reconfigure(unit, config, new, False))
             elif unit.config != config or _station_part(old) != _station_part(new):
                 changed.append(config.name)
-                was_wanted = unit.wanted or unit.alive
-
-                def restart(u: Any = unit, c: UnitConfig = config, w: bool = was_wanted) -> None:
-                    u.config, u.station = c, new
-                    u.policy.max_restarts = c.max_restarts
-                    if c.auto_start or w:
-                        u.want()
-
-                unit.stop(then=restart)
+                unit.stop(then=_reconfigure(unit, config, new, unit.wanted or unit.alive))
             else:
                 unit.station = new
         self.log.info("reloaded %s: added %s, removed %s, changed %s", new.path or "the config", added or "-", removed or "-", changed or "-")
@@ -444,6 +443,18 @@ class Station:
             "reload_error": self.reload_error,
             "units": units,
         }
+
+
+def _reconfigure(unit: Any, config: UnitConfig, station: StationConfig, was_wanted: bool) -> Callable[[], None]:
+    """What a reload runs once `unit` has stopped: the new config, started again if auto_start or it ran."""
+
+    def then() -> None:
+        unit.config, unit.station = config, station
+        unit.policy.max_restarts = config.max_restarts
+        if config.auto_start or was_wanted:
+            unit.want()
+
+    return then
 
 
 def _station_part(config: StationConfig) -> tuple[Any, ...]:

@@ -109,6 +109,7 @@ class UnitProcess:
         self.stop_requested_at: int | None = None  # monotonic ns of the stop request
         self.terminated = False
         self.then: Callable[[], None] | None = None  # run once the process has exited after a stop
+        self.removing = False  # removed from the file by a reload: dropped from the station once stopped
         self._send_lock = threading.Lock()
         self._pending: dict[int, tuple[threading.Event, list[Any]]] = {}
         self._exit_waiters: list[Future[None]] = []
@@ -134,9 +135,15 @@ class UnitProcess:
             self._wait_for_session()
             self.tick()  # a session under way starts now
 
-    def _wait_for_session(self) -> None:
+    def _wait_for_session(self, after_ns: int | None = None) -> None:
+        """The next session: the first starting at or after now, or after `after_ns` (the end of the one just done).
+
+        Only times already past at start-up are skipped: a session that began
+        while the previous one was still closing is joined for what remains.
+        """
         now = self._clock()
-        self.session = next(iter_sessions(self.config.schedule, now), None) if self.config.schedule else None
+        since = now if after_ns is None else min(now, after_ns)
+        self.session = next(iter_sessions(self.config.schedule, since), None) if self.config.schedule else None
         self.state = "waiting" if self.session is not None else "stopped"
         if self.session is None:
             self.wanted = False
@@ -317,7 +324,7 @@ class UnitProcess:
         elif code == 0:
             self.log.info("%s: finished", self.name)
             if self.config.schedule is not None and self.wanted:
-                self._wait_for_session()
+                self._wait_for_session(None if self.session is None else self.session.end_ns)
             else:
                 self.state = "stopped"
                 self.wanted = False

@@ -28,7 +28,7 @@ import threading
 import time
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcl.replay.worker import WorkerContext, parent_alive, setup_worker
 from mcl.station.config import (
@@ -40,12 +40,17 @@ from mcl.station.config import (
     UnitConfig,
 )
 
-__all__ = ["UnitArgs", "unit_main"]
+if TYPE_CHECKING:
+    from mcl.station.runner import Runner
+
+__all__ = ["UnitArgs", "unit_main", "check_runner_class", "load_runner_class"]
 
 _NS = 1_000_000_000
 _STATUS_EVERY_NS = 500_000_000  # the heartbeat
 _MAX_STEP_S = 0.1  # the loop answers requests at least this often (unless a runner's iterate() is long)
 _DISK_CHECK_NS = _NS
+_PARENT_CHECK_S = 0.5  # how often a unit looks whether the station is still there
+ORPHAN_GRACE_S = 10.0  # a unit whose station died gets this long to close cleanly, then ends anyway
 
 
 class UnitArgs:
@@ -112,13 +117,7 @@ class RunnerHost(Host):
         self.opts = opts
         for p in reversed(opts.python_path):
             sys.path.insert(0, str(p))
-        module_name, _, attr = opts.cls.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise RuntimeError(f"cannot import runner class {opts.cls!r}: {exc}") from None
-        if not (isinstance(cls, type) and issubclass(cls, Runner)):
-            raise RuntimeError(f"{opts.cls!r} is not a subclass of mcl.station.Runner")
+        cls = load_runner_class(opts.cls)
         self._config_sig = b""
         config = self._read_config()
         self.publisher = Publisher(opts.bus or self.args.bus)
@@ -202,6 +201,33 @@ class RunnerHost(Host):
             publisher = getattr(self, "publisher", None)
             if publisher is not None:
                 publisher.close()
+
+
+def load_runner_class(ref: str) -> type[Runner]:
+    """The class named by 'package.module:ClassName' (RuntimeError when it cannot be imported or is no Runner)."""
+    from mcl.station.runner import Runner
+
+    module_name, _, attr = ref.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:  # noqa: BLE001 - user code: a SyntaxError or an error at import time is reported the same way
+        raise RuntimeError(f"cannot import runner class {ref!r}: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Runner)):
+        raise RuntimeError(f"{ref!r} is not a subclass of mcl.station.Runner")
+    return cls
+
+
+def check_runner_class(options: RunnerOptions) -> str | None:
+    """Why `options.cls` cannot run (imported here with the unit's python_path), or None when it can."""
+    saved = list(sys.path)
+    sys.path[:0] = [str(p) for p in options.python_path]
+    try:
+        load_runner_class(options.cls)
+    except RuntimeError as exc:
+        return str(exc)
+    finally:
+        sys.path[:] = saved
+    return None
 
 
 def _read_bounded(path: Path) -> bytes:
@@ -517,10 +543,27 @@ def _reply(send: Any, request_id: int, ok: bool, value: Any) -> None:
     send(("reply", request_id, ok, text))
 
 
+def _watch_station(ctx: WorkerContext, stopping: dict[str, bool], done: threading.Event) -> None:
+    """Once the station is gone, give the loop ORPHAN_GRACE_S to close cleanly, then end the process.
+
+    The loop checks for the station between two steps, and PR_SET_PDEATHSIG's
+    SIGTERM only sets a flag that the loop reads: a runner stuck in iterate()
+    (a blocking read of a serial port) would be left behind as an orphan.
+    """
+    while not done.wait(_PARENT_CHECK_S):
+        if not parent_alive(ctx):
+            stopping["flag"] = True
+            if not done.wait(ORPHAN_GRACE_S):
+                os._exit(1)
+            return
+
+
 def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
     """The body of a unit's process (started with the 'spawn' method)."""
     setup_worker(ctx)
     stopping = {"flag": False}
+    done = threading.Event()
+    threading.Thread(target=_watch_station, args=(ctx, stopping, done), name="mcl-station: watch station", daemon=True).start()
 
     def on_term(signum: int, frame: Any) -> None:
         stopping["flag"] = True  # close cleanly (recordings closed, index written)
@@ -576,6 +619,7 @@ def unit_main(ctx: WorkerContext, args: UnitArgs, conn: Any) -> None:
             send(("status", {**_safe_status(host), "pid": os.getpid(), "exiting": True}))
         except (OSError, ValueError):
             pass
+        done.set()
         logging.shutdown()
     sys.exit(code)  # multiprocessing runs its finalizers (semaphores of a replay's queues), then exits
 
