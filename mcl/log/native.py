@@ -65,6 +65,7 @@ from mcl.log.record import (
     TopicStats,
     elapsed_key,
     make_log_dir,
+    open_regular_file,
 )
 from mcl.message import type_name_of
 
@@ -84,10 +85,15 @@ def probe(path: Path) -> bool:
     if path.suffix == DATA_SUFFIX:
         return True
     try:
-        with open(path, "rb") as fp:
-            return fp.read(len(FILE_MAGIC)) == FILE_MAGIC
+        fd = open_regular_file(path)  # never blocks on a FIFO
+    except LogError:
+        return False
+    try:
+        return os.pread(fd, len(FILE_MAGIC), 0) == FILE_MAGIC
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def data_files(path: Path) -> list[Path]:
@@ -401,9 +407,21 @@ class NativeSource:
         self._closed = False
         self._files: list[_DataFile] = []
         self.damage: list[Damage] = []  # damage found while reading (besides the index / scan)
+        self.skipped: list[Damage] = []  # data files that could not be read at all
         try:
+            failures: list[LogError] = []
             for p in data_files(self.path):
-                self._files.append(self._open_file(p))
+                try:
+                    self._files.append(self._open_file(p))
+                except LogError as exc:
+                    # One unreadable file (zero-filled by a power loss, foreign,
+                    # another version) must not hide the others.
+                    if self.strict:
+                        raise
+                    failures.append(exc)
+                    self.skipped.append(_skipped_file(p, exc))
+            if not self._files:
+                raise failures[0]
         except BaseException:
             self.close()
             raise
@@ -416,31 +434,13 @@ class NativeSource:
         self._plan_ends = [step.end_ns for step in self._plan]
 
     def _open_file(self, path: Path) -> _DataFile:
+        fd = open_regular_file(path)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            raise LogError(f"{path}: cannot read: {exc.strerror}") from None
-        size = os.fstat(fd).st_size
-        try:
-            header: FileHeader | None = read_file_header(fd, path)
-        except HeaderDamaged as exc:
-            header = None
-            header_damage = Damage(path=str(path), reason=str(exc), offset=0)
-            if isinstance(exc, BadMagic) and not scan_file(fd, path, 0, size).chunks:
-                os.close(fd)
-                raise LogFormatError(path, "not an mcl native data file (bad magic and no chunk)", offset=0) from None
+            header, scan, indexed = _load_file(fd, path, verify=False, use_index=True)
         except BaseException:
             os.close(fd)
             raise
-        key = file_key(fd, header)
-        scan = read_index(path, size, key)
-        if scan is not None:
-            return _DataFile(path, header, scan, True, fd=fd)
-        if header is not None:
-            scan = scan_file(fd, path, header.size, size)
-        else:
-            scan = _scan_headerless(fd, path, size, header_damage)
-        return _DataFile(path, header, scan, False, fd=fd)
+        return _DataFile(path, header, scan, indexed, fd=fd)
 
     def _make_plan(self) -> list[_Step]:
         """Chunks of every file in time order, grouped into runs that overlap in time."""
@@ -511,6 +511,8 @@ class NativeSource:
         if self._closed:
             raise RuntimeError("Cannot read from a log source once it has been closed.")
         first = 0 if start_ns is None else bisect_left(self._plan_ends, start_ns)
+        for damage in self.skipped:
+            self._report(damage)
         return chain.from_iterable(self._iter_steps(first, topics, start_ns, end_ns))
 
     def _iter_steps(
@@ -588,7 +590,9 @@ class NativeSource:
                 if shifted.last_ns is not None:
                     t.last_ns = shifted.last_ns if t.last_ns is None else max(t.last_ns, shifted.last_ns)
             summary.damage.extend(f.scan.damage)
+        summary.damage.extend(self.skipped)
         summary.damage.extend(d for d in self.damage if d not in summary.damage)
+        summary.files += [d.path for d in self.skipped]
         summary.topics = dict(sorted(stats.items()))
         summary.messages = sum(t.messages for t in stats.values())
         firsts = [t.first_ns for t in stats.values() if t.first_ns is not None]
@@ -613,18 +617,54 @@ class NativeSource:
         self.close()
 
 
-def _scan_headerless(fd: int, path: Path, size: int, header_damage: Damage, verify: bool = False) -> FileScan:
-    """Chunks of a data file whose header is unreadable: look for them after where the magic ends."""
-    skip = len(FILE_MAGIC)
-    scan = scan_file(fd, path, skip, size, verify=verify)
-    if scan.damage and scan.damage[0].offset == skip:
-        first = scan.damage[0]
+def _load_file(fd: int, path: Path, *, verify: bool, use_index: bool) -> tuple[FileHeader | None, FileScan, bool]:
+    """Header and chunks of one data file: (header or None, scan, True if from the index).
+
+    LogFormatError when the file is not a native data file at all (bad
+    magic and no chunk anywhere: e.g. zero-filled or foreign) or has another
+    major version.
+    """
+    size = os.fstat(fd).st_size
+    header_damage: Damage | None = None
+    bad_magic = False
+    try:
+        header: FileHeader | None = read_file_header(fd, path)
+        assert header is not None
+        first = header.size
+    except HeaderDamaged as exc:
+        header = None
+        bad_magic = isinstance(exc, BadMagic)
+        # With a valid CRC the header's length is known even if its values are not usable.
+        first = exc.end if exc.end is not None else len(FILE_MAGIC)
+        header_damage = Damage(path=str(path), reason=str(exc), offset=0)
+    key = file_key(fd, header)
+    if use_index:
+        indexed = read_index(path, size, key, first)
+        if indexed is not None:
+            return header, indexed, True
+    scan = scan_file(fd, path, first, size, verify=verify)
+    if header_damage is None:
+        return header, scan, False
+    if bad_magic and not scan.chunks:
+        raise LogFormatError(path, "not an mcl native data file (bad magic and no chunk)", offset=0)
+    if scan.damage and scan.damage[0].offset == first:
+        lost = scan.damage[0]
         scan.damage[0] = Damage(
-            path=str(path), reason=f"{header_damage.reason}; {first.reason}", offset=0, lost_bytes=(first.lost_bytes or 0) + skip
+            path=str(path), reason=f"{header_damage.reason}; {lost.reason}", offset=0, lost_bytes=(lost.lost_bytes or 0) + first
         )
     else:
         scan.damage.insert(0, header_damage)
-    return scan
+    return header, scan, False
+
+
+def _skipped_file(path: Path, exc: LogError) -> Damage:
+    """The damage entry of a data file that could not be read at all."""
+    reason = exc.reason if isinstance(exc, (LogFormatError, LogNotFound)) else str(exc).removeprefix(f"{path}: ")
+    try:
+        size: int | None = path.stat().st_size
+    except OSError:
+        size = None
+    return Damage(path=str(path), reason=f"{reason}: the whole file is skipped", offset=0, lost_bytes=size)
 
 
 def _add(value: int | None, shift: int) -> int | None:
@@ -640,24 +680,14 @@ def reindex(path: str | os.PathLike[str]) -> LogSummary:
     """
     p = Path(path)
     for data_path in data_files(p):
+        fd = open_regular_file(data_path)
         try:
-            fd = os.open(data_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            raise LogError(f"{data_path}: cannot read: {exc.strerror}") from None
-        try:
-            size = os.fstat(fd).st_size
-            try:
-                header: FileHeader | None = read_file_header(fd, data_path)
-            except HeaderDamaged as exc:
-                header = None
-                header_damage = Damage(path=str(data_path), reason=str(exc), offset=0)
-            if header is not None:
-                scan = scan_file(fd, data_path, header.size, size, verify=True)
-            else:
-                scan = _scan_headerless(fd, data_path, size, header_damage, verify=True)
-                if not scan.chunks and header_damage.reason.endswith("(bad magic)"):
-                    raise LogFormatError(data_path, "not an mcl native data file (bad magic and no chunk)", offset=0)
+            header, scan, _ = _load_file(fd, data_path, verify=True, use_index=False)
             key = file_key(fd, header)
+        except LogError:
+            if len(data_files(p)) == 1:
+                raise
+            continue  # not a data file: nothing to index; the reader reports it
         finally:
             os.close(fd)
         write_index(data_path, header, scan, key)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import operator
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ __all__ = [
     "ns_to_datetime",
     "datetime_to_ns",
     "make_log_dir",
+    "open_regular_file",
 ]
 
 NS_PER_S = 1_000_000_000
@@ -177,3 +180,41 @@ def make_log_dir(path: Path) -> None:
         path.mkdir(parents=True)
     except OSError as exc:
         raise LogError(f"{path}: cannot create the log directory: {exc.strerror}") from None
+
+
+def open_regular_file(path: Path) -> int:
+    """A read-only descriptor on `path`, which must be a regular file.
+
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` before anything is
+    read, so a FIFO, a device or a socket given as a log never blocks the
+    reader: it is refused (``LogError``). The caller closes the descriptor.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise LogError(f"{path}: not a regular file ({_file_kind(mode)}); mcl reads logs from regular files only")
+        if flags & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)  # no effect on a regular file; plain reads from here on
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
