@@ -66,6 +66,7 @@ from mcl.log.record import (
     elapsed_key,
     make_log_dir,
     open_regular_file,
+    skipped_file_damage,
 )
 from mcl.message import type_name_of
 
@@ -74,6 +75,9 @@ __all__ = ["FORMAT", "NativeSource", "NativeWriter", "probe", "reindex", "data_f
 FORMAT = "native"
 DEFAULT_CHUNK_SIZE = 1 << 20  # raw bytes buffered before a chunk is written
 DEFAULT_FLUSH_INTERVAL_NS = 100_000_000
+# Log time a chunk spans at most: with DEFAULT_CHUNK_SIZE it bounds what one
+# damaged spot can lose (one chunk: at most 1 MiB and 1 s of records).
+DEFAULT_CHUNK_DURATION_NS = 1_000_000_000
 _RECORD_OVERHEAD = 14  # bytes a record adds to a chunk body besides its payload
 _DATA_RE = re.compile(r"^data_(\d+)\.mcln$")
 
@@ -147,6 +151,7 @@ class NativeWriter:
         compression: str | None = None,  # None / "none" or "zstd" (per chunk)
         compression_level: int = 3,  # zstd level
         chunk_size: int = DEFAULT_CHUNK_SIZE,  # raw bytes per chunk (smaller if split_size is smaller)
+        chunk_duration_ns: int | None = DEFAULT_CHUNK_DURATION_NS,  # elapsed ns a chunk spans at most; None: no limit
         flush_interval_ns: int | None = DEFAULT_FLUSH_INTERVAL_NS,  # None: only size, flush() and close() write chunks
         fsync: bool = False,  # fsync after every chunk (survives power loss, slower)
     ) -> None:
@@ -157,6 +162,10 @@ class NativeWriter:
             raise LogError(f"split duration must be positive, not {split_duration_ns} ns")
         if chunk_size <= 0:
             raise LogError(f"chunk size must be positive, not {chunk_size}")
+        if chunk_duration_ns is not None and chunk_duration_ns <= 0:
+            raise LogError(f"chunk duration must be positive, not {chunk_duration_ns} ns")
+        self._chunk_duration_ns = chunk_duration_ns
+        self._chunk_until_ns: int = 1 << 64
         self._compressor: Any = None
         if compression not in (None, "none", "zstd"):
             raise LogError(f"unknown compression {compression!r} (known: none, zstd)")
@@ -197,12 +206,16 @@ class NativeWriter:
         """Append one record; `elapsed_ns` is relative to ``origin_ns``."""
         if elapsed_ns >= self._roll_at_ns:
             self._roll_for_time(elapsed_ns)
+        if elapsed_ns >= self._chunk_until_ns:
+            self._write_chunk()  # the chunk spans its duration: this record starts the next one
         tid = self._ids.get(topic)
         if tid is None:
             tid = self._new_topic(topic, payload)
         if elapsed_ns < self._last_ns:
             self._sorted = False
         self._last_ns = elapsed_ns
+        if not self._times and self._chunk_duration_ns is not None:
+            self._chunk_until_ns = elapsed_ns + self._chunk_duration_ns
         self._times.append(elapsed_ns)
         self._tids.append(tid)
         self._payloads.append(payload)
@@ -250,6 +263,7 @@ class NativeWriter:
         self._pending = 0
         self._sorted = True
         self._last_ns = -(1 << 63)
+        self._chunk_until_ns = 1 << 64  # elapsed time at which the chunk is written (set by its first record)
         self._flush_at_ns = (
             time.monotonic_ns() + self._flush_interval_ns if self._flush_interval_ns is not None else 1 << 63
         )
@@ -419,7 +433,7 @@ class NativeSource:
                     if self.strict:
                         raise
                     failures.append(exc)
-                    self.skipped.append(_skipped_file(p, exc))
+                    self.skipped.append(skipped_file_damage(p, exc))
             if not self._files:
                 raise failures[0]
         except BaseException:
@@ -571,15 +585,25 @@ class NativeSource:
             raise LogFormatError(damage.path, damage.reason, offset=damage.offset)
         warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
 
-    def summary(self) -> LogSummary:
-        """Counts, topics, types, metadata and damage, from the indexes (or chunk headers)."""
+    def summary(self, *, verify: bool = False) -> LogSummary:
+        """Counts, topics, types, metadata and damage, from the indexes (or chunk headers).
+
+        The index and the chunk headers say nothing of damaged bodies;
+        `verify` reads every chunk of every file (not the index) and checks
+        every CRC, size and column, as ``mcl-info --check`` does.
+        """
+        if self._closed:
+            raise RuntimeError("Cannot read from a log source once it has been closed.")
         summary = LogSummary(path=str(self.path), format=FORMAT, origin_ns=self.origin_ns)
         summary.files = [str(f.path) for f in self._files]
-        summary.size_bytes = sum(f.scan.size for f in self._files)
         summary.metadata = self.metadata
+        scans = [f.scan for f in self._files]
+        if verify:
+            scans = [_load_file(f.fd, f.path, verify=True, use_index=False)[1] for f in self._files]
+        summary.size_bytes = sum(scan.size for scan in scans)
         stats: dict[str, TopicStats] = {}
-        for f in self._files:
-            for name, s in f.scan.topics.items():
+        for f, scan in zip(self._files, scans):
+            for name, s in scan.topics.items():
                 shifted = TopicStats(s.messages, s.bytes, set(s.types), _add(s.first_ns, f.shift), _add(s.last_ns, f.shift))
                 t = stats.setdefault(name, TopicStats())
                 t.messages += shifted.messages
@@ -589,9 +613,10 @@ class NativeSource:
                     t.first_ns = shifted.first_ns if t.first_ns is None else min(t.first_ns, shifted.first_ns)
                 if shifted.last_ns is not None:
                     t.last_ns = shifted.last_ns if t.last_ns is None else max(t.last_ns, shifted.last_ns)
-            summary.damage.extend(f.scan.damage)
+            summary.damage.extend(scan.damage)
         summary.damage.extend(self.skipped)
-        summary.damage.extend(d for d in self.damage if d not in summary.damage)
+        if not verify:  # a verified scan found these again (with their reason as found there)
+            summary.damage.extend(d for d in self.damage if d not in summary.damage)
         summary.files += [d.path for d in self.skipped]
         summary.topics = dict(sorted(stats.items()))
         summary.messages = sum(t.messages for t in stats.values())
@@ -599,7 +624,8 @@ class NativeSource:
         lasts = [t.last_ns for t in stats.values() if t.last_ns is not None]
         summary.start_ns = min(firsts) if firsts else None
         summary.end_ns = max(lasts) if lasts else None
-        summary.indexed = all(f.indexed for f in self._files)
+        summary.indexed = not verify and all(f.indexed for f in self._files)
+        summary.verified = verify
         return summary
 
     def close(self) -> None:
@@ -655,16 +681,6 @@ def _load_file(fd: int, path: Path, *, verify: bool, use_index: bool) -> tuple[F
     else:
         scan.damage.insert(0, header_damage)
     return header, scan, False
-
-
-def _skipped_file(path: Path, exc: LogError) -> Damage:
-    """The damage entry of a data file that could not be read at all."""
-    reason = exc.reason if isinstance(exc, (LogFormatError, LogNotFound)) else str(exc).removeprefix(f"{path}: ")
-    try:
-        size: int | None = path.stat().st_size
-    except OSError:
-        size = None
-    return Damage(path=str(path), reason=f"{reason}: the whole file is skipped", offset=0, lost_bytes=size)
 
 
 def _add(value: int | None, shift: int) -> int | None:

@@ -391,6 +391,27 @@ def decode_body(chunk: bytes, header: ChunkHeader) -> bytes:
     return raw
 
 
+def split_columns(raw: bytes, count: int, ntopics: int) -> tuple[array, array, list[int]]:
+    """Times, topic ids and payload end offsets of a raw chunk body (ChunkDamaged if they do not fit it)."""
+    n = count
+    times = array("q")
+    times.frombytes(raw[: 8 * n])
+    lengths = array("I")
+    lengths.frombytes(raw[8 * n : 12 * n])
+    ids = array("H")
+    ids.frombytes(raw[12 * n : 14 * n])
+    if not _LITTLE:
+        times.byteswap()
+        lengths.byteswap()
+        ids.byteswap()
+    ends = list(accumulate(lengths, initial=14 * n))
+    if ends[-1] != len(raw):
+        raise ChunkDamaged("chunk payload lengths do not add up to its body")
+    if max(ids, default=0) >= ntopics:
+        raise ChunkDamaged("chunk names a topic its table does not hold")
+    return times, ids, ends
+
+
 def iter_body(
     raw: bytes,
     count: int,
@@ -407,21 +428,7 @@ def iter_body(
     from bisect import bisect_left, bisect_right
 
     n = count
-    times = array("q")
-    times.frombytes(raw[: 8 * n])
-    lengths = array("I")
-    lengths.frombytes(raw[8 * n : 12 * n])
-    ids = array("H")
-    ids.frombytes(raw[12 * n : 14 * n])
-    if not _LITTLE:
-        times.byteswap()
-        lengths.byteswap()
-        ids.byteswap()
-    ends = list(accumulate(lengths, initial=14 * n))
-    if ends[-1] != len(raw):
-        raise ChunkDamaged("chunk payload lengths do not add up to its body")
-    if max(ids, default=0) >= len(names):
-        raise ChunkDamaged("chunk names a topic its table does not hold")
+    times, ids, ends = split_columns(raw, count, len(names))
     lo = 0 if start_ns is None else bisect_left(times, start_ns)
     hi = n if end_ns is None else bisect_right(times, end_ns)
     if lo >= hi:
@@ -503,7 +510,7 @@ def scan_file(fd: int, path: Path, first: int, size: int, *, verify: bool = Fals
 
     A bad header makes the scan look for the next valid chunk header; the
     bytes between are one damage entry. `verify` also reads every body and
-    checks its CRC (what ``reindex`` does).
+    checks its CRC, its size and its columns (what ``reindex`` and ``mcl-info --check`` do).
     """
     scan = FileScan(size=size)
     offset = first
@@ -521,7 +528,7 @@ def scan_file(fd: int, path: Path, first: int, size: int, *, verify: bool = Fals
             continue
         if verify:
             try:
-                decode_body(os.pread(fd, header.length, offset), header)
+                split_columns(decode_body(os.pread(fd, header.length, offset), header), header.count, len(topics))
             except ChunkDamaged as exc:
                 scan.damage.append(
                     Damage(path=str(path), reason=f"damaged chunk ({exc}): {header.count} records lost", offset=offset, lost_bytes=header.length)

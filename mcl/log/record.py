@@ -27,6 +27,7 @@ __all__ = [
     "datetime_to_ns",
     "make_log_dir",
     "open_regular_file",
+    "skipped_file_damage",
 ]
 
 NS_PER_S = 1_000_000_000
@@ -130,6 +131,7 @@ class LogSummary:
     damage: list[Damage] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)  # revision, host, user keys
     indexed: bool = False  # True if the summary came from an index without scanning
+    verified: bool = False  # True if every record was read and every CRC checked (mcl-info --check)
 
     @property
     def duration_ns(self) -> int:
@@ -158,8 +160,8 @@ class LogSource(Protocol):
         """Records in time order, optionally filtered; start/end inclusive, elapsed ns."""
         ...
 
-    def summary(self) -> LogSummary:
-        """Counts, topics, types and damage of the log."""
+    def summary(self, *, verify: bool = False) -> LogSummary:
+        """Counts, topics, types and damage of the log; `verify` reads every record and checks every CRC."""
         ...
 
     def close(self) -> None:
@@ -218,3 +220,16 @@ def _file_kind(mode: int) -> str:
             return name
     return "not a regular file"
 
+
+
+def skipped_file_damage(path: Path, exc: LogError, files: int = 1) -> Damage:
+    """The damage entry of a log file that could not be read at all (`files`: of a series that many)."""
+    reason = getattr(exc, "reason", None) or str(exc).removeprefix(f"{path}: ")
+    what = "the whole file is skipped" if files == 1 else f"the whole series of {files} files is skipped"
+    try:
+        size: int | None = path.stat().st_size
+    except OSError:
+        size = None
+    return Damage(
+        path=str(path), reason=f"{reason}: {what}", offset=getattr(exc, "offset", None), line=getattr(exc, "line", None), lost_bytes=size
+    )
