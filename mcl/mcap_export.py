@@ -250,6 +250,9 @@ def _type_of(value: Any) -> str | None:
     return None
 
 
+_U64_MAX = (1 << 64) - 1  # MCAP times are u64 ns since 1970
+
+
 def _open_reader(reader_or_paths: LogReader | PathLike | Iterable[PathLike]) -> tuple[LogReader, bool]:
     if isinstance(reader_or_paths, LogReader):
         return reader_or_paths, False
@@ -384,11 +387,17 @@ def _write(
         sequence = sequences.get(channel_id, 0)
         sequences[channel_id] = sequence + 1
         when = origin + record.elapsed_ns
+        if not 0 <= when <= _U64_MAX:
+            raise LogError(
+                f"record on topic {record.topic!r} at {record.elapsed_ns / 1e9:.6f} s has the time {when} ns since 1970,"
+                f" outside MCAP's range of 0 to 2**64 - 1 ns"
+            )
         writer.add_message(channel_id=channel_id, log_time=when, data=data, publish_time=when, sequence=sequence)
         counts[record.topic] = counts.get(record.topic, 0) + 1
     info = {"origin_ns": str(reader.origin_ns) if reader.origin_ns is not None else "", "encoding": encoding}
     for index, source in enumerate(reader.sources):
-        info[f"source.{index}.path"] = str(source.path)
+        # MCAP strings are UTF-8: a path of other bytes is kept with its odd bytes escaped.
+        info[f"source.{index}.path"] = os.fsencode(source.path).decode("utf-8", "backslashreplace")
         info[f"source.{index}.format"] = source.format
     writer.add_metadata("mcl", info)
     writer.finish()

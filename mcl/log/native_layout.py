@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import accumulate, compress, islice
+from itertools import accumulate, chain, compress, islice
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -159,8 +159,8 @@ def read_file_header(fd: int, path: Path) -> FileHeader:
     if not is_int(file_index, 0, 0xFFFF_FFFF):
         raise HeaderDamaged(f"file header file_index {_short(file_index)} is not an integer from 0 to 2**32 - 1", end)
     metadata = doc.get("metadata", {})
-    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
-        raise HeaderDamaged("file header metadata is not an object of strings", end)
+    if not isinstance(metadata, dict) or not all(map(is_text, chain(metadata, metadata.values()))):
+        raise HeaderDamaged("file header metadata is not an object of UTF-8 strings", end)
     return FileHeader(
         origin_ns=origin_ns,
         file_index=file_index,
@@ -185,6 +185,17 @@ def parse_json(data: bytes) -> Any:
 def is_int(value: Any, lo: int, hi: int) -> TypeGuard[int]:
     """True for a JSON integer (not a bool, not a float) within [lo, hi]."""
     return type(value) is int and lo <= value <= hi
+
+
+def is_text(value: Any) -> bool:
+    """True for a str that is valid UTF-8 (JSON's \\ud800 escapes give lone surrogates, which are not)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _short(value: Any) -> str:
@@ -641,18 +652,18 @@ def _index_doc(doc: Any, data_path: Path, size: int) -> FileScan:
         raise ValueError("index JSON is not an object with topics and damage")
     scan = FileScan(size=size)
     for name, s in doc["topics"].items():
-        if not isinstance(s, dict):
+        if not isinstance(s, dict) or not is_text(name):
             raise ValueError("topic stats are not an object")
         messages, nbytes, types, first, last = (s.get(k) for k in ("messages", "bytes", "types", "first_ns", "last_ns"))
         if not (is_int(messages, 0, I64_MAX) and is_int(nbytes, 0, I64_MAX)):
             raise ValueError("topic counts are not integers")
-        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+        if not isinstance(types, list) or not all(map(is_text, types)):
             raise ValueError("topic types are not a list of strings")
         if not all(v is None or is_int(v, I64_MIN, I64_MAX) for v in (first, last)):
             raise ValueError("topic times are not i64 integers")
         scan.topics[name] = TopicStats(messages, nbytes, set(types), first, last)
     for d in doc["damage"]:
-        if not isinstance(d, dict) or not isinstance(d.get("reason"), str):
+        if not isinstance(d, dict) or not is_text(d.get("reason")):
             raise ValueError("damage entry is not an object with a reason")
         offset, lost = d.get("offset"), d.get("lost_bytes")
         if not all(v is None or is_int(v, 0, size) for v in (offset, lost)):
