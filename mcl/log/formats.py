@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from mcl.exceptions import LogError, LogFormatError, LogNotFound
-from mcl.log.record import LogSource, Record
+from mcl.log.record import LogSource, Record, open_regular_file
 
 __all__ = ["FORMATS", "DEFAULT_FORMAT", "LogWriterProtocol", "open_source", "make_writer", "format_module"]
 
@@ -69,6 +69,8 @@ def open_source(path: str | os.PathLike[str], *, strict: bool = False) -> LogSou
     p = Path(path)
     if not p.exists() and not p.parent.is_dir():
         raise LogNotFound(p)
+    if p.exists() and not p.is_dir():
+        os.close(open_regular_file(p))  # a FIFO or a device: refused before any format opens it
     if p.is_dir() and not any(p.iterdir()):
         raise LogNotFound(p, "the directory is empty")
     for name, module in _available():

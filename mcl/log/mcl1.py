@@ -244,7 +244,7 @@ class Mcl1Source:
         if path.is_dir():
             groups: dict[str, list[Path]] = {}
             for p in sorted(path.iterdir()):
-                if p.suffix != ".log" or not p.is_file():
+                if p.suffix != ".log" or p.is_dir():  # a FIFO named .log is reported (and skipped) by the reader
                     continue
                 m = _SPLIT_RE.match(p.name)
                 key = m.group("prefix") if m else p.stem

@@ -106,7 +106,8 @@ def data_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise LogNotFound(path)
-    files = [p for p in path.iterdir() if p.suffix == DATA_SUFFIX and p.is_file()]
+    # Not only regular files: a FIFO or a device named like a data file is reported (and skipped) by the reader.
+    files = [p for p in path.iterdir() if p.suffix == DATA_SUFFIX and not p.is_dir()]
     if not files:
         raise LogNotFound(path, "no native (.mcln) data files in this directory")
 
@@ -665,7 +666,7 @@ def _load_file(fd: int, path: Path, *, verify: bool, use_index: bool) -> tuple[F
         header_damage = Damage(path=str(path), reason=str(exc), offset=0)
     key = file_key(fd, header)
     if use_index:
-        indexed = read_index(path, size, key, first)
+        indexed = read_index(path, size, key, first, data_fd=fd)
         if indexed is not None:
             return header, indexed, True
     scan = scan_file(fd, path, first, size, verify=verify)

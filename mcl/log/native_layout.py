@@ -597,14 +597,19 @@ def write_index(data_path: Path, header: FileHeader | None, scan: FileScan, key:
         raise LogError(f"{target}: cannot write the index: {exc.strerror}") from None
 
 
-def read_index(data_path: Path, size: int, key: int, first: int = len(FILE_MAGIC)) -> FileScan | None:
+def read_index(
+    data_path: Path, size: int, key: int, first: int = len(FILE_MAGIC), data_fd: int | None = None
+) -> FileScan | None:
     """The index of a data file, or None if it is missing, damaged, stale or not consistent.
 
     `first` is the offset where the data file's chunks start (after its
     header). An index whose CRC is right but whose contents are not (wrong
     JSON types, chunks past the end of the file or overlapping, counts that
     do not add up) is treated like a stale one: the caller scans the chunk
-    headers instead.
+    headers instead. With `data_fd` (the open data file), each entry is also
+    compared with the fixed fields of the chunk header it points at (one
+    48-byte read per chunk), so an index that does not describe this file
+    is never used.
     """
     path = index_path_for(data_path)
     if not path.is_file():
@@ -643,7 +648,20 @@ def read_index(data_path: Path, size: int, key: int, first: int = len(FILE_MAGIC
         return None
     if sum(s.messages for s in scan.topics.values()) != sum(c.count for c in scan.chunks):
         return None
+    if data_fd is not None and not all(_entry_matches(data_fd, c) for c in scan.chunks):
+        return None
     return scan
+
+
+def _entry_matches(fd: int, chunk: ChunkInfo) -> bool:
+    head = os.pread(fd, CHUNK_HEADER.size, chunk.offset)
+    if len(head) < CHUNK_HEADER.size:
+        return False
+    try:
+        h = parse_chunk_header(head)
+    except ChunkDamaged:
+        return False  # damaged since the index was written? the scan tells
+    return (h.length, h.count, h.start_ns, h.end_ns) == (chunk.length, chunk.count, chunk.start_ns, chunk.end_ns)
 
 
 def _index_doc(doc: Any, data_path: Path, size: int) -> FileScan:

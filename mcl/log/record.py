@@ -225,11 +225,11 @@ def _file_kind(mode: int) -> str:
 def skipped_file_damage(path: Path, exc: LogError, files: int = 1) -> Damage:
     """The damage entry of a log file that could not be read at all (`files`: of a series that many)."""
     reason = getattr(exc, "reason", None) or str(exc).removeprefix(f"{path}: ")
-    what = "the whole file is skipped" if files == 1 else f"the whole series of {files} files is skipped"
+    what = "whole file unreadable" if files == 1 else f"series of {files} files unreadable"
     try:
         size: int | None = path.stat().st_size
     except OSError:
         size = None
     return Damage(
-        path=str(path), reason=f"{reason}: {what}", offset=getattr(exc, "offset", None), line=getattr(exc, "line", None), lost_bytes=size
+        path=str(path), reason=f"{what}: {reason}", offset=getattr(exc, "offset", None), line=getattr(exc, "line", None), lost_bytes=size
     )
