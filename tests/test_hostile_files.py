@@ -15,11 +15,13 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 import zlib
 from pathlib import Path
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -45,6 +47,7 @@ from mcl.log.native_layout import (
 )
 from mcl.message import MAX_DEPTH
 
+T = TypeVar("T")
 BIN = Path(sys.executable).parent
 ORIGIN = 1_714_555_800_000_000_000
 MS = 1_000_000
@@ -133,7 +136,7 @@ def _every_command(log: Path, tmp: Path, *, replay: bool = False) -> dict[str, s
     test. mcl-replay, which starts processes of its own, runs as its own
     console script.
     """
-    commands = [
+    commands: list[tuple[str, str, list[Path | str]]] = [
         ("info", "mcl.cli.info", [log]),
         ("info --check", "mcl.cli.info", [log, "--check"]),
         ("info --json", "mcl.cli.info", [log, "--json"]),
@@ -174,7 +177,7 @@ def _replace_header(data: Path, header: bytes) -> None:
     data.write_bytes(header + data.read_bytes()[old:])
 
 
-def _forge_index(data: Path, doc: Any, entries: list[tuple[int, int, int, int, int]], *, raw_json: bytes | None = None) -> None:
+def _forge_index(data: Path, doc: Any, entries: list[tuple[int, ...]], *, raw_json: bytes | None = None) -> None:
     """An index with a valid CRC and key for `data`, holding any JSON and chunk entries."""
     fd = os.open(data, os.O_RDONLY)
     try:
@@ -187,7 +190,7 @@ def _forge_index(data: Path, doc: Any, entries: list[tuple[int, int, int, int, i
     data.with_suffix(".mcli").write_bytes(blob + struct.pack("<I", zlib.crc32(blob)))
 
 
-def _index_of(data: Path) -> tuple[dict[str, Any], list[tuple[int, int, int, int, int]]]:
+def _index_of(data: Path) -> tuple[dict[str, Any], list[tuple[int, ...]]]:
     blob = data.with_suffix(".mcli").read_bytes()
     json_len, n = INDEX_HEADER.unpack_from(blob)[5:7]
     doc = json.loads(blob[INDEX_HEADER.size : INDEX_HEADER.size + json_len])
@@ -388,11 +391,16 @@ def test_a_header_claiming_a_huge_json_is_damage(tmp_path: Path) -> None:
     assert len(warned) == 1 and "file header claims 4294967295 bytes of JSON, over the limit of 16777216" in warned[0]
 
 
+# Values JSON can hold that hurt: out of every integer range, infinities, lone surrogates.
+EDGE_VALUES = st.sampled_from(
+    [float("inf"), float("-inf"), float("nan"), 1 << 63, -(1 << 63) - 1, 1 << 64, 10**30, -1, 2**32, "\ud800", "", 1.5]
+)
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8) | EDGE_VALUES,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4),
     max_leaves=12,
 )
+FIELD_VALUES = st.one_of(EDGE_VALUES, st.integers(), JSON_VALUES)  # edge values drawn often
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -400,7 +408,7 @@ JSON_VALUES = st.recursive(
     doc=st.one_of(
         JSON_VALUES,
         st.fixed_dictionaries(
-            {"origin_ns": JSON_VALUES, "file_index": JSON_VALUES, "metadata": JSON_VALUES},
+            {"origin_ns": FIELD_VALUES, "file_index": FIELD_VALUES, "metadata": JSON_VALUES},
             optional={"origin_utc": JSON_VALUES, "writer": JSON_VALUES},
         ),
     )
@@ -462,7 +470,7 @@ def test_mcl1_times_outside_the_i64_range_are_damage(tmp_path: Path) -> None:
 # -- 3. index files with valid CRCs but wrong contents -------------------------------------------
 
 
-def _bad_indexes(doc: dict[str, Any], entries: list[tuple[int, int, int, int, int]], size: int) -> dict[str, tuple[Any, list[Any]]]:
+def _bad_indexes(doc: dict[str, Any], entries: list[tuple[int, ...]], size: int) -> dict[str, tuple[Any, list[Any]]]:
     first = entries[0]
     return {
         "topics a list": ({**doc, "topics": []}, entries),
@@ -526,15 +534,16 @@ def test_any_index_contents_read_every_record(data: st.DataObject) -> None:
         doc, entries = _index_of(path)
         size = path.stat().st_size
         # Perturb some entries (offset, length, count, start, end), keep others.
-        fuzzed = []
+        fuzzed: list[tuple[int, ...]] = []
         for entry in entries:
             if data.draw(st.booleans(), label="perturb"):
                 field = data.draw(st.integers(0, 4), label="field")
                 values = list(entry)
                 lo, hi = ((0, 2**64 - 1), (0, 2**32 - 1), (0, 2**32 - 1), (-(2**63), 2**63 - 1), (-(2**63), 2**63 - 1))[field]
                 values[field] = data.draw(st.integers(lo, hi) | st.integers(max(lo, entry[field] - 3), min(hi, entry[field] + 3)))
-                entry = tuple(values)
-            fuzzed.append(entry)
+                fuzzed.append(tuple(values))
+            else:
+                fuzzed.append(entry)
         fuzzed = data.draw(st.permutations(fuzzed), label="order") if data.draw(st.booleans()) else fuzzed
         topics = data.draw(st.one_of(st.just(doc["topics"]), JSON_VALUES), label="topics")
         damage = data.draw(st.one_of(st.just(doc["damage"]), JSON_VALUES), label="damage")
@@ -700,15 +709,21 @@ def _read_seconds(path: Path) -> float:
 
 
 @pytest.mark.slow
-def test_mcl1_reading_is_linear_on_a_line_without_newline(tmp_path: Path) -> None:
-    """32 MiB of NULs without a newline (a power loss) reads in < 10 s, and 4x the size costs about 4x, not 16x."""
+def test_mcl1_reading_is_linear_on_a_line_without_newline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NULs without a newline (a power loss): 8x the bytes cost about 8x the time, not 64x; 32 MiB reads in < 10 s.
+
+    Blocks of 16 KiB instead of 1 MiB make a quadratic re-scan of the growing
+    line show at small sizes (2,048 blocks for 32 MiB: 32 GiB copied by the
+    old reader); the bound on the ratio sits between linear (8x) and
+    quadratic (64x), so a loaded machine does not break it.
+    """
+    monkeypatch.setattr(mcl1, "_CHUNK_BYTES", 16 << 10)
     small, big = tmp_path / "small.log", tmp_path / "big.log"
-    _nul_log(small, 8 << 20)
+    _nul_log(small, 4 << 20)
     _nul_log(big, 32 << 20)
     t_small, t_big = _read_seconds(small), _read_seconds(big)
-    assert t_big < 10
-    # Quadratic re-scanning took 16x for 4x the bytes; linear is about 4x. 10x leaves room for a loaded machine.
-    assert t_big < 10 * max(t_small, 0.02), (t_small, t_big)
+    assert t_big < 10, (t_small, t_big)
+    assert t_big < 24 * max(t_small, 0.01), (t_small, t_big)
 
 
 def test_a_line_over_the_limit_is_skipped_without_holding_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -742,14 +757,38 @@ def test_long_lines_across_blocks_read_exactly(tmp_path: Path, monkeypatch: pyte
 # -- 7. only regular files ---------------------------------------------------------------------------
 
 
+def _unblocked(fifo: Path, action: Callable[[], T], timeout: float = 20) -> T:
+    """`action()`, failing the test (not hanging it) if it blocks opening `fifo` for reading."""
+    result: list[Any] = []
+
+    def run() -> None:
+        try:
+            result.append((True, action()))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            result.append((False, exc))
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():  # blocked in open(): release it with a writer, then fail
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        worker.join(timeout)
+        pytest.fail(f"reading blocked on the FIFO {fifo}")
+    ok, value = result[0]
+    if not ok:
+        raise value
+    return value
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["fifo.log", "fifo.mcln", "fifo"])
 def test_a_fifo_given_as_a_log_is_refused_at_once(name: str, tmp_path: Path) -> None:
     """A FIFO as the log path: one error line from every command, nothing blocks (nobody writes to it)."""
     fifo = tmp_path / name
     os.mkfifo(fifo)
-    with pytest.raises(LogError, match=f"{fifo}: not a regular file \\(a FIFO\\)"):
-        mcl.open_log(fifo)
+    with pytest.raises(LogError) as excinfo:
+        _unblocked(fifo, lambda: mcl.open_log(fifo).close())
+    assert str(excinfo.value) == f"{fifo}: not a regular file (a FIFO); mcl reads logs from regular files only"
     for command, args in (
         ("mcl-info", []),
         ("mcl-info", ["--check"]),
@@ -770,7 +809,7 @@ def test_a_fifo_inside_a_native_log_is_skipped(name: str, tmp_path: Path) -> Non
     if name.endswith(".mcli"):
         (log / name).unlink()
     os.mkfifo(log / name)
-    got, warned = _read(log)
+    got, warned = _unblocked(log / name, lambda: _read(log))
     assert got == recs
     if name.endswith(".mcln"):
         assert warned == [f"{log / name}: whole file unreadable: not a regular file (a FIFO); mcl reads logs from regular files only; skipped"]
@@ -786,7 +825,7 @@ def test_a_fifo_inside_an_mcl1_dataset_is_skipped(reference_dir: Path, tmp_path:
     for f in (reference_dir / "dataset").iterdir():
         (log / f.name).write_bytes(f.read_bytes())
     os.mkfifo(log / "pipe.log")
-    got, warned = _read(log)
+    got, warned = _unblocked(log / "pipe.log", lambda: _read(log))
     assert len(got) == 30
     assert warned == [f"{log / 'pipe.log'}: whole file unreadable: not a regular file (a FIFO); mcl reads logs from regular files only; skipped"]
 

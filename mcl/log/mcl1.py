@@ -12,7 +12,14 @@ Differences from the original reader, on purpose: type names may hold
 underscores (series are found by a trailing ``_NNN``), blank lines are
 skipped, unknown types do not raise, and a damaged line is skipped with a
 warning instead of ending the read. ``.tmp`` files (left by an interrupted
-original recorder) are not read.
+original recorder) are not read. A ``.log`` file of a directory that is not
+an MCL_LOG 1.0 file (a ``notes.log``, a file zero-filled by a power loss: no
+header and a first line that is not a record; another header; a FIFO) is
+skipped with a warning and the other files are read. A `created` date that
+is not a date in the ``i64`` ns range (1678 to 2261) leaves the series
+without a time origin (a warning; its records are kept). Reading is linear
+in the file size; a line over ``MAX_LINE_BYTES`` (256 MiB) is skipped as
+damage without being held in memory.
 """
 
 from __future__ import annotations
