@@ -950,3 +950,19 @@ def test_any_bytes_as_a_data_file_give_records_warnings_or_mcl_errors(blob: byte
                     source.summary(verify=True)
         except MclError:
             pass
+
+
+def test_reindex_skips_unreadable_files(tmp_path: Path) -> None:
+    """mcl-info --reindex on a log with a zero-filled file and a FIFO: the good files are indexed, the others reported."""
+    recs = _records(300)
+    log = _native(tmp_path / "log", recs, split_duration=1.0)
+    files = data_files(log)
+    for f in files:
+        f.with_suffix(".mcli").unlink()
+    files[1].write_bytes(bytes(files[1].stat().st_size))
+    os.mkfifo(log / "data_0009.mcln")
+    summary = _unblocked(log / "data_0009.mcln", lambda: mcl.log.native.reindex(log))
+    assert summary.messages == 200 and summary.indexed  # every readable file now has its index
+    assert files[0].with_suffix(".mcli").exists() and files[2].with_suffix(".mcli").exists()
+    assert not files[1].with_suffix(".mcli").exists()
+    assert sorted(d.path for d in summary.damage) == [str(files[1]), str(log / "data_0009.mcln")]

@@ -696,17 +696,19 @@ def reindex(path: str | os.PathLike[str]) -> LogSummary:
     of the repaired log.
     """
     p = Path(path)
-    for data_path in data_files(p):
-        fd = open_regular_file(data_path)
+    files = data_files(p)
+    for data_path in files:
         try:
-            header, scan, _ = _load_file(fd, data_path, verify=True, use_index=False)
-            key = file_key(fd, header)
+            fd = open_regular_file(data_path)
+            try:
+                header, scan, _ = _load_file(fd, data_path, verify=True, use_index=False)
+                key = file_key(fd, header)
+            finally:
+                os.close(fd)
         except LogError:
-            if len(data_files(p)) == 1:
+            if len(files) == 1:
                 raise
-            continue  # not a data file: nothing to index; the reader reports it
-        finally:
-            os.close(fd)
+            continue  # not a readable data file: nothing to index; the reader reports it
         write_index(data_path, header, scan, key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LogDamageWarning)
