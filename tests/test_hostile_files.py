@@ -966,3 +966,23 @@ def test_reindex_skips_unreadable_files(tmp_path: Path) -> None:
     assert files[0].with_suffix(".mcli").exists() and files[2].with_suffix(".mcli").exists()
     assert not files[1].with_suffix(".mcli").exists()
     assert sorted(d.path for d in summary.damage) == [str(files[1]), str(log / "data_0009.mcln")]
+
+
+def test_a_fifo_as_a_later_part_of_a_series_is_skipped(tmp_path: Path) -> None:
+    """An MCL_LOG 1.0 split series whose second part is a FIFO: the other parts read, one warning."""
+    log = tmp_path / "dataset"
+    with mcl.LogWriter(log, format="mcl1", origin_ns=0, split_size=2000) as writer:
+        recs = [mcl.Record(i * MS, "t", mcl.encode({"name": "Thing", "i": i})) for i in range(60)]
+        for r in recs:
+            writer.write_record(r)
+    parts = sorted(log.iterdir())
+    assert len(parts) >= 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mcl.open_log(parts[1]) as part:
+            lost = list(part)
+    parts[1].unlink()
+    os.mkfifo(parts[1])
+    got, warned = _unblocked(parts[1], lambda: _read(log))
+    assert got == [r for r in recs if r not in lost] and len(lost) > 0
+    assert warned == [f"{parts[1]}: whole file unreadable: not a regular file (a FIFO); mcl reads logs from regular files only; skipped"]

@@ -374,6 +374,13 @@ class Mcl1Source:
             fp = os.fdopen(open_regular_file(path), "rb")
         except OSError as exc:
             raise LogError(f"{path}: cannot read: {exc.strerror}") from None
+        except LogError as exc:  # a later part of a series that is a FIFO, or gone: skip it, read the others
+            if self.strict:
+                raise
+            damage = skipped_file_damage(path, exc)
+            self.damage.append(damage)
+            self._warn(damage)
+            return
         window = None if start_ns is None and end_ns is None else (
             -(1 << 62) if start_ns is None else start_ns,
             1 << 62 if end_ns is None else end_ns,
