@@ -47,7 +47,8 @@ def source_metadata(reader: LogReader, *, paths: bool = False) -> dict[str, str]
     for index, source in enumerate(reader.sources):
         info[f"source.{index}.format"] = source.format
         if paths:
-            info[f"source.{index}.path"] = str(Path(source.path).resolve())
+            # MCAP strings are UTF-8: a path of other bytes is kept with its odd bytes escaped.
+            info[f"source.{index}.path"] = os.fsencode(Path(source.path).resolve()).decode("utf-8", "backslashreplace")
     return info
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from mcl.exceptions import MessageError
 
 __all__ = [
+    "MAX_DEPTH",
     "Message",
     "GenericMessage",
     "decode",
@@ -41,6 +42,12 @@ __all__ = [
 # msgpack extension codes. Documented in docs/log-format.md (payload section).
 EXT_NDARRAY = 42  # numpy array: msgpack [descr, shape, raw C-order bytes]
 EXT_NPSCALAR = 43  # numpy scalar: same body, shape []
+
+# Deepest nesting of lists and maps a payload may have when decoded. msgpack
+# itself stops at 1024 levels, but every consumer of a decoded value (JSON
+# output, schema inference, comparisons) recurses once or twice per level and
+# would hit Python's recursion limit on a payload of a few hundred bytes.
+MAX_DEPTH = 100
 
 _REGISTRY: dict[str, type[Message]] = {}
 
@@ -99,15 +106,39 @@ def encode(value: Any) -> bytes:
 def unpack(payload: bytes) -> Any:
     """Decode payload bytes to plain Python values (maps stay dicts)."""
     try:
-        return msgpack.unpackb(
+        value = msgpack.unpackb(
             payload,
             raw=False,
             ext_hook=_ext_hook,
             strict_map_key=False,
             unicode_errors="surrogateescape",
         )
+    except msgpack.StackError:
+        raise MessageError(f"payload of {len(payload)} bytes is nested deeper than {MAX_DEPTH} levels") from None
     except Exception as exc:  # msgpack raises several unrelated types
         raise MessageError(f"payload of {len(payload)} bytes is not valid msgpack: {exc}") from exc
+    # Every level takes at least one byte: a shorter payload cannot be too deep.
+    if len(payload) > MAX_DEPTH and type(value) in _CONTAINERS and _too_deep(value):
+        raise MessageError(f"payload of {len(payload)} bytes is nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+_CONTAINERS = (list, dict)
+_CONTAINER_TYPES = frozenset(_CONTAINERS)
+
+
+def _too_deep(value: list[Any] | dict[Any, Any]) -> bool:
+    """True if lists and maps nest deeper than MAX_DEPTH (iterative: no recursion on hostile input)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        container, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        items = container.values() if type(container) is dict else container
+        if _CONTAINER_TYPES.isdisjoint(map(type, items)):  # C speed for the usual flat containers
+            continue
+        stack.extend((item, depth + 1) for item in items if type(item) in _CONTAINERS)
+    return False
 
 
 def decode(payload: bytes) -> Any:

@@ -47,6 +47,7 @@ __all__ = [
     "run_main",
     "print_error",
     "print_warning",
+    "print_damage_warnings",
     "seconds",
     "non_negative_seconds",
     "comma_list",
@@ -125,6 +126,20 @@ def _show_warning(
         _fallback(message, category, filename, lineno, file, line)
 
 
+def print_damage_warnings() -> None:
+    """Show every LogDamageWarning as one ``warning:`` line on stderr from now on (other warnings unchanged).
+
+    ``run_main`` does it for the duration of a command; a worker process
+    that reads logs for a command (the replay buffer) calls it at start-up.
+    """
+    fallback = warnings.showwarning
+
+    def show(*args: Any, **kwargs: Any) -> None:
+        _show_warning(*args, **kwargs, _fallback=fallback)
+
+    warnings.showwarning = show
+
+
 def run_main(body: Callable[[], int | None]) -> int:
     """Run a command's body inside the error boundary; return its exit status.
 
@@ -134,12 +149,7 @@ def run_main(body: Callable[[], int | None]) -> int:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("always", LogDamageWarning)
-        fallback = warnings.showwarning
-
-        def show(*args: Any, **kwargs: Any) -> None:
-            _show_warning(*args, **kwargs, _fallback=fallback)
-
-        warnings.showwarning = show
+        print_damage_warnings()
         try:
             status = body()
             _flush_stdout()

@@ -10,14 +10,20 @@ given). Keys: path, format, files,
 size_bytes, origin (UTC ISO 8601), origin_ns, start and end (elapsed s),
 duration (s), messages, topics (topic -> {messages, types, bytes, rate_hz,
 first, last}), damage (list of {path, line, offset, reason, lost_bytes}),
-metadata, indexed, accounting (what the recorder stored about its losses:
-the accounting file of docs/log-format.md, null for a log without one).
+metadata, indexed, verified, accounting (what the recorder stored about its
+losses: the accounting file of docs/log-format.md, null for a log without
+one).
 
-Damage (a truncated tail, a damaged line or block) is reported, not an error:
-the exit status is 0. A path that is not a log exits 1.
+Damage (a truncated tail, a damaged line or block, a data file that cannot
+be read at all) is reported, not an error: the exit status is 0. A path
+that is not a log exits 1. A native log's summary comes from its index or
+its chunk headers, which say nothing of damaged chunk bodies: --check reads
+every chunk and verifies every CRC ("verified" in the JSON); without it the
+text says "not verified". MCL_LOG 1.0 logs are always read whole.
 
 Examples:
   mcl-info sample_logs/vehicle
+  mcl-info sample_logs/vehicle --check
   mcl-info run.mcap --json
   mcl-info sample_logs/vehicle --plot timeline.png
   mcl-info run1/ run2/ --json | jq '.[].duration'
@@ -55,6 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logs", nargs="+", metavar="LOG", help="log directory, log file or split-series prefix")
     add_json_argument(parser, "print JSON instead of text (see below)")
     parser.add_argument(
+        "--check",
+        action="store_true",
+        help="read every record and verify every CRC (without it, a native log's damage is what its index and"
+        " chunk headers say; chunk bodies are not verified)",
+    )
+    parser.add_argument(
         "--reindex",
         action="store_true",
         help="rebuild the index of a native log (after a crash or damage) before showing it",
@@ -89,7 +101,7 @@ def summarize(path: str, args: argparse.Namespace | None = None) -> LogSummary:
             return native.reindex(path)
     source = open_source(path)
     try:
-        return source.summary()
+        return source.summary(verify=True) if args is not None and getattr(args, "check", False) else source.summary()
     finally:
         source.close()
 
@@ -210,6 +222,7 @@ def summary_to_dict(summary: LogSummary) -> dict[str, Any]:
         ],
         "metadata": dict(summary.metadata),
         "indexed": summary.indexed,
+        "verified": summary.verified,
     }
 
 
@@ -235,8 +248,12 @@ def format_summary(summary: LogSummary) -> str:
     if summary.damage:
         lines.append(f"damage:    {len(summary.damage)} damaged part(s) skipped")
         lines += [f"  - {d}" for d in summary.damage]
+        if not summary.verified:
+            lines.append("           the rest not verified (use --check)")
+    elif summary.verified:
+        lines.append("damage:    none (every record read and checked)")
     else:
-        lines.append("damage:    none")
+        lines.append("damage:    none known, not verified (use --check)")
     if summary.topics:
         lines.append("topics:")
         names = [json.dumps(t, ensure_ascii=False) for t in sorted(summary.topics)]

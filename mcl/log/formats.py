@@ -10,7 +10,7 @@ from types import ModuleType
 from typing import Any, Protocol
 
 from mcl.exceptions import LogError, LogFormatError, LogNotFound
-from mcl.log.record import LogSource, Record
+from mcl.log.record import LogSource, Record, open_regular_file
 
 __all__ = [
     "FORMATS",
@@ -81,11 +81,18 @@ class LogWriterProtocol(Protocol):
 
 def file_starts_with(path: Path, magic: bytes) -> bool:
     """True if the file at `path` begins with the bytes `magic` (a format's probe)."""
+    from mcl.log.record import open_regular_file  # never blocks on a FIFO
+
     try:
-        with open(path, "rb") as fp:
-            return fp.read(len(magic)) == magic
+        fd = open_regular_file(path)
+    except LogError:
+        return False
+    try:
+        return os.pread(fd, len(magic), 0) == magic
     except OSError:
         return False
+    finally:
+        os.close(fd)
 
 
 def format_spec(name: str) -> FormatSpec:
@@ -137,6 +144,8 @@ def open_source(path: str | os.PathLike[str], *, strict: bool = False) -> LogSou
     p = Path(path)
     if not p.exists() and not p.parent.is_dir():
         raise LogNotFound(p)
+    if p.exists() and not p.is_dir():
+        os.close(open_regular_file(p))  # a FIFO or a device: refused before any format opens it
     if p.is_dir() and not any(p.iterdir()):
         raise LogNotFound(p, "the directory is empty")
     for spec, module in _available():

@@ -94,6 +94,7 @@ RAW_SCHEMA_NAME = "RawData"  # schema of payloads that are not named messages
 EMPTY_TOPIC = "(empty)"  # the MCAP topic of records with the empty topic name
 PROFILE = ""  # no MCAP profile fits (the registry has ros1 and ros2 only)
 LIBRARY = "mcl"
+_U64_MAX = (1 << 64) - 1  # MCAP times are u64 ns since 1970
 RECORD_LIMIT = 1 << 30  # bytes: a record announcing more is damage, not an allocation
 REORDER_WINDOW = 65536  # messages held to put a summary-less file in time order
 COMPRESSIONS = ("zstd", "lz4", "none")
@@ -481,6 +482,11 @@ class McapWriter:
         sequence = self._sequences.get(channel_id, 0)
         self._sequences[channel_id] = sequence + 1
         when = self.origin_ns + elapsed_ns
+        if not 0 <= when <= _U64_MAX:
+            raise LogError(
+                f"record on topic {topic!r} at {elapsed_ns / 1e9:.6f} s has the time {when} ns since 1970,"
+                " outside MCAP's range of 0 to 2**64 - 1 ns"
+            )
         self._writer.add_message(channel_id=channel_id, log_time=when, data=data, publish_time=when, sequence=sequence)
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
@@ -847,8 +853,12 @@ class McapSource:
             self.damage.append(damage)
         warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
 
-    def summary(self) -> LogSummary:
-        """Counts per topic (a pass over the messages, payloads not decoded), encodings, damage."""
+    def summary(self, *, verify: bool = False) -> LogSummary:
+        """Counts per topic (a pass over the messages, payloads not decoded), encodings, damage.
+
+        The pass reads every chunk and checks its CRC, so the summary is
+        always verified (`verify` is accepted for the LogSource protocol).
+        """
         summary = LogSummary(path=str(self.path), format=FORMAT, origin_ns=self.origin_ns, size_bytes=self._size,
                              files=[str(self.path)], indexed=False)
         origin = self.origin_ns or 0
@@ -879,6 +889,7 @@ class McapSource:
         summary.metadata = {k: v for k, v in self.metadata.items() if k not in ("origin_ns",)}
         summary.metadata["mcap encodings"] = self._describe_encodings()
         summary.metadata["mcap index"] = "chunk indexes" if self.indexed else "none (read from the start)"
+        summary.verified = True
         return summary
 
     def _describe_encodings(self) -> str:

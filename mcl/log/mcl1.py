@@ -12,7 +12,14 @@ Differences from the original reader, on purpose: type names may hold
 underscores (series are found by a trailing ``_NNN``), blank lines are
 skipped, unknown types do not raise, and a damaged line is skipped with a
 warning instead of ending the read. ``.tmp`` files (left by an interrupted
-original recorder) are not read.
+original recorder) are not read. A ``.log`` file of a directory that is not
+an MCL_LOG 1.0 file (a ``notes.log``, a file zero-filled by a power loss: no
+header and a first line that is not a record; another header; a FIFO) is
+skipped with a warning and the other files are read. A `created` date that
+is not a date in the ``i64`` ns range (1678 to 2261) leaves the series
+without a time origin (a warning; its records are kept). Reading is linear
+in the file size; a line over ``MAX_LINE_BYTES`` (256 MiB) is skipped as
+damage without being held in memory.
 """
 
 from __future__ import annotations
@@ -49,6 +56,8 @@ from mcl.log.record import (
     elapsed_key,
     make_log_dir,
     ns_to_datetime,
+    open_regular_file,
+    skipped_file_damage,
 )
 from mcl.message import type_name_of
 
@@ -63,6 +72,13 @@ _SPLIT_RE = re.compile(r"^(?P<prefix>.+)_(?P<num>\d{3,})\.log$")
 _TOPIC_RE = re.compile(r"[!-~]*")  # printable ASCII without white space: the line is split on white space
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.-]|^\.")  # characters kept out of file names
 _NS = 1_000_000_000
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+_HEADER_LINE_LIMIT = 4096  # characters of a header line read at most
+# A data line longer than this (a payload of 128 MiB as hex) is damage: it is
+# skipped without being held in memory. Bounds the reader's memory per file.
+MAX_LINE_BYTES = 1 << 28
+_PEEK_BYTES = 1 << 16  # bytes read at open to check that a file without a header starts with a record
+_RECORD_START_RE = re.compile(rb"\s*[-+0-9.eEinfatyINFATY]+\s+'[!-~]*'(\s+[0-9a-fA-F]*)?")
 _unhexlify = binascii.unhexlify
 
 _HEADER_TEMPLATE = """\
@@ -127,8 +143,13 @@ def parse_created(text: str, path: Path) -> int:
     try:
         when = _dt.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise LogFormatError(path, f"header 'created' is not a date and time: {text.strip()!r}", line=5) from None
-    return datetime_to_ns(when)
+        raise LogFormatError(path, f"header 'created' is not a date and time: {text.strip()[:60]!r}", line=5) from None
+    ns = datetime_to_ns(when)
+    if not _I64_MIN <= ns <= _I64_MAX:
+        raise LogFormatError(
+            path, f"header 'created' {text.strip()!r} is outside the years 1678 to 2261 (i64 ns since 1970)", line=5
+        )
+    return ns
 
 
 def read_header(fp: IO[str], path: Path) -> Header | None:
@@ -136,7 +157,7 @@ def read_header(fp: IO[str], path: Path) -> Header | None:
 
     Leaves `fp` at the first data line.
     """
-    first = fp.readline()
+    first = fp.readline(_HEADER_LINE_LIMIT)
     if not first.startswith("#"):
         fp.seek(0)
         return None
@@ -150,8 +171,10 @@ def read_header(fp: IO[str], path: Path) -> Header | None:
     lineno = 1
     fields: dict[str, str] = {}
     while True:
-        line = fp.readline()
+        line = fp.readline(_HEADER_LINE_LIMIT)
         lineno += 1
+        if len(line) == _HEADER_LINE_LIMIT and not line.endswith("\n"):
+            raise LogFormatError(path, f"header line longer than {_HEADER_LINE_LIMIT} characters", line=lineno)
         if not line.endswith("\n"):
             # Cut short while being written (the last line may be partial):
             # damage, not a foreign file.
@@ -200,9 +223,24 @@ class Mcl1Source:
     def __init__(self, path: str | os.PathLike[str], *, strict: bool = False) -> None:
         self.path = Path(path)
         self.strict = strict  # damage raises LogFormatError instead of warning
-        self._series = self._find_series(self.path)
-        for series in self._series:
-            self._read_series_header(series)
+        self.skipped: list[Damage] = []  # files that are not MCL_LOG 1.0 files at all (whole series skipped)
+        found = self._find_series(self.path)
+        self._series: list[_Series] = []
+        failures: list[LogError] = []
+        for series in found:
+            try:
+                self._read_series_header(series)
+            except LogError as exc:
+                # One foreign or unreadable file (notes.log, a zero-filled file)
+                # must not hide the other series of the log.
+                if strict or len(found) == 1:
+                    raise
+                failures.append(exc)
+                self.skipped.append(skipped_file_damage(series.files[0], exc, len(series.files)))
+                continue
+            self._series.append(series)
+        if not self._series:
+            raise failures[0]
         origins = [s.origin_ns for s in self._series if s.origin_ns is not None]
         self.origin_ns: int | None = min(origins) if origins else None
         self.damage: list[Damage] = []
@@ -213,7 +251,7 @@ class Mcl1Source:
         if path.is_dir():
             groups: dict[str, list[Path]] = {}
             for p in sorted(path.iterdir()):
-                if p.suffix != ".log" or not p.is_file():
+                if p.suffix != ".log" or p.is_dir():  # a FIFO named .log is reported (and skipped) by the reader
                     continue
                 m = _SPLIT_RE.match(p.name)
                 key = m.group("prefix") if m else p.stem
@@ -239,15 +277,28 @@ class Mcl1Source:
         raise LogNotFound(path)
 
     def _read_series_header(self, series: _Series) -> None:
+        """The header of a series' first file, or a check that a file without one starts with a record.
+
+        LogFormatError if the file is not an MCL_LOG 1.0 file; a `created`
+        that is not a usable date is damage (the origin is unknown, the
+        records are kept).
+        """
         first = series.files[0]
         try:
-            with open(first, encoding="latin-1", newline="") as fp:
+            with open_text(first) as fp:
                 header = read_header(fp, first)
+                if header is None:
+                    _check_first_record(fp, first)
         except OSError as exc:
             raise LogError(f"{first}: cannot read: {exc.strerror}") from None
         series.header = header
         if header is not None and (header.complete or header.created):
-            series.origin_ns = parse_created(header.created, first)
+            try:
+                series.origin_ns = parse_created(header.created, first)
+            except LogFormatError as exc:
+                series.damage.append(
+                    Damage(path=str(first), reason=f"{exc.reason}: the time origin is unknown", line=exc.line)
+                )
 
     # -- reading --------------------------------------------------------------------
     @property
@@ -265,6 +316,8 @@ class Mcl1Source:
         end_ns: int | None = None,
     ) -> Iterator[Record]:
         """Records of every series merged in time order (ties: file order)."""
+        for damage in self.skipped + [d for series in self._series for d in series.damage]:
+            self._warn(damage)
         streams = [self._iter_series(s, topics, start_ns, end_ns) for s in self._series]
         if len(streams) == 1:
             return streams[0]
@@ -297,7 +350,13 @@ class Mcl1Source:
         start_ns: int | None,
         end_ns: int | None,
     ) -> Iterator[list[Record]]:
-        """The records of one file, a list per block of about ``_CHUNK_BYTES``."""
+        """The records of one file, a list per block of about ``_CHUNK_BYTES``.
+
+        Linear in the file size whatever its lines: a line longer than one
+        block is gathered once (its pieces joined when its newline comes),
+        and a line over ``MAX_LINE_BYTES`` is skipped as damage without
+        being held in memory.
+        """
         lineno = 0
         body = 0  # byte offset of the first data line
         # A file that starts a stream without a header must start with a
@@ -305,16 +364,23 @@ class Mcl1Source:
         headless = first
         try:
             if first:
-                with open(path, encoding="latin-1", newline="") as text:
+                with open_text(path) as text:
                     header = read_header(text, path)
                 if header is not None:
                     lineno, body, headless = header.lines, header.end, False
                     if not header.complete:
                         self._report(path, lineno, "file ends inside the header (cut short); no records", header.end)
                         return
-            fp = open(path, "rb")
+            fp = os.fdopen(open_regular_file(path), "rb")
         except OSError as exc:
             raise LogError(f"{path}: cannot read: {exc.strerror}") from None
+        except LogError as exc:  # a later part of a series that is a FIFO, or gone: skip it, read the others
+            if self.strict:
+                raise
+            damage = skipped_file_damage(path, exc)
+            self.damage.append(damage)
+            self._warn(damage)
+            return
         window = None if start_ns is None and end_ns is None else (
             -(1 << 62) if start_ns is None else start_ns,
             1 << 62 if end_ns is None else end_ns,
@@ -322,24 +388,47 @@ class Mcl1Source:
         state = _FileState(path, shift, topics, window, headless)
         with fp:
             fp.seek(body)
-            carry = b""
+            pieces: list[bytes] = []  # the start of a line that is longer than one block
+            pending = 0  # bytes in `pieces`
+            overlong = False  # inside a line over MAX_LINE_BYTES: skip to its newline
             while True:
                 chunk = fp.read(_CHUNK_BYTES)
                 if not chunk:
                     break
-                data = carry + chunk if carry else chunk
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:
-                    carry = data
+                cut = chunk.rfind(b"\n") + 1
+                if cut == 0:  # no line ends in this block
+                    pending += len(chunk)
+                    if not overlong:
+                        pieces.append(chunk)
+                        if pending > MAX_LINE_BYTES:
+                            overlong, pieces = True, []
                     continue
-                block, carry = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+                if overlong:
+                    # The newline that ends the long line is the first one of this block.
+                    nl = chunk.find(b"\n") + 1
+                    lineno += 1
+                    self._report(path, lineno, f"line longer than {MAX_LINE_BYTES} bytes", pending + nl)
+                    overlong, pending = False, 0
+                    chunk, cut = chunk[nl:], cut - nl
+                    if not chunk:
+                        continue
+                elif pieces:
+                    pieces.append(chunk)
+                    chunk = b"".join(pieces)
+                    cut += pending
+                    pieces, pending = [], 0
+                block = chunk if cut == len(chunk) else chunk[:cut]
+                if cut < len(chunk):
+                    pieces, pending = [chunk[cut:]], len(chunk) - cut
                 records = state.parse_block(block)
                 if records is None:  # damage, blank lines or empty payloads in the block
                     records = list(self._parse_lines(state, block.split(b"\n")[:-1], lineno, complete=True))
                 lineno += block.count(b"\n")
                 yield records
-            if carry:  # the last line has no newline: maybe cut while being written
-                yield list(self._parse_lines(state, [carry], lineno, complete=False))
+            if overlong:
+                self._report(path, lineno + 1, f"line longer than {MAX_LINE_BYTES} bytes (and cut short)", pending)
+            elif pieces:  # the last line has no newline: maybe cut while being written
+                yield list(self._parse_lines(state, [b"".join(pieces)], lineno, complete=False))
 
     def _parse_lines(self, state: _FileState, lines: list[bytes], lineno: int, *, complete: bool) -> Iterator[Record]:
         """Line by line, reporting damage (the slow path of ``_FileState.parse_block``)."""
@@ -347,22 +436,15 @@ class Mcl1Source:
         for raw in lines:
             lineno += 1
             line = raw.decode("latin-1") + ("\n" if complete else "")
-            try:
-                t, topic, hexpayload = line.split()
-                if topic[0] != "'" or topic[-1] != "'" or len(topic) < 2:
-                    raise ValueError("topic is not quoted")
-                elapsed = round(float(t) * _NS) + state.shift
-                payload = bytes.fromhex(hexpayload)
-            except (ValueError, IndexError, OverflowError):
+            parsed = _parse_line(line)
+            if parsed is None:
                 if not line.strip():
                     continue  # blank line: the original choked on these
-                empty = _parse_empty_payload(line)
-                if empty is None:
-                    # A last line without its newline was cut while being written.
-                    self._damaged(path, lineno, line, state.good, state.headless, truncated=not complete)
-                    continue
-                elapsed = empty[0] + state.shift
-                topic, payload = empty[1], b""
+                # A last line without its newline was cut while being written.
+                self._damaged(path, lineno, line, state.good, state.headless, truncated=not complete)
+                continue
+            elapsed, topic, payload = parsed
+            elapsed += state.shift
             if not complete and not _complete_msgpack(payload):
                 self._damaged(path, lineno, line, state.good, state.headless, truncated=True)
                 continue
@@ -385,11 +467,17 @@ class Mcl1Source:
         """Damage: raise in strict mode, else remember it and warn (the read goes on)."""
         if self.strict:
             raise LogFormatError(path, reason, line=lineno)
-        self.damage.append(Damage(path=str(path), reason=reason, line=lineno, lost_bytes=lost_bytes))
-        warnings.warn(LogDamageWarning(path, reason + "; skipped", line=lineno), stacklevel=3)
+        damage = Damage(path=str(path), reason=reason, line=lineno, lost_bytes=lost_bytes)
+        self.damage.append(damage)
+        self._warn(damage)
 
-    def summary(self) -> LogSummary:
-        """Scan the whole log (MCL_LOG 1.0 has no index)."""
+    def _warn(self, damage: Damage) -> None:
+        if self.strict:  # only skipped files and header damage get here in strict mode
+            raise LogFormatError(damage.path, damage.reason, line=damage.line)
+        warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", line=damage.line), stacklevel=4)
+
+    def summary(self, *, verify: bool = False) -> LogSummary:
+        """Scan the whole log (MCL_LOG 1.0 has no index): every line is read, so it is always verified."""
         summary = LogSummary(path=str(self.path), format=FORMAT, origin_ns=self.origin_ns)
         summary.files = [str(f) for f in self.files]
         summary.size_bytes = sum(f.stat().st_size for f in self.files)
@@ -417,12 +505,14 @@ class Mcl1Source:
                         name = type_name_of(rec.payload)
                         if name is not None:
                             stats.types.add(name)
-        summary.damage = list(self.damage)
+        summary.damage = self.skipped + [d for series in self._series for d in series.damage] + self.damage
+        summary.files += [d.path for d in self.skipped]
         summary.messages = sum(t.messages for t in summary.topics.values())
         firsts = [t.first_ns for t in summary.topics.values() if t.first_ns is not None]
         lasts = [t.last_ns for t in summary.topics.values() if t.last_ns is not None]
         summary.start_ns = min(firsts) if firsts else None
         summary.end_ns = max(lasts) if lasts else None
+        summary.verified = True
         return summary
 
     def close(self) -> None:
@@ -433,6 +523,54 @@ class Mcl1Source:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _parse_line(line: str) -> tuple[int, str, bytes] | None:
+    """(elapsed ns, quoted topic, payload) of one data line, None if it is not a record.
+
+    A line whose time is not an i64 number of ns is not a record either.
+    """
+    try:
+        t, topic, hexpayload = line.split()
+        if topic[0] != "'" or topic[-1] != "'" or len(topic) < 2:
+            raise ValueError("topic is not quoted")
+        elapsed = round(float(t) * _NS)
+        payload = bytes.fromhex(hexpayload)
+    except (ValueError, IndexError, OverflowError):
+        empty = _parse_empty_payload(line)
+        if empty is None:
+            return None
+        elapsed, topic = empty
+        payload = b""
+    if not _I64_MIN <= elapsed <= _I64_MAX:
+        return None
+    return elapsed, topic, payload
+
+
+def open_text(path: Path) -> IO[str]:
+    """A regular file opened as latin-1 text with newlines kept (never blocks on a FIFO)."""
+    return os.fdopen(open_regular_file(path), encoding="latin-1", newline="")
+
+
+def _check_first_record(fp: IO[str], path: Path) -> None:
+    """LogFormatError unless the first non-blank line of a file without a header is (or starts like) a record."""
+    text = fp.read(_PEEK_BYTES)
+    lineno, pos = 0, 0
+    while pos < len(text):
+        lineno += 1
+        nl = text.find("\n", pos)
+        if nl < 0:  # a line that goes on past what was read, or a last line without newline
+            line = text[pos:]
+            if not line.strip() or _RECORD_START_RE.match(line.encode("latin-1")):
+                return
+        else:
+            line = text[pos : nl + 1]
+            if not line.strip():
+                pos = nl + 1
+                continue
+            if _parse_line(line) is not None:
+                return
+        raise LogFormatError(path, "not an MCL_LOG 1.0 file (no header and the first line is not a record)", line=lineno)
 
 
 def _parse_empty_payload(line: str) -> tuple[int, str] | None:
@@ -517,6 +655,8 @@ class _FileState:
             payloads = list(map(_unhexlify, tokens[2::3]))
         except (ValueError, OverflowError, binascii.Error):  # OverflowError: 'inf' as a time
             return None
+        if elapsed and (min(elapsed) - shift < _I64_MIN or max(elapsed) - shift > _I64_MAX):
+            return None  # a time outside the i64 ns range: the slow path reports the line
         self.good += count
         names = [cache[token][0] for token in tokens[1::3]]  # type: ignore[index]
         if self.window is None and all(kept for _, kept in entries):

@@ -67,6 +67,8 @@ from mcl.log.record import (
     TopicStats,
     elapsed_key,
     make_log_dir,
+    open_regular_file,
+    skipped_file_damage,
 )
 from mcl.message import type_name_of
 
@@ -75,6 +77,9 @@ __all__ = ["FORMAT", "NativeSource", "NativeWriter", "probe", "reindex", "data_f
 FORMAT = "native"
 DEFAULT_CHUNK_SIZE = 1 << 20  # raw bytes buffered before a chunk is written
 DEFAULT_FLUSH_INTERVAL_NS = 100_000_000
+# Log time a chunk spans at most: with DEFAULT_CHUNK_SIZE it bounds what one
+# damaged spot can lose (one chunk: at most 1 MiB and 1 s of records).
+DEFAULT_CHUNK_DURATION_NS = 1_000_000_000
 _RECORD_OVERHEAD = 14  # bytes a record adds to a chunk body besides its payload
 _DATA_RE = re.compile(r"^data_(\d+)\.mcln$")
 
@@ -92,7 +97,8 @@ def data_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise LogNotFound(path)
-    files = [p for p in path.iterdir() if p.suffix == DATA_SUFFIX and p.is_file()]
+    # Not only regular files: a FIFO or a device named like a data file is reported (and skipped) by the reader.
+    files = [p for p in path.iterdir() if p.suffix == DATA_SUFFIX and not p.is_dir()]
     if not files:
         raise LogNotFound(path, "no native (.mcln) data files in this directory")
 
@@ -137,6 +143,7 @@ class NativeWriter:
         compression: str | None = None,  # None / "none" or "zstd" (per chunk)
         compression_level: int = 3,  # zstd level
         chunk_size: int = DEFAULT_CHUNK_SIZE,  # raw bytes per chunk (smaller if split_size is smaller)
+        chunk_duration_ns: int | None = DEFAULT_CHUNK_DURATION_NS,  # elapsed ns a chunk spans at most; None: no limit
         flush_interval_ns: int | None = DEFAULT_FLUSH_INTERVAL_NS,  # None: only size, flush() and close() write chunks
         fsync: bool = False,  # fsync after every chunk (survives power loss, slower)
     ) -> None:
@@ -147,6 +154,10 @@ class NativeWriter:
             raise LogError(f"split duration must be positive, not {split_duration_ns} ns")
         if chunk_size <= 0:
             raise LogError(f"chunk size must be positive, not {chunk_size}")
+        if chunk_duration_ns is not None and chunk_duration_ns <= 0:
+            raise LogError(f"chunk duration must be positive, not {chunk_duration_ns} ns")
+        self._chunk_duration_ns = chunk_duration_ns
+        self._chunk_until_ns: int = 1 << 64
         self._compressor: Any = None
         if compression not in (None, "none", "zstd"):
             raise LogError(f"unknown compression {compression!r} (known: none, zstd)")
@@ -187,12 +198,16 @@ class NativeWriter:
         """Append one record; `elapsed_ns` is relative to ``origin_ns``."""
         if elapsed_ns >= self._roll_at_ns:
             self._roll_for_time(elapsed_ns)
+        if elapsed_ns >= self._chunk_until_ns:
+            self._write_chunk()  # the chunk spans its duration: this record starts the next one
         tid = self._ids.get(topic)
         if tid is None:
             tid = self._new_topic(topic, payload)
         if elapsed_ns < self._last_ns:
             self._sorted = False
         self._last_ns = elapsed_ns
+        if not self._times and self._chunk_duration_ns is not None:
+            self._chunk_until_ns = elapsed_ns + self._chunk_duration_ns
         self._times.append(elapsed_ns)
         self._tids.append(tid)
         self._payloads.append(payload)
@@ -240,6 +255,7 @@ class NativeWriter:
         self._pending = 0
         self._sorted = True
         self._last_ns = -(1 << 63)
+        self._chunk_until_ns = 1 << 64  # elapsed time at which the chunk is written (set by its first record)
         self._flush_at_ns = (
             time.monotonic_ns() + self._flush_interval_ns if self._flush_interval_ns is not None else 1 << 63
         )
@@ -401,9 +417,21 @@ class NativeSource:
         self._closed = False
         self._files: list[_DataFile] = []
         self.damage: list[Damage] = []  # damage found while reading (besides the index / scan)
+        self.skipped: list[Damage] = []  # data files that could not be read at all
         try:
+            failures: list[LogError] = []
             for p in data_files(self.path):
-                self._files.append(self._open_file(p))
+                try:
+                    self._files.append(self._open_file(p))
+                except LogError as exc:
+                    # One unreadable file (zero-filled by a power loss, foreign,
+                    # another version) must not hide the others.
+                    if self.strict:
+                        raise
+                    failures.append(exc)
+                    self.skipped.append(skipped_file_damage(p, exc))
+            if not self._files:
+                raise failures[0]
         except BaseException:
             self.close()
             raise
@@ -416,31 +444,13 @@ class NativeSource:
         self._plan_ends = [step.end_ns for step in self._plan]
 
     def _open_file(self, path: Path) -> _DataFile:
+        fd = open_regular_file(path)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            raise LogError(f"{path}: cannot read: {exc.strerror}") from None
-        size = os.fstat(fd).st_size
-        try:
-            header: FileHeader | None = read_file_header(fd, path)
-        except HeaderDamaged as exc:
-            header = None
-            header_damage = Damage(path=str(path), reason=str(exc), offset=0)
-            if isinstance(exc, BadMagic) and not scan_file(fd, path, 0, size).chunks:
-                os.close(fd)
-                raise LogFormatError(path, "not an mcl native data file (bad magic and no chunk)", offset=0) from None
+            header, scan, indexed = _load_file(fd, path, verify=False, use_index=True)
         except BaseException:
             os.close(fd)
             raise
-        key = file_key(fd, header)
-        scan = read_index(path, size, key)
-        if scan is not None:
-            return _DataFile(path, header, scan, True, fd=fd)
-        if header is not None:
-            scan = scan_file(fd, path, header.size, size)
-        else:
-            scan = _scan_headerless(fd, path, size, header_damage)
-        return _DataFile(path, header, scan, False, fd=fd)
+        return _DataFile(path, header, scan, indexed, fd=fd)
 
     def _make_plan(self) -> list[_Step]:
         """Chunks of every file in time order, grouped into runs that overlap in time."""
@@ -511,6 +521,8 @@ class NativeSource:
         if self._closed:
             raise RuntimeError("Cannot read from a log source once it has been closed.")
         first = 0 if start_ns is None else bisect_left(self._plan_ends, start_ns)
+        for damage in self.skipped:
+            self._report(damage)
         return chain.from_iterable(self._iter_steps(first, topics, start_ns, end_ns))
 
     def _iter_steps(
@@ -613,15 +625,25 @@ class NativeSource:
             raise LogFormatError(damage.path, damage.reason, offset=damage.offset)
         warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
 
-    def summary(self) -> LogSummary:
-        """Counts, topics, types, metadata and damage, from the indexes (or chunk headers)."""
+    def summary(self, *, verify: bool = False) -> LogSummary:
+        """Counts, topics, types, metadata and damage, from the indexes (or chunk headers).
+
+        The index and the chunk headers say nothing of damaged bodies;
+        `verify` reads every chunk of every file (not the index) and checks
+        every CRC, size and column, as ``mcl-info --check`` does.
+        """
+        if self._closed:
+            raise RuntimeError("Cannot read from a log source once it has been closed.")
         summary = LogSummary(path=str(self.path), format=FORMAT, origin_ns=self.origin_ns)
         summary.files = [str(f.path) for f in self._files]
-        summary.size_bytes = sum(f.scan.size for f in self._files)
         summary.metadata = self.metadata
+        scans = [f.scan for f in self._files]
+        if verify:
+            scans = [_load_file(f.fd, f.path, verify=True, use_index=False)[1] for f in self._files]
+        summary.size_bytes = sum(scan.size for scan in scans)
         stats: dict[str, TopicStats] = {}
-        for f in self._files:
-            for name, s in f.scan.topics.items():
+        for f, scan in zip(self._files, scans):
+            for name, s in scan.topics.items():
                 shifted = TopicStats(s.messages, s.bytes, set(s.types), _add(s.first_ns, f.shift), _add(s.last_ns, f.shift))
                 t = stats.setdefault(name, TopicStats())
                 t.messages += shifted.messages
@@ -631,15 +653,19 @@ class NativeSource:
                     t.first_ns = shifted.first_ns if t.first_ns is None else min(t.first_ns, shifted.first_ns)
                 if shifted.last_ns is not None:
                     t.last_ns = shifted.last_ns if t.last_ns is None else max(t.last_ns, shifted.last_ns)
-            summary.damage.extend(f.scan.damage)
-        summary.damage.extend(d for d in self.damage if d not in summary.damage)
+            summary.damage.extend(scan.damage)
+        summary.damage.extend(self.skipped)
+        if not verify:  # a verified scan found these again (with their reason as found there)
+            summary.damage.extend(d for d in self.damage if d not in summary.damage)
+        summary.files += [d.path for d in self.skipped]
         summary.topics = dict(sorted(stats.items()))
         summary.messages = sum(t.messages for t in stats.values())
         firsts = [t.first_ns for t in stats.values() if t.first_ns is not None]
         lasts = [t.last_ns for t in stats.values() if t.last_ns is not None]
         summary.start_ns = min(firsts) if firsts else None
         summary.end_ns = max(lasts) if lasts else None
-        summary.indexed = all(f.indexed for f in self._files)
+        summary.indexed = not verify and all(f.indexed for f in self._files)
+        summary.verified = verify
         return summary
 
     def close(self) -> None:
@@ -667,18 +693,44 @@ def _merge_batches(parts: list[Any]) -> Any:
     return table.take(pa.array(order)).combine_chunks().to_batches()[0]
 
 
-def _scan_headerless(fd: int, path: Path, size: int, header_damage: Damage, verify: bool = False) -> FileScan:
-    """Chunks of a data file whose header is unreadable: look for them after where the magic ends."""
-    skip = len(FILE_MAGIC)
-    scan = scan_file(fd, path, skip, size, verify=verify)
-    if scan.damage and scan.damage[0].offset == skip:
-        first = scan.damage[0]
+def _load_file(fd: int, path: Path, *, verify: bool, use_index: bool) -> tuple[FileHeader | None, FileScan, bool]:
+    """Header and chunks of one data file: (header or None, scan, True if from the index).
+
+    LogFormatError when the file is not a native data file at all (bad
+    magic and no chunk anywhere: e.g. zero-filled or foreign) or has another
+    major version.
+    """
+    size = os.fstat(fd).st_size
+    header_damage: Damage | None = None
+    bad_magic = False
+    try:
+        header: FileHeader | None = read_file_header(fd, path)
+        assert header is not None
+        first = header.size
+    except HeaderDamaged as exc:
+        header = None
+        bad_magic = isinstance(exc, BadMagic)
+        # With a valid CRC the header's length is known even if its values are not usable.
+        first = exc.end if exc.end is not None else len(FILE_MAGIC)
+        header_damage = Damage(path=str(path), reason=str(exc), offset=0)
+    key = file_key(fd, header)
+    if use_index:
+        indexed = read_index(path, size, key, first, data_fd=fd)
+        if indexed is not None:
+            return header, indexed, True
+    scan = scan_file(fd, path, first, size, verify=verify)
+    if header_damage is None:
+        return header, scan, False
+    if bad_magic and not scan.chunks:
+        raise LogFormatError(path, "not an mcl native data file (bad magic and no chunk)", offset=0)
+    if scan.damage and scan.damage[0].offset == first:
+        lost = scan.damage[0]
         scan.damage[0] = Damage(
-            path=str(path), reason=f"{header_damage.reason}; {first.reason}", offset=0, lost_bytes=(first.lost_bytes or 0) + skip
+            path=str(path), reason=f"{header_damage.reason}; {lost.reason}", offset=0, lost_bytes=(lost.lost_bytes or 0) + first
         )
     else:
         scan.damage.insert(0, header_damage)
-    return scan
+    return header, scan, False
 
 
 def _add(value: int | None, shift: int) -> int | None:
@@ -693,27 +745,19 @@ def reindex(path: str | os.PathLike[str]) -> LogSummary:
     of the repaired log.
     """
     p = Path(path)
-    for data_path in data_files(p):
+    files = data_files(p)
+    for data_path in files:
         try:
-            fd = os.open(data_path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except OSError as exc:
-            raise LogError(f"{data_path}: cannot read: {exc.strerror}") from None
-        try:
-            size = os.fstat(fd).st_size
+            fd = open_regular_file(data_path)
             try:
-                header: FileHeader | None = read_file_header(fd, data_path)
-            except HeaderDamaged as exc:
-                header = None
-                header_damage = Damage(path=str(data_path), reason=str(exc), offset=0)
-            if header is not None:
-                scan = scan_file(fd, data_path, header.size, size, verify=True)
-            else:
-                scan = _scan_headerless(fd, data_path, size, header_damage, verify=True)
-                if not scan.chunks and header_damage.reason.endswith("(bad magic)"):
-                    raise LogFormatError(data_path, "not an mcl native data file (bad magic and no chunk)", offset=0)
-            key = file_key(fd, header)
-        finally:
-            os.close(fd)
+                header, scan, _ = _load_file(fd, data_path, verify=True, use_index=False)
+                key = file_key(fd, header)
+            finally:
+                os.close(fd)
+        except LogError:
+            if len(files) == 1:
+                raise
+            continue  # not a readable data file: nothing to index; the reader reports it
         write_index(data_path, header, scan, key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", LogDamageWarning)

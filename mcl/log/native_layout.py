@@ -15,12 +15,12 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from itertools import accumulate, compress, islice
+from itertools import accumulate, chain, compress, islice
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from mcl.exceptions import LogError, LogFormatError
-from mcl.log.record import Damage, Record, TopicFilter, TopicStats
+from mcl.log.record import Damage, Record, TopicFilter, TopicStats, open_regular_file
 
 VERSION_MAJOR = 1  # a reader refuses another major version
 VERSION_MINOR = 0  # minor versions only add things an older reader may ignore
@@ -52,6 +52,14 @@ MAX_TOPICS_PER_CHUNK = 0xFFFF
 MAX_TYPES_PER_TOPIC = 0xFF
 TYPE_SAMPLE = 64  # records per topic per chunk whose type name is read
 MAX_CHUNK_BYTES = 0xFFFF_FFFF  # lengths are u32
+# Largest raw (uncompressed) chunk body a reader accepts and a writer writes:
+# a reader checks a chunk's claimed sizes against it (and against the sum of
+# its own record lengths) before allocating anything. A single payload must
+# fit in one chunk, so this is also the largest payload of the format.
+MAX_RAW_CHUNK_BYTES = 1 << 28  # 256 MiB
+MAX_HEADER_JSON_BYTES = 1 << 24  # 16 MiB of header JSON at most
+MAX_INDEX_JSON_BYTES = 1 << 26  # 64 MiB of index JSON at most
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 _RESYNC_BLOCK = 1 << 20
 _LITTLE = sys.byteorder == "little"
 _make_record = partial(tuple.__new__, Record)
@@ -95,7 +103,15 @@ def encode_file_header(origin_ns: int, file_index: int, metadata: dict[str, str]
 
 
 class HeaderDamaged(Exception):
-    """The file header is cut short or fails its CRC (the caller turns it into damage)."""
+    """The file header is cut short, fails its CRC or holds invalid values (the caller turns it into damage).
+
+    ``end`` is the offset of the first chunk when the header's length can be
+    trusted (its CRC is right), else None.
+    """
+
+    def __init__(self, reason: str, end: int | None = None) -> None:
+        super().__init__(reason)
+        self.end = end
 
 
 class BadMagic(HeaderDamaged):
@@ -120,27 +136,71 @@ def read_file_header(fd: int, path: Path) -> FileHeader:
     if head[:8] != FILE_MAGIC:
         raise BadMagic()
     _, major, minor, length, crc = FILE_HEADER.unpack(head)
-    body = os.pread(fd, min(length, 1 << 24), FILE_HEADER.size)
+    if length > MAX_HEADER_JSON_BYTES:
+        raise HeaderDamaged(f"file header claims {length} bytes of JSON, over the limit of {MAX_HEADER_JSON_BYTES}")
+    body = os.pread(fd, length, FILE_HEADER.size)
     if _crc(head[8:16] + body) != crc:
         if len(body) < length:
             raise HeaderDamaged(f"file header cut short ({FILE_HEADER.size + len(body)} of {FILE_HEADER.size + length} bytes)")
         raise HeaderDamaged("file header fails its CRC")
     if major != VERSION_MAJOR:
         raise LogFormatError(path, f"native format version {major}.{minor}; this reader reads {VERSION_MAJOR}.x", offset=8)
+    end = FILE_HEADER.size + length
     try:
-        doc = json.loads(body)
-        header = FileHeader(
-            origin_ns=int(doc["origin_ns"]),
-            file_index=int(doc.get("file_index", 0)),
-            metadata={str(k): str(v) for k, v in dict(doc.get("metadata", {})).items()},
-            extra={k: v for k, v in doc.items() if k not in ("origin_ns", "file_index", "metadata")},
-            minor=minor,
-            size=FILE_HEADER.size + length,
-            crc=crc,
-        )
-    except (ValueError, KeyError, TypeError, AttributeError):
-        raise HeaderDamaged("file header JSON is not valid") from None
-    return header
+        doc = parse_json(body)
+    except ValueError as exc:
+        raise HeaderDamaged(f"file header {exc}", end) from None
+    if not isinstance(doc, dict):
+        raise HeaderDamaged("file header JSON is not an object", end)
+    origin_ns = doc.get("origin_ns")
+    if not is_int(origin_ns, I64_MIN, I64_MAX):
+        raise HeaderDamaged(f"file header origin_ns {_short(origin_ns)} is not an integer in the i64 range", end)
+    file_index = doc.get("file_index", 0)
+    if not is_int(file_index, 0, 0xFFFF_FFFF):
+        raise HeaderDamaged(f"file header file_index {_short(file_index)} is not an integer from 0 to 2**32 - 1", end)
+    metadata = doc.get("metadata", {})
+    if not isinstance(metadata, dict) or not all(map(is_text, chain(metadata, metadata.values()))):
+        raise HeaderDamaged("file header metadata is not an object of UTF-8 strings", end)
+    return FileHeader(
+        origin_ns=origin_ns,
+        file_index=file_index,
+        metadata=dict(metadata),
+        extra={k: v for k, v in doc.items() if k not in ("origin_ns", "file_index", "metadata")},
+        minor=minor,
+        size=end,
+        crc=crc,
+    )
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON read from a file; ValueError (one line) for bad UTF-8, bad syntax or nesting past the recursion limit."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("JSON is nested too deep") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ValueError(f"JSON is not valid ({exc})") from None
+
+
+def is_int(value: Any, lo: int, hi: int) -> TypeGuard[int]:
+    """True for a JSON integer (not a bool, not a float) within [lo, hi]."""
+    return type(value) is int and lo <= value <= hi
+
+
+def is_text(value: Any) -> bool:
+    """True for a str that is valid UTF-8 (JSON's \\ud800 escapes give lone surrogates, which are not)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # -- chunks ------------------------------------------------------------------------
@@ -226,8 +286,8 @@ def encode_chunk(
         if len(packed) < len(raw):
             stored, method = packed, COMPRESSION_ZSTD
     table = encode_topic_table(topics)
-    if len(stored) > MAX_CHUNK_BYTES or len(raw) > MAX_CHUNK_BYTES:
-        raise LogError(f"a chunk of {len(raw)} bytes is over the format limit of {MAX_CHUNK_BYTES} bytes")
+    if len(raw) > MAX_RAW_CHUNK_BYTES:
+        raise LogError(f"a chunk of {len(raw)} bytes is over the format limit of {MAX_RAW_CHUNK_BYTES} bytes")
     rest = CHUNK_HEADER.pack(
         CHUNK_MAGIC, 0, _crc(stored), len(table), len(stored), len(raw), len(times), method, times[0], max(times)
     )[8:]
@@ -273,12 +333,20 @@ def check_chunk_header(data: bytes | memoryview, header: ChunkHeader) -> list[Ch
         raise ChunkDamaged(f"unknown compression {header.compression}")
     if header.start_ns > header.end_ns:
         raise ChunkDamaged("chunk start time is after its end time")
+    if header.raw_len > MAX_RAW_CHUNK_BYTES:
+        raise ChunkDamaged(f"chunk claims a raw body of {header.raw_len} bytes, over the limit of {MAX_RAW_CHUNK_BYTES}")
+    if header.compression == COMPRESSION_NONE and header.stored_len != header.raw_len:
+        raise ChunkDamaged("uncompressed chunk has different stored and raw lengths")
     try:
         topics = decode_topic_table(bytes(data[CHUNK_HEADER.size : end]))
     except (ValueError, struct.error, UnicodeDecodeError):
         raise ChunkDamaged("chunk topic table is malformed") from None
     if sum(t.messages for t in topics) != header.count:
         raise ChunkDamaged("chunk topic counts do not add up to its record count")
+    # The raw length must be what the records need: checked before anything is
+    # decompressed, so a forged length cannot make the reader allocate it.
+    if header.raw_len != 14 * header.count + sum(t.bytes for t in topics):
+        raise ChunkDamaged("chunk raw length does not match its record count and payload bytes")
     return topics
 
 
@@ -293,7 +361,22 @@ def _zstd_decompress(stored: bytes, raw_len: int) -> bytes:
         except ImportError:
             raise LogError("this log is compressed with zstd: install the 'zstandard' package (pip install mcl[compress])") from None
         _decompressor = zstandard.ZstdDecompressor()
+    # The frame must state its size, and state the size the (checked) chunk
+    # header claims: then decompress() allocates exactly that and no more.
+    claimed = _zstd_content_size(stored)
+    if claimed != raw_len:
+        raise ChunkDamaged(f"zstd frame content size {claimed} is not the chunk's raw length {raw_len}")
     return bytes(_decompressor.decompress(stored, max_output_size=raw_len))
+
+
+def _zstd_content_size(stored: bytes) -> int | None:
+    import zstandard
+
+    try:
+        size = zstandard.frame_content_size(stored)
+    except zstandard.ZstdError:
+        return None
+    return size if size >= 0 else None
 
 
 def decode_body(chunk: bytes, header: ChunkHeader) -> bytes:
@@ -307,7 +390,7 @@ def decode_body(chunk: bytes, header: ChunkHeader) -> bytes:
     if header.compression == COMPRESSION_ZSTD:
         try:
             raw = _zstd_decompress(stored, header.raw_len)
-        except LogError:
+        except (LogError, ChunkDamaged):
             raise
         except Exception as exc:  # zstd raises its own error type
             raise ChunkDamaged(f"chunk body does not decompress: {exc}") from None
@@ -317,6 +400,27 @@ def decode_body(chunk: bytes, header: ChunkHeader) -> bytes:
     if len(raw) != header.raw_len or header.raw_len < 14 * n:
         raise ChunkDamaged("chunk body has the wrong length")
     return raw
+
+
+def split_columns(raw: bytes, count: int, ntopics: int) -> tuple[array, array, list[int]]:
+    """Times, topic ids and payload end offsets of a raw chunk body (ChunkDamaged if they do not fit it)."""
+    n = count
+    times = array("q")
+    times.frombytes(raw[: 8 * n])
+    lengths = array("I")
+    lengths.frombytes(raw[8 * n : 12 * n])
+    ids = array("H")
+    ids.frombytes(raw[12 * n : 14 * n])
+    if not _LITTLE:
+        times.byteswap()
+        lengths.byteswap()
+        ids.byteswap()
+    ends = list(accumulate(lengths, initial=14 * n))
+    if ends[-1] != len(raw):
+        raise ChunkDamaged("chunk payload lengths do not add up to its body")
+    if max(ids, default=0) >= ntopics:
+        raise ChunkDamaged("chunk names a topic its table does not hold")
+    return times, ids, ends
 
 
 def iter_body(
@@ -335,21 +439,7 @@ def iter_body(
     from bisect import bisect_left, bisect_right
 
     n = count
-    times = array("q")
-    times.frombytes(raw[: 8 * n])
-    lengths = array("I")
-    lengths.frombytes(raw[8 * n : 12 * n])
-    ids = array("H")
-    ids.frombytes(raw[12 * n : 14 * n])
-    if not _LITTLE:
-        times.byteswap()
-        lengths.byteswap()
-        ids.byteswap()
-    ends = list(accumulate(lengths, initial=14 * n))
-    if ends[-1] != len(raw):
-        raise ChunkDamaged("chunk payload lengths do not add up to its body")
-    if max(ids, default=0) >= len(names):
-        raise ChunkDamaged("chunk names a topic its table does not hold")
+    times, ids, ends = split_columns(raw, count, len(names))
     lo = 0 if start_ns is None else bisect_left(times, start_ns)
     hi = n if end_ns is None else bisect_right(times, end_ns)
     if lo >= hi:
@@ -431,7 +521,7 @@ def scan_file(fd: int, path: Path, first: int, size: int, *, verify: bool = Fals
 
     A bad header makes the scan look for the next valid chunk header; the
     bytes between are one damage entry. `verify` also reads every body and
-    checks its CRC (what ``reindex`` does).
+    checks its CRC, its size and its columns (what ``reindex`` and ``mcl-info --check`` do).
     """
     scan = FileScan(size=size)
     offset = first
@@ -449,7 +539,7 @@ def scan_file(fd: int, path: Path, first: int, size: int, *, verify: bool = Fals
             continue
         if verify:
             try:
-                decode_body(os.pread(fd, header.length, offset), header)
+                split_columns(decode_body(os.pread(fd, header.length, offset), header), header.count, len(topics))
             except ChunkDamaged as exc:
                 scan.damage.append(
                     Damage(path=str(path), reason=f"damaged chunk ({exc}): {header.count} records lost", offset=offset, lost_bytes=header.length)
@@ -507,12 +597,37 @@ def write_index(data_path: Path, header: FileHeader | None, scan: FileScan, key:
         raise LogError(f"{target}: cannot write the index: {exc.strerror}") from None
 
 
-def read_index(data_path: Path, size: int, key: int) -> FileScan | None:
-    """The index of a data file, or None if it is missing, damaged or stale."""
+def read_index(
+    data_path: Path, size: int, key: int, first: int = len(FILE_MAGIC), data_fd: int | None = None
+) -> FileScan | None:
+    """The index of a data file, or None if it is missing, damaged, stale or not consistent.
+
+    `first` is the offset where the data file's chunks start (after its
+    header). An index whose CRC is right but whose contents are not (wrong
+    JSON types, chunks past the end of the file or overlapping, counts that
+    do not add up) is treated like a stale one: the caller scans the chunk
+    headers instead. With `data_fd` (the open data file), each entry is also
+    compared with the fixed fields of the chunk header it points at (one
+    48-byte read per chunk), so an index that does not describe this file
+    is never used.
+    """
+    path = index_path_for(data_path)
+    if not path.is_file():
+        return None
     try:
-        data = index_path_for(data_path).read_bytes()
+        fd = open_regular_file(path)
+    except LogError:
+        return None
+    try:
+        limit = INDEX_HEADER.size + MAX_INDEX_JSON_BYTES + INDEX_ENTRY.size * (size // CHUNK_HEADER.size + 1) + 4
+        if os.fstat(fd).st_size > limit:
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fp:
+            data = fp.read(limit + 1)
     except OSError:
         return None
+    finally:
+        os.close(fd)
     if len(data) < INDEX_HEADER.size + 4 or data[:8] != INDEX_MAGIC:
         return None
     (crc,) = struct.unpack_from("<I", data, len(data) - 4)
@@ -524,16 +639,67 @@ def read_index(data_path: Path, size: int, key: int) -> FileScan | None:
     if INDEX_HEADER.size + json_len + nchunks * INDEX_ENTRY.size + 4 != len(data):
         return None
     try:
-        doc = json.loads(data[INDEX_HEADER.size : INDEX_HEADER.size + json_len])
-        scan = FileScan(size=size)
-        for name, s in doc["topics"].items():
-            scan.topics[name] = TopicStats(s["messages"], s["bytes"], set(s["types"]), s["first_ns"], s["last_ns"])
-        for d in doc["damage"]:
-            scan.damage.append(Damage(path=str(data_path), reason=d["reason"], offset=d["offset"], lost_bytes=d["lost_bytes"]))
-    except (ValueError, KeyError, TypeError):
+        doc = parse_json(data[INDEX_HEADER.size : INDEX_HEADER.size + json_len])
+        scan = _index_doc(doc, data_path, size)
+    except ValueError:
         return None
     scan.chunks = [ChunkInfo(*e) for e in INDEX_ENTRY.iter_unpack(data[INDEX_HEADER.size + json_len : -4])]
+    if not _entries_fit(scan.chunks, first, size):
+        return None
+    if sum(s.messages for s in scan.topics.values()) != sum(c.count for c in scan.chunks):
+        return None
+    if data_fd is not None and not all(_entry_matches(data_fd, c) for c in scan.chunks):
+        return None
     return scan
+
+
+def _entry_matches(fd: int, chunk: ChunkInfo) -> bool:
+    head = os.pread(fd, CHUNK_HEADER.size, chunk.offset)
+    if len(head) < CHUNK_HEADER.size:
+        return False
+    try:
+        h = parse_chunk_header(head)
+    except ChunkDamaged:
+        return False  # damaged since the index was written? the scan tells
+    return (h.length, h.count, h.start_ns, h.end_ns) == (chunk.length, chunk.count, chunk.start_ns, chunk.end_ns)
+
+
+def _index_doc(doc: Any, data_path: Path, size: int) -> FileScan:
+    """The topics and damage of an index JSON document (ValueError if a value has the wrong type)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("topics"), dict) or not isinstance(doc.get("damage"), list):
+        raise ValueError("index JSON is not an object with topics and damage")
+    scan = FileScan(size=size)
+    for name, s in doc["topics"].items():
+        if not isinstance(s, dict) or not is_text(name):
+            raise ValueError("topic stats are not an object")
+        messages, nbytes, types, first, last = (s.get(k) for k in ("messages", "bytes", "types", "first_ns", "last_ns"))
+        if not (is_int(messages, 0, I64_MAX) and is_int(nbytes, 0, I64_MAX)):
+            raise ValueError("topic counts are not integers")
+        if not isinstance(types, list) or not all(map(is_text, types)):
+            raise ValueError("topic types are not a list of strings")
+        if not all(v is None or is_int(v, I64_MIN, I64_MAX) for v in (first, last)):
+            raise ValueError("topic times are not i64 integers")
+        scan.topics[name] = TopicStats(messages, nbytes, set(types), first, last)
+    for d in doc["damage"]:
+        if not isinstance(d, dict) or not is_text(d.get("reason")):
+            raise ValueError("damage entry is not an object with a reason")
+        offset, lost = d.get("offset"), d.get("lost_bytes")
+        if not all(v is None or is_int(v, 0, size) for v in (offset, lost)):
+            raise ValueError("damage offsets are not within the file")
+        scan.damage.append(Damage(path=str(data_path), reason=d["reason"], offset=offset, lost_bytes=lost))
+    return scan
+
+
+def _entries_fit(chunks: list[ChunkInfo], first: int, size: int) -> bool:
+    """True if the chunk entries are in file order, do not overlap and lie within the file."""
+    end = first
+    for c in chunks:
+        if c.offset < end or c.length < CHUNK_HEADER.size or c.offset + c.length > size:
+            return False
+        if c.count < 1 or c.start_ns > c.end_ns:
+            return False
+        end = c.offset + c.length
+    return True
 
 
 # -- columnar reading (pyarrow) -------------------------------------------------------

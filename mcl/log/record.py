@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as _dt
 import operator
 import re
+import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +27,8 @@ __all__ = [
     "ns_to_datetime",
     "datetime_to_ns",
     "make_log_dir",
+    "open_regular_file",
+    "skipped_file_damage",
 ]
 
 NS_PER_S = 1_000_000_000
@@ -154,6 +158,7 @@ class LogSummary:
     damage: list[Damage] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)  # revision, host, user keys
     indexed: bool = False  # True if the summary came from an index without scanning
+    verified: bool = False  # True if every record was read and every CRC checked (mcl-info --check)
 
     @property
     def duration_ns(self) -> int:
@@ -182,8 +187,8 @@ class LogSource(Protocol):
         """Records in time order, optionally filtered; start/end inclusive, elapsed ns."""
         ...
 
-    def summary(self) -> LogSummary:
-        """Counts, topics, types and damage of the log."""
+    def summary(self, *, verify: bool = False) -> LogSummary:
+        """Counts, topics, types and damage of the log; `verify` reads every record and checks every CRC."""
         ...
 
     def close(self) -> None:
@@ -204,3 +209,54 @@ def make_log_dir(path: Path) -> None:
         path.mkdir(parents=True)
     except OSError as exc:
         raise LogError(f"{path}: cannot create the log directory: {exc.strerror}") from None
+
+
+def open_regular_file(path: Path) -> int:
+    """A read-only descriptor on `path`, which must be a regular file.
+
+    Opened with ``O_NONBLOCK`` and checked with ``fstat`` before anything is
+    read, so a FIFO, a device or a socket given as a log never blocks the
+    reader: it is refused (``LogError``). The caller closes the descriptor.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise LogError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise LogError(f"{path}: not a regular file ({_file_kind(mode)}); mcl reads logs from regular files only")
+        if flags & getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)  # no effect on a regular file; plain reads from here on
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a directory"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+
+def skipped_file_damage(path: Path, exc: LogError, files: int = 1) -> Damage:
+    """The damage entry of a log file that could not be read at all (`files`: of a series that many)."""
+    reason = getattr(exc, "reason", None) or str(exc).removeprefix(f"{path}: ")
+    what = "whole file unreadable" if files == 1 else f"series of {files} files unreadable"
+    try:
+        size: int | None = path.stat().st_size
+    except OSError:
+        size = None
+    return Damage(
+        path=str(path), reason=f"{what}: {reason}", offset=getattr(exc, "offset", None), line=getattr(exc, "line", None), lost_bytes=size
+    )

@@ -53,6 +53,9 @@ def setup_worker(ctx: WorkerContext) -> None:
         setproctitle.setproctitle(ctx.title)
     except ImportError:  # pragma: no cover - a declared dependency
         pass
+    from mcl.cli.common import print_damage_warnings
+
+    print_damage_warnings()  # damage met by the buffer: one 'warning:' line, as in the commands
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by sigint_blocked()
