@@ -95,6 +95,7 @@ EMPTY_TOPIC = "(empty)"  # the MCAP topic of records with the empty topic name
 PROFILE = ""  # no MCAP profile fits (the registry has ros1 and ros2 only)
 LIBRARY = "mcl"
 RECORD_LIMIT = 1 << 30  # bytes: a record announcing more is damage, not an allocation
+TIME_LIMIT = (1 << 63) - 1  # UTC ns: mcl times are int64; a later MCAP log_time (u64) is damage
 REORDER_WINDOW = 65536  # messages held to put a summary-less file in time order
 COMPRESSIONS = ("zstd", "lz4", "none")
 
@@ -225,13 +226,13 @@ def from_json_value(value: Any, schema: dict[str, Any]) -> Any:
     if isinstance(descr, str):
         return _restore_numpy(value, descr)
     if schema.get("mcl.list") is True and isinstance(value, dict) and isinstance(value.get("values"), list):
-        items = schema.get("properties", {}).get("values", {}).get("items", {})
+        items = _part(_part(_part(schema, "properties"), "values"), "items")
         return [from_json_value(v, items) for v in value["values"]]
     if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        return {k: from_json_value(v, properties.get(k, {})) for k, v in value.items()}
+        properties = _part(schema, "properties")
+        return {k: from_json_value(v, _part(properties, k)) for k, v in value.items()}
     if isinstance(value, list):
-        items = schema.get("items", {})
+        items = _part(schema, "items")
         return [from_json_value(v, items) for v in value]
     if isinstance(value, str) and schema.get("contentEncoding") == "base64":
         try:
@@ -239,6 +240,12 @@ def from_json_value(value: Any, schema: dict[str, Any]) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _part(schema: dict[str, Any], key: str) -> dict[str, Any]:
+    """The sub-schema `key` of `schema`; {} when missing or not an object (a schema from a file is hostile)."""
+    part = schema.get(key)
+    return part if isinstance(part, dict) else {}
 
 
 def _restore_numpy(value: Any, descr: str) -> Any:
@@ -250,7 +257,7 @@ def _restore_numpy(value: Any, descr: str) -> Any:
         if isinstance(value, list):
             return np.array(value, dtype=dtype)
         return dtype.type(value)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, AttributeError, RecursionError):
         return value  # not what mcl wrote: keep the JSON value
 
 
@@ -575,6 +582,33 @@ def _damage_errors() -> tuple[type[BaseException], ...]:
 
 
 @dataclass(slots=True)
+class _Skipped:
+    """Messages an MCAP reader skips without a damaged chunk: undefined channels, times over int64."""
+
+    channels: dict[int, int] = field(default_factory=dict)  # channel id -> messages of no defined channel
+    late: int = 0  # messages with a log_time over TIME_LIMIT
+
+    def keep(self, message: Any, channels: dict[int, Any]) -> bool:
+        """True if `message` can become a record; else it is counted."""
+        if message.channel_id not in channels:
+            self.channels[message.channel_id] = self.channels.get(message.channel_id, 0) + 1
+            return False
+        if message.log_time > TIME_LIMIT:
+            self.late += 1
+            return False
+        return True
+
+    def report(self, source: McapSource) -> None:
+        """Report what was counted as damage of `source`."""
+        for channel_id, n in sorted(self.channels.items()):
+            source._report(Damage(str(source.path), f"{n} message{'s' if n != 1 else ''} on channel {channel_id}, "
+                                  "which no Channel record defines"))
+        if self.late:
+            source._report(Damage(str(source.path), f"{self.late} message{'s' if self.late != 1 else ''} with a "
+                                  f"log_time over the limit {TIME_LIMIT} ns (mcl times are int64)"))
+
+
+@dataclass(slots=True)
 class _ChannelInfo:
     """How the records of one MCAP channel are made."""
 
@@ -653,7 +687,7 @@ class McapSource:
             try:
                 loaded = json.loads(schema.data)
                 parsed = loaded if isinstance(loaded, dict) else None
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep: no schema
                 parsed = None
         mcl_type = meta.get("mcl.type")
         type_name = (mcl_type or None) if mcl_type is not None else (schema.name if schema is not None and schema.name else None)
@@ -668,14 +702,15 @@ class McapSource:
 
     def _find_origin(self) -> int | None:
         origin = self.metadata.get("origin_ns", "")
-        if origin.isdigit():
+        if origin.isdigit() and len(origin) < 20 and int(origin) <= TIME_LIMIT:
             return int(origin)
         if self._summary is not None:
             stats = self._summary.statistics
-            if stats is not None and stats.message_count:
+            if stats is not None and stats.message_count and stats.message_start_time <= TIME_LIMIT:
                 return int(stats.message_start_time)
-            if self._summary.chunk_indexes:
-                return min(int(c.message_start_time) for c in self._summary.chunk_indexes)
+            starts = [int(c.message_start_time) for c in self._summary.chunk_indexes]
+            if starts and min(starts) <= TIME_LIMIT:
+                return min(starts)
         return self._first_log_time()
 
     def _first_log_time(self) -> int | None:
@@ -690,10 +725,11 @@ class McapSource:
                 record = next(records, None)
                 if record is None:
                     return None
-                if isinstance(record, Message):
+                if isinstance(record, Message) and record.log_time <= TIME_LIMIT:
                     return int(record.log_time)
                 if isinstance(record, Chunk):
-                    times = [int(m.log_time) for m in breakup_chunk(record) if isinstance(m, Message)]
+                    times = [int(m.log_time) for m in breakup_chunk(record)
+                             if isinstance(m, Message) and m.log_time <= TIME_LIMIT]
                     if times:
                         return min(times)
             except self._errors:
@@ -710,9 +746,11 @@ class McapSource:
 
     def _iter_indexed(self, lo: int | None, hi: int | None) -> Iterator[tuple[int, int, bytes]]:
         from mcap.data_stream import ReadDataStream
-        from mcap.records import Chunk, Message
+        from mcap.records import Channel, Chunk, Message, Schema
         from mcap.stream_reader import breakup_chunk
 
+        schemas: dict[int, Any] = dict(self._summary.schemas)
+        skipped = _Skipped()
         chunks = sorted(
             (c for c in self._summary.chunk_indexes
              if (lo is None or c.message_end_time >= lo) and (hi is None or c.message_start_time <= hi)),
@@ -746,12 +784,17 @@ class McapSource:
                 for record in records:
                     if isinstance(record, Message):
                         t = record.log_time
-                        if (lo is None or t >= lo) and (hi is None or t <= hi) and record.channel_id in self._channels:
+                        if skipped.keep(record, self._channels) and (lo is None or t >= lo) and (hi is None or t <= hi):
                             heapq.heappush(heap, (t, order, record.sequence, record.channel_id, record.data))
                             order += 1
+                    elif isinstance(record, Schema):
+                        schemas[record.id] = record
+                    elif isinstance(record, Channel):  # a channel the summary does not list
+                        self._add_channel(record, schemas.get(record.schema_id))
             if heap:
                 t, _, _, channel_id, data = heapq.heappop(heap)
                 yield t, channel_id, data
+        skipped.report(self)
 
     def _iter_stream(self, lo: int | None, hi: int | None) -> Iterator[tuple[int, int, bytes]]:
         """A summary-less (or index-less) file from the start, reordered in a bounded window."""
@@ -764,6 +807,7 @@ class McapSource:
         heap: list[tuple[int, int, int, bytes]] = []
         order = 0
         footer = False
+        skipped = _Skipped()
         records = reader.records
         while True:
             offset = self._fp.tell()
@@ -795,7 +839,7 @@ class McapSource:
                     schemas[item.id] = item
                 elif isinstance(item, Channel):
                     self._add_channel(item, schemas.get(item.schema_id))
-                elif isinstance(item, Message) and item.channel_id in self._channels:
+                elif isinstance(item, Message) and skipped.keep(item, self._channels):
                     t = item.log_time
                     if (lo is None or t >= lo) and (hi is None or t <= hi):
                         heapq.heappush(heap, (t, order, item.channel_id, item.data))
@@ -805,6 +849,7 @@ class McapSource:
                             yield t, channel_id, data
         if not footer:
             self._report(Damage(str(self.path), "the file ends without a footer (cut short?)", offset=self._size))
+        skipped.report(self)
         while heap:
             t, _, channel_id, data = heapq.heappop(heap)
             yield t, channel_id, data
