@@ -286,3 +286,72 @@ def test_mcl_replay_command_plays_an_mcap_file(tmp_path: Path, mcl_bus: str, mcl
     mcl_capture.wait_for("/pose", 30, timeout=10)
     mcl_capture.wait_for("/blob", 30, timeout=10)
     assert mcl_capture.counts() == {"/pose": 30, "/wheel": 30, "/blob": 30}
+
+
+def _library_file(path: Path, n: int, *, compression: str = "zstd") -> Path:
+    """An MCAP file of the mcap library's own writer: 3 json channels, `n` messages, small chunks."""
+    kind = mcap_writer.CompressionType
+    with open(path, "wb") as f:
+        writer = mcap_writer.Writer(f, chunk_size=4096, compression=getattr(kind, compression.upper()))
+        writer.start()
+        schema = writer.register_schema("T", "jsonschema", b'{"type":"object"}')
+        channels = [writer.register_channel(t, "json", schema) for t in ("a", "b", "c")]
+        for i in range(n):
+            data = b'{"i": %d, "pad": "%s"}' % (i, b"p" * (i % 17))
+            writer.add_message(channels[i % 3], log_time=ORIGIN_NS + i * 1000, data=data, publish_time=0)
+        writer.finish()
+    return path
+
+
+def _topic_rows(summary: mcl.LogSummary) -> dict[str, tuple[object, ...]]:
+    return {k: (v.messages, v.first_ns, v.last_ns, v.bytes, sorted(v.types)) for k, v in summary.topics.items()}
+
+
+def test_summary_comes_from_the_index_and_equals_a_scan(tmp_path: Path) -> None:
+    """With Statistics and message indexes the summary reads no chunk (indexed) and equals a scan's counts."""
+    path = _library_file(tmp_path / "lib.mcap", 3000)
+    with open_source(path) as source:
+        fast = source.summary()
+        source._index_counts = lambda: None  # type: ignore[method-assign]
+        scan = source.summary()
+    assert fast.indexed and not scan.indexed
+    assert _topic_rows(fast) == _topic_rows(scan)
+    assert (fast.messages, fast.start_ns, fast.end_ns) == (scan.messages, scan.start_ns, scan.end_ns) == (3000, 0, 2999000)
+
+
+def test_summary_does_not_decompress_chunks(tmp_path: Path) -> None:
+    """A chunk whose body is garbage: the summary still counts its messages from the index; reading reports it."""
+    path = _library_file(tmp_path / "lib.mcap", 600, compression="none")
+    data = bytearray(path.read_bytes())
+    at = data.find(b'{"i": 300,')
+    data[at:at + 6] = b"XXXXXX"
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LogDamageWarning)
+        with mcl.open_log(path) as reader:
+            summary = reader.summaries()[0]
+            assert not caught  # nothing was read but the summary section and the message indexes
+            assert summary.indexed and summary.messages == 600
+            assert reader.duration_ns == 599_000
+            records = list(reader)
+    assert 0 < len(records) < 600
+    assert any("crc" in str(w.message).lower() for w in caught)
+
+
+def test_summary_falls_back_to_a_scan_when_statistics_disagree(tmp_path: Path) -> None:
+    """A forged Statistics record (message count) is not trusted: the summary is a scan of the messages."""
+    path = _library_file(tmp_path / "lib.mcap", 90)
+    data = bytearray(path.read_bytes())
+    pos = 8
+    while pos + 9 <= len(data):  # walk the records to the Statistics record (opcode 0x0B)
+        opcode, length = data[pos], int.from_bytes(data[pos + 1:pos + 9], "little")
+        if opcode == 0x0B:
+            data[pos + 9:pos + 17] = (1 << 62).to_bytes(8, "little")
+            break
+        pos += 9 + length
+    else:
+        raise AssertionError("no Statistics record")
+    path.write_bytes(bytes(data))
+    with open_source(path) as source:
+        summary = source.summary()
+    assert not summary.indexed and summary.messages == 90

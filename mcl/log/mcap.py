@@ -43,7 +43,11 @@ cut short: read from the start, a bounded reordering window). Payloads:
 msgpack (mcl's own export: the same bytes as recorded); any other encoding
 (protobuf, ros1, cdr, ...) as the raw bytes. The time origin is the one mcl
 wrote in its metadata, else the first message's log time. Damage (a bad
-chunk, a cut tail) is skipped with a :class:`~mcl.LogDamageWarning`.
+chunk, a cut tail, messages of a channel no Channel record defines, log times
+over int64 ns) is skipped with a :class:`~mcl.LogDamageWarning`. The summary
+(counts, time range: what ``mcl-info`` and the replay's start-up read) comes
+from the Statistics record and the message indexes when the file has them and
+they agree, without reading a chunk; else from a pass over the messages.
 
 The ``mcap`` library is an optional extra: ``pip install 'mcl[mcap]'``.
 """
@@ -893,10 +897,126 @@ class McapSource:
         warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
 
     def summary(self) -> LogSummary:
-        """Counts per topic (a pass over the messages, payloads not decoded), encodings, damage."""
+        """Counts per topic, encodings, damage seen so far.
+
+        From the summary section when the file has a Statistics record and
+        message indexes that agree with it (``indexed``: no chunk is read;
+        payload bytes per topic are the message records' sizes in the index,
+        which also count a Schema or Channel record written between two
+        messages of a chunk); else a pass over the messages (payloads not
+        decoded), which also finds damaged chunks.
+        """
         summary = LogSummary(path=str(self.path), format=FORMAT, origin_ns=self.origin_ns, size_bytes=self._size,
                              files=[str(self.path)], indexed=False)
         origin = self.origin_ns or 0
+        indexed = self._index_counts()
+        if indexed is not None:
+            self._fill_summary(summary, indexed, origin)
+            summary.indexed = True
+        else:
+            self._scan_summary(summary, origin)
+        summary.damage = list(self.damage)
+        summary.metadata = {k: v for k, v in self.metadata.items() if k not in ("origin_ns",)}
+        summary.metadata["mcap encodings"] = self._describe_encodings()
+        summary.metadata["mcap index"] = "chunk indexes" if self.indexed else "none (read from the start)"
+        return summary
+
+    def _index_counts(self) -> dict[int, list[int]] | None:
+        """Per channel [messages, first log_time, last log_time, bytes] from the message indexes.
+
+        None when the file has no Statistics record, a message index is
+        missing, unreadable or names an unknown channel, or the counts do
+        not add up to the Statistics record (then the summary is a scan).
+        """
+        if not self.indexed or self._summary.statistics is None:
+            return None
+        per: dict[int, list[int]] = {}
+        total = 0
+        try:
+            for index in self._summary.chunk_indexes:
+                for channel_id, times, sizes in self._read_message_index(index):
+                    total += len(times)
+                    keep = times <= TIME_LIMIT
+                    if not keep.any():
+                        continue
+                    times, sizes = times[keep], sizes[keep]
+                    counts = per.setdefault(channel_id, [0, TIME_LIMIT, 0, 0])
+                    counts[0] += len(times)
+                    counts[1] = min(counts[1], int(times.min()))
+                    counts[2] = max(counts[2], int(times.max()))
+                    counts[3] += int(sizes.sum())
+        except (ValueError, struct.error):
+            return None
+        if total != self._summary.statistics.message_count or not set(per) <= set(self._channels):
+            return None
+        return per
+
+    def _read_message_index(self, index: Any) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(channel id, log times, data sizes) of the MessageIndex records after one chunk (ValueError if bad)."""
+        length = int(index.message_index_length)
+        start = int(index.chunk_start_offset) + int(index.chunk_length)
+        if not index.message_index_offsets:
+            if length:
+                raise ValueError("message index without offsets")
+            return []
+        if length > RECORD_LIMIT or start + length > self._size:
+            raise ValueError("message index past the end or over the limit")
+        self._fp.seek(start)
+        data = self._fp.read(length)
+        found: list[tuple[int, np.ndarray, np.ndarray]] = []
+        pos = 0
+        while pos + 9 <= len(data):
+            opcode, size = struct.unpack_from("<BQ", data, pos)
+            body = pos + 9
+            pos = body + size
+            if pos > len(data):
+                raise ValueError("message index record cut short")
+            if opcode != 0x07:  # MessageIndex
+                continue
+            channel_id, records_length = struct.unpack_from("<HI", data, body)
+            if records_length % 16 or body + 6 + records_length > pos:
+                raise ValueError("bad message index record")
+            pairs = np.frombuffer(data, dtype="<u8", count=records_length // 8, offset=body + 6).reshape(-1, 2)
+            found.append((channel_id, pairs[:, 0], pairs[:, 1]))
+        if {c for c, _, _ in found} != set(index.message_index_offsets):
+            raise ValueError("message index records do not match the chunk index")
+        # A message record is 31 bytes (opcode, length, channel, sequence, two times) before its data.
+        if not found:
+            return []
+        offsets = np.concatenate([o for _, _, o in found]).astype(np.int64)
+        order = np.argsort(offsets, kind="stable")
+        starts = offsets[order]
+        ends = np.append(starts[1:], np.int64(index.uncompressed_size))
+        sizes = np.empty_like(offsets)
+        sizes[order] = np.maximum(ends - starts - 31, 0)
+        bounds = np.cumsum([len(o) for _, _, o in found])[:-1]
+        return [(c, t, z) for (c, t, _), z in zip(found, np.split(sizes, bounds))]
+
+    def _fill_summary(self, summary: LogSummary, per: dict[int, list[int]], origin: int) -> None:
+        for channel_id, (messages, first, last, size) in per.items():
+            info = self._channels[channel_id]
+            stats = summary.topics.get(info.topic)
+            if stats is None:
+                stats = summary.topics[info.topic] = TopicStats()
+            stats.messages += messages
+            stats.bytes += size
+            self._add_type(stats, info)
+            stats.first_ns = first - origin if stats.first_ns is None else min(stats.first_ns, first - origin)
+            stats.last_ns = last - origin if stats.last_ns is None else max(stats.last_ns, last - origin)
+        summary.topics = dict(sorted(summary.topics.items()))
+        summary.messages = sum(t.messages for t in summary.topics.values())
+        firsts = [t.first_ns for t in summary.topics.values() if t.first_ns is not None]
+        lasts = [t.last_ns for t in summary.topics.values() if t.last_ns is not None]
+        summary.start_ns = min(firsts) if firsts else None
+        summary.end_ns = max(lasts) if lasts else None
+
+    @staticmethod
+    def _add_type(stats: TopicStats, info: _ChannelInfo) -> None:
+        if info.type_name is not None:
+            stats.types.add(info.type_name if info.decoded or info.encoding == "msgpack"
+                            else f"{info.type_name} [{info.encoding}]")
+
+    def _scan_summary(self, summary: LogSummary, origin: int) -> None:
         before = len(self.damage)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LogDamageWarning)
@@ -908,9 +1028,7 @@ class McapSource:
                 elapsed = t - origin
                 stats.messages += 1
                 stats.bytes += len(data)
-                if info.type_name is not None:
-                    stats.types.add(info.type_name if info.decoded or info.encoding == "msgpack"
-                                    else f"{info.type_name} [{info.encoding}]")
+                self._add_type(stats, info)
                 if stats.first_ns is None:
                     stats.first_ns = elapsed
                 stats.last_ns = elapsed
@@ -919,12 +1037,7 @@ class McapSource:
                     summary.start_ns = elapsed
                 summary.end_ns = elapsed
         for damage in self.damage[before:]:
-            warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=2)
-        summary.damage = list(self.damage)
-        summary.metadata = {k: v for k, v in self.metadata.items() if k not in ("origin_ns",)}
-        summary.metadata["mcap encodings"] = self._describe_encodings()
-        summary.metadata["mcap index"] = "chunk indexes" if self.indexed else "none (read from the start)"
-        return summary
+            warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
 
     def _describe_encodings(self) -> str:
         counts: dict[str, int] = {}
