@@ -422,7 +422,7 @@ _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=F
 
 def _to_json_bytes(payload: bytes) -> bytes:
     """A payload as the JSON Foxglove decodes (the MCAP export's form); not msgpack: ``{"base64": ...}``."""
-    from mcl.log.mcap import to_json_value
+    from mcl.jsonform import to_json_value
 
     ok, value = _unpacked(payload)
     if not ok:

@@ -554,3 +554,16 @@ def test_a_32_dimensional_numpy_array_keeps_its_fixed_size_lists() -> None:
     shape = (1,) * 31 + (2,)
     table = mcl.tables.decode(_table_of([mcl.encode({"name": "M", "x": np.zeros(shape)})] * 2), type="M")
     assert pa.types.is_fixed_size_list(table.column("x").type)
+
+
+def test_json_fallback_text_is_valid_json_with_the_shared_rules() -> None:
+    """The JSON columns follow mcl.jsonform: NaN / infinity null (strict JSON), bytes base64, bytes keys base64."""
+    import json
+
+    def strict(text: str) -> object:
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+
+    payloads = [mcl.encode({"name": "M", "x": math.nan}), mcl.encode({"name": "M", "x": "s"}),
+                mcl.encode({"name": "M", "x": [math.inf, b"\x00"]}), mcl.encode({"name": "M", "x": {b"k": 1, "j": 2}})]
+    column = mcl.tables.decode(_table_of(payloads), type="M").column("x").to_pylist()
+    assert [strict(text) for text in column] == [None, "s", [None, "AA=="], {"aw==": 1, "j": 2}]

@@ -9,7 +9,8 @@ elapsed_ns``, UTC ns). Two message encodings:
     channel ``message_encoding="json"``, schema ``encoding="jsonschema"``. A
     named message is its payload map (``name``, ``timestamp``, fields) as a
     JSON object; a raw payload (not a named map) is ``{"value": ...}`` under
-    the schema ``RawData``. The schemas follow what Foxglove's JSON Schema
+    the schema ``RawData``; values take the JSON form of :mod:`mcl.jsonform`
+    (the Foxglove form). The schemas follow what Foxglove's JSON Schema
     loader accepts: every field has one type (no unions), every array has an
     item type, and no array holds arrays:
 
@@ -70,6 +71,11 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mcl.jsonform import Base64 as _Base64
+from mcl.jsonform import Numpy as _Numpy
+from mcl.jsonform import Wrapped as _Wrapped
+from mcl.jsonform import to_json_value
+from mcl.jsonform import to_marked_json as _convert
 from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormatError, MclError, MessageError
 from mcl.log.formats import file_starts_with
 from mcl.log.record import Damage, LogSummary, Record, TopicFilter, TopicStats
@@ -125,97 +131,6 @@ def probe(path: Path) -> bool:
 
 
 # -- JSON conversion -------------------------------------------------------------------
-
-
-class _Numpy:
-    """A converted numpy value and its dtype, seen only by the schema inference."""
-
-    __slots__ = ("value", "descr")
-
-    def __init__(self, value: Any, descr: str | None) -> None:
-        self.value = value
-        self.descr = descr
-
-
-class _Base64:
-    """Bytes converted to a base64 string (schema inference only)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-
-class _Wrapped:
-    """A list inside a list, converted to ``{"values": [...]}`` (schema inference only)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def to_json_value(value: Any) -> Any:
-    """An unpacked payload value as valid JSON values, in the form of the module docstring."""
-    return _convert(value, False, False)
-
-
-def _convert(value: Any, in_array: bool, mark: bool) -> Any:
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {_json_key(k): _convert(v, False, mark) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [_convert(v, True, mark) for v in value]
-        if in_array:
-            return _Wrapped({"values": items}) if mark else {"values": items}
-        return items
-    if isinstance(value, np.ndarray):
-        return _convert_array(value, in_array, mark)
-    if isinstance(value, np.generic):
-        converted = _convert(value.item(), in_array, mark)
-        return _Numpy(converted, _descr(value.dtype)) if mark and value.dtype.kind in "biuf" else converted
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        text = base64.b64encode(bytes(value)).decode("ascii")
-        return _Base64(text) if mark else text
-    if isinstance(value, complex):
-        return _convert([value.real, value.imag], in_array, mark)
-    if isinstance(value, msgpack.ExtType):
-        return {"ext": value.code, "data": _convert(value.data, False, mark)}
-    return str(value)
-
-
-def _descr(dtype: np.dtype[Any]) -> str | None:
-    descr = np.lib.format.dtype_to_descr(dtype)
-    return descr if isinstance(descr, str) else None
-
-
-def _convert_array(arr: np.ndarray, in_array: bool, mark: bool) -> Any:
-    kind = arr.dtype.kind
-    if kind in "biuf":
-        flat = arr.reshape(-1)
-        if kind == "f" and flat.size and not np.isfinite(flat).all():
-            obj = flat.astype(object)
-            obj[~np.isfinite(flat)] = None
-            data = obj.tolist()
-        else:
-            data = flat.tolist()
-        out: Any = data if arr.ndim == 1 and not in_array else {"shape": list(arr.shape), "data": data}
-        if arr.ndim == 0:
-            out = data[0]
-        return _Numpy(out, _descr(arr.dtype)) if mark else out
-    # complex, structured, strings, dates: element by element, as lists
-    return _convert(arr.tolist(), in_array, mark)
-
-
-def _json_key(key: Any) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bytes):
-        return key.decode("utf-8", "backslashreplace")
-    return str(key)
 
 
 def from_json_value(value: Any, schema: dict[str, Any]) -> Any:

@@ -19,8 +19,11 @@ Column types (the rules every decoded table follows):
 - a field whose values cannot share one of these types (a string in one
   message, a number in another; a bool and an int; arrays of different
   dtypes or ranks; ints over 64 bits; map keys that are not strings) falls
-  back to a **string column of JSON text** (numpy arrays as nested lists,
-  bytes as base64) for every row of that table: never dropped.
+  back to a **string column of JSON text** (the plain form of
+  :mod:`mcl.jsonform`: numpy arrays as nested lists, bytes as base64, NaN
+  and infinity null, so the text is valid JSON) for every row of that
+  table: never dropped. A map key that is not a string names its column
+  by the same rule (bytes base64, others their JSON text).
 - a field missing in a message is null in that row.
 - nesting is bounded: a field whose column would nest maps and lists more
   than :data:`MAX_NESTING` levels deep (Parquet readers refuse deep schemas;
@@ -40,6 +43,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mcl.jsonform import json_key
 from mcl.message import _ext_hook
 from mcl.tables import require
 from mcl.tables.batches import ORIGIN_KEY
@@ -250,7 +254,7 @@ def _labels(keys: list[Any], arrays: list[Any]) -> dict[str, Any]:
     """Column names for fields: non-string keys as JSON, added columns' names with a trailing _."""
     columns: dict[str, Any] = {}
     for key, array in zip(keys, arrays):
-        label = key if isinstance(key, str) else json.dumps(_jsonable(key))
+        label = json_key(key)
         if label in RESERVED_COLUMNS:
             label += "_"
         while label in columns:
@@ -407,7 +411,7 @@ def json_column(pa: Any, values: list[Any]) -> Any:
 
 def _json_text(value: Any) -> str:
     try:
-        return json.dumps(_jsonable(value))
+        return json.dumps(_jsonable(value), allow_nan=False)
     except RecursionError:  # nested deeper than Python recurses (msgpack unpacks 1,023 levels)
         return _deep_json_text(value)
 
@@ -424,7 +428,7 @@ def _deep_json_text(value: Any) -> str:
             parts: list[Any] = [_Text("}")]
             for n, (k, v) in enumerate(reversed(item.items())):
                 parts.append(v)
-                parts.append(_Text(json.dumps(_jsonable({k: 0}))[1:-2]))  # the key as _jsonable names it, and ':'
+                parts.append(_Text(json.dumps(json_key(k)) + ": "))
                 if n < len(item) - 1:
                     parts.append(_Text(","))
             parts.append(_Text("{"))
@@ -438,7 +442,7 @@ def _deep_json_text(value: Any) -> str:
             parts.append(_Text("["))
             stack.extend(parts)
         else:
-            out.append(json.dumps(_jsonable(item)))
+            out.append(json.dumps(_jsonable(item), allow_nan=False))
     return "".join(out)
 
 
@@ -447,9 +451,9 @@ class _Text(str):
 
 
 def _jsonable(value: Any) -> Any:
-    from mcl.cli.common import to_jsonable
+    from mcl.jsonform import to_plain_json
 
-    return to_jsonable(value)
+    return to_plain_json(value)
 
 
 # -- schemas across tables (Parquet parts, Dask partitions) -----------------------------
