@@ -23,6 +23,9 @@ with Foxglove's SDK (``foxglove-sdk``, the optional extra ``mcl[foxglove]``)::
   and counted. The SDK bounds each client's queue too (``backlog``; it drops
   that client's oldest messages), so a slow browser costs bounded memory.
   Messages of channels no client subscribes to are counted, not converted.
+  At most ``max_channels`` topics become channels (each costs a queue, an
+  SDK channel and an advertisement to every client); messages of further
+  topics are dropped and counted under :data:`OVER_LIMIT`.
 """
 
 from __future__ import annotations
@@ -40,10 +43,11 @@ from typing import Any
 
 from mcl.exceptions import BusError, MclError, MessageError
 
-__all__ = ["BridgeOptions", "BridgeStatus", "FoxgloveBridge", "RAW_BYTES_SCHEMA", "is_loopback", "message_log_time"]
+__all__ = ["BridgeOptions", "BridgeStatus", "FoxgloveBridge", "OVER_LIMIT", "RAW_BYTES_SCHEMA", "is_loopback", "message_log_time"]
 
 NS_PER_S = 1_000_000_000
 RAW_BYTES_SCHEMA = "RawBytes"  # schema of payloads that are not msgpack
+OVER_LIMIT = "(over the channel limit)"  # BridgeStatus.dropped key of messages of topics beyond max_channels
 _CLOCK_STALE_NS = NS_PER_S  # a replay clock not refreshed for this long is gone (they refresh every 0.2 s)
 
 
@@ -60,10 +64,11 @@ class BridgeOptions:
     max_bytes: int = 16 << 20  # larger payloads are not sent (counted as dropped): JSON of them would stall the rest
     name: str = "mcl"  # server name shown in Foxglove
     time_every_ns: int = 100_000_000  # how often the time is broadcast to clients
+    max_channels: int = 10_000  # topics served; messages of further topics are dropped, counted under OVER_LIMIT
 
     def __post_init__(self) -> None:
-        if self.queue < 1 or self.backlog < 1 or self.max_bytes < 1:
-            raise ValueError("queue, backlog and max_bytes must be >= 1")
+        if self.queue < 1 or self.backlog < 1 or self.max_bytes < 1 or self.max_channels < 1:
+            raise ValueError("queue, backlog, max_bytes and max_channels must be >= 1")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, not {self.port}")
         if self.time_every_ns <= 0:
@@ -265,6 +270,9 @@ class FoxgloveBridge:
                                 continue
                             queue = self._queues.get(topic)
                             if queue is None:
+                                if len(self._queues) >= options.max_channels:  # a bus of endless topic names
+                                    self._dropped[OVER_LIMIT] = self._dropped.get(OVER_LIMIT, 0) + 1
+                                    continue
                                 queue = self._queues[topic] = deque(maxlen=maxlen)
                                 self._dropped.setdefault(topic, 0)
                             elif len(queue) == maxlen:

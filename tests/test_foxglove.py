@@ -320,3 +320,22 @@ def test_cli_warns_on_a_non_loopback_host_and_errors_in_one_line(mcl_bus: str) -
     lines = proc.stderr.strip().splitlines()
     assert any("warning: serving on 192.0.2.1" in line for line in lines)
     assert lines[-1].startswith("error: ") and "192.0.2.1" in lines[-1] and "Traceback" not in proc.stderr
+
+
+def test_endless_topic_names_are_bounded_by_max_channels(mcl_bus: str) -> None:
+    """A publisher of ever new topic names: at most max_channels channels, the rest dropped and counted."""
+    from mcl.foxglove import OVER_LIMIT
+
+    with FoxgloveBridge(BridgeOptions(bus=mcl_bus, port=0, max_channels=10)) as bridge, Publisher(mcl_bus) as publisher:
+        assert publisher.wait_for_subscribers(1, timeout=10)
+        for i in range(300):
+            publisher.publish(f"t{i}", encode({"name": "M", "timestamp": 0.0, "i": i}))
+        deadline = time.monotonic() + 20
+        while bridge.status().received < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        deadline = time.monotonic() + 20
+        while bridge.status().channels < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = bridge.status()
+    assert status.received == 300 and status.channels == 10
+    assert status.dropped[OVER_LIMIT] == 290 and OVER_LIMIT in status.line()
