@@ -152,3 +152,16 @@ def test_footer_pointing_past_the_end_reads_from_the_start(tmp_path: Path, field
     path.write_bytes(bytes(data))
     records, _ = read(path)
     assert [unpack(r.payload)["i"] for r in records] == list(range(40))
+
+
+@pytest.mark.parametrize("origin_ns, elapsed_ns", [(0, -5), (INT64_MAX - 10, 100)])
+def test_times_mcap_cannot_hold_are_one_error_and_no_file(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          origin_ns: int, elapsed_ns: int) -> None:
+    """A record before 1970 (MCAP times are unsigned) or past int64: mcl-convert says so in one line, writes nothing."""
+    log = tmp_path / "log"
+    with mcl.LogWriter(log, origin_ns=origin_ns) as writer:
+        writer.write_record(mcl.Record(elapsed_ns, "a", mcl.encode({"name": "M", "x": 1})))
+    assert convert_cli.main([str(log), str(tmp_path / "out.mcap")]) == 1
+    err = capsys.readouterr().err
+    assert "error:" in err and "outside 0.." in err and "Traceback" not in err
+    assert not (tmp_path / "out.mcap").exists()

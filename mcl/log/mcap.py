@@ -391,6 +391,10 @@ class McapWriter:
         """Add one record."""
         if self._closed:
             raise RuntimeError("Cannot write to an MCAP writer once it has been closed.")
+        when = self.origin_ns + elapsed_ns
+        if not 0 <= when <= TIME_LIMIT:
+            raise LogError(f"{self.path}: record on topic {topic!r} at {elapsed_ns / 1e9:.9f} s has the time {when} ns "
+                           f"(UTC ns since 1970), outside 0..{TIME_LIMIT}: MCAP times are unsigned, mcl's int64")
         if self.encoding == "json":
             value = _unpack_record(topic, elapsed_ns, payload)
             name = _type_of(value)
@@ -406,7 +410,6 @@ class McapWriter:
             channel_id = self._new_channel(topic, name, wrapped)
         sequence = self._sequences.get(channel_id, 0)
         self._sequences[channel_id] = sequence + 1
-        when = self.origin_ns + elapsed_ns
         self._writer.add_message(channel_id=channel_id, log_time=when, data=data, publish_time=when, sequence=sequence)
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
