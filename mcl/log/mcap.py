@@ -559,6 +559,8 @@ class McapSource:
         self._summary: Any = None
         self.metadata: dict[str, str] = {}
         self._channels: dict[int, _ChannelInfo] = {}
+        self._index: dict[int, list[int]] | None = None  # per channel counts from the message indexes
+        self._index_read = False  # _index computed (the file does not change while open)
         try:
             head = self._fp.read(len(MAGIC))
             if head != MAGIC:
@@ -846,8 +848,15 @@ class McapSource:
         missing, unreadable or names an unknown channel, or the counts do
         not add up to the Statistics record (then the summary is a scan).
         """
+        if self._index_read:
+            return self._index
+        self._index_read = True
         if not self.indexed or self._summary.statistics is None:
             return None
+        self._index = self._read_index_counts()
+        return self._index
+
+    def _read_index_counts(self) -> dict[int, list[int]] | None:
         per: dict[int, list[int]] = {}
         total = 0
         try:
