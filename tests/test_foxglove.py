@@ -309,6 +309,7 @@ def test_cli_serves_and_stops_cleanly_on_sigterm(mcl_bus: str) -> None:
             proc.wait()
 
 
+@pytest.mark.slow
 def test_cli_warns_on_a_non_loopback_host_and_errors_in_one_line(mcl_bus: str) -> None:
     """A non-loopback --host is warned about; a host it cannot bind is one error line, exit 1."""
     proc = subprocess.run(
@@ -322,6 +323,7 @@ def test_cli_warns_on_a_non_loopback_host_and_errors_in_one_line(mcl_bus: str) -
     assert lines[-1].startswith("error: ") and "192.0.2.1" in lines[-1] and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_endless_topic_names_are_bounded_by_max_channels(mcl_bus: str) -> None:
     """A publisher of ever new topic names: at most max_channels channels, the rest dropped and counted."""
     from mcl.foxglove import OVER_LIMIT

@@ -144,6 +144,7 @@ def test_foreign_file_topics_times_and_payloads(tmp_path: Path) -> None:
             assert record.payload == data
 
 
+@pytest.mark.slow
 def test_mcl_info_names_encodings_and_types(tmp_path: Path) -> None:
     """mcl-info on a foreign MCAP file: format, topics, and which encodings are replayed as raw bytes."""
     write_foreign(tmp_path / "f.mcap")
@@ -158,6 +159,7 @@ def test_mcl_info_names_encodings_and_types(tmp_path: Path) -> None:
     assert info["topics"]["/pose"]["rate_hz"] == pytest.approx(50.0)
 
 
+@pytest.mark.slow
 def test_foreign_file_replays_onto_the_bus_with_times_and_topics(tmp_path: Path, mcl_bus: str, mcl_capture) -> None:  # type: ignore[no-untyped-def]
     """A real replay of an mcap-library file publishes every message on its topic, in order, with its spacing."""
     written = write_foreign(tmp_path / "f.mcap", n=20)
@@ -207,6 +209,7 @@ def test_summary_less_file_cut_short_reads_what_was_written(tmp_path: Path) -> N
     assert [(r.elapsed_ns + ORIGIN_NS, r.topic) for r in back] == [(t, topic) for t, topic, _ in written]
 
 
+@pytest.mark.slow
 def test_truncated_mcap_returns_the_complete_chunks(tmp_path: Path) -> None:
     """An export cut in the middle: the chunks before the cut read back, the rest is one warning, never a traceback."""
     records = [Record(i * 1_000_000, "t", encode({"name": "M", "timestamp": 0.0, "v": i, "pad": "x" * 200})) for i in range(2000)]
@@ -250,6 +253,7 @@ def test_damaged_chunk_in_an_indexed_file_is_skipped(tmp_path: Path) -> None:
     assert times == sorted(times)
 
 
+@pytest.mark.slow
 def test_not_an_mcap_file_is_one_error_line(tmp_path: Path) -> None:
     """A .mcap file that is not MCAP: 'error: ...', exit 1, no traceback (mcl-cat)."""
     (tmp_path / "x.mcap").write_bytes(b"hello, not mcap at all")
@@ -260,6 +264,7 @@ def test_not_an_mcap_file_is_one_error_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and "not an MCAP file" in proc.stderr
 
 
+@pytest.mark.slow
 def test_mcl_cat_reads_mcap(tmp_path: Path) -> None:
     """mcl-cat prints the records of an MCAP file as JSON lines, topic filter applied."""
     make_native(tmp_path / "log")
