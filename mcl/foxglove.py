@@ -43,12 +43,13 @@ from typing import Any
 
 from mcl.exceptions import BusError, MclError, MessageError
 
-__all__ = ["BridgeOptions", "BridgeStatus", "FoxgloveBridge", "OVER_LIMIT", "RAW_BYTES_SCHEMA", "is_loopback", "message_log_time"]
+__all__ = ["BridgeOptions", "BridgeStatus", "FoxgloveBridge", "OVER_LIMIT", "RAW_BYTES_SCHEMA", "is_clock", "is_loopback", "message_log_time"]
 
 NS_PER_S = 1_000_000_000
 RAW_BYTES_SCHEMA = "RawBytes"  # schema of payloads that are not msgpack
 OVER_LIMIT = "(over the channel limit)"  # BridgeStatus.dropped key of messages of topics beyond max_channels
 _CLOCK_STALE_NS = NS_PER_S  # a replay clock not refreshed for this long is gone (they refresh every 0.2 s)
+_TIME_MAX = (1 << 64) - 1  # the protocol's times are u64 ns
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,13 +133,27 @@ def is_loopback(host: str) -> bool:
 
 
 def message_log_time(sent_ns: int, received_ns: int, clock: tuple[int, int, float] | None) -> int:
-    """The time of a message for Foxglove: its replay log time if its publisher is a replay, else its send time."""
-    if clock is not None:
+    """The time of a message for Foxglove: its replay log time if its publisher is a replay, else its send time.
+
+    Always within the protocol's 0..2**64-1 ns; a clock that is not one (speed NaN or negative, from a
+    forged or broken publisher) is ignored.
+    """
+    if clock is not None and is_clock(clock):
         log_ns, wall_ns, speed = clock
         if math.isinf(speed):
-            return log_ns
-        return log_ns + int((sent_ns - wall_ns) * speed)
-    return sent_ns or received_ns
+            return _clamp(log_ns)
+        return _clamp(log_ns + int((sent_ns - wall_ns) * speed))
+    return _clamp(sent_ns or received_ns)
+
+
+def is_clock(clock: tuple[int, int, float]) -> bool:
+    """True for a usable replay clock (log_ns, wall_ns, speed): speed 0 (paused), positive, or +inf (max)."""
+    speed = clock[2]
+    return speed >= 0 and not math.isnan(speed)
+
+
+def _clamp(ns: int) -> int:
+    return min(max(ns, 0), _TIME_MAX)
 
 
 def _require_sdk() -> Any:
@@ -281,7 +296,7 @@ class FoxgloveBridge:
                             queue.append((self._order, topic, received.payload, received.publisher,
                                           received.sent_ns, received.received_ns))
                         if subscriber.clocks != self._clocks:
-                            self._clocks = dict(subscriber.clocks)
+                            self._clocks = {k: c for k, c in subscriber.clocks.items() if is_clock(c)}
                         self._bus_lost = subscriber.lost
                         if batch:
                             self._wake.notify()
@@ -323,7 +338,7 @@ class FoxgloveBridge:
         if channel is None:
             channel = self._channels[topic] = self._new_channel(topic, payload)
         if channel.has_sinks():  # no subscribed client: nothing to convert
-            channel.log(_to_json_bytes(payload), log_time=max(0, log_time))
+            channel.log(_to_json_bytes(payload), log_time=log_time)
             self._sent += 1
 
     def _new_channel(self, topic: str, payload: bytes) -> Any:
@@ -344,13 +359,13 @@ class FoxgloveBridge:
         fresh = [c for c in clocks.values() if now - c[1] < _CLOCK_STALE_NS]
         if fresh:
             log_ns, wall_ns, speed = max(fresh, key=lambda c: c[1])
-            when = log_ns if math.isinf(speed) else log_ns + int((now - wall_ns) * speed)
+            when = message_log_time(now, now, (log_ns, wall_ns, speed))
             self._replay_speed = speed
         else:
             when = now
             self._replay_speed = None
         self._time_ns = when
-        self._server.broadcast_time(max(0, when))
+        self._server.broadcast_time(_clamp(when))
 
     # -- status and shutdown ---------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import resource
 import signal
@@ -341,3 +342,26 @@ def test_endless_topic_names_are_bounded_by_max_channels(mcl_bus: str) -> None:
         status = bridge.status()
     assert status.received == 300 and status.channels == 10
     assert status.dropped[OVER_LIMIT] == 290 and OVER_LIMIT in status.line()
+
+
+@pytest.mark.slow
+def test_forged_replay_clocks_never_stop_the_bridge(bridge: FoxgloveBridge, client: Client, mcl_bus: str) -> None:
+    """Clock messages with speed NaN, -1, 1e308 or log times at the int64 edge: messages still flow, times in u64."""
+    with Publisher(mcl_bus) as publisher:
+        assert publisher.wait_for_subscribers(1, timeout=10)
+        for _ in range(100):  # until the client is subscribed and gets messages
+            publisher.publish("t", encode({"name": "M", "timestamp": 0.0, "i": -1}))
+            client.poll(0.2, until=lambda: bool(client.messages))
+            if client.messages:
+                break
+        assert client.messages
+        for i, (log_ns, speed) in enumerate([(5, math.nan), (5, -1.0), (5, 1e308), ((1 << 63) - 1, 1e6), (-(1 << 63), 2.0)]):
+            publisher.publish_time(log_ns, speed)
+            publisher.publish("t", encode({"name": "M", "timestamp": 0.0, "i": i}))
+        client.poll(10, until=lambda: any(json.loads(d)["i"] == 4 for _, _, d in client.messages))
+        status = bridge.status()  # raises what stopped the bridge
+    got = [json.loads(d)["i"] for _, _, d in client.messages]
+    assert got[-5:] == [0, 1, 2, 3, 4], got
+    assert all(0 <= t < 1 << 64 for _, t, _ in client.messages)
+    assert status.received >= 6 and status.line()
+    assert message_log_time(7, 9, (5, 0, math.nan)) == 7 and message_log_time(7, 9, (-50, 0, math.inf)) == 0
