@@ -17,6 +17,8 @@ with Foxglove's SDK (``foxglove-sdk``, the optional extra ``mcl[foxglove]``)::
   bus, see :mod:`mcl.network.wire`). The server has the ``time`` capability
   and broadcasts the replay's log time while a replay plays (else the wall
   time), so Foxglove's timeline follows the replay, pauses and seeks with it.
+  The clock messages come from the bus, so they are checked (:func:`is_clock`)
+  and every time is clamped to the protocol's u64.
 * The bus side never waits for a client: the bus thread only appends to
   bounded per-channel queues; when the send thread falls behind (conversion
   to JSON is the costly part) the oldest message of that channel is dropped
