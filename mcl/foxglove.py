@@ -52,6 +52,7 @@ RAW_BYTES_SCHEMA = "RawBytes"  # schema of payloads that are not msgpack
 OVER_LIMIT = "(over the channel limit)"  # BridgeStatus.dropped key of messages of topics beyond max_channels
 _CLOCK_STALE_NS = NS_PER_S  # a replay clock not refreshed for this long is gone (they refresh every 0.2 s)
 _TIME_MAX = (1 << 64) - 1  # the protocol's times are u64 ns
+_PAYLOAD_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, UnicodeError)  # a bad payload, not a bad bridge
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +327,11 @@ class FoxgloveBridge:
                 items, clocks = self._take()
                 for _, topic, payload, publisher, sent_ns, received_ns in items:
                     clock = clocks.get(publisher)
-                    self._send(topic, payload, message_log_time(sent_ns, received_ns, clock))
+                    try:
+                        self._send(topic, payload, message_log_time(sent_ns, received_ns, clock))
+                    except _PAYLOAD_ERRORS:  # a payload the conversion cannot take: that message, not the bridge
+                        with self._lock:
+                            self._dropped[topic] = self._dropped.get(topic, 0) + 1
                 now = time.monotonic_ns()
                 if now >= next_time:
                     next_time = now + self.options.time_every_ns
@@ -350,7 +355,7 @@ class FoxgloveBridge:
         sdk = self._sdk
         return sdk.Channel(
             topic if topic else EMPTY_TOPIC,
-            schema=sdk.Schema(name=name, encoding="jsonschema", data=json.dumps(schema).encode("utf-8")),
+            schema=sdk.Schema(name=name, encoding="jsonschema", data=schema),
             message_encoding="json",
             context=self._context,
             metadata={"mcl.topic": topic, "mcl.type": name},
@@ -425,21 +430,27 @@ def _unpacked(payload: bytes) -> tuple[bool, Any]:
         return False, None
 
 
-def _schema_for(payload: bytes) -> tuple[str, dict[str, Any]]:
-    """The schema name and JSON schema of a channel, from its first payload."""
-    from mcl.log.mcap import make_json_schema
+def _schema_for(payload: bytes) -> tuple[str, bytes]:
+    """The schema name and JSON schema (UTF-8 JSON text) of a channel, from its first payload.
+
+    A payload nested too deep for a schema (Python's recursion limit) gets
+    the schema of any object, so the channel still shows its messages.
+    """
+    from mcl.log.mcap import RAW_SCHEMA_NAME, make_json_schema
 
     ok, value = _unpacked(payload)
     if not ok:
-        return RAW_BYTES_SCHEMA, {
-            "title": RAW_BYTES_SCHEMA,
-            "type": "object",
-            "properties": {"base64": {"type": "string", "contentEncoding": "base64"}},
-        }
+        raw = {"title": RAW_BYTES_SCHEMA, "type": "object",
+               "properties": {"base64": {"type": "string", "contentEncoding": "base64"}}}
+        return RAW_BYTES_SCHEMA, json.dumps(raw).encode("utf-8")
     name = value.get("name") if isinstance(value, dict) else None
     type_name = name if isinstance(name, str) else None
-    schema = make_json_schema(type_name, [value])
-    return str(schema["title"]), schema
+    try:
+        schema = make_json_schema(type_name, [value])
+        return str(schema["title"]), json.dumps(schema).encode("utf-8")
+    except RecursionError:
+        title = type_name if type_name is not None else RAW_SCHEMA_NAME
+        return title, json.dumps({"title": title, "type": "object"}).encode("utf-8")
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode

@@ -365,3 +365,23 @@ def test_forged_replay_clocks_never_stop_the_bridge(bridge: FoxgloveBridge, clie
     assert all(0 <= t < 1 << 64 for _, t, _ in client.messages)
     assert status.received >= 6 and status.line()
     assert message_log_time(7, 9, (5, 0, math.nan)) == 7 and message_log_time(7, 9, (-50, 0, math.inf)) == 0
+
+
+@pytest.mark.slow
+def test_payloads_nested_past_the_recursion_limit_never_stop_the_bridge(bridge: FoxgloveBridge, client: Client, mcl_bus: str) -> None:
+    """A map or list nested 1,000 deep (valid msgpack) on the bus: its channel is advertised, the bridge keeps serving."""
+    deep = {"map": b"\x82\xa4name\xa4Deep\xa1x" + b"\x81\xa1a" * 1000 + b"\x01",
+            "list": b"\x82\xa4name\xa4Deep\xa1x" + b"\x91" * 1000 + b"\x01"}
+    with Publisher(mcl_bus) as publisher:
+        assert publisher.wait_for_subscribers(1, timeout=10)
+        for _ in range(100):
+            for topic, payload in deep.items():
+                publisher.publish(topic, payload)
+            publisher.publish("ok", encode({"name": "M", "timestamp": 0.0}))
+            client.poll(0.2, until=lambda: {name for name, _, _ in client.messages} >= {"ok", "map", "list"})
+            if {name for name, _, _ in client.messages} >= {"ok", "map", "list"}:
+                break
+        status = bridge.status()  # raises what stopped the bridge
+    assert {name for name, _, _ in client.messages} >= {"ok", "map", "list"}
+    assert {c["topic"]: c["schemaName"] for c in client.channels.values()}["map"] == "Deep"
+    assert status.received >= 3
