@@ -165,3 +165,21 @@ def test_times_mcap_cannot_hold_are_one_error_and_no_file(tmp_path: Path, capsys
     err = capsys.readouterr().err
     assert "error:" in err and "outside 0.." in err and "Traceback" not in err
     assert not (tmp_path / "out.mcap").exists()
+
+
+@pytest.mark.parametrize("nesting", [b"\x81\xa1a", b"\x91"])
+def test_payload_nested_too_deep_for_json_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], nesting: bytes) -> None:
+    """A map / list nested 1,000 deep cannot be JSON: one error line naming the record, no file; msgpack keeps it."""
+    log = tmp_path / "log"
+    payload = b"\x82\xa4name\xa1M\xa1x" + nesting * 1000 + b"\x01"
+    with mcl.LogWriter(log, origin_ns=1) as writer:
+        writer.write_record(mcl.Record(0, "deep", payload))
+    assert convert_cli.main([str(log), str(tmp_path / "out.mcap")]) == 1
+    err = capsys.readouterr().err
+    assert "'deep'" in err and "nested too deep" in err and "Traceback" not in err
+    assert not (tmp_path / "out.mcap").exists()
+    with mcl.LogWriter(tmp_path / "direct.mcap", "mcap", origin_ns=1) as direct:  # record by record, no schema pass
+        with pytest.raises(MclError, match="nested too deep"):
+            direct.write_record(mcl.Record(0, "deep", payload))
+    assert convert_cli.main([str(log), str(tmp_path / "raw.mcap"), "--mcap-encoding", "msgpack"]) == 0
+    assert [r.payload for r in read(tmp_path / "raw.mcap")[0]] == [payload]

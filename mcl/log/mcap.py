@@ -307,8 +307,16 @@ def infer_schemas(records: Iterable[Record]) -> dict[str | None, dict[str, Any]]
         shape = shapes.get(name)
         if shape is None:
             shape = shapes[name] = _Shape()
-        shape.add(_marked(name, value))
+        try:
+            shape.add(_marked(name, value))
+        except RecursionError:
+            raise _too_deep(topic, elapsed_ns) from None
     return {name: _finish_schema(name, shape) for name, shape in shapes.items()}
+
+
+def _too_deep(topic: str, elapsed_ns: int) -> MessageError:
+    return MessageError(f"record on topic {topic!r} at {elapsed_ns / 1e9:.6f} s is nested too deep to be exported as JSON"
+                        " (use the msgpack encoding to keep the bytes as they are)")
 
 
 # -- writing -------------------------------------------------------------------------
@@ -399,7 +407,10 @@ class McapWriter:
             value = _unpack_record(topic, elapsed_ns, payload)
             name = _type_of(value)
             wrapped = value if name is not None else {"value": value}
-            data = self._dumps(to_json_value(wrapped)).encode("utf-8")
+            try:
+                data = self._dumps(to_json_value(wrapped)).encode("utf-8")
+            except RecursionError:
+                raise _too_deep(topic, elapsed_ns) from None
         else:
             name = type_name_of(payload)
             wrapped = None
@@ -407,7 +418,10 @@ class McapWriter:
         key = (topic, name)
         channel_id = self._channels.get(key)
         if channel_id is None:
-            channel_id = self._new_channel(topic, name, wrapped)
+            try:
+                channel_id = self._new_channel(topic, name, wrapped)
+            except RecursionError:
+                raise _too_deep(topic, elapsed_ns) from None
         sequence = self._sequences.get(channel_id, 0)
         self._sequences[channel_id] = sequence + 1
         self._writer.add_message(channel_id=channel_id, log_time=when, data=data, publish_time=when, sequence=sequence)
