@@ -372,10 +372,15 @@ class McapWriter:
         except OSError as exc:
             raise LogError(f"{self.path}: cannot create: {exc.strerror}") from None
         kind = mcap.writer.CompressionType
-        self._writer = mcap.writer.Writer(
-            self._fp, chunk_size=chunk_size, compression={"zstd": kind.ZSTD, "lz4": kind.LZ4, "none": kind.NONE}[compression]
-        )
-        self._writer.start(profile=PROFILE, library=LIBRARY)
+        try:
+            self._writer = mcap.writer.Writer(
+                self._fp, chunk_size=chunk_size, compression={"zstd": kind.ZSTD, "lz4": kind.LZ4, "none": kind.NONE}[compression]
+            )
+            self._writer.start(profile=PROFILE, library=LIBRARY)
+        except BaseException:  # e.g. lz4 or zstandard missing: no file left behind
+            self._fp.close()
+            self.path.unlink(missing_ok=True)
+            raise
         self._schema_ids: dict[str | None, int] = {}
         self._channels: dict[tuple[str, str | None], int] = {}
         self._sequences: dict[int, int] = {}
