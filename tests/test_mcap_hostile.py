@@ -183,3 +183,16 @@ def test_payload_nested_too_deep_for_json_is_one_error(tmp_path: Path, capsys: p
             direct.write_record(mcl.Record(0, "deep", payload))
     assert convert_cli.main([str(log), str(tmp_path / "raw.mcap"), "--mcap-encoding", "msgpack"]) == 0
     assert [r.payload for r in read(tmp_path / "raw.mcap")[0]] == [payload]
+
+
+def test_a_writer_that_cannot_start_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mcap library failing at start (a codec missing, ...): the error, no file, no open handle."""
+    from mcl.log.mcap import McapWriter
+
+    def refuse(self: object, **_: object) -> None:
+        raise RuntimeError("codec missing")
+
+    monkeypatch.setattr(mcap_writer.Writer, "start", refuse)
+    with pytest.raises(RuntimeError, match="codec missing"):
+        McapWriter(tmp_path / "x.mcap", origin_ns=0)
+    assert not (tmp_path / "x.mcap").exists()
