@@ -385,3 +385,33 @@ def test_payloads_nested_past_the_recursion_limit_never_stop_the_bridge(bridge: 
     assert {name for name, _, _ in client.messages} >= {"ok", "map", "list"}
     assert {c["topic"]: c["schemaName"] for c in client.channels.values()}["map"] == "Deep"
     assert status.received >= 3
+
+
+@pytest.mark.slow
+def test_client_connecting_while_a_replay_runs_gets_schemas_and_the_messages_in_order(
+    bridge: FoxgloveBridge, mcl_bus: str, sample_logs: Path
+) -> None:
+    """Connect mid-replay: server info, the channels already advertised (with schemas), then in-order content."""
+    with mcl.open_log(sample_logs / "vehicle") as log:
+        records = list(log)
+    expected = {t: [to_json_value(unpack(r.payload)) for r in records if r.topic == t] for t in ("imu", "gps", "camera/front")}
+    with mcl.Replay(sample_logs / "vehicle", speed=1.0, bus=mcl_bus) as replay:
+        replay.start()
+        deadline = time.monotonic() + 30
+        while bridge.status().channels < 3 and time.monotonic() < deadline:  # the replay is running: every topic seen
+            time.sleep(0.05)
+        assert bridge.status().channels == 3
+        late = Client(bridge.port)
+        try:
+            late.poll(20, until=lambda: all(len(late.topic_messages(t)) >= 3 for t in expected))
+        finally:
+            late.close()
+        replay.stop()
+    assert late.server_info is not None and "time" in late.server_info["capabilities"]
+    advertised = {c["topic"]: json.loads(c["schema"]) for c in late.channels.values()}
+    assert set(advertised) == set(expected) and all(s["type"] == "object" for s in advertised.values())
+    for topic, want in expected.items():
+        got = [value for _, value in late.topic_messages(topic)]
+        assert len(got) >= 3, topic
+        first = want.index(got[0])
+        assert got == want[first:first + len(got)], topic  # a contiguous run of the log, in order, same content
