@@ -145,7 +145,10 @@ def message_log_time(sent_ns: int, received_ns: int, clock: tuple[int, int, floa
         log_ns, wall_ns, speed = clock
         if math.isinf(speed):
             return _clamp(log_ns)
-        return _clamp(log_ns + int((sent_ns - wall_ns) * speed))
+        offset = (sent_ns - wall_ns) * speed  # a float: a huge speed makes it infinite
+        if math.isinf(offset):
+            return _TIME_MAX if offset > 0 else 0
+        return _clamp(log_ns + int(offset))
     return _clamp(sent_ns or received_ns)
 
 
