@@ -171,14 +171,16 @@ def test_timeline_pauses_and_seeks_with_the_replay(bridge: FoxgloveBridge, clien
         client.poll(10, until=lambda: any(t > origin + 500_000_000 for t in client.times))
         replay.pause()
         replay.seek(7.0)
+        target = origin + 7 * 10**9
+        client.poll(10, until=lambda: any(abs(t - target) < 50_000_000 for t in client.times))
         client.times.clear()
-        client.poll(1.0)
+        client.poll(10, until=lambda: len(client.times) >= 5)  # broadcast every 0.1 s, held still
         held = client.times[-5:]
         assert len(held) >= 3 and len(set(held)) == 1, held
-        assert abs(held[0] - (origin + 7 * 10**9)) < 50_000_000
+        assert abs(held[0] - target) < 50_000_000
         replay.start()
         client.times.clear()
-        client.poll(1.0)
+        client.poll(10, until=lambda: bool(client.times) and client.times[-1] > held[0] + 300_000_000)
         assert client.times[-1] > held[0] + 300_000_000
 
 
