@@ -17,12 +17,17 @@ with Foxglove's SDK (``foxglove-sdk``, the optional extra ``mcl[foxglove]``)::
   bus, see :mod:`mcl.network.wire`). The server has the ``time`` capability
   and broadcasts the replay's log time while a replay plays (else the wall
   time), so Foxglove's timeline follows the replay, pauses and seeks with it.
+  The clock messages come from the bus, so they are checked (:func:`is_clock`)
+  and every time is clamped to the protocol's u64.
 * The bus side never waits for a client: the bus thread only appends to
   bounded per-channel queues; when the send thread falls behind (conversion
   to JSON is the costly part) the oldest message of that channel is dropped
   and counted. The SDK bounds each client's queue too (``backlog``; it drops
   that client's oldest messages), so a slow browser costs bounded memory.
   Messages of channels no client subscribes to are counted, not converted.
+  At most ``max_channels`` topics become channels (each costs a queue, an
+  SDK channel and an advertisement to every client); messages of further
+  topics are dropped and counted under :data:`OVER_LIMIT`.
 """
 
 from __future__ import annotations
@@ -40,11 +45,14 @@ from typing import Any
 
 from mcl.exceptions import BusError, MclError, MessageError
 
-__all__ = ["BridgeOptions", "BridgeStatus", "FoxgloveBridge", "RAW_BYTES_SCHEMA", "is_loopback", "message_log_time"]
+__all__ = ["BridgeOptions", "BridgeStatus", "FoxgloveBridge", "OVER_LIMIT", "RAW_BYTES_SCHEMA", "is_clock", "is_loopback", "message_log_time"]
 
 NS_PER_S = 1_000_000_000
 RAW_BYTES_SCHEMA = "RawBytes"  # schema of payloads that are not msgpack
+OVER_LIMIT = "(over the channel limit)"  # BridgeStatus.dropped key of messages of topics beyond max_channels
 _CLOCK_STALE_NS = NS_PER_S  # a replay clock not refreshed for this long is gone (they refresh every 0.2 s)
+_TIME_MAX = (1 << 64) - 1  # the protocol's times are u64 ns
+_PAYLOAD_ERRORS = (ValueError, TypeError, OverflowError, RecursionError, UnicodeError)  # a bad payload, not a bad bridge
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +68,11 @@ class BridgeOptions:
     max_bytes: int = 16 << 20  # larger payloads are not sent (counted as dropped): JSON of them would stall the rest
     name: str = "mcl"  # server name shown in Foxglove
     time_every_ns: int = 100_000_000  # how often the time is broadcast to clients
+    max_channels: int = 10_000  # topics served; messages of further topics are dropped, counted under OVER_LIMIT
 
     def __post_init__(self) -> None:
-        if self.queue < 1 or self.backlog < 1 or self.max_bytes < 1:
-            raise ValueError("queue, backlog and max_bytes must be >= 1")
+        if self.queue < 1 or self.backlog < 1 or self.max_bytes < 1 or self.max_channels < 1:
+            raise ValueError("queue, backlog, max_bytes and max_channels must be >= 1")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0..65535, not {self.port}")
         if self.time_every_ns <= 0:
@@ -127,13 +136,30 @@ def is_loopback(host: str) -> bool:
 
 
 def message_log_time(sent_ns: int, received_ns: int, clock: tuple[int, int, float] | None) -> int:
-    """The time of a message for Foxglove: its replay log time if its publisher is a replay, else its send time."""
-    if clock is not None:
+    """The time of a message for Foxglove: its replay log time if its publisher is a replay, else its send time.
+
+    Always within the protocol's 0..2**64-1 ns; a clock that is not one (speed NaN or negative, from a
+    forged or broken publisher) is ignored.
+    """
+    if clock is not None and is_clock(clock):
         log_ns, wall_ns, speed = clock
         if math.isinf(speed):
-            return log_ns
-        return log_ns + int((sent_ns - wall_ns) * speed)
-    return sent_ns or received_ns
+            return _clamp(log_ns)
+        offset = (sent_ns - wall_ns) * speed  # a float: a huge speed makes it infinite
+        if math.isinf(offset):
+            return _TIME_MAX if offset > 0 else 0
+        return _clamp(log_ns + int(offset))
+    return _clamp(sent_ns or received_ns)
+
+
+def is_clock(clock: tuple[int, int, float]) -> bool:
+    """True for a usable replay clock (log_ns, wall_ns, speed): speed 0 (paused), positive, or +inf (max)."""
+    speed = clock[2]
+    return speed >= 0 and not math.isnan(speed)
+
+
+def _clamp(ns: int) -> int:
+    return min(max(ns, 0), _TIME_MAX)
 
 
 def _require_sdk() -> Any:
@@ -265,6 +291,9 @@ class FoxgloveBridge:
                                 continue
                             queue = self._queues.get(topic)
                             if queue is None:
+                                if len(self._queues) >= options.max_channels:  # a bus of endless topic names
+                                    self._dropped[OVER_LIMIT] = self._dropped.get(OVER_LIMIT, 0) + 1
+                                    continue
                                 queue = self._queues[topic] = deque(maxlen=maxlen)
                                 self._dropped.setdefault(topic, 0)
                             elif len(queue) == maxlen:
@@ -273,7 +302,7 @@ class FoxgloveBridge:
                             queue.append((self._order, topic, received.payload, received.publisher,
                                           received.sent_ns, received.received_ns))
                         if subscriber.clocks != self._clocks:
-                            self._clocks = dict(subscriber.clocks)
+                            self._clocks = {k: c for k, c in subscriber.clocks.items() if is_clock(c)}
                         self._bus_lost = subscriber.lost
                         if batch:
                             self._wake.notify()
@@ -301,7 +330,11 @@ class FoxgloveBridge:
                 items, clocks = self._take()
                 for _, topic, payload, publisher, sent_ns, received_ns in items:
                     clock = clocks.get(publisher)
-                    self._send(topic, payload, message_log_time(sent_ns, received_ns, clock))
+                    try:
+                        self._send(topic, payload, message_log_time(sent_ns, received_ns, clock))
+                    except _PAYLOAD_ERRORS:  # a payload the conversion cannot take: that message, not the bridge
+                        with self._lock:
+                            self._dropped[topic] = self._dropped.get(topic, 0) + 1
                 now = time.monotonic_ns()
                 if now >= next_time:
                     next_time = now + self.options.time_every_ns
@@ -315,7 +348,7 @@ class FoxgloveBridge:
         if channel is None:
             channel = self._channels[topic] = self._new_channel(topic, payload)
         if channel.has_sinks():  # no subscribed client: nothing to convert
-            channel.log(_to_json_bytes(payload), log_time=max(0, log_time))
+            channel.log(_to_json_bytes(payload), log_time=log_time)
             self._sent += 1
 
     def _new_channel(self, topic: str, payload: bytes) -> Any:
@@ -325,7 +358,7 @@ class FoxgloveBridge:
         sdk = self._sdk
         return sdk.Channel(
             topic if topic else EMPTY_TOPIC,
-            schema=sdk.Schema(name=name, encoding="jsonschema", data=json.dumps(schema).encode("utf-8")),
+            schema=sdk.Schema(name=name, encoding="jsonschema", data=schema),
             message_encoding="json",
             context=self._context,
             metadata={"mcl.topic": topic, "mcl.type": name},
@@ -336,13 +369,13 @@ class FoxgloveBridge:
         fresh = [c for c in clocks.values() if now - c[1] < _CLOCK_STALE_NS]
         if fresh:
             log_ns, wall_ns, speed = max(fresh, key=lambda c: c[1])
-            when = log_ns if math.isinf(speed) else log_ns + int((now - wall_ns) * speed)
+            when = message_log_time(now, now, (log_ns, wall_ns, speed))
             self._replay_speed = speed
         else:
             when = now
             self._replay_speed = None
         self._time_ns = when
-        self._server.broadcast_time(max(0, when))
+        self._server.broadcast_time(_clamp(when))
 
     # -- status and shutdown ---------------------------------------------------------------
 
@@ -400,21 +433,27 @@ def _unpacked(payload: bytes) -> tuple[bool, Any]:
         return False, None
 
 
-def _schema_for(payload: bytes) -> tuple[str, dict[str, Any]]:
-    """The schema name and JSON schema of a channel, from its first payload."""
-    from mcl.log.mcap import make_json_schema
+def _schema_for(payload: bytes) -> tuple[str, bytes]:
+    """The schema name and JSON schema (UTF-8 JSON text) of a channel, from its first payload.
+
+    A payload nested too deep for a schema (Python's recursion limit) gets
+    the schema of any object, so the channel still shows its messages.
+    """
+    from mcl.log.mcap import RAW_SCHEMA_NAME, make_json_schema
 
     ok, value = _unpacked(payload)
     if not ok:
-        return RAW_BYTES_SCHEMA, {
-            "title": RAW_BYTES_SCHEMA,
-            "type": "object",
-            "properties": {"base64": {"type": "string", "contentEncoding": "base64"}},
-        }
+        raw = {"title": RAW_BYTES_SCHEMA, "type": "object",
+               "properties": {"base64": {"type": "string", "contentEncoding": "base64"}}}
+        return RAW_BYTES_SCHEMA, json.dumps(raw).encode("utf-8")
     name = value.get("name") if isinstance(value, dict) else None
     type_name = name if isinstance(name, str) else None
-    schema = make_json_schema(type_name, [value])
-    return str(schema["title"]), schema
+    try:
+        schema = make_json_schema(type_name, [value])
+        return str(schema["title"]), json.dumps(schema).encode("utf-8")
+    except RecursionError:
+        title = type_name if type_name is not None else RAW_SCHEMA_NAME
+        return title, json.dumps({"title": title, "type": "object"}).encode("utf-8")
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=False).encode
@@ -422,7 +461,7 @@ _dumps = json.JSONEncoder(separators=(",", ":"), allow_nan=False, ensure_ascii=F
 
 def _to_json_bytes(payload: bytes) -> bytes:
     """A payload as the JSON Foxglove decodes (the MCAP export's form); not msgpack: ``{"base64": ...}``."""
-    from mcl.log.mcap import to_json_value
+    from mcl.jsonform import to_json_value
 
     ok, value = _unpacked(payload)
     if not ok:

@@ -23,8 +23,8 @@ from mcl.log.mcap import (
     McapWriter,
     from_json_value,
     make_json_schema,
-    to_json_value,
 )
+from mcl.jsonform import to_json_value
 from mcl.log.reader import LogReader, open_log
 
 __all__ = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import resource
 import signal
@@ -118,12 +119,19 @@ def test_client_sees_a_running_replay_in_order_with_content_and_log_times(
         records = list(log)
     # One message per topic first, so the channels exist and the client subscribes
     # before the replay starts: then every replayed message must arrive.
+    # The SDK reports a subscription (on_subscribe) a moment before its sink takes messages:
+    # publish them again until every topic's message has reached the client.
     firsts = {r.topic: r.payload for r in reversed(records)}
+    published = 0
     with Publisher(mcl_bus) as publisher:
         assert publisher.wait_for_subscribers(1, timeout=10)
-        for topic, payload in firsts.items():
-            publisher.publish(topic, payload)
-        client.poll(10, until=lambda: bridge.status().subscriptions == 3)
+        for _ in range(100):
+            for topic, payload in firsts.items():
+                publisher.publish(topic, payload)
+                published += 1
+            client.poll(0.2, until=lambda: len({name for name, _, _ in client.messages}) == 3)
+            if len({name for name, _, _ in client.messages}) == 3:
+                break
     assert bridge.status().subscriptions == 3
     client.poll(0.5)
     client.messages.clear()
@@ -150,7 +158,7 @@ def test_client_sees_a_running_replay_in_order_with_content_and_log_times(
     replay_times = [t for t in client.times if origin <= t <= origin + 3 * 10**9]
     assert len(replay_times) >= 5
     status = bridge.status()
-    assert status.received == len(records) + 3 and status.bus_lost == 0 and status.dropped_total == 0
+    assert status.received == len(records) + published and status.bus_lost == 0 and status.dropped_total == 0
 
 
 @pytest.mark.slow
@@ -163,14 +171,16 @@ def test_timeline_pauses_and_seeks_with_the_replay(bridge: FoxgloveBridge, clien
         client.poll(10, until=lambda: any(t > origin + 500_000_000 for t in client.times))
         replay.pause()
         replay.seek(7.0)
+        target = origin + 7 * 10**9
+        client.poll(10, until=lambda: any(abs(t - target) < 50_000_000 for t in client.times))
         client.times.clear()
-        client.poll(1.0)
+        client.poll(10, until=lambda: len(client.times) >= 5)  # broadcast every 0.1 s, held still
         held = client.times[-5:]
         assert len(held) >= 3 and len(set(held)) == 1, held
-        assert abs(held[0] - (origin + 7 * 10**9)) < 50_000_000
+        assert abs(held[0] - target) < 50_000_000
         replay.start()
         client.times.clear()
-        client.poll(1.0)
+        client.poll(10, until=lambda: bool(client.times) and client.times[-1] > held[0] + 300_000_000)
         assert client.times[-1] > held[0] + 300_000_000
 
 
@@ -302,6 +312,7 @@ def test_cli_serves_and_stops_cleanly_on_sigterm(mcl_bus: str) -> None:
             proc.wait()
 
 
+@pytest.mark.slow
 def test_cli_warns_on_a_non_loopback_host_and_errors_in_one_line(mcl_bus: str) -> None:
     """A non-loopback --host is warned about; a host it cannot bind is one error line, exit 1."""
     proc = subprocess.run(
@@ -313,3 +324,97 @@ def test_cli_warns_on_a_non_loopback_host_and_errors_in_one_line(mcl_bus: str) -
     lines = proc.stderr.strip().splitlines()
     assert any("warning: serving on 192.0.2.1" in line for line in lines)
     assert lines[-1].startswith("error: ") and "192.0.2.1" in lines[-1] and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_endless_topic_names_are_bounded_by_max_channels(mcl_bus: str) -> None:
+    """A publisher of ever new topic names: at most max_channels channels, the rest dropped and counted."""
+    from mcl.foxglove import OVER_LIMIT
+
+    with FoxgloveBridge(BridgeOptions(bus=mcl_bus, port=0, max_channels=10)) as bridge, Publisher(mcl_bus) as publisher:
+        assert publisher.wait_for_subscribers(1, timeout=10)
+        for i in range(300):
+            publisher.publish(f"t{i}", encode({"name": "M", "timestamp": 0.0, "i": i}))
+        deadline = time.monotonic() + 20
+        while bridge.status().received < 300 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        deadline = time.monotonic() + 20
+        while bridge.status().channels < 10 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = bridge.status()
+    assert status.received == 300 and status.channels == 10
+    assert status.dropped[OVER_LIMIT] == 290 and OVER_LIMIT in status.line()
+
+
+@pytest.mark.slow
+def test_forged_replay_clocks_never_stop_the_bridge(bridge: FoxgloveBridge, client: Client, mcl_bus: str) -> None:
+    """Clock messages with speed NaN, -1, 1e308 or log times at the int64 edge: messages still flow, times in u64."""
+    with Publisher(mcl_bus) as publisher:
+        assert publisher.wait_for_subscribers(1, timeout=10)
+        for _ in range(100):  # until the client is subscribed and gets messages
+            publisher.publish("t", encode({"name": "M", "timestamp": 0.0, "i": -1}))
+            client.poll(0.2, until=lambda: bool(client.messages))
+            if client.messages:
+                break
+        assert client.messages
+        for i, (log_ns, speed) in enumerate([(5, math.nan), (5, -1.0), (5, 1e308), ((1 << 63) - 1, 1e6), (-(1 << 63), 2.0)]):
+            publisher.publish_time(log_ns, speed)
+            publisher.publish("t", encode({"name": "M", "timestamp": 0.0, "i": i}))
+        client.poll(10, until=lambda: any(json.loads(d)["i"] == 4 for _, _, d in client.messages))
+        status = bridge.status()  # raises what stopped the bridge
+    got = [json.loads(d)["i"] for _, _, d in client.messages]
+    assert got[-5:] == [0, 1, 2, 3, 4], (got, status)
+    assert all(0 <= t < 1 << 64 for _, t, _ in client.messages)
+    assert status.received >= 6 and status.dropped_total == 0 and status.line()
+    assert message_log_time(7, 9, (5, 0, math.nan)) == 7 and message_log_time(7, 9, (-50, 0, math.inf)) == 0
+    assert message_log_time(3 * 10**9, 9, (5, 0, 1e308)) == (1 << 64) - 1 and message_log_time(0, 9, (5, 3 * 10**9, 1e308)) == 0
+
+
+@pytest.mark.slow
+def test_payloads_nested_past_the_recursion_limit_never_stop_the_bridge(bridge: FoxgloveBridge, client: Client, mcl_bus: str) -> None:
+    """A map or list nested 1,000 deep (valid msgpack) on the bus: its channel is advertised, the bridge keeps serving."""
+    deep = {"map": b"\x82\xa4name\xa4Deep\xa1x" + b"\x81\xa1a" * 1000 + b"\x01",
+            "list": b"\x82\xa4name\xa4Deep\xa1x" + b"\x91" * 1000 + b"\x01"}
+    with Publisher(mcl_bus) as publisher:
+        assert publisher.wait_for_subscribers(1, timeout=10)
+        for _ in range(100):
+            for topic, payload in deep.items():
+                publisher.publish(topic, payload)
+            publisher.publish("ok", encode({"name": "M", "timestamp": 0.0}))
+            client.poll(0.2, until=lambda: {name for name, _, _ in client.messages} >= {"ok", "map", "list"})
+            if {name for name, _, _ in client.messages} >= {"ok", "map", "list"}:
+                break
+        status = bridge.status()  # raises what stopped the bridge
+    assert {name for name, _, _ in client.messages} >= {"ok", "map", "list"}
+    assert {c["topic"]: c["schemaName"] for c in client.channels.values()}["map"] == "Deep"
+    assert status.received >= 3
+
+
+@pytest.mark.slow
+def test_client_connecting_while_a_replay_runs_gets_schemas_and_the_messages_in_order(
+    bridge: FoxgloveBridge, mcl_bus: str, sample_logs: Path
+) -> None:
+    """Connect mid-replay: server info, the channels already advertised (with schemas), then in-order content."""
+    with mcl.open_log(sample_logs / "vehicle") as log:
+        records = list(log)
+    expected = {t: [to_json_value(unpack(r.payload)) for r in records if r.topic == t] for t in ("imu", "gps", "camera/front")}
+    with mcl.Replay(sample_logs / "vehicle", speed=1.0, bus=mcl_bus) as replay:
+        replay.start()
+        deadline = time.monotonic() + 30
+        while bridge.status().channels < 3 and time.monotonic() < deadline:  # the replay is running: every topic seen
+            time.sleep(0.05)
+        assert bridge.status().channels == 3
+        late = Client(bridge.port)
+        try:
+            late.poll(20, until=lambda: all(len(late.topic_messages(t)) >= 3 for t in expected))
+        finally:
+            late.close()
+        replay.stop()
+    assert late.server_info is not None and "time" in late.server_info["capabilities"]
+    advertised = {c["topic"]: json.loads(c["schema"]) for c in late.channels.values()}
+    assert set(advertised) == set(expected) and all(s["type"] == "object" for s in advertised.values())
+    for topic, want in expected.items():
+        got = [value for _, value in late.topic_messages(topic)]
+        assert len(got) >= 3, topic
+        first = want.index(got[0])
+        assert got == want[first:first + len(got)], topic  # a contiguous run of the log, in order, same content

@@ -226,3 +226,14 @@ def test_mcl_convert_writes_mcap_of_the_vehicle_log(sample_logs: Path, tmp_path:
         assert (channel.topic, channel.message_encoding, schema.encoding) == (record.topic, "json", "jsonschema")
         assert message.log_time == origin + record.elapsed_ns
         assert json.loads(message.data) == to_json_value(unpack(record.payload))
+
+
+def test_one_json_form_for_every_writer() -> None:
+    """Plain (mcl-cat, tables) and Foxglove (MCAP, bridge) forms share NaN, bytes and key rules; only arrays differ."""
+    from mcl.jsonform import dumps, to_plain_json
+
+    value = {b"\xffk": math.nan, 3: [b"a", np.float32(math.inf)], "m": np.arange(4).reshape(2, 2), "z": 1 + 2j}
+    plain, foxglove = to_plain_json(value), to_json_value(value)
+    assert plain == {"/2s=": None, "3": ["YQ==", None], "m": [[0, 1], [2, 3]], "z": [1.0, 2.0]}
+    assert foxglove == {**plain, "m": {"shape": [2, 2], "data": [0, 1, 2, 3]}}
+    assert json.loads(dumps(value)) == plain  # strict JSON text, no NaN

@@ -144,6 +144,7 @@ def test_foreign_file_topics_times_and_payloads(tmp_path: Path) -> None:
             assert record.payload == data
 
 
+@pytest.mark.slow
 def test_mcl_info_names_encodings_and_types(tmp_path: Path) -> None:
     """mcl-info on a foreign MCAP file: format, topics, and which encodings are replayed as raw bytes."""
     write_foreign(tmp_path / "f.mcap")
@@ -158,6 +159,7 @@ def test_mcl_info_names_encodings_and_types(tmp_path: Path) -> None:
     assert info["topics"]["/pose"]["rate_hz"] == pytest.approx(50.0)
 
 
+@pytest.mark.slow
 def test_foreign_file_replays_onto_the_bus_with_times_and_topics(tmp_path: Path, mcl_bus: str, mcl_capture) -> None:  # type: ignore[no-untyped-def]
     """A real replay of an mcap-library file publishes every message on its topic, in order, with its spacing."""
     written = write_foreign(tmp_path / "f.mcap", n=20)
@@ -207,6 +209,7 @@ def test_summary_less_file_cut_short_reads_what_was_written(tmp_path: Path) -> N
     assert [(r.elapsed_ns + ORIGIN_NS, r.topic) for r in back] == [(t, topic) for t, topic, _ in written]
 
 
+@pytest.mark.slow
 def test_truncated_mcap_returns_the_complete_chunks(tmp_path: Path) -> None:
     """An export cut in the middle: the chunks before the cut read back, the rest is one warning, never a traceback."""
     records = [Record(i * 1_000_000, "t", encode({"name": "M", "timestamp": 0.0, "v": i, "pad": "x" * 200})) for i in range(2000)]
@@ -250,6 +253,7 @@ def test_damaged_chunk_in_an_indexed_file_is_skipped(tmp_path: Path) -> None:
     assert times == sorted(times)
 
 
+@pytest.mark.slow
 def test_not_an_mcap_file_is_one_error_line(tmp_path: Path) -> None:
     """A .mcap file that is not MCAP: 'error: ...', exit 1, no traceback (mcl-cat)."""
     (tmp_path / "x.mcap").write_bytes(b"hello, not mcap at all")
@@ -260,6 +264,7 @@ def test_not_an_mcap_file_is_one_error_line(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr and "not an MCAP file" in proc.stderr
 
 
+@pytest.mark.slow
 def test_mcl_cat_reads_mcap(tmp_path: Path) -> None:
     """mcl-cat prints the records of an MCAP file as JSON lines, topic filter applied."""
     make_native(tmp_path / "log")
@@ -286,3 +291,72 @@ def test_mcl_replay_command_plays_an_mcap_file(tmp_path: Path, mcl_bus: str, mcl
     mcl_capture.wait_for("/pose", 30, timeout=10)
     mcl_capture.wait_for("/blob", 30, timeout=10)
     assert mcl_capture.counts() == {"/pose": 30, "/wheel": 30, "/blob": 30}
+
+
+def _library_file(path: Path, n: int, *, compression: str = "zstd") -> Path:
+    """An MCAP file of the mcap library's own writer: 3 json channels, `n` messages, small chunks."""
+    kind = mcap_writer.CompressionType
+    with open(path, "wb") as f:
+        writer = mcap_writer.Writer(f, chunk_size=4096, compression=getattr(kind, compression.upper()))
+        writer.start()
+        schema = writer.register_schema("T", "jsonschema", b'{"type":"object"}')
+        channels = [writer.register_channel(t, "json", schema) for t in ("a", "b", "c")]
+        for i in range(n):
+            data = b'{"i": %d, "pad": "%s"}' % (i, b"p" * (i % 17))
+            writer.add_message(channels[i % 3], log_time=ORIGIN_NS + i * 1000, data=data, publish_time=0)
+        writer.finish()
+    return path
+
+
+def _topic_rows(summary: mcl.LogSummary) -> dict[str, tuple[object, ...]]:
+    return {k: (v.messages, v.first_ns, v.last_ns, v.bytes, sorted(v.types)) for k, v in summary.topics.items()}
+
+
+def test_summary_comes_from_the_index_and_equals_a_scan(tmp_path: Path) -> None:
+    """With Statistics and message indexes the summary reads no chunk (indexed) and equals a scan's counts."""
+    path = _library_file(tmp_path / "lib.mcap", 3000)
+    with open_source(path) as source:
+        fast = source.summary()
+        source._index_counts = lambda: None  # type: ignore[method-assign]
+        scan = source.summary()
+    assert fast.indexed and not scan.indexed
+    assert _topic_rows(fast) == _topic_rows(scan)
+    assert (fast.messages, fast.start_ns, fast.end_ns) == (scan.messages, scan.start_ns, scan.end_ns) == (3000, 0, 2999000)
+
+
+def test_summary_does_not_decompress_chunks(tmp_path: Path) -> None:
+    """A chunk whose body is garbage: the summary still counts its messages from the index; reading reports it."""
+    path = _library_file(tmp_path / "lib.mcap", 600, compression="none")
+    data = bytearray(path.read_bytes())
+    at = data.find(b'{"i": 300,')
+    data[at:at + 6] = b"XXXXXX"
+    path.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LogDamageWarning)
+        with mcl.open_log(path) as reader:
+            summary = reader.summaries()[0]
+            assert not caught  # nothing was read but the summary section and the message indexes
+            assert summary.indexed and summary.messages == 600
+            assert reader.duration_ns == 599_000
+            records = list(reader)
+    assert 0 < len(records) < 600
+    assert any("crc" in str(w.message).lower() for w in caught)
+
+
+def test_summary_falls_back_to_a_scan_when_statistics_disagree(tmp_path: Path) -> None:
+    """A forged Statistics record (message count) is not trusted: the summary is a scan of the messages."""
+    path = _library_file(tmp_path / "lib.mcap", 90)
+    data = bytearray(path.read_bytes())
+    pos = 8
+    while pos + 9 <= len(data):  # walk the records to the Statistics record (opcode 0x0B)
+        opcode, length = data[pos], int.from_bytes(data[pos + 1:pos + 9], "little")
+        if opcode == 0x0B:
+            data[pos + 9:pos + 17] = (1 << 62).to_bytes(8, "little")
+            break
+        pos += 9 + length
+    else:
+        raise AssertionError("no Statistics record")
+    path.write_bytes(bytes(data))
+    with open_source(path) as source:
+        summary = source.summary()
+    assert not summary.indexed and summary.messages == 90

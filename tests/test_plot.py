@@ -76,6 +76,7 @@ def test_gaps_quiet_topic_and_damage_are_found(tmp_path: Path) -> None:
     assert 0 < start < end < 4000 * MS
 
 
+@pytest.mark.slow
 def test_cli_plot_and_refusals(tmp_path: Path) -> None:
     """mcl-info LOG --plot PNG writes the picture; an existing PNG is never overwritten (error line, exit 1)."""
     make_log(tmp_path / "log.mcap", damage=False)

@@ -504,3 +504,66 @@ def test_parquet_int_too_large_for_float_falls_back_to_json(tmp_path: Path) -> N
     assert table.schema.field("v").type == pa.string()
     values = table.column("v").to_pylist()
     assert values[0] == str(big) and values[449] == str(big + 449) and values[450] == "450.5"
+
+
+def _deep_map(levels: int) -> bytes:
+    """A message M whose field x nests `levels` maps (msgpack by hand: mcl.encode stops at 512 levels)."""
+    return b"\x82\xa4name\xa1M\xa1x" + b"\x81\xa1a" * levels + b"\x01"
+
+
+def _deep_list(levels: int) -> bytes:
+    return b"\x82\xa4name\xa1M\xa1x" + b"\x91" * levels + b"\x01"
+
+
+@pytest.mark.parametrize("levels", [40, 600, 1020])
+def test_deep_nesting_is_bounded_and_the_dataset_stays_readable(tmp_path: Path, levels: int) -> None:
+    """Maps / lists nested deeper than MAX_NESTING: JSON text below the bound, no RecursionError, Parquet readable."""
+    import json
+
+    from mcl.tables.columns import MAX_NESTING
+
+    for make in (_deep_map, _deep_list):
+        table = mcl.tables.decode(_table_of([make(levels)] * 3), type="M")
+        column = table.column("x")
+        depth, arrow_type = 0, column.type
+        while pa.types.is_struct(arrow_type) or pa.types.is_list(arrow_type):
+            depth += 1
+            arrow_type = arrow_type.field(0).type if pa.types.is_struct(arrow_type) else arrow_type.value_type
+        assert depth <= MAX_NESTING and arrow_type == pa.string()
+        # the JSON text at the bottom holds the rest of the value: nothing dropped
+        leaf = column.to_pylist()[0]
+        for _ in range(depth):
+            leaf = leaf["a"] if isinstance(leaf, dict) else leaf[0]
+        if levels < 900:  # json.loads itself recurses
+            rest = json.loads(leaf)
+            for _ in range(levels - depth):
+                rest = rest["a"] if make is _deep_map else rest[0]
+            assert rest == 1
+        else:
+            assert leaf.count("[") + leaf.count("{") == levels - depth and leaf.strip("[]{}\"a: ") == "1"
+        log = tmp_path / f"{make.__name__}_{levels}"
+        with mcl.LogWriter(log, origin_ns=ORIGIN) as writer:
+            writer.write_record(Record(0, "t", make(levels)))
+        out = tmp_path / f"{log.name}.parquet"
+        assert export_cli.main([str(log), "--parquet", str(out)]) == 0
+        assert pq.read_table(next(out.rglob("*.parquet"))).num_rows == 1  # pyarrow refuses > 100 Parquet levels
+
+
+def test_a_32_dimensional_numpy_array_keeps_its_fixed_size_lists() -> None:
+    """numpy's deepest arrays (32 dimensions) are within the bound: fixed-size lists, not JSON."""
+    shape = (1,) * 31 + (2,)
+    table = mcl.tables.decode(_table_of([mcl.encode({"name": "M", "x": np.zeros(shape)})] * 2), type="M")
+    assert pa.types.is_fixed_size_list(table.column("x").type)
+
+
+def test_json_fallback_text_is_valid_json_with_the_shared_rules() -> None:
+    """The JSON columns follow mcl.jsonform: NaN / infinity null (strict JSON), bytes base64, bytes keys base64."""
+    import json
+
+    def strict(text: str) -> object:
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} is not JSON"))
+
+    payloads = [mcl.encode({"name": "M", "x": math.nan}), mcl.encode({"name": "M", "x": "s"}),
+                mcl.encode({"name": "M", "x": [math.inf, b"\x00"]}), mcl.encode({"name": "M", "x": {b"k": 1, "j": 2}})]
+    column = mcl.tables.decode(_table_of(payloads), type="M").column("x").to_pylist()
+    assert [strict(text) for text in column] == [None, "s", [None, "AA=="], {"aw==": 1, "j": 2}]

@@ -9,7 +9,8 @@ elapsed_ns``, UTC ns). Two message encodings:
     channel ``message_encoding="json"``, schema ``encoding="jsonschema"``. A
     named message is its payload map (``name``, ``timestamp``, fields) as a
     JSON object; a raw payload (not a named map) is ``{"value": ...}`` under
-    the schema ``RawData``. The schemas follow what Foxglove's JSON Schema
+    the schema ``RawData``; values take the JSON form of :mod:`mcl.jsonform`
+    (the Foxglove form). The schemas follow what Foxglove's JSON Schema
     loader accepts: every field has one type (no unions), every array has an
     item type, and no array holds arrays:
 
@@ -43,7 +44,11 @@ cut short: read from the start, a bounded reordering window). Payloads:
 msgpack (mcl's own export: the same bytes as recorded); any other encoding
 (protobuf, ros1, cdr, ...) as the raw bytes. The time origin is the one mcl
 wrote in its metadata, else the first message's log time. Damage (a bad
-chunk, a cut tail) is skipped with a :class:`~mcl.LogDamageWarning`.
+chunk, a cut tail, messages of a channel no Channel record defines, log times
+over int64 ns) is skipped with a :class:`~mcl.LogDamageWarning`. The summary
+(counts, time range: what ``mcl-info`` and the replay's start-up read) comes
+from the Statistics record and the message indexes when the file has them and
+they agree, without reading a chunk; else from a pass over the messages.
 
 The ``mcap`` library is an optional extra: ``pip install 'mcl[mcap]'``.
 """
@@ -66,6 +71,11 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mcl.jsonform import Base64 as _Base64
+from mcl.jsonform import Numpy as _Numpy
+from mcl.jsonform import Wrapped as _Wrapped
+from mcl.jsonform import to_json_value
+from mcl.jsonform import to_marked_json as _convert
 from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormatError, MclError, MessageError
 from mcl.log.formats import file_starts_with
 from mcl.log.record import Damage, LogSummary, Record, TopicFilter, TopicStats
@@ -94,8 +104,8 @@ RAW_SCHEMA_NAME = "RawData"  # schema of payloads that are not named messages
 EMPTY_TOPIC = "(empty)"  # the MCAP topic of records with the empty topic name
 PROFILE = ""  # no MCAP profile fits (the registry has ros1 and ros2 only)
 LIBRARY = "mcl"
-_U64_MAX = (1 << 64) - 1  # MCAP times are u64 ns since 1970
 RECORD_LIMIT = 1 << 30  # bytes: a record announcing more is damage, not an allocation
+TIME_LIMIT = (1 << 63) - 1  # UTC ns: mcl times are int64; a later MCAP log_time (u64) is damage
 REORDER_WINDOW = 65536  # messages held to put a summary-less file in time order
 COMPRESSIONS = ("zstd", "lz4", "none")
 
@@ -123,97 +133,6 @@ def probe(path: Path) -> bool:
 # -- JSON conversion -------------------------------------------------------------------
 
 
-class _Numpy:
-    """A converted numpy value and its dtype, seen only by the schema inference."""
-
-    __slots__ = ("value", "descr")
-
-    def __init__(self, value: Any, descr: str | None) -> None:
-        self.value = value
-        self.descr = descr
-
-
-class _Base64:
-    """Bytes converted to a base64 string (schema inference only)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-
-class _Wrapped:
-    """A list inside a list, converted to ``{"values": [...]}`` (schema inference only)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-
-def to_json_value(value: Any) -> Any:
-    """An unpacked payload value as valid JSON values, in the form of the module docstring."""
-    return _convert(value, False, False)
-
-
-def _convert(value: Any, in_array: bool, mark: bool) -> Any:
-    if value is None or isinstance(value, (bool, str, int)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {_json_key(k): _convert(v, False, mark) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        items = [_convert(v, True, mark) for v in value]
-        if in_array:
-            return _Wrapped({"values": items}) if mark else {"values": items}
-        return items
-    if isinstance(value, np.ndarray):
-        return _convert_array(value, in_array, mark)
-    if isinstance(value, np.generic):
-        converted = _convert(value.item(), in_array, mark)
-        return _Numpy(converted, _descr(value.dtype)) if mark and value.dtype.kind in "biuf" else converted
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        text = base64.b64encode(bytes(value)).decode("ascii")
-        return _Base64(text) if mark else text
-    if isinstance(value, complex):
-        return _convert([value.real, value.imag], in_array, mark)
-    if isinstance(value, msgpack.ExtType):
-        return {"ext": value.code, "data": _convert(value.data, False, mark)}
-    return str(value)
-
-
-def _descr(dtype: np.dtype[Any]) -> str | None:
-    descr = np.lib.format.dtype_to_descr(dtype)
-    return descr if isinstance(descr, str) else None
-
-
-def _convert_array(arr: np.ndarray, in_array: bool, mark: bool) -> Any:
-    kind = arr.dtype.kind
-    if kind in "biuf":
-        flat = arr.reshape(-1)
-        if kind == "f" and flat.size and not np.isfinite(flat).all():
-            obj = flat.astype(object)
-            obj[~np.isfinite(flat)] = None
-            data = obj.tolist()
-        else:
-            data = flat.tolist()
-        out: Any = data if arr.ndim == 1 and not in_array else {"shape": list(arr.shape), "data": data}
-        if arr.ndim == 0:
-            out = data[0]
-        return _Numpy(out, _descr(arr.dtype)) if mark else out
-    # complex, structured, strings, dates: element by element, as lists
-    return _convert(arr.tolist(), in_array, mark)
-
-
-def _json_key(key: Any) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, bytes):
-        return key.decode("utf-8", "backslashreplace")
-    return str(key)
-
-
 def from_json_value(value: Any, schema: dict[str, Any]) -> Any:
     """A JSON value written by :func:`to_json_value` back to payload values, guided by its schema.
 
@@ -226,13 +145,13 @@ def from_json_value(value: Any, schema: dict[str, Any]) -> Any:
     if isinstance(descr, str):
         return _restore_numpy(value, descr)
     if schema.get("mcl.list") is True and isinstance(value, dict) and isinstance(value.get("values"), list):
-        items = schema.get("properties", {}).get("values", {}).get("items", {})
+        items = _part(_part(_part(schema, "properties"), "values"), "items")
         return [from_json_value(v, items) for v in value["values"]]
     if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        return {k: from_json_value(v, properties.get(k, {})) for k, v in value.items()}
+        properties = _part(schema, "properties")
+        return {k: from_json_value(v, _part(properties, k)) for k, v in value.items()}
     if isinstance(value, list):
-        items = schema.get("items", {})
+        items = _part(schema, "items")
         return [from_json_value(v, items) for v in value]
     if isinstance(value, str) and schema.get("contentEncoding") == "base64":
         try:
@@ -240,6 +159,12 @@ def from_json_value(value: Any, schema: dict[str, Any]) -> Any:
         except ValueError:
             return value
     return value
+
+
+def _part(schema: dict[str, Any], key: str) -> dict[str, Any]:
+    """The sub-schema `key` of `schema`; {} when missing or not an object (a schema from a file is hostile)."""
+    part = schema.get(key)
+    return part if isinstance(part, dict) else {}
 
 
 def _restore_numpy(value: Any, descr: str) -> Any:
@@ -251,7 +176,7 @@ def _restore_numpy(value: Any, descr: str) -> Any:
         if isinstance(value, list):
             return np.array(value, dtype=dtype)
         return dtype.type(value)
-    except (TypeError, ValueError, OverflowError):
+    except (TypeError, ValueError, OverflowError, AttributeError, RecursionError):
         return value  # not what mcl wrote: keep the JSON value
 
 
@@ -382,8 +307,16 @@ def infer_schemas(records: Iterable[Record]) -> dict[str | None, dict[str, Any]]
         shape = shapes.get(name)
         if shape is None:
             shape = shapes[name] = _Shape()
-        shape.add(_marked(name, value))
+        try:
+            shape.add(_marked(name, value))
+        except RecursionError:
+            raise _too_deep(topic, elapsed_ns) from None
     return {name: _finish_schema(name, shape) for name, shape in shapes.items()}
+
+
+def _too_deep(topic: str, elapsed_ns: int) -> MessageError:
+    return MessageError(f"record on topic {topic!r} at {elapsed_ns / 1e9:.6f} s is nested too deep to be exported as JSON"
+                        " (use the msgpack encoding to keep the bytes as they are)")
 
 
 # -- writing -------------------------------------------------------------------------
@@ -439,10 +372,15 @@ class McapWriter:
         except OSError as exc:
             raise LogError(f"{self.path}: cannot create: {exc.strerror}") from None
         kind = mcap.writer.CompressionType
-        self._writer = mcap.writer.Writer(
-            self._fp, chunk_size=chunk_size, compression={"zstd": kind.ZSTD, "lz4": kind.LZ4, "none": kind.NONE}[compression]
-        )
-        self._writer.start(profile=PROFILE, library=LIBRARY)
+        try:
+            self._writer = mcap.writer.Writer(
+                self._fp, chunk_size=chunk_size, compression={"zstd": kind.ZSTD, "lz4": kind.LZ4, "none": kind.NONE}[compression]
+            )
+            self._writer.start(profile=PROFILE, library=LIBRARY)
+        except BaseException:  # e.g. lz4 or zstandard missing: no file left behind
+            self._fp.close()
+            self.path.unlink(missing_ok=True)
+            raise
         self._schema_ids: dict[str | None, int] = {}
         self._channels: dict[tuple[str, str | None], int] = {}
         self._sequences: dict[int, int] = {}
@@ -466,11 +404,18 @@ class McapWriter:
         """Add one record."""
         if self._closed:
             raise RuntimeError("Cannot write to an MCAP writer once it has been closed.")
+        when = self.origin_ns + elapsed_ns
+        if not 0 <= when <= TIME_LIMIT:
+            raise LogError(f"{self.path}: record on topic {topic!r} at {elapsed_ns / 1e9:.9f} s has the time {when} ns "
+                           f"(UTC ns since 1970), outside 0..{TIME_LIMIT}: MCAP times are unsigned, mcl's int64")
         if self.encoding == "json":
             value = _unpack_record(topic, elapsed_ns, payload)
             name = _type_of(value)
             wrapped = value if name is not None else {"value": value}
-            data = self._dumps(to_json_value(wrapped)).encode("utf-8")
+            try:
+                data = self._dumps(to_json_value(wrapped)).encode("utf-8")
+            except RecursionError:
+                raise _too_deep(topic, elapsed_ns) from None
         else:
             name = type_name_of(payload)
             wrapped = None
@@ -478,15 +423,12 @@ class McapWriter:
         key = (topic, name)
         channel_id = self._channels.get(key)
         if channel_id is None:
-            channel_id = self._new_channel(topic, name, wrapped)
+            try:
+                channel_id = self._new_channel(topic, name, wrapped)
+            except RecursionError:
+                raise _too_deep(topic, elapsed_ns) from None
         sequence = self._sequences.get(channel_id, 0)
         self._sequences[channel_id] = sequence + 1
-        when = self.origin_ns + elapsed_ns
-        if not 0 <= when <= _U64_MAX:
-            raise LogError(
-                f"record on topic {topic!r} at {elapsed_ns / 1e9:.6f} s has the time {when} ns since 1970,"
-                " outside MCAP's range of 0 to 2**64 - 1 ns"
-            )
         self._writer.add_message(channel_id=channel_id, log_time=when, data=data, publish_time=when, sequence=sequence)
         self.counts[topic] = self.counts.get(topic, 0) + 1
 
@@ -581,6 +523,33 @@ def _damage_errors() -> tuple[type[BaseException], ...]:
 
 
 @dataclass(slots=True)
+class _Skipped:
+    """Messages an MCAP reader skips without a damaged chunk: undefined channels, times over int64."""
+
+    channels: dict[int, int] = field(default_factory=dict)  # channel id -> messages of no defined channel
+    late: int = 0  # messages with a log_time over TIME_LIMIT
+
+    def keep(self, message: Any, channels: dict[int, Any]) -> bool:
+        """True if `message` can become a record; else it is counted."""
+        if message.channel_id not in channels:
+            self.channels[message.channel_id] = self.channels.get(message.channel_id, 0) + 1
+            return False
+        if message.log_time > TIME_LIMIT:
+            self.late += 1
+            return False
+        return True
+
+    def report(self, source: McapSource) -> None:
+        """Report what was counted as damage of `source`."""
+        for channel_id, n in sorted(self.channels.items()):
+            source._report(Damage(str(source.path), f"{n} message{'s' if n != 1 else ''} on channel {channel_id}, "
+                                  "which no Channel record defines"))
+        if self.late:
+            source._report(Damage(str(source.path), f"{self.late} message{'s' if self.late != 1 else ''} with a "
+                                  f"log_time over the limit {TIME_LIMIT} ns (mcl times are int64)"))
+
+
+@dataclass(slots=True)
 class _ChannelInfo:
     """How the records of one MCAP channel are made."""
 
@@ -609,6 +578,8 @@ class McapSource:
         self._summary: Any = None
         self.metadata: dict[str, str] = {}
         self._channels: dict[int, _ChannelInfo] = {}
+        self._index: dict[int, list[int]] | None = None  # per channel counts from the message indexes
+        self._index_read = False  # _index computed (the file does not change while open)
         try:
             head = self._fp.read(len(MAGIC))
             if head != MAGIC:
@@ -659,7 +630,7 @@ class McapSource:
             try:
                 loaded = json.loads(schema.data)
                 parsed = loaded if isinstance(loaded, dict) else None
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested too deep: no schema
                 parsed = None
         mcl_type = meta.get("mcl.type")
         type_name = (mcl_type or None) if mcl_type is not None else (schema.name if schema is not None and schema.name else None)
@@ -674,14 +645,15 @@ class McapSource:
 
     def _find_origin(self) -> int | None:
         origin = self.metadata.get("origin_ns", "")
-        if origin.isdigit():
+        if origin.isdigit() and len(origin) < 20 and int(origin) <= TIME_LIMIT:
             return int(origin)
         if self._summary is not None:
             stats = self._summary.statistics
-            if stats is not None and stats.message_count:
+            if stats is not None and stats.message_count and stats.message_start_time <= TIME_LIMIT:
                 return int(stats.message_start_time)
-            if self._summary.chunk_indexes:
-                return min(int(c.message_start_time) for c in self._summary.chunk_indexes)
+            starts = [int(c.message_start_time) for c in self._summary.chunk_indexes]
+            if starts and min(starts) <= TIME_LIMIT:
+                return min(starts)
         return self._first_log_time()
 
     def _first_log_time(self) -> int | None:
@@ -696,10 +668,11 @@ class McapSource:
                 record = next(records, None)
                 if record is None:
                     return None
-                if isinstance(record, Message):
+                if isinstance(record, Message) and record.log_time <= TIME_LIMIT:
                     return int(record.log_time)
                 if isinstance(record, Chunk):
-                    times = [int(m.log_time) for m in breakup_chunk(record) if isinstance(m, Message)]
+                    times = [int(m.log_time) for m in breakup_chunk(record)
+                             if isinstance(m, Message) and m.log_time <= TIME_LIMIT]
                     if times:
                         return min(times)
             except self._errors:
@@ -716,9 +689,11 @@ class McapSource:
 
     def _iter_indexed(self, lo: int | None, hi: int | None) -> Iterator[tuple[int, int, bytes]]:
         from mcap.data_stream import ReadDataStream
-        from mcap.records import Chunk, Message
+        from mcap.records import Channel, Chunk, Message, Schema
         from mcap.stream_reader import breakup_chunk
 
+        schemas: dict[int, Any] = dict(self._summary.schemas)
+        skipped = _Skipped()
         chunks = sorted(
             (c for c in self._summary.chunk_indexes
              if (lo is None or c.message_end_time >= lo) and (hi is None or c.message_start_time <= hi)),
@@ -752,12 +727,17 @@ class McapSource:
                 for record in records:
                     if isinstance(record, Message):
                         t = record.log_time
-                        if (lo is None or t >= lo) and (hi is None or t <= hi) and record.channel_id in self._channels:
+                        if skipped.keep(record, self._channels) and (lo is None or t >= lo) and (hi is None or t <= hi):
                             heapq.heappush(heap, (t, order, record.sequence, record.channel_id, record.data))
                             order += 1
+                    elif isinstance(record, Schema):
+                        schemas[record.id] = record
+                    elif isinstance(record, Channel):  # a channel the summary does not list
+                        self._add_channel(record, schemas.get(record.schema_id))
             if heap:
                 t, _, _, channel_id, data = heapq.heappop(heap)
                 yield t, channel_id, data
+        skipped.report(self)
 
     def _iter_stream(self, lo: int | None, hi: int | None) -> Iterator[tuple[int, int, bytes]]:
         """A summary-less (or index-less) file from the start, reordered in a bounded window."""
@@ -770,6 +750,7 @@ class McapSource:
         heap: list[tuple[int, int, int, bytes]] = []
         order = 0
         footer = False
+        skipped = _Skipped()
         records = reader.records
         while True:
             offset = self._fp.tell()
@@ -801,7 +782,7 @@ class McapSource:
                     schemas[item.id] = item
                 elif isinstance(item, Channel):
                     self._add_channel(item, schemas.get(item.schema_id))
-                elif isinstance(item, Message) and item.channel_id in self._channels:
+                elif isinstance(item, Message) and skipped.keep(item, self._channels):
                     t = item.log_time
                     if (lo is None or t >= lo) and (hi is None or t <= hi):
                         heapq.heappush(heap, (t, order, item.channel_id, item.data))
@@ -811,6 +792,7 @@ class McapSource:
                             yield t, channel_id, data
         if not footer:
             self._report(Damage(str(self.path), "the file ends without a footer (cut short?)", offset=self._size))
+        skipped.report(self)
         while heap:
             t, _, channel_id, data = heapq.heappop(heap)
             yield t, channel_id, data
@@ -854,14 +836,135 @@ class McapSource:
         warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
 
     def summary(self, *, verify: bool = False) -> LogSummary:
-        """Counts per topic (a pass over the messages, payloads not decoded), encodings, damage.
+        """Counts per topic, encodings, damage seen so far.
 
-        The pass reads every chunk and checks its CRC, so the summary is
-        always verified (`verify` is accepted for the LogSource protocol).
+        From the summary section when the file has a Statistics record and
+        message indexes that agree with it (``indexed``: no chunk is read;
+        payload bytes per topic are the message records' sizes in the index,
+        which also count a Schema or Channel record written between two
+        messages of a chunk); else, or with `verify`, a pass over the
+        messages (payloads not decoded) that reads every chunk, checks its
+        CRC and finds damaged chunks (``verified``).
         """
         summary = LogSummary(path=str(self.path), format=FORMAT, origin_ns=self.origin_ns, size_bytes=self._size,
                              files=[str(self.path)], indexed=False)
         origin = self.origin_ns or 0
+        indexed = None if verify else self._index_counts()
+        if indexed is not None:
+            self._fill_summary(summary, indexed, origin)
+            summary.indexed = True
+        else:
+            self._scan_summary(summary, origin)
+            summary.verified = True
+        summary.damage = list(self.damage)
+        summary.metadata = {k: v for k, v in self.metadata.items() if k not in ("origin_ns",)}
+        summary.metadata["mcap encodings"] = self._describe_encodings()
+        summary.metadata["mcap index"] = "chunk indexes" if self.indexed else "none (read from the start)"
+        return summary
+
+    def _index_counts(self) -> dict[int, list[int]] | None:
+        """Per channel [messages, first log_time, last log_time, bytes] from the message indexes.
+
+        None when the file has no Statistics record, a message index is
+        missing, unreadable or names an unknown channel, or the counts do
+        not add up to the Statistics record (then the summary is a scan).
+        """
+        if self._index_read:
+            return self._index
+        self._index_read = True
+        if not self.indexed or self._summary.statistics is None:
+            return None
+        self._index = self._read_index_counts()
+        return self._index
+
+    def _read_index_counts(self) -> dict[int, list[int]] | None:
+        per: dict[int, list[int]] = {}
+        total = 0
+        try:
+            for index in self._summary.chunk_indexes:
+                for channel_id, times, sizes in self._read_message_index(index):
+                    total += len(times)
+                    keep = times <= TIME_LIMIT
+                    if not keep.any():
+                        continue
+                    times, sizes = times[keep], sizes[keep]
+                    counts = per.setdefault(channel_id, [0, TIME_LIMIT, 0, 0])
+                    counts[0] += len(times)
+                    counts[1] = min(counts[1], int(times.min()))
+                    counts[2] = max(counts[2], int(times.max()))
+                    counts[3] += int(sizes.sum())
+        except (ValueError, struct.error):
+            return None
+        if total != self._summary.statistics.message_count or not set(per) <= set(self._channels):
+            return None
+        return per
+
+    def _read_message_index(self, index: Any) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(channel id, log times, data sizes) of the MessageIndex records after one chunk (ValueError if bad)."""
+        length = int(index.message_index_length)
+        start = int(index.chunk_start_offset) + int(index.chunk_length)
+        if not index.message_index_offsets:
+            if length:
+                raise ValueError("message index without offsets")
+            return []
+        if length > RECORD_LIMIT or start + length > self._size:
+            raise ValueError("message index past the end or over the limit")
+        self._fp.seek(start)
+        data = self._fp.read(length)
+        found: list[tuple[int, np.ndarray, np.ndarray]] = []
+        pos = 0
+        while pos + 9 <= len(data):
+            opcode, size = struct.unpack_from("<BQ", data, pos)
+            body = pos + 9
+            pos = body + size
+            if pos > len(data):
+                raise ValueError("message index record cut short")
+            if opcode != 0x07:  # MessageIndex
+                continue
+            channel_id, records_length = struct.unpack_from("<HI", data, body)
+            if records_length % 16 or body + 6 + records_length > pos:
+                raise ValueError("bad message index record")
+            pairs = np.frombuffer(data, dtype="<u8", count=records_length // 8, offset=body + 6).reshape(-1, 2)
+            found.append((channel_id, pairs[:, 0], pairs[:, 1]))
+        if {c for c, _, _ in found} != set(index.message_index_offsets):
+            raise ValueError("message index records do not match the chunk index")
+        # A message record is 31 bytes (opcode, length, channel, sequence, two times) before its data.
+        if not found:
+            return []
+        offsets = np.concatenate([o for _, _, o in found]).astype(np.int64)
+        order = np.argsort(offsets, kind="stable")
+        starts = offsets[order]
+        ends = np.append(starts[1:], np.int64(index.uncompressed_size))
+        sizes = np.empty_like(offsets)
+        sizes[order] = np.maximum(ends - starts - 31, 0)
+        bounds = np.cumsum([len(o) for _, _, o in found])[:-1]
+        return [(c, t, z) for (c, t, _), z in zip(found, np.split(sizes, bounds))]
+
+    def _fill_summary(self, summary: LogSummary, per: dict[int, list[int]], origin: int) -> None:
+        for channel_id, (messages, first, last, size) in per.items():
+            info = self._channels[channel_id]
+            stats = summary.topics.get(info.topic)
+            if stats is None:
+                stats = summary.topics[info.topic] = TopicStats()
+            stats.messages += messages
+            stats.bytes += size
+            self._add_type(stats, info)
+            stats.first_ns = first - origin if stats.first_ns is None else min(stats.first_ns, first - origin)
+            stats.last_ns = last - origin if stats.last_ns is None else max(stats.last_ns, last - origin)
+        summary.topics = dict(sorted(summary.topics.items()))
+        summary.messages = sum(t.messages for t in summary.topics.values())
+        firsts = [t.first_ns for t in summary.topics.values() if t.first_ns is not None]
+        lasts = [t.last_ns for t in summary.topics.values() if t.last_ns is not None]
+        summary.start_ns = min(firsts) if firsts else None
+        summary.end_ns = max(lasts) if lasts else None
+
+    @staticmethod
+    def _add_type(stats: TopicStats, info: _ChannelInfo) -> None:
+        if info.type_name is not None:
+            stats.types.add(info.type_name if info.decoded or info.encoding == "msgpack"
+                            else f"{info.type_name} [{info.encoding}]")
+
+    def _scan_summary(self, summary: LogSummary, origin: int) -> None:
         before = len(self.damage)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", LogDamageWarning)
@@ -873,9 +976,7 @@ class McapSource:
                 elapsed = t - origin
                 stats.messages += 1
                 stats.bytes += len(data)
-                if info.type_name is not None:
-                    stats.types.add(info.type_name if info.decoded or info.encoding == "msgpack"
-                                    else f"{info.type_name} [{info.encoding}]")
+                self._add_type(stats, info)
                 if stats.first_ns is None:
                     stats.first_ns = elapsed
                 stats.last_ns = elapsed
@@ -884,13 +985,7 @@ class McapSource:
                     summary.start_ns = elapsed
                 summary.end_ns = elapsed
         for damage in self.damage[before:]:
-            warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=2)
-        summary.damage = list(self.damage)
-        summary.metadata = {k: v for k, v in self.metadata.items() if k not in ("origin_ns",)}
-        summary.metadata["mcap encodings"] = self._describe_encodings()
-        summary.metadata["mcap index"] = "chunk indexes" if self.indexed else "none (read from the start)"
-        summary.verified = True
-        return summary
+            warnings.warn(LogDamageWarning(damage.path, damage.reason + "; skipped", offset=damage.offset), stacklevel=3)
 
     def _describe_encodings(self) -> str:
         counts: dict[str, int] = {}

@@ -19,9 +19,16 @@ Column types (the rules every decoded table follows):
 - a field whose values cannot share one of these types (a string in one
   message, a number in another; a bool and an int; arrays of different
   dtypes or ranks; ints over 64 bits; map keys that are not strings) falls
-  back to a **string column of JSON text** (numpy arrays as nested lists,
-  bytes as base64) for every row of that table: never dropped.
+  back to a **string column of JSON text** (the plain form of
+  :mod:`mcl.jsonform`: numpy arrays as nested lists, bytes as base64, NaN
+  and infinity null, so the text is valid JSON) for every row of that
+  table: never dropped. A map key that is not a string names its column
+  by the same rule (bytes base64, others their JSON text).
 - a field missing in a message is null in that row.
+- nesting is bounded: a field whose column would nest maps and lists more
+  than :data:`MAX_NESTING` levels deep (Parquet readers refuse deep schemas;
+  pyarrow's limit is 100 Parquet levels) is the JSON string column too, from
+  the level where the bound is reached.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from mcl.jsonform import json_key
 from mcl.message import _ext_hook
 from mcl.tables import require
 from mcl.tables.batches import ORIGIN_KEY
@@ -44,6 +52,7 @@ from mcl.tables.flat import flat_columns
 __all__ = ["decode", "decode_all", "unpack_column", "conform", "conform_all", "unify", "CastFailed", "RESERVED_COLUMNS"]
 
 RESERVED_COLUMNS = ("time", "elapsed", "topic", "log")  # columns mcl adds; fields so named get a trailing _
+MAX_NESTING = 32  # levels of structs and lists in one column (a 32-dimensional numpy array fits); deeper: JSON
 
 _ARROW_ERRORS: tuple[type[BaseException], ...] = (ValueError, TypeError, OverflowError, UnicodeError, KeyError)
 
@@ -245,7 +254,7 @@ def _labels(keys: list[Any], arrays: list[Any]) -> dict[str, Any]:
     """Column names for fields: non-string keys as JSON, added columns' names with a trailing _."""
     columns: dict[str, Any] = {}
     for key, array in zip(keys, arrays):
-        label = key if isinstance(key, str) else json.dumps(_jsonable(key))
+        label = json_key(key)
         if label in RESERVED_COLUMNS:
             label += "_"
         while label in columns:
@@ -300,26 +309,49 @@ def _fast_columns(pa: Any, maps: list[dict[Any, Any]], keys: list[Any]) -> list[
     return [arrays[k] for k in keys]
 
 
-def to_column(pa: Any, values: list[Any]) -> Any:
-    """An Arrow array of `values` by the rules of this module (JSON strings when nothing else fits)."""
+def to_column(pa: Any, values: list[Any], depth: int = 0) -> Any:
+    """An Arrow array of `values` by the rules of this module (JSON strings when nothing else fits).
+
+    `depth` is the nesting level of `values` in the column (0: a field of the message).
+    """
     first = next((v for v in values if v is not None), None)
     if first is None:
         return pa.nulls(len(values))
+    if depth >= MAX_NESTING:
+        return json_column(pa, values)
     kind = type(first)
+    column = None
     try:
         if kind is np.ndarray:
             column = _array_column(pa, values)
-            if column is not None:
-                return column
         elif kind is dict:
-            column = _struct_column(pa, values)
-            if column is not None:
-                return column
+            column = _struct_column(pa, values, depth)
         else:
-            return pa.array(values)
+            column = pa.array(values)
     except _ARROW_ERRORS + (pa.ArrowException,):
         pass
-    return json_column(pa, values)
+    if column is None or depth + _nesting(pa, column.type) > MAX_NESTING:
+        return json_column(pa, values)
+    return column
+
+
+def _nesting(pa: Any, arrow_type: Any) -> int:
+    """Levels of structs and lists in `arrow_type` (0 for a scalar type), counted up to MAX_NESTING + 1."""
+    deepest = 0
+    level = [arrow_type]
+    while level and deepest <= MAX_NESTING:
+        below: list[Any] = []
+        for t in level:
+            if pa.types.is_struct(t):
+                below.extend(t.field(i).type for i in range(t.num_fields))
+            elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+                below.append(t.value_type)
+            elif pa.types.is_map(t):
+                below.extend((t.key_type, t.item_type))
+        if below:
+            deepest += 1
+        level = below
+    return deepest
 
 
 def _array_column(pa: Any, values: list[Any]) -> Any | None:
@@ -358,7 +390,7 @@ def _array_column(pa: Any, values: list[Any]) -> Any | None:
     return None
 
 
-def _struct_column(pa: Any, values: list[Any]) -> Any | None:
+def _struct_column(pa: Any, values: list[Any], depth: int) -> Any | None:
     present = [v for v in values if v is not None]
     if not all(type(v) is dict for v in present):
         return None
@@ -367,20 +399,61 @@ def _struct_column(pa: Any, values: list[Any]) -> Any | None:
         keys.update(dict.fromkeys(v))
     if not keys or not all(isinstance(k, str) for k in keys):
         return None
-    children = [to_column(pa, [None if v is None else v.get(k) for v in values]) for k in keys]
+    children = [to_column(pa, [None if v is None else v.get(k) for v in values], depth + 1) for k in keys]
     mask = pa.array([v is None for v in values]) if len(present) < len(values) else None
     return pa.StructArray.from_arrays(children, names=list(keys), mask=mask)
 
 
 def json_column(pa: Any, values: list[Any]) -> Any:
     """The fallback column: each value as JSON text (None stays null)."""
-    return pa.array([None if v is None else json.dumps(_jsonable(v)) for v in values], type=pa.string())
+    return pa.array([None if v is None else _json_text(v) for v in values], type=pa.string())
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return json.dumps(_jsonable(value), allow_nan=False)
+    except RecursionError:  # nested deeper than Python recurses (msgpack unpacks 1,023 levels)
+        return _deep_json_text(value)
+
+
+def _deep_json_text(value: Any) -> str:
+    """JSON text of maps and lists nested at any depth, with an explicit stack (leaves as :func:`_json_text`)."""
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Text):
+            out.append(item)
+        elif type(item) is dict:
+            parts: list[Any] = [_Text("}")]
+            for n, (k, v) in enumerate(reversed(item.items())):
+                parts.append(v)
+                parts.append(_Text(json.dumps(json_key(k)) + ": "))
+                if n < len(item) - 1:
+                    parts.append(_Text(","))
+            parts.append(_Text("{"))
+            stack.extend(parts)
+        elif type(item) in (list, tuple):
+            parts = [_Text("]")]
+            for n, v in enumerate(reversed(item)):
+                parts.append(v)
+                if n < len(item) - 1:
+                    parts.append(_Text(","))
+            parts.append(_Text("["))
+            stack.extend(parts)
+        else:
+            out.append(json.dumps(_jsonable(item), allow_nan=False))
+    return "".join(out)
+
+
+class _Text(str):
+    """Literal JSON text on the stack of :func:`_deep_json_text`."""
 
 
 def _jsonable(value: Any) -> Any:
-    from mcl.cli.common import to_jsonable
+    from mcl.jsonform import to_plain_json
 
-    return to_jsonable(value)
+    return to_plain_json(value)
 
 
 # -- schemas across tables (Parquet parts, Dask partitions) -----------------------------
