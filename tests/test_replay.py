@@ -275,11 +275,11 @@ def test_hook_error_fails_the_replay(tmp_path: Path) -> None:
 
 
 def test_batch_buffer_and_scheduler_compose(tmp_path: Path) -> None:
-    """BatchBuffer(source, length) + BatchScheduler(queue, speed), Replay's fast path, compose by hand."""
+    """BatchBuffer(source, options) + BatchScheduler(queue, options), Replay's fast path, compose by hand."""
     log = make_log(tmp_path / "log", 25, MS)
     got = Collector()
-    with BatchBuffer(str(log), length=8, options=ReplayOptions(batch_records=4)) as buffer:
-        with BatchScheduler(buffer.queue, speed=100, hooks=[got]) as scheduler:
+    with BatchBuffer(str(log), ReplayOptions(batch_records=4, read_ahead=8)) as buffer:
+        with BatchScheduler(buffer.queue, ReplayOptions(speed=100, publish=False), hooks=[got]) as scheduler:
             buffer.start()
             scheduler.start()
             assert scheduler.wait_finished(0, 30)
@@ -292,7 +292,7 @@ def test_buffer_batches_are_bounded(tmp_path: Path) -> None:
         for i in range(20):
             writer.write("t", bytes(100 if i != 7 else 5000), i * MS)
     options = ReplayOptions(batch_records=6, batch_bytes=1000, read_ahead=12)
-    with BatchBuffer(str(tmp_path / "log"), length=12, options=options) as buffer:
+    with BatchBuffer(str(tmp_path / "log"), options) as buffer:
         buffer.start()
         batches = []
         deadline = time.monotonic() + 30
@@ -476,3 +476,39 @@ def test_replay_onto_the_bus_reaches_a_subscriber(tmp_path: Path) -> None:
             assert replay.status().sent == 200
         assert sub.lost == 0
     assert got == [(("x/a", "x/b")[i % 2], i) for i in range(200)]
+
+
+def test_options_are_the_one_input(tmp_path: Path) -> None:
+    """Replay(source, options): keywords build the same options; the speed setter replaces them (no process started)."""
+    log = make_log(tmp_path / "log", 5, 10 * MS)
+    options = ReplayOptions(speed=2.0, start_ns=10 * MS, end_ns=30 * MS, topics=("t",), publish=False)
+    by_keywords = mcl.Replay(log, 2, start=0.01, end=0.03, topics="t", publish=False)
+    by_options = mcl.Replay(log, options)
+    try:
+        assert by_keywords.options == by_options.options
+        assert by_options.options.start_ns == 10 * MS and by_options.options.origin_ns is not None
+        by_options.speed = 8
+        assert by_options.options.speed == 8.0 and by_options.speed == 8.0 and isinstance(by_options.options.speed, float)
+        assert by_options.status().speed == 8.0
+        with pytest.raises(ValueError, match="speed"):
+            by_options.speed = -1
+        assert by_options.options.speed == 8.0  # a refused value changes nothing
+        with pytest.raises(TypeError, match="speed"):
+            by_options.speed = "fast"  # type: ignore[assignment]
+        with pytest.raises(TypeError, match="either a ReplayOptions or keywords"):
+            mcl.Replay(log, options, loop=True)
+        with pytest.raises(ValueError, match="after end"):
+            ReplayOptions(start_ns=2, end_ns=1)
+    finally:
+        by_keywords.close()
+        by_options.close()
+
+
+def test_window_is_one_intersection() -> None:
+    """The source's window, the options' window and a seek position intersect in one place."""
+    options = ReplayOptions(start_ns=100, end_ns=900)
+    assert options.window() == (100, 900)
+    assert options.window(200, 800) == (200, 800)
+    assert options.window(50, 950, from_ns=300) == (300, 900)
+    assert ReplayOptions().window(None, None, None) == (None, None)
+    assert ReplayOptions().window(None, 5) == (None, 5)

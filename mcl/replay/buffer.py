@@ -62,6 +62,10 @@ class SourceSpec:
         self.ignore_raw = ignore_raw  # skip payloads that are not named messages (ReadFile(ignore_raw=True))
         self.read_once = False  # a pass of `reader` has begun (one without reset() cannot be played again)
 
+    def window(self, options: ReplayOptions, from_ns: int | None = None) -> tuple[int | None, int | None]:
+        """(first, last) log time read: the source's own window and the options', from `from_ns` on."""
+        return options.window(self.start_ns, self.end_ns, from_ns)
+
 
 def make_source_spec(source: Any) -> SourceSpec:
     """What the buffer must read for `source`.
@@ -106,8 +110,7 @@ def make_source_spec(source: Any) -> SourceSpec:
 
 def iter_source(spec: SourceSpec, options: ReplayOptions, from_ns: int | None) -> Iterator[tuple[int, str, bytes]]:
     """Records (elapsed_ns, topic, payload) of the selection from log time `from_ns` on."""
-    lo = _max(_max(spec.start_ns, options.start_ns), from_ns)
-    hi = _min(spec.end_ns, options.end_ns)
+    lo, hi = spec.window(options, from_ns)
     if spec.paths is not None:
         from mcl.log.reader import open_log
 
@@ -166,14 +169,6 @@ def _select(records: Iterable[tuple[int, str, bytes]], options: ReplayOptions) -
         if exclude is not None and exclude(topic):
             continue
         yield elapsed, remap.get(topic, topic), payload
-
-
-def _max(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-def _min(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
 
 
 def _and(first: Any, second: Any) -> Any:
@@ -240,12 +235,8 @@ class BatchBuffer:
     is the original MCL's class, with its contract.
     """
 
-    def __init__(self, reader: Any, length: int = 5000, *, options: ReplayOptions | None = None) -> None:
+    def __init__(self, reader: Any, options: ReplayOptions | None = None) -> None:
         base = options if options is not None else ReplayOptions()
-        if length != base.read_ahead:
-            from dataclasses import replace
-
-            base = replace(base, read_ahead=length)
         self.options = base
         self.spec = make_source_spec(reader)
         self.queue: mp.Queue[Batch] = _CONTEXT.Queue(maxsize=base.queue_batches)

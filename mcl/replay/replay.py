@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Iterable
@@ -11,9 +10,8 @@ from typing import Any
 
 from mcl.exceptions import ReplayError
 from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec
-from mcl.replay.clock import check_speed
-from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, parse_remap
-from mcl.replay.scheduler import BatchScheduler, Hook, check_compat_speed
+from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, check_seconds
+from mcl.replay.scheduler import BatchScheduler, Hook
 from mcl.replay.worker import heartbeat_age, sigint_blocked
 
 __all__ = ["Replay"]
@@ -35,6 +33,11 @@ class Replay:
             other reader object stays in this process, read by a thread (it
             need not be picklable; ``reset()`` is called at the start of
             every pass).
+        options: a :class:`ReplayOptions` (integer ns, validated once): the
+            one input of the engine. Or, as in the original MCL, the speed
+            (a number), with the keywords below (seconds): the convenience
+            form, which builds the options (:meth:`ReplayOptions.from_seconds`);
+            a ReplayOptions and keywords together are a TypeError.
         speed: log seconds per wall second; ``math.inf`` plays as fast as
             possible (still in order, nothing dropped). Not a number is a
             TypeError, <= 0 a ValueError (and a TypeError, as the original).
@@ -75,52 +78,48 @@ class Replay:
     def __init__(
         self,
         source: Any,
-        speed: float = 1.0,
+        options: ReplayOptions | float | None = None,
         *,
         hooks: Iterable[Hook] | None = None,
+        speed: float | None = None,
         bus: str | None = None,
         publish: bool | None = None,
-        loop: bool = False,
+        loop: bool | None = None,
         start: float | None = None,
         end: float | None = None,
         topics: Iterable[str] | str | None = None,
         exclude: str | None = None,
         remap: dict[str, str] | Iterable[str] | None = None,
-        delay: float = 0.0,
-        read_ahead: int = 5000,
-        wait_for_subscribers: int = 0,
-        stuck_timeout: float = 10.0,
+        delay: float | None = None,
+        read_ahead: int | None = None,
+        wait_for_subscribers: int | None = None,
+        stuck_timeout: float | None = None,
         hwm: int | None = None,
     ) -> None:
-        check_compat_speed(speed)
         self.hooks = list(hooks or ())
         for hook in self.hooks:
             if not callable(hook):
                 raise TypeError(f"a hook must be callable, not {type(hook).__name__}")
-        if publish is None:
-            publish = not self.hooks or bus is not None
-        if isinstance(topics, str):
-            topics = [topics]
-        self.options = ReplayOptions(
-            speed=speed,
-            start_ns=_to_ns(start, "start"),
-            end_ns=_to_ns(end, "end"),
-            topics=None if topics is None else tuple(topics),
-            exclude=exclude,
-            remap=_remap_pairs(remap),
-            loop=loop,
-            delay_ns=_to_ns(delay, "delay") or 0,
-            read_ahead=read_ahead,
-            bus=bus,
-            publish=publish,
-            wait_for_subscribers=wait_for_subscribers,
-            hwm=hwm,
-            stuck_timeout_ns=_to_ns(stuck_timeout, "stuck_timeout") or NS_PER_S,
-        )
+        keywords: dict[str, Any] = {
+            "speed": speed, "bus": bus, "publish": publish, "loop": loop, "start": start, "end": end,
+            "topics": topics, "exclude": exclude, "remap": remap, "delay": delay, "read_ahead": read_ahead,
+            "wait_for_subscribers": wait_for_subscribers, "stuck_timeout": stuck_timeout, "hwm": hwm,
+        }  # fmt: skip
+        if isinstance(options, ReplayOptions):
+            given = sorted(name for name, value in keywords.items() if value is not None)
+            if given:
+                raise TypeError(f"give either a ReplayOptions or keywords, not both (got {', '.join(given)})")
+        else:
+            if options is not None:  # Replay(source, speed): the original positional speed
+                if speed is not None:
+                    raise TypeError("speed given twice (positionally and as a keyword)")
+                keywords["speed"] = options
+            if publish is None:  # hooks without a bus: nothing goes on the bus
+                keywords["publish"] = not self.hooks or bus is not None
+            options = ReplayOptions.from_seconds(**keywords)
         self._spec = make_source_spec(source)
-        self._first_ns, self._last_ns, origin_ns = _bounds(self._spec, self.options)
-        self.options = replace(self.options, origin_ns=origin_ns)
-        self._speed = float(speed)
+        self._first_ns, self._last_ns, origin_ns = _bounds(self._spec, options)
+        self._options = replace(options, origin_ns=origin_ns) if options.origin_ns is None else options
         self._lock = threading.RLock()
         self._generation = 0
         self._buffer: BatchBuffer | None = None
@@ -133,19 +132,23 @@ class Replay:
     # -- properties ---------------------------------------------------------------------
 
     @property
+    def options(self) -> ReplayOptions:
+        """What this replay plays and how (the one source of truth: setters replace it)."""
+        return self._options
+
+    @property
     def speed(self) -> float:
         """Log seconds per wall second; settable while playing (math.inf: as fast as possible)."""
-        return self._speed
+        return self._options.speed
 
     @speed.setter
     def speed(self, value: float) -> None:
-        check_compat_speed(value)
-        check_speed(value)
+        options = replace(self._options, speed=value)  # validates
         with self._lock:
             self._check()
             if self._scheduler is not None:
-                self._scheduler.request("speed", float(value))
-            self._speed = float(value)
+                self._scheduler.request("speed", options.speed)
+            self._options = options
 
     @property
     def worker_pids(self) -> dict[str, int]:
@@ -223,8 +226,7 @@ class Replay:
         playing replay keeps playing from there; otherwise it stays paused
         there until start().
         """
-        position_ns = _to_ns(position, "position")
-        assert position_ns is not None
+        position_ns = check_seconds(position, "position")
         with self._lock:
             scheduler = self._launch()
             reply = scheduler.request("status")
@@ -256,7 +258,7 @@ class Replay:
 
     def status(self) -> ReplayStatus:
         """Where the replay is: state, position, window, counts, speed, lateness (never raises)."""
-        base = {"start_ns": self._first_ns, "end_ns": self._last_ns, "speed": self._speed}
+        base = {"start_ns": self._first_ns, "end_ns": self._last_ns, "speed": self._options.speed}
         if self._error is not None:
             return ReplayStatus(state="failed", error=self._error, **base)  # type: ignore[arg-type]
         if self._closed:
@@ -307,7 +309,7 @@ class Replay:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Replay {self.status().state} speed={self._speed:g}>"
+        return f"<Replay {self.status().state} speed={self._options.speed:g}>"
 
     # -- internals ------------------------------------------------------------------------
 
@@ -324,12 +326,10 @@ class Replay:
         self._check()
         if self._scheduler is not None:
             return self._scheduler
-        options = self.options
-        if options.speed != self._speed:
-            options = replace(options, speed=self._speed)
+        options = self._options
         with sigint_blocked():  # the queues may start multiprocessing's resource tracker
-            buffer = BatchBuffer(self._spec, options.read_ahead, options=options)
-            scheduler = BatchScheduler(buffer.queue, self._speed, hooks=self.hooks, options=options, paused=True)
+            buffer = BatchBuffer(self._spec, options)
+            scheduler = BatchScheduler(buffer.queue, options, hooks=self.hooks, paused=True)
         self._buffer, self._scheduler = buffer, scheduler
         try:
             buffer.start()
@@ -392,22 +392,6 @@ class Replay:
             self._scheduler.fail(message)
 
 
-def _to_ns(seconds: float | None, what: str) -> int | None:
-    if seconds is None:
-        return None
-    if not isinstance(seconds, (int, float)) or math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
-    return round(seconds * NS_PER_S)
-
-
-def _remap_pairs(remap: dict[str, str] | Iterable[str] | None) -> tuple[tuple[str, str], ...]:
-    if remap is None:
-        return ()
-    if isinstance(remap, dict):
-        return tuple(remap.items())
-    return tuple(parse_remap(item) for item in remap)
-
-
 def _bounds(spec: SourceSpec, options: ReplayOptions) -> tuple[int | None, int | None, int | None]:
     """Log time of the first and last record of the window (None if unknown / empty), and the time origin."""
     if spec.paths is None:
@@ -415,8 +399,7 @@ def _bounds(spec: SourceSpec, options: ReplayOptions) -> tuple[int | None, int |
     from mcl.log.reader import open_log
 
     with open_log(*spec.paths, topics=spec.topics) as reader:
-        lo = _pick(spec.start_ns, options.start_ns, max)
-        hi = _pick(spec.end_ns, options.end_ns, min)
+        lo, hi = spec.window(options)
         first = next(iter(reader.iter_records(start_ns=lo, end_ns=hi)), None)
         if first is None:
             return lo, lo, reader.origin_ns
@@ -424,7 +407,3 @@ def _bounds(spec: SourceSpec, options: ReplayOptions) -> tuple[int | None, int |
         if hi is not None:
             last = min(last, hi)
         return first.elapsed_ns if lo is None else lo, last, reader.origin_ns
-
-
-def _pick(a: int | None, b: int | None, how: Any) -> int | None:
-    return b if a is None else a if b is None else int(how(a, b))

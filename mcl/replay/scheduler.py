@@ -21,8 +21,8 @@ from typing import Any
 from mcl.exceptions import ArgumentRangeError, ArgumentTypeError, ReplayError
 from mcl.log.record import Record
 from mcl.replay.buffer import Batch
-from mcl.replay.clock import LatenessStats, ReplayClock, check_speed
-from mcl.replay.options import NS_PER_S, ReplayOptions
+from mcl.replay.clock import LatenessStats, ReplayClock
+from mcl.replay.options import NS_PER_S, ReplayOptions, check_compat_speed
 from mcl.replay.worker import (
     WorkerContext,
     beat,
@@ -61,19 +61,12 @@ class BatchScheduler:
     def __init__(
         self,
         queue: mp.Queue[Batch],
-        speed: float = 1.0,
+        options: ReplayOptions | None = None,
         *,
         hooks: Iterable[Hook] | None = None,
-        options: ReplayOptions | None = None,
         paused: bool = False,
     ) -> None:
-        check_speed(speed)
-        base = options if options is not None else ReplayOptions(publish=not hooks)
-        if base.speed != speed:
-            from dataclasses import replace
-
-            base = replace(base, speed=speed)
-        self.options = base
+        self.options = options if options is not None else ReplayOptions(publish=not hooks)
         self.queue = queue
         self.hooks = list(hooks or ())
         self._paused = paused
@@ -606,15 +599,6 @@ class _Scheduler:
 
 IDLE_END_S = 1.0  # a plain queue (not a BufferData's) that stays empty this long ends the broadcasts
 _JOIN_S = 10.0  # longest wait for the broadcasting thread at stop()
-
-
-def check_compat_speed(speed: Any) -> float:
-    """The original speed check: a number > 0 (math.inf: as fast as possible), else a TypeError."""
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
-        raise ArgumentTypeError(f"speed must be a number > 0 (math.inf: as fast as possible), not a {type(speed).__name__}")
-    if math.isnan(speed) or speed <= 0:
-        raise ArgumentRangeError(f"speed must be a number > 0 (math.inf: as fast as possible), not {speed!r}")
-    return float(speed)
 
 
 class ScheduleBroadcasts:
