@@ -512,3 +512,70 @@ def test_window_is_one_intersection() -> None:
     assert options.window(50, 950, from_ns=300) == (300, 900)
     assert ReplayOptions().window(None, None, None) == (None, None)
     assert ReplayOptions().window(None, 5) == (None, 5)
+
+
+class OpenCounter:
+    """Counts mcl.open_log calls and summary reads (a full scan of an MCL_LOG 1.0 log)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import mcl.log.reader as reader
+
+        self.opens = 0
+        self.summaries = 0
+        real_open, real_summaries = reader.open_log, reader.LogReader.summaries
+
+        def open_log(*args: object, **kwargs: object) -> object:
+            self.opens += 1
+            return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+        def summaries(log: object) -> object:
+            self.summaries += 1
+            return real_summaries(log)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(reader, "open_log", open_log)
+        monkeypatch.setattr(reader.LogReader, "summaries", summaries)
+
+
+def test_construction_opens_the_log_once_without_a_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replay(...) on an MCL_LOG 1.0 log: one open, no summary scan; the first status() scans once."""
+    log = make_log(tmp_path / "log", 30, 10 * MS)
+    counter = OpenCounter(monkeypatch)
+    replay = mcl.Replay(log, speed=math.inf, hooks=[lambda r: None], start=0.05)
+    try:
+        assert (counter.opens, counter.summaries) == (1, 0)
+        assert replay.status().end_ns == 290 * MS and replay.status().start_ns == 50 * MS
+        assert replay.status().end_ns == 290 * MS
+        assert (counter.opens, counter.summaries) == (1, 1)
+    finally:
+        replay.close()
+    empty = mcl.Replay(log, speed=math.inf, hooks=[lambda r: None], start=5.0)  # an empty window: no scan at all
+    empty.close()
+    assert empty.status().end_ns == 5 * 1_000_000_000
+    assert (counter.opens, counter.summaries) == (2, 1)
+
+
+def test_buffer_worker_opens_the_log_once_for_seeks_and_loops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The buffer worker keeps its log open across seeks and loop passes (run in this process, no spawn)."""
+    import multiprocessing
+    import queue as queue_module
+
+    from mcl.replay.buffer import _BufferWorker, make_source_spec
+
+    log = make_log(tmp_path / "log", 10, MS)
+    counter = OpenCounter(monkeypatch)
+    receive, send = multiprocessing.Pipe(duplex=False)
+    options = ReplayOptions(loop=True, batch_records=100)
+    worker = _BufferWorker(None, make_source_spec(str(log)), options, queue_module.Queue(), receive, multiprocessing.Value("d", 0.0))  # type: ignore[arg-type]
+    try:
+        first = worker.read_batch()
+        second = worker.read_batch()  # the next pass of the loop
+        worker.handle(("seek", 1, 5 * MS))
+        seeked = worker.read_batch()
+    finally:
+        worker.close_records()
+        worker.source.close()
+        receive.close()
+        send.close()
+    assert [indices([mcl.Record(*r) for r in b[1]]) for b in (first, second, seeked)] == [list(range(10)), list(range(10)), list(range(5, 10))]
+    assert seeked[0] == 1 and first[2] is True
+    assert counter.opens == 1 and worker.source.opened == 1 and counter.summaries == 0

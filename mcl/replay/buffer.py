@@ -32,7 +32,7 @@ from mcl.replay.worker import (
     sigint_blocked,
 )
 
-__all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "StoppableThread", "BatchBuffer", "SourceSpec", "make_source_spec", "iter_source", "END"]
+__all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "StoppableThread", "BatchBuffer", "SourceSpec", "make_source_spec", "SourceReader", "END"]
 
 # One queue item: (generation, [(elapsed_ns, topic, payload), ...], end_of_pass).
 # Plain tuples pickle several times faster than Record named tuples.
@@ -108,26 +108,45 @@ def make_source_spec(source: Any) -> SourceSpec:
     )
 
 
-def iter_source(spec: SourceSpec, options: ReplayOptions, from_ns: int | None) -> Iterator[tuple[int, str, bytes]]:
-    """Records (elapsed_ns, topic, payload) of the selection from log time `from_ns` on."""
-    lo, hi = spec.window(options, from_ns)
-    if spec.paths is not None:
-        from mcl.log.reader import open_log
+class SourceReader:
+    """The selection of a source (`spec` and `options`), read from any position.
 
-        reader = open_log(*spec.paths, topics=spec.topics)
-        try:
+    A log is opened once, at the first :meth:`records`, and kept open for
+    every later one (a seek, the next pass of a loop) until :meth:`close`;
+    ``opened`` counts the opens (a test checks it stays 1).
+    """
+
+    def __init__(self, spec: SourceSpec, options: ReplayOptions) -> None:
+        self.spec = spec
+        self.options = options
+        self.log: Any = None  # the LogReader, once opened
+        self.opened = 0
+
+    def records(self, from_ns: int | None = None) -> Iterator[tuple[int, str, bytes]]:
+        """Records (elapsed_ns, topic, payload) of the selection from log time `from_ns` on."""
+        spec, options = self.spec, self.options
+        lo, hi = spec.window(options, from_ns)
+        if spec.paths is None:
+            return _select(_iter_protocol(spec, lo, hi, options.topics), options)
+        if self.log is None:
+            from mcl.log.reader import open_log
+
+            self.log = open_log(*spec.paths, topics=spec.topics)
+            self.opened += 1
             if options.topics is not None:
-                reader.topic_filter = _and(reader.topic_filter, frozenset(options.topics).__contains__)
-            records: Iterable[tuple[int, str, bytes]] = reader.iter_records(start_ns=lo, end_ns=hi)
-            if spec.ignore_raw:
-                from mcl.message import type_name_of
+                self.log.topic_filter = _and(self.log.topic_filter, frozenset(options.topics).__contains__)
+        records: Iterable[tuple[int, str, bytes]] = self.log.iter_records(start_ns=lo, end_ns=hi)
+        if spec.ignore_raw:
+            from mcl.message import type_name_of
 
-                records = (r for r in records if type_name_of(r[2]) is not None)
-            yield from _select(records, options)
-        finally:
-            reader.close()
-    else:
-        yield from _select(_iter_protocol(spec, lo, hi, options.topics), options)
+            records = (r for r in records if type_name_of(r[2]) is not None)
+        return _select(records, options)
+
+    def close(self) -> None:
+        """Release the log; idempotent."""
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
 
 def _iter_protocol(spec: SourceSpec, lo: int | None, hi: int | None, topics: Any) -> Iterator[tuple[int, str, bytes]]:
@@ -363,7 +382,8 @@ class _BufferWorker:
         self.control = control
         self.heartbeat = heartbeat
         self.generation = 0
-        self.records: Iterator[tuple[int, str, bytes]] | None = iter_source(spec, options, None)
+        self.source = SourceReader(spec, options)  # the log, opened once for every seek and pass
+        self.records: Iterator[tuple[int, str, bytes]] | None = self.source.records()
         self.stopping = False
 
     def alive(self) -> bool:
@@ -373,6 +393,13 @@ class _BufferWorker:
         return self.stop_event is None or not self.stop_event.is_set()
 
     def run(self) -> None:
+        try:
+            self.loop()
+        finally:
+            self.close_records()
+            self.source.close()
+
+    def loop(self) -> None:
         poll_s = 0.1
         while not self.stopping:
             beat(self.heartbeat)
@@ -394,7 +421,7 @@ class _BufferWorker:
         elif command[0] == "seek":
             _, self.generation, from_ns = command
             self.close_records()
-            self.records = iter_source(self.spec, self.options, from_ns)
+            self.records = self.source.records(from_ns)
 
     def close_records(self) -> None:
         if self.records is not None:
@@ -418,7 +445,7 @@ class _BufferWorker:
         # the selection is exhausted
         if self.options.loop:
             self.close_records()
-            self.records = iter_source(self.spec, self.options, None)
+            self.records = self.source.records()
         else:
             self.close_records()
         return (self.generation, out, END)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from mcl.exceptions import ReplayError
+from mcl.exceptions import MclError, ReplayError
 from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec
 from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, check_seconds
 from mcl.replay.scheduler import BatchScheduler, Hook
@@ -118,7 +118,11 @@ class Replay:
                 keywords["publish"] = not self.hooks or bus is not None
             options = ReplayOptions.from_seconds(**keywords)
         self._spec = make_source_spec(source)
-        self._first_ns, self._last_ns, origin_ns = _bounds(self._spec, options)
+        # The log is opened once here (first record, time origin); the time of its
+        # last record, a full scan for an MCL_LOG 1.0 log, waits for the first status().
+        self._bounds = _Bounds(self._spec, options)
+        self._first_ns = self._bounds.first_ns
+        origin_ns = self._bounds.origin_ns
         self._options = replace(options, origin_ns=origin_ns) if options.origin_ns is None else options
         self._lock = threading.RLock()
         self._generation = 0
@@ -258,7 +262,8 @@ class Replay:
 
     def status(self) -> ReplayStatus:
         """Where the replay is: state, position, window, counts, speed, lateness (never raises)."""
-        base = {"start_ns": self._first_ns, "end_ns": self._last_ns, "speed": self._options.speed}
+        last_ns = self._bounds.last_ns()
+        base = {"start_ns": self._first_ns, "end_ns": last_ns, "speed": self._options.speed}
         if self._error is not None:
             return ReplayStatus(state="failed", error=self._error, **base)  # type: ignore[arg-type]
         if self._closed:
@@ -273,8 +278,8 @@ class Replay:
         position = reply["position_ns"]
         if position is None:
             position = self._first_ns
-        if self._last_ns is not None and position is not None:
-            position = min(position, self._last_ns)
+        if last_ns is not None and position is not None:
+            position = min(position, last_ns)
         return ReplayStatus(
             state=reply["state"],
             position_ns=position,
@@ -301,6 +306,7 @@ class Replay:
             self._buffer.close()
         if self._supervisor is not None:
             self._supervisor.join(2.0)
+        self._bounds.close()
 
     def __enter__(self) -> Replay:
         return self
@@ -392,18 +398,52 @@ class Replay:
             self._scheduler.fail(message)
 
 
-def _bounds(spec: SourceSpec, options: ReplayOptions) -> tuple[int | None, int | None, int | None]:
-    """Log time of the first and last record of the window (None if unknown / empty), and the time origin."""
-    if spec.paths is None:
-        return options.start_ns, options.end_ns, None
-    from mcl.log.reader import open_log
+class _Bounds:
+    """Log time of the first and last record of the window (None if unknown), and the time origin.
 
-    with open_log(*spec.paths, topics=spec.topics) as reader:
-        lo, hi = spec.window(options)
-        first = next(iter(reader.iter_records(start_ns=lo, end_ns=hi)), None)
-        if first is None:
-            return lo, lo, reader.origin_ns
-        last = reader.duration_ns
-        if hi is not None:
-            last = min(last, hi)
-        return first.elapsed_ns if lo is None else lo, last, reader.origin_ns
+    The log is opened once, at construction, for the first record and the
+    origin; :meth:`last_ns` reads the summary (for MCL_LOG 1.0 a scan of the
+    whole log) only when first asked, then releases the log.
+    """
+
+    def __init__(self, spec: SourceSpec, options: ReplayOptions) -> None:
+        self._lock = threading.Lock()
+        self._log: Any = None
+        lo, self._hi = spec.window(options)
+        self.first_ns, self._last_ns, self.origin_ns = lo, self._hi, None
+        if spec.paths is None:
+            return
+        from mcl.log.reader import open_log
+
+        log = open_log(*spec.paths, topics=spec.topics)
+        try:
+            self.origin_ns = log.origin_ns
+            first = next(iter(log.iter_records(start_ns=lo, end_ns=self._hi)), None)
+        except BaseException:
+            log.close()
+            raise
+        if first is None:  # an empty window: nothing more to learn
+            self._last_ns = lo
+            log.close()
+            return
+        self.first_ns = first.elapsed_ns if lo is None else lo
+        self._log = log
+
+    def last_ns(self) -> int | None:
+        with self._lock:
+            log, self._log = self._log, None
+            if log is not None:
+                try:
+                    last = log.duration_ns
+                    self._last_ns = last if self._hi is None else min(last, self._hi)
+                except (MclError, OSError):  # status() never raises: the end stays unknown
+                    pass
+                finally:
+                    log.close()
+            return self._last_ns
+
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
