@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import mcl
 from mcl.replay.buffer import BatchBuffer
 from mcl.replay.clock import LatenessStats, ReplayClock
 from mcl.replay.options import ReplayOptions
+from mcl.replay.protocol import LatenessReport, Seek
 from mcl.replay.scheduler import BatchScheduler
 
 MS = 1_000_000
@@ -494,7 +496,7 @@ def test_options_are_the_one_input(tmp_path: Path) -> None:
             by_options.speed = -1
         assert by_options.options.speed == 8.0  # a refused value changes nothing
         with pytest.raises(TypeError, match="speed"):
-            by_options.speed = "fast"  # type: ignore[assignment]
+            by_options.speed = "fast"
         with pytest.raises(TypeError, match="either a ReplayOptions or keywords"):
             mcl.Replay(log, options, loop=True)
         with pytest.raises(ValueError, match="after end"):
@@ -569,7 +571,7 @@ def test_buffer_worker_opens_the_log_once_for_seeks_and_loops(tmp_path: Path, mo
     try:
         first = worker.read_batch()
         second = worker.read_batch()  # the next pass of the loop
-        worker.handle(("seek", 1, 5 * MS))
+        worker.handle(Seek(1, 5 * MS))
         seeked = worker.read_batch()
     finally:
         worker.close_records()
@@ -579,3 +581,28 @@ def test_buffer_worker_opens_the_log_once_for_seeks_and_loops(tmp_path: Path, mo
     assert [indices([mcl.Record(*r) for r in b[1]]) for b in (first, second, seeked)] == [list(range(10)), list(range(10)), list(range(5, 10))]
     assert seeked[0] == 1 and first[2] is True
     assert counter.opens == 1 and worker.source.opened == 1 and counter.summaries == 0
+
+
+def test_lateness_percentiles_are_computed_outside_the_worker() -> None:
+    """The worker keeps counters and raw samples (O(1) per record); the parent merges them and sorts."""
+    from mcl.replay.protocol import LatenessSamples
+
+    worker = LatenessSamples(window=4)
+    parent = BatchScheduler.__new__(BatchScheduler)  # only its lateness merge: no pipes, no process
+    parent._lateness, parent._lateness_report = LatenessStats(), LatenessReport()
+    parent._lock = threading.Lock()
+    for late in (5, -3, 7):
+        worker.add(late)
+    report = worker.report()
+    assert report.samples == (5, 0, 7) and report.count == 3 and worker.report().samples == ()  # handed over once
+    parent._take_lateness(report)
+    for late in range(100, 110):  # more than the window between two reports: counters see all of them
+        worker.add(late)
+    parent._take_lateness(worker.report())
+    snapshot = parent.lateness()
+    assert snapshot["count"] == 13 and snapshot["max_ns"] == 109 and snapshot["mean_ns"] == (12 + sum(range(100, 110))) // 13
+    assert snapshot["p99_ns"] == 109 and snapshot["p50_ns"] == 106  # nearest rank over 0, 5, 7, 106, 107, 108, 109
+    worker.reset()  # a stop(): a new epoch drops the parent's window
+    worker.add(42)
+    parent._take_lateness(worker.report())
+    assert parent.lateness() == {"count": 1, "mean_ns": 42, "p50_ns": 42, "p99_ns": 42, "max_ns": 42}

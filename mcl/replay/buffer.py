@@ -22,15 +22,8 @@ from mcl.exceptions import (
     ReplayError,
 )
 from mcl.replay.options import NS_PER_S, ReplayOptions
-from mcl.replay.worker import (
-    WorkerContext,
-    beat,
-    end_process,
-    main_hidden,
-    parent_alive,
-    setup_worker,
-    sigint_blocked,
-)
+from mcl.replay.protocol import Seek, Stop
+from mcl.replay.worker import WorkerContext, WorkerProcess, beat, parent_alive, setup_worker
 
 __all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "StoppableThread", "BatchBuffer", "SourceSpec", "make_source_spec", "SourceReader", "END"]
 
@@ -238,12 +231,12 @@ class _ThreadWorker:
     kill = terminate
 
 
-class BatchBuffer:
+class BatchBuffer(WorkerProcess):
     """Reads `source` ahead of the clock and keeps ``self.queue`` full of batches (the fast path of Replay).
 
     The queue holds batches of records (bounded by `batch_records` and
     `batch_bytes`) and at most ``options.queue_batches`` of them, so memory
-    stays constant whatever the log size (about ``length`` records ahead).
+    stays constant whatever the log size (about ``read_ahead`` records ahead).
     Each batch carries a *generation*: :meth:`seek` starts a new one and the
     consumer drops batches of older generations, so nothing read before a
     seek is ever published after it.
@@ -254,24 +247,14 @@ class BatchBuffer:
     is the original MCL's class, with its contract.
     """
 
+    title = "mcl-replay: buffer"
+
     def __init__(self, reader: Any, options: ReplayOptions | None = None) -> None:
-        base = options if options is not None else ReplayOptions()
-        self.options = base
+        super().__init__()
+        self.options = options if options is not None else ReplayOptions()
         self.spec = make_source_spec(reader)
-        self.queue: mp.Queue[Batch] = _CONTEXT.Queue(maxsize=base.queue_batches)
+        self.queue: mp.Queue[Batch] = _CONTEXT.Queue(maxsize=self.options.queue_batches)
         self._control_recv, self._control = _CONTEXT.Pipe(duplex=False)
-        self.heartbeat = _CONTEXT.Value("d", 0.0, lock=False)
-        self._process: Any = None
-        self._closed = False
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def process(self) -> Any:
-        """The worker (a multiprocessing.Process, or a thread for a reader object), None before start()."""
-        return self._process
 
     @property
     def in_process(self) -> bool:
@@ -280,60 +263,37 @@ class BatchBuffer:
 
     def start(self) -> None:
         """Start the worker: it reads from the start of the selection (generation 0)."""
-        if self._closed:
-            raise RuntimeError("Cannot start a BatchBuffer once it has been closed.")
-        if self._process is not None:
-            raise RuntimeError("This BatchBuffer is already started.")
-        beat(self.heartbeat)
-        if not self.in_process:
-            self._process = _ThreadWorker(
-                _buffer_thread,
-                (self.spec, self.options, self.queue, self._control_recv, self.heartbeat),
-                "mcl-replay: buffer",
-            )
-            self._process.start()
+        if self.in_process:
+            self._spawn(_buffer_main, (self.spec, self.options, self.queue, self._control_recv, self.heartbeat))
             return
-        ctx = WorkerContext("mcl-replay: buffer", os.getpid(), threading.current_thread() is threading.main_thread())
-        self._process = _CONTEXT.Process(
-            target=_buffer_main,
-            args=(ctx, self.spec, self.options, self.queue, self._control_recv, self.heartbeat),
-            name="mcl-replay: buffer",
-            daemon=True,
+        self._check_startable()
+        self._process = _ThreadWorker(
+            _buffer_thread,
+            (self.spec, self.options, self.queue, self._control_recv, self.heartbeat),
+            self.title,
         )
-        with sigint_blocked(), main_hidden():
-            self._process.start()
-
-    def is_alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        self._process.start()
 
     def seek(self, generation: int, from_ns: int | None) -> None:
         """Read from log time `from_ns` (None: start of the selection), tagging batches `generation`."""
-        self._send(("seek", generation, from_ns))
+        self._send(Seek(generation, from_ns))
 
-    def _send(self, command: tuple[Any, ...]) -> None:
+    def _send(self, command: Seek | Stop) -> None:
         try:
             self._control.send(command)
         except (OSError, ValueError) as exc:
             raise ReplayError(f"the buffer worker is gone ({exc})") from None
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop the worker (SIGTERM, then SIGKILL if needed); idempotent."""
+        """Stop the worker (asking first, then SIGTERM, then SIGKILL); idempotent."""
         if self._closed:
             return
         self._closed = True
-        process = self._process
-        if process is not None and process.pid is not None:
-            end_process(process, timeout, lambda: self._control.send(("stop",)))
+        self._end(timeout, lambda: self._control.send(Stop()))
         self._control.close()
         self._control_recv.close()
         self.queue.cancel_join_thread()
         self.queue.close()
-
-    def __enter__(self) -> BatchBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _buffer_thread(
@@ -415,13 +375,13 @@ class _BufferWorker:
             batch = self.read_batch()
             self.put(batch)
 
-    def handle(self, command: tuple[Any, ...]) -> None:
-        if command[0] == "stop":
+    def handle(self, command: Seek | Stop) -> None:
+        if isinstance(command, Stop):
             self.stopping = True
-        elif command[0] == "seek":
-            _, self.generation, from_ns = command
+        elif isinstance(command, Seek):
+            self.generation = command.generation
             self.close_records()
-            self.records = self.source.records(from_ns)
+            self.records = self.source.records(command.from_ns)
 
     def close_records(self) -> None:
         if self.records is not None:

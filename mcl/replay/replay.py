@@ -10,6 +10,7 @@ from typing import Any
 
 from mcl.exceptions import MclError, ReplayError
 from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec
+from mcl.replay.protocol import PLAYING_STATES, GetStatus, Pause, Resume, Seek, SetSpeed, State, Step, WorkerStatus
 from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, check_seconds
 from mcl.replay.scheduler import BatchScheduler, Hook
 from mcl.replay.worker import heartbeat_age, sigint_blocked
@@ -17,7 +18,6 @@ from mcl.replay.worker import heartbeat_age, sigint_blocked
 __all__ = ["Replay"]
 
 _SUPERVISE_S = 0.1  # how often the workers are checked
-_PLAYING = ("playing", "waiting")  # states in which the replay is "alive" (the original's is_alive())
 
 
 class Replay:
@@ -151,7 +151,7 @@ class Replay:
         with self._lock:
             self._check()
             if self._scheduler is not None:
-                self._scheduler.request("speed", options.speed)
+                self._scheduler.request(SetSpeed(options.speed))
             self._options = options
 
     @property
@@ -173,13 +173,13 @@ class Replay:
         """
         with self._lock:
             scheduler = self._launch()
-            if scheduler.request("status")["state"] in _PLAYING:
+            if scheduler.request(GetStatus()).state in PLAYING_STATES:
                 return False
             self._at_start = False
-            reply = scheduler.request("resume")
-            if reply["state"] == "finished":
+            reply = scheduler.request(Resume())
+            if reply.state == State.FINISHED:
                 self._seek(None, reset=True)
-                scheduler.request("resume")
+                scheduler.request(Resume())
             return True
 
     def pause(self) -> bool:
@@ -189,8 +189,8 @@ class Replay:
         """
         with self._lock:
             scheduler = self._launch()
-            playing = scheduler.request("status")["state"] in _PLAYING
-            reply = scheduler.request("pause")
+            playing = scheduler.request(GetStatus()).state in PLAYING_STATES
+            reply = scheduler.request(Pause())
             self._sync(reply)
             return playing
 
@@ -204,7 +204,7 @@ class Replay:
             self._check()
             if self._scheduler is None or self._at_start:
                 return False
-            reply = self._scheduler.request("pause")
+            reply = self._scheduler.request(Pause())
             self._sync(reply)
             self._seek(None, reset=True)
             self._at_start = True
@@ -215,7 +215,7 @@ class Replay:
         if self._scheduler is None or self._closed or self._error is not None:
             return False
         try:
-            return self._scheduler.request("status")["state"] in _PLAYING
+            return self._scheduler.request(GetStatus()).state in PLAYING_STATES
         except (ReplayError, RuntimeError):
             return False
 
@@ -233,9 +233,8 @@ class Replay:
         position_ns = check_seconds(position, "position")
         with self._lock:
             scheduler = self._launch()
-            reply = scheduler.request("status")
-            if reply["state"] == "finished":
-                scheduler.request("pause")
+            if scheduler.request(GetStatus()).state == State.FINISHED:
+                scheduler.request(Pause())
             self._seek(position_ns, reset=False)
             self._at_start = False
 
@@ -243,10 +242,10 @@ class Replay:
         """Pause, then publish the next record at once; False if the pass is at its end."""
         with self._lock:
             scheduler = self._launch()
-            reply = scheduler.request("step")
+            reply = scheduler.request(Step())
             self._sync(reply)
             self._at_start = False
-            return bool(reply["stepped"])
+            return reply.stepped
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the current pass ends (its records reached the hooks); False on timeout.
@@ -265,32 +264,32 @@ class Replay:
         last_ns = self._bounds.last_ns()
         base = {"start_ns": self._first_ns, "end_ns": last_ns, "speed": self._options.speed}
         if self._error is not None:
-            return ReplayStatus(state="failed", error=self._error, **base)  # type: ignore[arg-type]
+            return ReplayStatus(state=State.FAILED, error=self._error, **base)  # type: ignore[arg-type]
         if self._closed:
-            return ReplayStatus(state="closed", **base)  # type: ignore[arg-type]
+            return ReplayStatus(state=State.CLOSED, **base)  # type: ignore[arg-type]
         scheduler = self._scheduler
         if scheduler is None:
-            return ReplayStatus(state="idle", position_ns=self._first_ns, **base)  # type: ignore[arg-type]
+            return ReplayStatus(state=State.IDLE, position_ns=self._first_ns, **base)  # type: ignore[arg-type]
         try:
-            reply = scheduler.request("status")
+            reply = scheduler.request(GetStatus())
         except (ReplayError, RuntimeError) as exc:
-            return ReplayStatus(state="failed", error=self._error or str(exc), **base)  # type: ignore[arg-type]
-        position = reply["position_ns"]
+            return ReplayStatus(state=State.FAILED, error=self._error or str(exc), **base)  # type: ignore[arg-type]
+        position = reply.position_ns
         if position is None:
             position = self._first_ns
         if last_ns is not None and position is not None:
             position = min(position, last_ns)
         return ReplayStatus(
-            state=reply["state"],
+            state=reply.state,
             position_ns=position,
-            sent=reply["sent"],
-            total=reply["total"],
-            passes=reply["passes"],
-            lateness=reply["lateness"],
-            bus=reply.get("bus"),
-            subscribers=reply.get("subscribers", 0),
-            peak_subscribers=reply.get("peak_subscribers", 0),
-            dropped=reply.get("dropped", 0),
+            sent=reply.sent,
+            total=reply.total,
+            passes=reply.passes,
+            lateness=scheduler.lateness(),
+            bus=reply.bus,
+            subscribers=reply.subscribers,
+            peak_subscribers=reply.peak_subscribers,
+            dropped=reply.dropped,
             **base,  # type: ignore[arg-type]
         )
 
@@ -353,13 +352,13 @@ class Replay:
         assert self._scheduler is not None and self._buffer is not None
         self._generation += 1
         # The scheduler learns the new generation before the buffer produces it.
-        self._scheduler.request("seek", self._generation, from_ns, reset)
+        self._scheduler.request(Seek(self._generation, from_ns, reset))
         self._buffer.seek(self._generation, from_ns)
 
-    def _sync(self, reply: dict[str, Any]) -> None:
+    def _sync(self, reply: WorkerStatus) -> None:
         """Wait until the hooks saw every record the worker published before replying."""
         if self.hooks and self._scheduler is not None:
-            self._scheduler.sync(reply["total"], self.options.stuck_timeout_ns / NS_PER_S)
+            self._scheduler.sync(reply.total, self.options.stuck_timeout_ns / NS_PER_S)
             self._check()
 
     def _supervise(self) -> None:
