@@ -14,7 +14,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from mcl.exceptions import ArgumentRangeError, ArgumentTypeError, ReplayError
@@ -299,12 +299,43 @@ def _scheduler_main(
         events.join_thread()
 
 
+Wait = Callable[[float, bool], tuple[bool, bool]]
+"""``wait(timeout_s, batches)``: sleep until a command (or, with `batches`, a batch) arrives or
+`timeout_s` passes; returns (a command waits, a batch waits)."""
+
+
+def select_wait(control: Connection, queue: mp.Queue[Batch]) -> Wait:
+    """The worker's wait: select() on the control pipe and the queue's reading end.
+
+    select() wakes within microseconds (Connection.poll rounds up to
+    milliseconds), and the worker's timer slack is 1 ns, so it wakes on time.
+    multiprocessing.Queue has no public way to wait on it together with
+    another connection; its reading end is a Connection, which select() takes.
+    """
+    control_fd = control.fileno()
+    queue_fd = queue._reader.fileno()  # type: ignore[attr-defined]
+    both = [control_fd, queue_fd]
+    alone = [control_fd]
+
+    def wait(timeout_s: float, batches: bool) -> tuple[bool, bool]:
+        ready = select.select(both if batches else alone, [], [], timeout_s)[0]
+        return control_fd in ready, queue_fd in ready
+
+    return wait
+
+
 class _Scheduler:
-    """The state machine of the broadcast worker."""
+    """The state machine of the broadcast worker.
+
+    Its clock (`now`, monotonic ns) and its sleep (`wait`, see :data:`Wait`)
+    are parameters: the unit tests drive it with a fake clock that advances
+    when it waits, without processes or sleeping (tests/test_scheduler_unit.py).
+    `ctx` None: no parent to watch.
+    """
 
     def __init__(
         self,
-        ctx: WorkerContext,
+        ctx: WorkerContext | None,
         options: ReplayOptions,
         queue: mp.Queue[Batch],
         control: Connection,
@@ -313,21 +344,22 @@ class _Scheduler:
         publisher: Any,
         with_hooks: bool,
         paused: bool,
+        *,
+        now: Callable[[], int] = time.monotonic_ns,
+        wait: Wait | None = None,
     ) -> None:
         self.ctx = ctx
         self.options = options
         self.queue = queue
-        # multiprocessing.Queue has no public way to wait on it together with another
-        # connection; its reading end is a Connection, which wait() accepts.
-        self.queue_reader = queue._reader  # type: ignore[attr-defined]
         self.control = control
-        self.control_fd = control.fileno()
+        self.now = now
+        self.wait = wait if wait is not None else select_wait(control, queue)
         self.events = events
         self.heartbeat = heartbeat
         self.publish = publisher.publish if publisher is not None else None
         self.publisher = publisher
         self.with_hooks = with_hooks
-        self.clock = ReplayClock(options.speed, paused=paused)
+        self.clock = ReplayClock(options.speed, paused=paused, now=now)
         self.paused = paused
         self.generation = 0
         self.pending: collections.deque[tuple[int, str, bytes]] = collections.deque()
@@ -388,7 +420,7 @@ class _Scheduler:
 
     def publish_clock(self) -> None:
         """Publish the log time played now (wire.TIME), so a bridge can follow the replay's clock."""
-        self.next_clock_ns = time.monotonic_ns() + _CLOCK_EVERY_NS
+        self.next_clock_ns = self.now() + _CLOCK_EVERY_NS
         position = self.last_ns if self.finished and self.last_ns is not None else self.clock.position_ns
         if self.publisher is None or position is None:
             return
@@ -454,37 +486,41 @@ class _Scheduler:
     # -- main loop --------------------------------------------------------------------
 
     def run(self) -> None:
-        control = self.control
-        while not self.stopping:
-            beat(self.heartbeat)
-            if not parent_alive(self.ctx):
-                return
-            if time.monotonic_ns() >= self.next_clock_ns:
-                self.publish_clock()
-            self.handle_commands()
-            if self.stopping:
-                return
-            if self.finished or (self.paused and not self.step_requested):
-                if control.poll(_POLL_S):
-                    self.handle(control.recv())
-                continue
-            if not self.pending:
-                if self.pending_end:
-                    self.end_pass()
-                elif not self.fetch():
-                    continue
-                continue
-            if self.waiting_subscribers and not self.wait_subscribers():
-                continue
-            if self.step_requested:
-                self.send_step()
-                continue
-            self.play()
+        while not self.stopping and self.tick():
+            pass
+
+    def tick(self) -> bool:
+        """One turn of the loop (at most one sleep of _POLL_S); False once the worker must end."""
+        beat(self.heartbeat)
+        if self.ctx is not None and not parent_alive(self.ctx):
+            return False
+        if self.now() >= self.next_clock_ns:
+            self.publish_clock()
+        self.handle_commands()
+        if self.stopping:
+            return False
+        if self.finished or (self.paused and not self.step_requested):
+            if self.wait(_POLL_S, False)[0]:
+                self.handle(self.control.recv())
+            return True
+        if not self.pending:
+            if self.pending_end:
+                self.end_pass()
+            else:
+                self.fetch()
+            return True
+        if self.waiting_subscribers and not self.wait_subscribers():
+            return True
+        if self.step_requested:
+            self.send_step()
+            return True
+        self.play()
+        return True
 
     def fetch(self) -> bool:
         """Take the next batch of the current generation; False if none came in time."""
-        ready = wait([self.queue_reader, self.control], _POLL_S)
-        if self.control in ready or self.queue_reader not in ready:
+        command, batch = self.wait(_POLL_S, True)
+        if command or not batch:
             return False
         try:
             generation, records, end = self.queue.get_nowait()
@@ -540,19 +576,17 @@ class _Scheduler:
             else:
                 clock.anchor(clock.position_ns if clock.position_ns is not None else first)
             self.publish_clock()
-        now = time.monotonic_ns()
+        now = self.now()
         due = clock.due_ns(pending[0][0])
         ahead = due - now
         if ahead > self.spin_ns:
-            # Sleep on the control pipe: a command wakes us at once. select() takes
-            # microseconds (Connection.poll rounds up to milliseconds), and the
-            # worker's timer slack is 1 ns, so it wakes on time.
+            # Sleep on the control pipe: a command wakes us at once.
             timeout = min((ahead - self.spin_ns) / NS_PER_S, _POLL_S)
-            if select.select([self.control_fd], [], [], timeout)[0]:
+            if self.wait(timeout, False)[0]:
                 self.handle(self.control.recv())
             return
         while now < due:  # the last stretch: spin (at most spin_ns)
-            now = time.monotonic_ns()
+            now = self.now()
         if math.isinf(clock.speed):  # as fast as possible: up to 4096 records, published in one call
             popleft = pending.popleft
             batch = [popleft() for _ in range(min(len(pending), 4096))]
@@ -572,7 +606,7 @@ class _Scheduler:
             pending.popleft()
             if publish is not None:
                 publish(record[1], record[2])
-            now = time.monotonic_ns()
+            now = self.now()
             lateness.add(now - due)
             out.append(record)
         self.count(out)
