@@ -18,9 +18,10 @@ All are small frozen dataclasses: they pickle by value through the pipes.
 
 from __future__ import annotations
 
-import collections
 import enum
 from dataclasses import dataclass, field
+
+from mcl.replay.clock import LatenessStats
 
 __all__ = [
     "State",
@@ -194,36 +195,24 @@ class Closed:
 Event = Ready | Published | PassEnded | Finished | WorkerFailed | Closed
 
 
-class LatenessSamples:
+class LatenessSamples(LatenessStats):
     """The worker's side of the lateness statistics: O(1) per record, no sorting.
 
-    Counters plus the raw samples not yet reported (at most `window`, the
-    most recent); :meth:`report` hands them over with each reply and the
-    parent computes the percentiles (:class:`mcl.replay.clock.LatenessStats`).
+    The counters of :class:`~mcl.replay.clock.LatenessStats` plus the raw
+    samples not yet reported (at most `window`, the most recent);
+    :meth:`report` hands them over with each reply and the parent, which
+    merges them into a LatenessStats of its own, computes the percentiles.
     """
 
-    def __init__(self, window: int = 65536) -> None:
-        self._unsent: collections.deque[int] = collections.deque(maxlen=window)
-        self.epoch = 0
-        self.count = 0
-        self.total_ns = 0
-        self.max_ns = 0
-
-    def add(self, late_ns: int) -> None:
-        late_ns = max(late_ns, 0)
-        self.count += 1
-        self.total_ns += late_ns
-        if late_ns > self.max_ns:
-            self.max_ns = late_ns
-        self._unsent.append(late_ns)
+    epoch = 0  # bumped by reset()
 
     def reset(self) -> None:
-        self._unsent.clear()
-        self.epoch += 1
-        self.count = self.total_ns = self.max_ns = 0
+        epoch = self.epoch + 1
+        super().reset()
+        self.epoch = epoch
 
     def report(self) -> LatenessReport:
-        """The counters and the samples since the last report (which are then forgotten here)."""
-        samples = tuple(self._unsent)
-        self._unsent.clear()
-        return LatenessReport(self.epoch, self.count, self.total_ns, self.max_ns, samples)
+        """The counters and the samples since the last report, oldest first (then forgotten here)."""
+        recent, cut = self._recent, self._next
+        self._recent, self._next = [], 0
+        return LatenessReport(self.epoch, self.count, self.total_ns, self.max_ns, tuple(recent[cut:] + recent[:cut]))
