@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -37,7 +38,8 @@ class Replay:
             one input of the engine. Or, as in the original MCL, the speed
             (a number), with the keywords below (seconds): the convenience
             form, which builds the options (:meth:`ReplayOptions.from_seconds`);
-            a ReplayOptions and keywords together are a TypeError.
+            a ReplayOptions and keywords together are a TypeError. With a
+            ReplayOptions, ``publish`` is as given (also with hooks).
         speed: log seconds per wall second; ``math.inf`` plays as fast as
             possible (still in order, nothing dropped). Not a number is a
             TypeError, <= 0 a ValueError (and a TypeError, as the original).
@@ -427,6 +429,7 @@ class _Bounds:
             return
         self.first_ns = first.elapsed_ns if lo is None else lo
         self._log = log
+        weakref.finalize(self, log.close)  # a Replay dropped without close() releases its log too
 
     def last_ns(self) -> int | None:
         with self._lock:
