@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import mcl
 from mcl.replay.buffer import BatchBuffer
 from mcl.replay.clock import LatenessStats, ReplayClock
 from mcl.replay.options import ReplayOptions
+from mcl.replay.protocol import LatenessReport, Seek
 from mcl.replay.scheduler import BatchScheduler
 
 MS = 1_000_000
@@ -275,11 +277,11 @@ def test_hook_error_fails_the_replay(tmp_path: Path) -> None:
 
 
 def test_batch_buffer_and_scheduler_compose(tmp_path: Path) -> None:
-    """BatchBuffer(source, length) + BatchScheduler(queue, speed), Replay's fast path, compose by hand."""
+    """BatchBuffer(source, options) + BatchScheduler(queue, options), Replay's fast path, compose by hand."""
     log = make_log(tmp_path / "log", 25, MS)
     got = Collector()
-    with BatchBuffer(str(log), length=8, options=ReplayOptions(batch_records=4)) as buffer:
-        with BatchScheduler(buffer.queue, speed=100, hooks=[got]) as scheduler:
+    with BatchBuffer(str(log), ReplayOptions(batch_records=4, read_ahead=8)) as buffer:
+        with BatchScheduler(buffer.queue, ReplayOptions(speed=100, publish=False), hooks=[got]) as scheduler:
             buffer.start()
             scheduler.start()
             assert scheduler.wait_finished(0, 30)
@@ -292,7 +294,7 @@ def test_buffer_batches_are_bounded(tmp_path: Path) -> None:
         for i in range(20):
             writer.write("t", bytes(100 if i != 7 else 5000), i * MS)
     options = ReplayOptions(batch_records=6, batch_bytes=1000, read_ahead=12)
-    with BatchBuffer(str(tmp_path / "log"), length=12, options=options) as buffer:
+    with BatchBuffer(str(tmp_path / "log"), options) as buffer:
         buffer.start()
         batches = []
         deadline = time.monotonic() + 30
@@ -476,3 +478,131 @@ def test_replay_onto_the_bus_reaches_a_subscriber(tmp_path: Path) -> None:
             assert replay.status().sent == 200
         assert sub.lost == 0
     assert got == [(("x/a", "x/b")[i % 2], i) for i in range(200)]
+
+
+def test_options_are_the_one_input(tmp_path: Path) -> None:
+    """Replay(source, options): keywords build the same options; the speed setter replaces them (no process started)."""
+    log = make_log(tmp_path / "log", 5, 10 * MS)
+    options = ReplayOptions(speed=2.0, start_ns=10 * MS, end_ns=30 * MS, topics=("t",), publish=False)
+    by_keywords = mcl.Replay(log, 2, start=0.01, end=0.03, topics="t", publish=False)
+    by_options = mcl.Replay(log, options)
+    try:
+        assert by_keywords.options == by_options.options
+        assert by_options.options.start_ns == 10 * MS and by_options.options.origin_ns is not None
+        by_options.speed = 8
+        assert by_options.options.speed == 8.0 and by_options.speed == 8.0 and isinstance(by_options.options.speed, float)
+        assert by_options.status().speed == 8.0
+        with pytest.raises(ValueError, match="speed"):
+            by_options.speed = -1
+        assert by_options.options.speed == 8.0  # a refused value changes nothing
+        with pytest.raises(TypeError, match="speed"):
+            by_options.speed = "fast"
+        with pytest.raises(TypeError, match="either a ReplayOptions or keywords"):
+            mcl.Replay(log, options, loop=True)
+        with pytest.raises(ValueError, match="after end"):
+            ReplayOptions(start_ns=2, end_ns=1)
+    finally:
+        by_keywords.close()
+        by_options.close()
+
+
+def test_window_is_one_intersection() -> None:
+    """The source's window, the options' window and a seek position intersect in one place."""
+    options = ReplayOptions(start_ns=100, end_ns=900)
+    assert options.window() == (100, 900)
+    assert options.window(200, 800) == (200, 800)
+    assert options.window(50, 950, from_ns=300) == (300, 900)
+    assert ReplayOptions().window(None, None, None) == (None, None)
+    assert ReplayOptions().window(None, 5) == (None, 5)
+
+
+class OpenCounter:
+    """Counts mcl.open_log calls and summary reads (a full scan of an MCL_LOG 1.0 log)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        import mcl.log.reader as reader
+
+        self.opens = 0
+        self.summaries = 0
+        real_open, real_summaries = reader.open_log, reader.LogReader.summaries
+
+        def open_log(*args: object, **kwargs: object) -> object:
+            self.opens += 1
+            return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+        def summaries(log: object) -> object:
+            self.summaries += 1
+            return real_summaries(log)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(reader, "open_log", open_log)
+        monkeypatch.setattr(reader.LogReader, "summaries", summaries)
+
+
+def test_construction_opens_the_log_once_without_a_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replay(...) on an MCL_LOG 1.0 log: one open, no summary scan; the first status() scans once."""
+    log = make_log(tmp_path / "log", 30, 10 * MS)
+    counter = OpenCounter(monkeypatch)
+    replay = mcl.Replay(log, speed=math.inf, hooks=[lambda r: None], start=0.05)
+    try:
+        assert (counter.opens, counter.summaries) == (1, 0)
+        assert replay.status().end_ns == 290 * MS and replay.status().start_ns == 50 * MS
+        assert replay.status().end_ns == 290 * MS
+        assert (counter.opens, counter.summaries) == (1, 1)
+    finally:
+        replay.close()
+    empty = mcl.Replay(log, speed=math.inf, hooks=[lambda r: None], start=5.0)  # an empty window: no scan at all
+    empty.close()
+    assert empty.status().end_ns == 5 * 1_000_000_000
+    assert (counter.opens, counter.summaries) == (2, 1)
+
+
+def test_buffer_worker_opens_the_log_once_for_seeks_and_loops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The buffer worker keeps its log open across seeks and loop passes (run in this process, no spawn)."""
+    import multiprocessing
+    import queue as queue_module
+
+    from mcl.replay.buffer import _BufferWorker, make_source_spec
+
+    log = make_log(tmp_path / "log", 10, MS)
+    counter = OpenCounter(monkeypatch)
+    receive, send = multiprocessing.Pipe(duplex=False)
+    options = ReplayOptions(loop=True, batch_records=100)
+    worker = _BufferWorker(None, make_source_spec(str(log)), options, queue_module.Queue(), receive, multiprocessing.Value("d", 0.0))  # type: ignore[arg-type]
+    try:
+        first = worker.read_batch()
+        second = worker.read_batch()  # the next pass of the loop
+        worker.handle(Seek(1, 5 * MS))
+        seeked = worker.read_batch()
+    finally:
+        worker.close_records()
+        worker.source.close()
+        receive.close()
+        send.close()
+    assert [indices([mcl.Record(*r) for r in b[1]]) for b in (first, second, seeked)] == [list(range(10)), list(range(10)), list(range(5, 10))]
+    assert seeked[0] == 1 and first[2] is True
+    assert counter.opens == 1 and worker.source.opened == 1 and counter.summaries == 0
+
+
+def test_lateness_percentiles_are_computed_outside_the_worker() -> None:
+    """The worker keeps counters and raw samples (O(1) per record); the parent merges them and sorts."""
+    from mcl.replay.protocol import LatenessSamples
+
+    worker = LatenessSamples(window=4)
+    parent = BatchScheduler.__new__(BatchScheduler)  # only its lateness merge: no pipes, no process
+    parent._lateness, parent._lateness_report = LatenessStats(), LatenessReport()
+    parent._lock = threading.Lock()
+    for late in (5, -3, 7):
+        worker.add(late)
+    report = worker.report()
+    assert report.samples == (5, 0, 7) and report.count == 3 and worker.report().samples == ()  # handed over once
+    parent._take_lateness(report)
+    for late in range(100, 110):  # more than the window between two reports: counters see all of them
+        worker.add(late)
+    parent._take_lateness(worker.report())
+    snapshot = parent.lateness()
+    assert snapshot["count"] == 13 and snapshot["max_ns"] == 109 and snapshot["mean_ns"] == (12 + sum(range(100, 110))) // 13
+    assert snapshot["p99_ns"] == 109 and snapshot["p50_ns"] == 106  # nearest rank over 0, 5, 7, 106, 107, 108, 109
+    worker.reset()  # a stop(): a new epoch drops the parent's window
+    worker.add(42)
+    parent._take_lateness(worker.report())
+    assert parent.lateness() == {"count": 1, "mean_ns": 42, "p50_ns": 42, "p99_ns": 42, "max_ns": 42}

@@ -22,17 +22,10 @@ from mcl.exceptions import (
     ReplayError,
 )
 from mcl.replay.options import NS_PER_S, ReplayOptions
-from mcl.replay.worker import (
-    WorkerContext,
-    beat,
-    end_process,
-    main_hidden,
-    parent_alive,
-    setup_worker,
-    sigint_blocked,
-)
+from mcl.replay.protocol import Seek, Stop
+from mcl.replay.worker import WorkerContext, WorkerProcess, beat, parent_alive, setup_worker
 
-__all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "StoppableThread", "BatchBuffer", "SourceSpec", "make_source_spec", "iter_source", "END"]
+__all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "StoppableThread", "BatchBuffer", "SourceSpec", "make_source_spec", "SourceReader", "END"]
 
 # One queue item: (generation, [(elapsed_ns, topic, payload), ...], end_of_pass).
 # Plain tuples pickle several times faster than Record named tuples.
@@ -61,6 +54,10 @@ class SourceSpec:
         self.end_ns = end_ns
         self.ignore_raw = ignore_raw  # skip payloads that are not named messages (ReadFile(ignore_raw=True))
         self.read_once = False  # a pass of `reader` has begun (one without reset() cannot be played again)
+
+    def window(self, options: ReplayOptions, from_ns: int | None = None) -> tuple[int | None, int | None]:
+        """(first, last) log time read: the source's own window and the options', from `from_ns` on."""
+        return options.window(self.start_ns, self.end_ns, from_ns)
 
 
 def make_source_spec(source: Any) -> SourceSpec:
@@ -104,27 +101,45 @@ def make_source_spec(source: Any) -> SourceSpec:
     )
 
 
-def iter_source(spec: SourceSpec, options: ReplayOptions, from_ns: int | None) -> Iterator[tuple[int, str, bytes]]:
-    """Records (elapsed_ns, topic, payload) of the selection from log time `from_ns` on."""
-    lo = _max(_max(spec.start_ns, options.start_ns), from_ns)
-    hi = _min(spec.end_ns, options.end_ns)
-    if spec.paths is not None:
-        from mcl.log.reader import open_log
+class SourceReader:
+    """The selection of a source (`spec` and `options`), read from any position.
 
-        reader = open_log(*spec.paths, topics=spec.topics)
-        try:
+    A log is opened once, at the first :meth:`records`, and kept open for
+    every later one (a seek, the next pass of a loop) until :meth:`close`;
+    ``opened`` counts the opens (a test checks it stays 1).
+    """
+
+    def __init__(self, spec: SourceSpec, options: ReplayOptions) -> None:
+        self.spec = spec
+        self.options = options
+        self.log: Any = None  # the LogReader, once opened
+        self.opened = 0
+
+    def records(self, from_ns: int | None = None) -> Iterator[tuple[int, str, bytes]]:
+        """Records (elapsed_ns, topic, payload) of the selection from log time `from_ns` on."""
+        spec, options = self.spec, self.options
+        lo, hi = spec.window(options, from_ns)
+        if spec.paths is None:
+            return _select(_iter_protocol(spec, lo, hi, options.topics), options)
+        if self.log is None:
+            from mcl.log.reader import open_log
+
+            self.log = open_log(*spec.paths, topics=spec.topics)
+            self.opened += 1
             if options.topics is not None:
-                reader.topic_filter = _and(reader.topic_filter, frozenset(options.topics).__contains__)
-            records: Iterable[tuple[int, str, bytes]] = reader.iter_records(start_ns=lo, end_ns=hi)
-            if spec.ignore_raw:
-                from mcl.message import type_name_of
+                self.log.topic_filter = _and(self.log.topic_filter, frozenset(options.topics).__contains__)
+        records: Iterable[tuple[int, str, bytes]] = self.log.iter_records(start_ns=lo, end_ns=hi)
+        if spec.ignore_raw:
+            from mcl.message import type_name_of
 
-                records = (r for r in records if type_name_of(r[2]) is not None)
-            yield from _select(records, options)
-        finally:
-            reader.close()
-    else:
-        yield from _select(_iter_protocol(spec, lo, hi, options.topics), options)
+            records = (r for r in records if type_name_of(r[2]) is not None)
+        return _select(records, options)
+
+    def close(self) -> None:
+        """Release the log; idempotent."""
+        if self.log is not None:
+            self.log.close()
+            self.log = None
 
 
 def _iter_protocol(spec: SourceSpec, lo: int | None, hi: int | None, topics: Any) -> Iterator[tuple[int, str, bytes]]:
@@ -166,14 +181,6 @@ def _select(records: Iterable[tuple[int, str, bytes]], options: ReplayOptions) -
         if exclude is not None and exclude(topic):
             continue
         yield elapsed, remap.get(topic, topic), payload
-
-
-def _max(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-def _min(a: int | None, b: int | None) -> int | None:
-    return b if a is None else a if b is None else min(a, b)
 
 
 def _and(first: Any, second: Any) -> Any:
@@ -224,12 +231,12 @@ class _ThreadWorker:
     kill = terminate
 
 
-class BatchBuffer:
+class BatchBuffer(WorkerProcess):
     """Reads `source` ahead of the clock and keeps ``self.queue`` full of batches (the fast path of Replay).
 
     The queue holds batches of records (bounded by `batch_records` and
     `batch_bytes`) and at most ``options.queue_batches`` of them, so memory
-    stays constant whatever the log size (about ``length`` records ahead).
+    stays constant whatever the log size (about ``read_ahead`` records ahead).
     Each batch carries a *generation*: :meth:`seek` starts a new one and the
     consumer drops batches of older generations, so nothing read before a
     seek is ever published after it.
@@ -240,28 +247,14 @@ class BatchBuffer:
     is the original MCL's class, with its contract.
     """
 
-    def __init__(self, reader: Any, length: int = 5000, *, options: ReplayOptions | None = None) -> None:
-        base = options if options is not None else ReplayOptions()
-        if length != base.read_ahead:
-            from dataclasses import replace
+    title = "mcl-replay: buffer"
 
-            base = replace(base, read_ahead=length)
-        self.options = base
+    def __init__(self, reader: Any, options: ReplayOptions | None = None) -> None:
+        super().__init__()
+        self.options = options if options is not None else ReplayOptions()
         self.spec = make_source_spec(reader)
-        self.queue: mp.Queue[Batch] = _CONTEXT.Queue(maxsize=base.queue_batches)
+        self.queue: mp.Queue[Batch] = _CONTEXT.Queue(maxsize=self.options.queue_batches)
         self._control_recv, self._control = _CONTEXT.Pipe(duplex=False)
-        self.heartbeat = _CONTEXT.Value("d", 0.0, lock=False)
-        self._process: Any = None
-        self._closed = False
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def process(self) -> Any:
-        """The worker (a multiprocessing.Process, or a thread for a reader object), None before start()."""
-        return self._process
 
     @property
     def in_process(self) -> bool:
@@ -270,60 +263,37 @@ class BatchBuffer:
 
     def start(self) -> None:
         """Start the worker: it reads from the start of the selection (generation 0)."""
-        if self._closed:
-            raise RuntimeError("Cannot start a BatchBuffer once it has been closed.")
-        if self._process is not None:
-            raise RuntimeError("This BatchBuffer is already started.")
-        beat(self.heartbeat)
-        if not self.in_process:
-            self._process = _ThreadWorker(
-                _buffer_thread,
-                (self.spec, self.options, self.queue, self._control_recv, self.heartbeat),
-                "mcl-replay: buffer",
-            )
-            self._process.start()
+        if self.in_process:
+            self._spawn(_buffer_main, (self.spec, self.options, self.queue, self._control_recv, self.heartbeat))
             return
-        ctx = WorkerContext("mcl-replay: buffer", os.getpid(), threading.current_thread() is threading.main_thread())
-        self._process = _CONTEXT.Process(
-            target=_buffer_main,
-            args=(ctx, self.spec, self.options, self.queue, self._control_recv, self.heartbeat),
-            name="mcl-replay: buffer",
-            daemon=True,
+        self._check_startable()
+        self._process = _ThreadWorker(
+            _buffer_thread,
+            (self.spec, self.options, self.queue, self._control_recv, self.heartbeat),
+            self.title,
         )
-        with sigint_blocked(), main_hidden():
-            self._process.start()
-
-    def is_alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        self._process.start()
 
     def seek(self, generation: int, from_ns: int | None) -> None:
         """Read from log time `from_ns` (None: start of the selection), tagging batches `generation`."""
-        self._send(("seek", generation, from_ns))
+        self._send(Seek(generation, from_ns))
 
-    def _send(self, command: tuple[Any, ...]) -> None:
+    def _send(self, command: Seek | Stop) -> None:
         try:
             self._control.send(command)
         except (OSError, ValueError) as exc:
             raise ReplayError(f"the buffer worker is gone ({exc})") from None
 
     def close(self, timeout: float = 2.0) -> None:
-        """Stop the worker (SIGTERM, then SIGKILL if needed); idempotent."""
+        """Stop the worker (asking first, then SIGTERM, then SIGKILL); idempotent."""
         if self._closed:
             return
         self._closed = True
-        process = self._process
-        if process is not None and process.pid is not None:
-            end_process(process, timeout, lambda: self._control.send(("stop",)))
+        self._end(timeout, lambda: self._control.send(Stop()))
         self._control.close()
         self._control_recv.close()
         self.queue.cancel_join_thread()
         self.queue.close()
-
-    def __enter__(self) -> BatchBuffer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _buffer_thread(
@@ -372,7 +342,8 @@ class _BufferWorker:
         self.control = control
         self.heartbeat = heartbeat
         self.generation = 0
-        self.records: Iterator[tuple[int, str, bytes]] | None = iter_source(spec, options, None)
+        self.source = SourceReader(spec, options)  # the log, opened once for every seek and pass
+        self.records: Iterator[tuple[int, str, bytes]] | None = self.source.records()
         self.stopping = False
 
     def alive(self) -> bool:
@@ -382,6 +353,13 @@ class _BufferWorker:
         return self.stop_event is None or not self.stop_event.is_set()
 
     def run(self) -> None:
+        try:
+            self.loop()
+        finally:
+            self.close_records()
+            self.source.close()
+
+    def loop(self) -> None:
         poll_s = 0.1
         while not self.stopping:
             beat(self.heartbeat)
@@ -397,13 +375,13 @@ class _BufferWorker:
             batch = self.read_batch()
             self.put(batch)
 
-    def handle(self, command: tuple[Any, ...]) -> None:
-        if command[0] == "stop":
+    def handle(self, command: Seek | Stop) -> None:
+        if isinstance(command, Stop):
             self.stopping = True
-        elif command[0] == "seek":
-            _, self.generation, from_ns = command
+        elif isinstance(command, Seek):
+            self.generation = command.generation
             self.close_records()
-            self.records = iter_source(self.spec, self.options, from_ns)
+            self.records = self.source.records(command.from_ns)
 
     def close_records(self) -> None:
         if self.records is not None:
@@ -427,7 +405,7 @@ class _BufferWorker:
         # the selection is exhausted
         if self.options.loop:
             self.close_records()
-            self.records = iter_source(self.spec, self.options, None)
+            self.records = self.source.records()
         else:
             self.close_records()
         return (self.generation, out, END)

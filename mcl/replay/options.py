@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
+from mcl.exceptions import ArgumentRangeError, ArgumentTypeError
 from mcl.replay.clock import check_speed
 
-__all__ = ["ReplayOptions", "ReplayStatus", "parse_remap"]
+__all__ = ["ReplayOptions", "ReplayStatus", "parse_remap", "check_compat_speed", "check_seconds", "intersect_window"]
 
 NS_PER_S = 1_000_000_000
 
@@ -39,6 +42,9 @@ class ReplayOptions:
     origin_ns: int | None = None  # UTC ns of the log's time origin, for the replay time published on the bus (wire.TIME)
 
     def __post_init__(self) -> None:
+        # The one validation of a replay's settings: Replay, its workers and its
+        # speed setter all take a ReplayOptions (dataclasses.replace re-runs this).
+        object.__setattr__(self, "speed", check_compat_speed(self.speed))
         check_speed(self.speed)
         if self.start_ns is not None and self.start_ns < 0:
             raise ValueError(f"start must be >= 0 s, not {self.start_ns / NS_PER_S} s")
@@ -56,10 +62,85 @@ class ReplayOptions:
             except re.error as exc:
                 raise ValueError(f"bad exclude pattern {self.exclude!r}: {exc}") from None
 
+    @classmethod
+    def from_seconds(
+        cls,
+        *,
+        speed: float | None = None,
+        start: float | None = None,
+        end: float | None = None,
+        topics: Iterable[str] | str | None = None,
+        exclude: str | None = None,
+        remap: dict[str, str] | Iterable[str] | None = None,
+        loop: bool | None = None,
+        delay: float | None = None,
+        read_ahead: int | None = None,
+        bus: str | None = None,
+        publish: bool | None = None,
+        wait_for_subscribers: int | None = None,
+        stuck_timeout: float | None = None,
+        hwm: int | None = None,
+    ) -> ReplayOptions:
+        """The options of the convenience keyword form (seconds, lists); None leaves a field at its default."""
+        given: dict[str, Any] = {
+            "speed": speed,
+            "start_ns": _to_ns(start, "start"),
+            "end_ns": _to_ns(end, "end"),
+            "topics": None if topics is None else (topics,) if isinstance(topics, str) else tuple(topics),
+            "exclude": exclude,
+            "remap": None if remap is None else _remap_pairs(remap),
+            "loop": loop,
+            "delay_ns": _to_ns(delay, "delay"),
+            "read_ahead": read_ahead,
+            "bus": bus,
+            "publish": publish,
+            "wait_for_subscribers": wait_for_subscribers,
+            "stuck_timeout_ns": None if stuck_timeout is None else (_to_ns(stuck_timeout, "stuck_timeout") or NS_PER_S),
+            "hwm": hwm,
+        }
+        return cls(**{name: value for name, value in given.items() if value is not None})
+
+    def window(self, start_ns: int | None = None, end_ns: int | None = None, from_ns: int | None = None) -> tuple[int | None, int | None]:
+        """The log times played: this window, within a source's own (`start_ns`, `end_ns`), from `from_ns` (a seek)."""
+        return intersect_window((start_ns, self.start_ns, from_ns), (end_ns, self.end_ns))
+
     @property
     def queue_batches(self) -> int:
         """Queue length in batches so that about `read_ahead` records are buffered."""
         return max(2, math.ceil(self.read_ahead / self.batch_records))
+
+
+def intersect_window(starts: Iterable[int | None], ends: Iterable[int | None]) -> tuple[int | None, int | None]:
+    """(latest start, earliest end) of the bounds given; None bounds are open (None: no bound at all)."""
+    lo = [t for t in starts if t is not None]
+    hi = [t for t in ends if t is not None]
+    return (max(lo) if lo else None, min(hi) if hi else None)
+
+
+def check_compat_speed(speed: Any) -> float:
+    """The original speed check: a number > 0 (math.inf: as fast as possible), else a TypeError; the float."""
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
+        raise ArgumentTypeError(f"speed must be a number > 0 (math.inf: as fast as possible), not a {type(speed).__name__}")
+    if math.isnan(speed) or speed <= 0:
+        raise ArgumentRangeError(f"speed must be a number > 0 (math.inf: as fast as possible), not {speed!r}")
+    return float(speed)
+
+
+def check_seconds(seconds: float, what: str) -> int:
+    """`seconds` (a finite number >= 0, named `what` in the error) as integer ns."""
+    if not isinstance(seconds, (int, float)) or math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
+        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
+    return round(seconds * NS_PER_S)
+
+
+def _to_ns(seconds: float | None, what: str) -> int | None:
+    return None if seconds is None else check_seconds(seconds, what)
+
+
+def _remap_pairs(remap: dict[str, str] | Iterable[str]) -> tuple[tuple[str, str], ...]:
+    if isinstance(remap, dict):
+        return tuple(remap.items())
+    return tuple(parse_remap(item) for item in remap)
 
 
 def parse_remap(text: str) -> tuple[str, str]:

@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from mcl.exceptions import ReplayError
+from mcl.exceptions import MclError, ReplayError
 from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec
-from mcl.replay.clock import check_speed
-from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, parse_remap
-from mcl.replay.scheduler import BatchScheduler, Hook, check_compat_speed
+from mcl.replay.protocol import PLAYING_STATES, GetStatus, Pause, Resume, Seek, SetSpeed, State, Step, WorkerStatus
+from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, check_seconds
+from mcl.replay.scheduler import BatchScheduler, Hook
 from mcl.replay.worker import heartbeat_age, sigint_blocked
 
 __all__ = ["Replay"]
 
 _SUPERVISE_S = 0.1  # how often the workers are checked
-_PLAYING = ("playing", "waiting")  # states in which the replay is "alive" (the original's is_alive())
 
 
 class Replay:
@@ -35,6 +34,12 @@ class Replay:
             other reader object stays in this process, read by a thread (it
             need not be picklable; ``reset()`` is called at the start of
             every pass).
+        options: a :class:`ReplayOptions` (integer ns, validated once): the
+            one input of the engine. Or, as in the original MCL, the speed
+            (a number), with the keywords below (seconds): the convenience
+            form, which builds the options (:meth:`ReplayOptions.from_seconds`);
+            a ReplayOptions and keywords together are a TypeError. With a
+            ReplayOptions, ``publish`` is as given (also with hooks).
         speed: log seconds per wall second; ``math.inf`` plays as fast as
             possible (still in order, nothing dropped). Not a number is a
             TypeError, <= 0 a ValueError (and a TypeError, as the original).
@@ -75,52 +80,52 @@ class Replay:
     def __init__(
         self,
         source: Any,
-        speed: float = 1.0,
+        options: ReplayOptions | float | None = None,
         *,
         hooks: Iterable[Hook] | None = None,
+        speed: float | None = None,
         bus: str | None = None,
         publish: bool | None = None,
-        loop: bool = False,
+        loop: bool | None = None,
         start: float | None = None,
         end: float | None = None,
         topics: Iterable[str] | str | None = None,
         exclude: str | None = None,
         remap: dict[str, str] | Iterable[str] | None = None,
-        delay: float = 0.0,
-        read_ahead: int = 5000,
-        wait_for_subscribers: int = 0,
-        stuck_timeout: float = 10.0,
+        delay: float | None = None,
+        read_ahead: int | None = None,
+        wait_for_subscribers: int | None = None,
+        stuck_timeout: float | None = None,
         hwm: int | None = None,
     ) -> None:
-        check_compat_speed(speed)
         self.hooks = list(hooks or ())
         for hook in self.hooks:
             if not callable(hook):
                 raise TypeError(f"a hook must be callable, not {type(hook).__name__}")
-        if publish is None:
-            publish = not self.hooks or bus is not None
-        if isinstance(topics, str):
-            topics = [topics]
-        self.options = ReplayOptions(
-            speed=speed,
-            start_ns=_to_ns(start, "start"),
-            end_ns=_to_ns(end, "end"),
-            topics=None if topics is None else tuple(topics),
-            exclude=exclude,
-            remap=_remap_pairs(remap),
-            loop=loop,
-            delay_ns=_to_ns(delay, "delay") or 0,
-            read_ahead=read_ahead,
-            bus=bus,
-            publish=publish,
-            wait_for_subscribers=wait_for_subscribers,
-            hwm=hwm,
-            stuck_timeout_ns=_to_ns(stuck_timeout, "stuck_timeout") or NS_PER_S,
-        )
+        keywords: dict[str, Any] = {
+            "speed": speed, "bus": bus, "publish": publish, "loop": loop, "start": start, "end": end,
+            "topics": topics, "exclude": exclude, "remap": remap, "delay": delay, "read_ahead": read_ahead,
+            "wait_for_subscribers": wait_for_subscribers, "stuck_timeout": stuck_timeout, "hwm": hwm,
+        }  # fmt: skip
+        if isinstance(options, ReplayOptions):
+            given = sorted(name for name, value in keywords.items() if value is not None)
+            if given:
+                raise TypeError(f"give either a ReplayOptions or keywords, not both (got {', '.join(given)})")
+        else:
+            if options is not None:  # Replay(source, speed): the original positional speed
+                if speed is not None:
+                    raise TypeError("speed given twice (positionally and as a keyword)")
+                keywords["speed"] = options
+            if publish is None:  # hooks without a bus: nothing goes on the bus
+                keywords["publish"] = not self.hooks or bus is not None
+            options = ReplayOptions.from_seconds(**keywords)
         self._spec = make_source_spec(source)
-        self._first_ns, self._last_ns, origin_ns = _bounds(self._spec, self.options)
-        self.options = replace(self.options, origin_ns=origin_ns)
-        self._speed = float(speed)
+        # The log is opened once here (first record, time origin); the time of its
+        # last record, a full scan for an MCL_LOG 1.0 log, waits for the first status().
+        self._bounds = _Bounds(self._spec, options)
+        self._first_ns = self._bounds.first_ns
+        origin_ns = self._bounds.origin_ns
+        self._options = replace(options, origin_ns=origin_ns) if options.origin_ns is None else options
         self._lock = threading.RLock()
         self._generation = 0
         self._buffer: BatchBuffer | None = None
@@ -133,19 +138,23 @@ class Replay:
     # -- properties ---------------------------------------------------------------------
 
     @property
+    def options(self) -> ReplayOptions:
+        """What this replay plays and how (the one source of truth: setters replace it)."""
+        return self._options
+
+    @property
     def speed(self) -> float:
         """Log seconds per wall second; settable while playing (math.inf: as fast as possible)."""
-        return self._speed
+        return self._options.speed
 
     @speed.setter
     def speed(self, value: float) -> None:
-        check_compat_speed(value)
-        check_speed(value)
+        options = replace(self._options, speed=value)  # validates
         with self._lock:
             self._check()
             if self._scheduler is not None:
-                self._scheduler.request("speed", float(value))
-            self._speed = float(value)
+                self._scheduler.request(SetSpeed(options.speed))
+            self._options = options
 
     @property
     def worker_pids(self) -> dict[str, int]:
@@ -166,13 +175,13 @@ class Replay:
         """
         with self._lock:
             scheduler = self._launch()
-            if scheduler.request("status")["state"] in _PLAYING:
+            if scheduler.request(GetStatus()).state in PLAYING_STATES:
                 return False
             self._at_start = False
-            reply = scheduler.request("resume")
-            if reply["state"] == "finished":
+            reply = scheduler.request(Resume())
+            if reply.state == State.FINISHED:
                 self._seek(None, reset=True)
-                scheduler.request("resume")
+                scheduler.request(Resume())
             return True
 
     def pause(self) -> bool:
@@ -182,8 +191,8 @@ class Replay:
         """
         with self._lock:
             scheduler = self._launch()
-            playing = scheduler.request("status")["state"] in _PLAYING
-            reply = scheduler.request("pause")
+            playing = scheduler.request(GetStatus()).state in PLAYING_STATES
+            reply = scheduler.request(Pause())
             self._sync(reply)
             return playing
 
@@ -197,7 +206,7 @@ class Replay:
             self._check()
             if self._scheduler is None or self._at_start:
                 return False
-            reply = self._scheduler.request("pause")
+            reply = self._scheduler.request(Pause())
             self._sync(reply)
             self._seek(None, reset=True)
             self._at_start = True
@@ -208,7 +217,7 @@ class Replay:
         if self._scheduler is None or self._closed or self._error is not None:
             return False
         try:
-            return self._scheduler.request("status")["state"] in _PLAYING
+            return self._scheduler.request(GetStatus()).state in PLAYING_STATES
         except (ReplayError, RuntimeError):
             return False
 
@@ -223,13 +232,11 @@ class Replay:
         playing replay keeps playing from there; otherwise it stays paused
         there until start().
         """
-        position_ns = _to_ns(position, "position")
-        assert position_ns is not None
+        position_ns = check_seconds(position, "position")
         with self._lock:
             scheduler = self._launch()
-            reply = scheduler.request("status")
-            if reply["state"] == "finished":
-                scheduler.request("pause")
+            if scheduler.request(GetStatus()).state == State.FINISHED:
+                scheduler.request(Pause())
             self._seek(position_ns, reset=False)
             self._at_start = False
 
@@ -237,10 +244,10 @@ class Replay:
         """Pause, then publish the next record at once; False if the pass is at its end."""
         with self._lock:
             scheduler = self._launch()
-            reply = scheduler.request("step")
+            reply = scheduler.request(Step())
             self._sync(reply)
             self._at_start = False
-            return bool(reply["stepped"])
+            return reply.stepped
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the current pass ends (its records reached the hooks); False on timeout.
@@ -256,34 +263,35 @@ class Replay:
 
     def status(self) -> ReplayStatus:
         """Where the replay is: state, position, window, counts, speed, lateness (never raises)."""
-        base = {"start_ns": self._first_ns, "end_ns": self._last_ns, "speed": self._speed}
+        last_ns = self._bounds.last_ns()
+        base = {"start_ns": self._first_ns, "end_ns": last_ns, "speed": self._options.speed}
         if self._error is not None:
-            return ReplayStatus(state="failed", error=self._error, **base)  # type: ignore[arg-type]
+            return ReplayStatus(state=State.FAILED, error=self._error, **base)  # type: ignore[arg-type]
         if self._closed:
-            return ReplayStatus(state="closed", **base)  # type: ignore[arg-type]
+            return ReplayStatus(state=State.CLOSED, **base)  # type: ignore[arg-type]
         scheduler = self._scheduler
         if scheduler is None:
-            return ReplayStatus(state="idle", position_ns=self._first_ns, **base)  # type: ignore[arg-type]
+            return ReplayStatus(state=State.IDLE, position_ns=self._first_ns, **base)  # type: ignore[arg-type]
         try:
-            reply = scheduler.request("status")
+            reply = scheduler.request(GetStatus())
         except (ReplayError, RuntimeError) as exc:
-            return ReplayStatus(state="failed", error=self._error or str(exc), **base)  # type: ignore[arg-type]
-        position = reply["position_ns"]
+            return ReplayStatus(state=State.FAILED, error=self._error or str(exc), **base)  # type: ignore[arg-type]
+        position = reply.position_ns
         if position is None:
             position = self._first_ns
-        if self._last_ns is not None and position is not None:
-            position = min(position, self._last_ns)
+        if last_ns is not None and position is not None:
+            position = min(position, last_ns)
         return ReplayStatus(
-            state=reply["state"],
+            state=reply.state,
             position_ns=position,
-            sent=reply["sent"],
-            total=reply["total"],
-            passes=reply["passes"],
-            lateness=reply["lateness"],
-            bus=reply.get("bus"),
-            subscribers=reply.get("subscribers", 0),
-            peak_subscribers=reply.get("peak_subscribers", 0),
-            dropped=reply.get("dropped", 0),
+            sent=reply.sent,
+            total=reply.total,
+            passes=reply.passes,
+            lateness=scheduler.lateness(),
+            bus=reply.bus,
+            subscribers=reply.subscribers,
+            peak_subscribers=reply.peak_subscribers,
+            dropped=reply.dropped,
             **base,  # type: ignore[arg-type]
         )
 
@@ -299,6 +307,7 @@ class Replay:
             self._buffer.close()
         if self._supervisor is not None:
             self._supervisor.join(2.0)
+        self._bounds.close()
 
     def __enter__(self) -> Replay:
         return self
@@ -307,7 +316,7 @@ class Replay:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Replay {self.status().state} speed={self._speed:g}>"
+        return f"<Replay {self.status().state} speed={self._options.speed:g}>"
 
     # -- internals ------------------------------------------------------------------------
 
@@ -324,12 +333,10 @@ class Replay:
         self._check()
         if self._scheduler is not None:
             return self._scheduler
-        options = self.options
-        if options.speed != self._speed:
-            options = replace(options, speed=self._speed)
+        options = self._options
         with sigint_blocked():  # the queues may start multiprocessing's resource tracker
-            buffer = BatchBuffer(self._spec, options.read_ahead, options=options)
-            scheduler = BatchScheduler(buffer.queue, self._speed, hooks=self.hooks, options=options, paused=True)
+            buffer = BatchBuffer(self._spec, options)
+            scheduler = BatchScheduler(buffer.queue, options, hooks=self.hooks, paused=True)
         self._buffer, self._scheduler = buffer, scheduler
         try:
             buffer.start()
@@ -347,13 +354,13 @@ class Replay:
         assert self._scheduler is not None and self._buffer is not None
         self._generation += 1
         # The scheduler learns the new generation before the buffer produces it.
-        self._scheduler.request("seek", self._generation, from_ns, reset)
+        self._scheduler.request(Seek(self._generation, from_ns, reset))
         self._buffer.seek(self._generation, from_ns)
 
-    def _sync(self, reply: dict[str, Any]) -> None:
+    def _sync(self, reply: WorkerStatus) -> None:
         """Wait until the hooks saw every record the worker published before replying."""
         if self.hooks and self._scheduler is not None:
-            self._scheduler.sync(reply["total"], self.options.stuck_timeout_ns / NS_PER_S)
+            self._scheduler.sync(reply.total, self.options.stuck_timeout_ns / NS_PER_S)
             self._check()
 
     def _supervise(self) -> None:
@@ -392,39 +399,53 @@ class Replay:
             self._scheduler.fail(message)
 
 
-def _to_ns(seconds: float | None, what: str) -> int | None:
-    if seconds is None:
-        return None
-    if not isinstance(seconds, (int, float)) or math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
-    return round(seconds * NS_PER_S)
+class _Bounds:
+    """Log time of the first and last record of the window (None if unknown), and the time origin.
 
+    The log is opened once, at construction, for the first record and the
+    origin; :meth:`last_ns` reads the summary (for MCL_LOG 1.0 a scan of the
+    whole log) only when first asked, then releases the log.
+    """
 
-def _remap_pairs(remap: dict[str, str] | Iterable[str] | None) -> tuple[tuple[str, str], ...]:
-    if remap is None:
-        return ()
-    if isinstance(remap, dict):
-        return tuple(remap.items())
-    return tuple(parse_remap(item) for item in remap)
+    def __init__(self, spec: SourceSpec, options: ReplayOptions) -> None:
+        self._lock = threading.Lock()
+        self._log: Any = None
+        lo, self._hi = spec.window(options)
+        self.first_ns, self._last_ns, self.origin_ns = lo, self._hi, None
+        if spec.paths is None:
+            return
+        from mcl.log.reader import open_log
 
+        log = open_log(*spec.paths, topics=spec.topics)
+        try:
+            self.origin_ns = log.origin_ns
+            first = next(iter(log.iter_records(start_ns=lo, end_ns=self._hi)), None)
+        except BaseException:
+            log.close()
+            raise
+        if first is None:  # an empty window: nothing more to learn
+            self._last_ns = lo
+            log.close()
+            return
+        self.first_ns = first.elapsed_ns if lo is None else lo
+        self._log = log
+        weakref.finalize(self, log.close)  # a Replay dropped without close() releases its log too
 
-def _bounds(spec: SourceSpec, options: ReplayOptions) -> tuple[int | None, int | None, int | None]:
-    """Log time of the first and last record of the window (None if unknown / empty), and the time origin."""
-    if spec.paths is None:
-        return options.start_ns, options.end_ns, None
-    from mcl.log.reader import open_log
+    def last_ns(self) -> int | None:
+        with self._lock:
+            log, self._log = self._log, None
+            if log is not None:
+                try:
+                    last = log.duration_ns
+                    self._last_ns = last if self._hi is None else min(last, self._hi)
+                except (MclError, OSError):  # status() never raises: the end stays unknown
+                    pass
+                finally:
+                    log.close()
+            return self._last_ns
 
-    with open_log(*spec.paths, topics=spec.topics) as reader:
-        lo = _pick(spec.start_ns, options.start_ns, max)
-        hi = _pick(spec.end_ns, options.end_ns, min)
-        first = next(iter(reader.iter_records(start_ns=lo, end_ns=hi)), None)
-        if first is None:
-            return lo, lo, reader.origin_ns
-        last = reader.duration_ns
-        if hi is not None:
-            last = min(last, hi)
-        return first.elapsed_ns if lo is None else lo, last, reader.origin_ns
-
-
-def _pick(a: int | None, b: int | None, how: Any) -> int | None:
-    return b if a is None else a if b is None else int(how(a, b))
+    def close(self) -> None:
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None

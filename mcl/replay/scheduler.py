@@ -8,31 +8,43 @@ import math
 import multiprocessing as mp
 import multiprocessing.queues as mpq
 import operator
-import os
 import queue as queue_module
 import select
 import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from typing import Any
 
 from mcl.exceptions import ArgumentRangeError, ArgumentTypeError, ReplayError
 from mcl.log.record import Record
 from mcl.replay.buffer import Batch
-from mcl.replay.clock import LatenessStats, ReplayClock, check_speed
-from mcl.replay.options import NS_PER_S, ReplayOptions
-from mcl.replay.worker import (
-    WorkerContext,
-    beat,
-    end_process,
-    main_hidden,
-    parent_alive,
-    set_fine_timer_slack,
-    setup_worker,
-    sigint_blocked,
+from mcl.replay.clock import LatenessStats, ReplayClock
+from mcl.replay.protocol import (
+    Closed,
+    Command,
+    CommandFailed,
+    Event,
+    Finished,
+    GetStatus,
+    LatenessReport,
+    LatenessSamples,
+    PassEnded,
+    Pause,
+    Published,
+    Ready,
+    Resume,
+    Seek,
+    SetSpeed,
+    State,
+    Step,
+    Stop,
+    WorkerFailed,
+    WorkerStatus,
 )
+from mcl.replay.options import NS_PER_S, ReplayOptions, check_compat_speed
+from mcl.replay.worker import WorkerContext, WorkerProcess, beat, parent_alive, set_fine_timer_slack, setup_worker
 
 __all__ = ["ScheduleBroadcasts", "BatchScheduler", "Hook"]
 
@@ -44,7 +56,7 @@ _POLL_S = 0.1  # longest sleep between two heartbeats / parent checks
 _CLOCK_EVERY_NS = 200_000_000  # the replay time is published this often while the worker runs (and on every clock change)
 
 
-class BatchScheduler:
+class BatchScheduler(WorkerProcess):
     """Publishes the record batches of `queue` (filled by :class:`BatchBuffer`) at ``origin + elapsed / speed``.
 
     The worker process publishes on the bus (``options.publish``) and, when
@@ -61,27 +73,20 @@ class BatchScheduler:
     def __init__(
         self,
         queue: mp.Queue[Batch],
-        speed: float = 1.0,
+        options: ReplayOptions | None = None,
         *,
         hooks: Iterable[Hook] | None = None,
-        options: ReplayOptions | None = None,
         paused: bool = False,
     ) -> None:
-        check_speed(speed)
-        base = options if options is not None else ReplayOptions(publish=not hooks)
-        if base.speed != speed:
-            from dataclasses import replace
-
-            base = replace(base, speed=speed)
-        self.options = base
+        super().__init__()
+        self.options = options if options is not None else ReplayOptions(publish=not hooks)
         self.queue = queue
         self.hooks = list(hooks or ())
         self._paused = paused
         self._control, self._control_child = _CONTEXT.Pipe(duplex=True)
-        self._events: mp.Queue[tuple[Any, ...]] = _CONTEXT.Queue()
-        self.heartbeat = _CONTEXT.Value("d", 0.0, lock=False)
-        self._process: Any = None
-        self._closed = False
+        self._events: mp.Queue[Event] = _CONTEXT.Queue()
+        self._lateness = LatenessStats()  # the percentiles, computed here from the worker's raw samples
+        self._lateness_report = LatenessReport()
         self._lock = threading.Lock()  # one request at a time on the control pipe
         self._cond = threading.Condition()
         self.delivered = 0  # records handed to the hooks (or counted) in this process
@@ -91,30 +96,14 @@ class BatchScheduler:
         self._ready = False
         self._thread: threading.Thread | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def process(self) -> Any:
-        return self._process
+    title = "mcl-replay: broadcast"
 
     def start(self, timeout: float | None = None) -> None:
         """Start the worker and wait until it is ready to publish."""
-        if self._closed:
-            raise RuntimeError("Cannot start a BatchScheduler once it has been closed.")
-        if self._process is not None:
-            raise RuntimeError("This BatchScheduler is already started.")
-        beat(self.heartbeat)
-        ctx = WorkerContext("mcl-replay: broadcast", os.getpid(), threading.current_thread() is threading.main_thread())
-        self._process = _CONTEXT.Process(
-            target=_scheduler_main,
-            args=(ctx, self.options, self.queue, self._control_child, self._events, self.heartbeat, bool(self.hooks), self._paused),
-            name="mcl-replay: broadcast",
-            daemon=True,
+        self._spawn(
+            _scheduler_main,
+            (self.options, self.queue, self._control_child, self._events, self.heartbeat, bool(self.hooks), self._paused),
         )
-        with sigint_blocked(), main_hidden():
-            self._process.start()
         self._thread = threading.Thread(target=self._deliver, name="mcl-replay: hooks", daemon=True)
         self._thread.start()
         limit = self.options.start_timeout_ns / NS_PER_S if timeout is None else timeout
@@ -131,15 +120,10 @@ class BatchScheduler:
             why = "died" if not self._process.is_alive() else f"did not start within {limit:g} s"
             raise ReplayError(f"the broadcast worker {why}")
 
-    def is_alive(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+    def request(self, command: Command, timeout: float | None = None) -> WorkerStatus:
+        """Send one command (:mod:`mcl.replay.protocol`) to the worker and return its reply.
 
-    def request(self, *command: Any, timeout: float | None = None) -> dict[str, Any]:
-        """Send one command to the worker and return its reply (a status dict).
-
-        Commands: ``status``, ``pause``, ``resume``, ``speed x``,
-        ``seek generation from_ns reset``, ``step``, ``stop``.
-        Raises ReplayError when the worker is gone or does not answer.
+        Raises ReplayError when the worker is gone, does not answer or failed.
         """
         limit = self.options.stuck_timeout_ns / NS_PER_S if timeout is None else timeout
         with self._lock:
@@ -152,13 +136,31 @@ class BatchScheduler:
                     if not self._process.is_alive():
                         raise ReplayError(f"the broadcast worker died (exit code {self._process.exitcode})")
                     if time.monotonic() > deadline:
-                        raise ReplayError(f"the broadcast worker did not answer {command[0]!r} within {limit:g} s")
-                reply: dict[str, Any] = self._control.recv()
+                        raise ReplayError(f"the broadcast worker did not answer {type(command).__name__} within {limit:g} s")
+                reply: WorkerStatus | CommandFailed = self._control.recv()
             except (OSError, EOFError) as exc:
                 raise ReplayError(f"the broadcast worker is gone ({exc})") from None
-        if "error" in reply:
-            raise ReplayError(f"the broadcast worker failed: {reply['error']}")
+            if isinstance(reply, CommandFailed):
+                raise ReplayError(f"the broadcast worker failed: {reply.error}")
+            self._take_lateness(reply.lateness)
         return reply
+
+    def _take_lateness(self, report: LatenessReport) -> None:
+        """Merge the samples a reply carries (the sorting for percentiles happens here, not in the worker)."""
+        if report.epoch != self._lateness_report.epoch:
+            self._lateness.reset()
+        for late_ns in report.samples:
+            self._lateness.add(late_ns)
+        self._lateness_report = report
+
+    def lateness(self) -> dict[str, int]:
+        """count, mean_ns, p50_ns, p99_ns (over the last 65 536 records), max_ns, as of the last reply."""
+        with self._lock:
+            snapshot = self._lateness.snapshot()
+            report = self._lateness_report
+        # The worker's counters see every record (its unsent samples are bounded).
+        snapshot.update(count=report.count, mean_ns=report.total_ns // report.count if report.count else 0, max_ns=report.max_ns)
+        return snapshot
 
     def sync(self, total: int, timeout: float = 10.0) -> bool:
         """Wait until the hooks have seen the first `total` records published."""
@@ -193,9 +195,8 @@ class BatchScheduler:
                 continue
             except (OSError, EOFError, ValueError):
                 return
-            kind = event[0]
-            if kind == "records":
-                records = event[1]
+            if isinstance(event, Published):
+                records = event.records
                 if self.error is None:
                     try:
                         for record in records:
@@ -207,33 +208,31 @@ class BatchScheduler:
                 with self._cond:
                     self.delivered += len(records)
                     self._cond.notify_all()
-            elif kind == "finished":
+            elif isinstance(event, Finished):
                 with self._cond:
-                    self.finished_generation = max(self.finished_generation, event[1])
+                    self.finished_generation = max(self.finished_generation, event.generation)
                     self._cond.notify_all()
-            elif kind == "pass":
+            elif isinstance(event, PassEnded):
                 with self._cond:
-                    self.passes = event[1]
-            elif kind == "ready":
+                    self.passes = event.passes
+            elif isinstance(event, Ready):
                 with self._cond:
                     self._ready = True
                     self._cond.notify_all()
-            elif kind == "error":
-                self.fail(event[1])
-            elif kind == "closed":
+            elif isinstance(event, WorkerFailed):
+                self.fail(event.message)
+            elif isinstance(event, Closed):
                 return
 
     def _ask_stop(self) -> None:
         with self._lock:
-            self._control.send(("stop",))
+            self._control.send(Stop())
 
     def close(self, timeout: float = 2.0) -> None:
         """Stop the worker (asking first, then SIGTERM, then SIGKILL); idempotent."""
         if self._closed:
             return
-        process = self._process
-        if process is not None and process.pid is not None and process.is_alive():
-            end_process(process, timeout, self._ask_stop)
+        self._end(timeout, self._ask_stop)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -244,11 +243,6 @@ class BatchScheduler:
         self._events.cancel_join_thread()
         self._events.close()
 
-    def __enter__(self) -> BatchScheduler:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _scheduler_main(
@@ -256,7 +250,7 @@ def _scheduler_main(
     options: ReplayOptions,
     queue: mp.Queue[Batch],
     control: Connection,
-    events: mp.Queue[tuple[Any, ...]],
+    events: mp.Queue[Event],
     heartbeat: Any,
     with_hooks: bool,
     paused: bool,
@@ -285,14 +279,14 @@ def _scheduler_main(
         # as long as the worker, so they leave the collector's sight.
         gc.collect()
         gc.freeze()
-        events.put(("ready",))
+        events.put(Ready())
         worker.run()
     except BaseException as exc:
         message = f"{type(exc).__name__}: {exc}" if isinstance(exc, Exception) else type(exc).__name__
         if not isinstance(exc, (ReplayError, OSError)) and isinstance(exc, Exception):
             message += " | " + traceback.format_exc(limit=3).strip().splitlines()[-2].strip()
         try:
-            events.put(("error", message))
+            events.put(WorkerFailed(message))
         except (OSError, ValueError):
             pass
         raise SystemExit(1) from None
@@ -300,40 +294,72 @@ def _scheduler_main(
         if publisher is not None:
             publisher.close()
         queue.cancel_join_thread()
-        events.put(("closed",))
+        events.put(Closed())
         events.close()
         events.join_thread()
 
 
+Wait = Callable[[float, bool], tuple[bool, bool]]
+"""``wait(timeout_s, batches)``: sleep until a command (or, with `batches`, a batch) arrives or
+`timeout_s` passes; returns (a command waits, a batch waits)."""
+
+
+def select_wait(control: Connection, queue: mp.Queue[Batch]) -> Wait:
+    """The worker's wait: select() on the control pipe and the queue's reading end.
+
+    select() wakes within microseconds (Connection.poll rounds up to
+    milliseconds), and the worker's timer slack is 1 ns, so it wakes on time.
+    multiprocessing.Queue has no public way to wait on it together with
+    another connection; its reading end is a Connection, which select() takes.
+    """
+    control_fd = control.fileno()
+    queue_fd = queue._reader.fileno()  # type: ignore[attr-defined]
+    both = [control_fd, queue_fd]
+    alone = [control_fd]
+
+    def wait(timeout_s: float, batches: bool) -> tuple[bool, bool]:
+        ready = select.select(both if batches else alone, [], [], timeout_s)[0]
+        return control_fd in ready, queue_fd in ready
+
+    return wait
+
+
 class _Scheduler:
-    """The state machine of the broadcast worker."""
+    """The state machine of the broadcast worker.
+
+    Its clock (`now`, monotonic ns) and its sleep (`wait`, see :data:`Wait`)
+    are parameters: the unit tests drive it with a fake clock that advances
+    when it waits, without processes or sleeping (tests/test_scheduler_unit.py).
+    `ctx` None: no parent to watch.
+    """
 
     def __init__(
         self,
-        ctx: WorkerContext,
+        ctx: WorkerContext | None,
         options: ReplayOptions,
         queue: mp.Queue[Batch],
         control: Connection,
-        events: mp.Queue[tuple[Any, ...]],
+        events: mp.Queue[Event],
         heartbeat: Any,
         publisher: Any,
         with_hooks: bool,
         paused: bool,
+        *,
+        now: Callable[[], int] = time.monotonic_ns,
+        wait: Wait | None = None,
     ) -> None:
         self.ctx = ctx
         self.options = options
         self.queue = queue
-        # multiprocessing.Queue has no public way to wait on it together with another
-        # connection; its reading end is a Connection, which wait() accepts.
-        self.queue_reader = queue._reader  # type: ignore[attr-defined]
         self.control = control
-        self.control_fd = control.fileno()
+        self.now = now
+        self.wait = wait if wait is not None else select_wait(control, queue)
         self.events = events
         self.heartbeat = heartbeat
         self.publish = publisher.publish if publisher is not None else None
         self.publisher = publisher
         self.with_hooks = with_hooks
-        self.clock = ReplayClock(options.speed, paused=paused)
+        self.clock = ReplayClock(options.speed, paused=paused, now=now)
         self.paused = paused
         self.generation = 0
         self.pending: collections.deque[tuple[int, str, bytes]] = collections.deque()
@@ -347,43 +373,44 @@ class _Scheduler:
         self.total = 0
         self.passes = 0
         self.last_ns: int | None = None
-        self.lateness = LatenessStats()
+        self.lateness = LatenessSamples()  # raw samples: the parent sorts them for percentiles
         self.spin_ns = options.spin_ns
         self.origin_ns = options.origin_ns or 0
         self.next_clock_ns = 0  # monotonic ns at which the replay time is published again
 
     # -- control --------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, **step: Any) -> WorkerStatus:
+        """The reply to every command (`step`: the Step reply's fields)."""
         position = self.clock.position_ns
         if position is None:
             position = self.options.start_ns if self.last_ns is None else self.last_ns
         if self.finished and self.last_ns is not None:
             position = self.last_ns
-        if self.finished:
-            state = "finished"
-        elif self.paused:
-            state = "paused"
-        elif self.waiting_subscribers:
-            state = "waiting"
-        else:
-            state = "playing"
-        return {
-            "state": state,
-            "position_ns": position,
-            "generation": self.generation,
-            "sent": self.sent,
-            "total": self.total,
-            "passes": self.passes,
-            "speed": self.clock.speed,
-            "lateness": self.lateness.snapshot(),
+        return WorkerStatus(
+            state=self.state(),
+            position_ns=position,
+            generation=self.generation,
+            sent=self.sent,
+            total=self.total,
+            passes=self.passes,
+            speed=self.clock.speed,
+            lateness=self.lateness.report(),
             **self.bus_status(),
-        }
+            **step,
+        )
+
+    def state(self) -> State:
+        if self.finished:
+            return State.FINISHED
+        if self.paused:
+            return State.PAUSED
+        return State.WAITING if self.waiting_subscribers else State.PLAYING
 
     def bus_status(self) -> dict[str, Any]:
         publisher = self.publisher
         if publisher is None:
-            return {"bus": None, "subscribers": 0, "peak_subscribers": 0, "dropped": 0}
+            return {}
         return {
             "bus": publisher.bus,
             "subscribers": publisher.subscribers,
@@ -393,7 +420,7 @@ class _Scheduler:
 
     def publish_clock(self) -> None:
         """Publish the log time played now (wire.TIME), so a bridge can follow the replay's clock."""
-        self.next_clock_ns = time.monotonic_ns() + _CLOCK_EVERY_NS
+        self.next_clock_ns = self.now() + _CLOCK_EVERY_NS
         position = self.last_ns if self.finished and self.last_ns is not None else self.clock.position_ns
         if self.publisher is None or position is None:
             return
@@ -404,32 +431,29 @@ class _Scheduler:
         while not self.stopping and self.control.poll(0):
             self.handle(self.control.recv())
 
-    def reply(self, **extra: Any) -> None:
-        message = self.status()
-        message.update(extra)
-        self.control.send(message)
+    def reply(self, **step: Any) -> None:
+        self.control.send(self.status(**step))
 
-    def handle(self, command: tuple[Any, ...]) -> None:
-        name = command[0]
-        if name == "status":
+    def handle(self, command: Command) -> None:
+        if isinstance(command, GetStatus):
             self.reply()
-        elif name == "pause":
+        elif isinstance(command, Pause):
             self.paused = True
             self.clock.pause()
             self.publish_clock()
             self.reply()
-        elif name == "resume":
+        elif isinstance(command, Resume):
             if not self.finished:
                 self.paused = False
                 self.clock.resume()
                 self.publish_clock()
             self.reply()
-        elif name == "speed":
-            self.clock.set_speed(command[1])
+        elif isinstance(command, SetSpeed):
+            self.clock.set_speed(command.speed)
             self.publish_clock()
             self.reply()
-        elif name == "seek":
-            _, self.generation, from_ns, reset = command
+        elif isinstance(command, Seek):
+            self.generation, from_ns, reset = command.generation, command.from_ns, command.reset
             self.pending.clear()
             self.pending_end = False
             self.finished = False
@@ -446,53 +470,57 @@ class _Scheduler:
                 self.clock.set_position(from_ns)
                 self.publish_clock()
             self.reply()
-        elif name == "step":
+        elif isinstance(command, Step):
             self.paused = True
             self.clock.pause()
             if self.finished:
                 self.reply(stepped=False)
             else:
                 self.step_requested = True  # replied once the record is out (or the end seen)
-        elif name == "stop":
+        elif isinstance(command, Stop):
             self.stopping = True
             self.reply()
         else:
-            self.control.send({"error": f"unknown command {name!r}"})
+            self.control.send(CommandFailed(f"unknown command {command!r}"))
 
     # -- main loop --------------------------------------------------------------------
 
     def run(self) -> None:
-        control = self.control
-        while not self.stopping:
-            beat(self.heartbeat)
-            if not parent_alive(self.ctx):
-                return
-            if time.monotonic_ns() >= self.next_clock_ns:
-                self.publish_clock()
-            self.handle_commands()
-            if self.stopping:
-                return
-            if self.finished or (self.paused and not self.step_requested):
-                if control.poll(_POLL_S):
-                    self.handle(control.recv())
-                continue
-            if not self.pending:
-                if self.pending_end:
-                    self.end_pass()
-                elif not self.fetch():
-                    continue
-                continue
-            if self.waiting_subscribers and not self.wait_subscribers():
-                continue
-            if self.step_requested:
-                self.send_step()
-                continue
-            self.play()
+        while not self.stopping and self.tick():
+            pass
+
+    def tick(self) -> bool:
+        """One turn of the loop (at most one sleep of _POLL_S); False once the worker must end."""
+        beat(self.heartbeat)
+        if self.ctx is not None and not parent_alive(self.ctx):
+            return False
+        if self.now() >= self.next_clock_ns:
+            self.publish_clock()
+        self.handle_commands()
+        if self.stopping:
+            return False
+        if self.finished or (self.paused and not self.step_requested):
+            if self.wait(_POLL_S, False)[0]:
+                self.handle(self.control.recv())
+            return True
+        if not self.pending:
+            if self.pending_end:
+                self.end_pass()
+            else:
+                self.fetch()
+            return True
+        if self.waiting_subscribers and not self.wait_subscribers():
+            return True
+        if self.step_requested:
+            self.send_step()
+            return True
+        self.play()
+        return True
 
     def fetch(self) -> bool:
         """Take the next batch of the current generation; False if none came in time."""
-        ready = wait([self.queue_reader, self.control], _POLL_S)
-        if self.control in ready or self.queue_reader not in ready:
+        command, batch = self.wait(_POLL_S, True)
+        if command or not batch:
             return False
         try:
             generation, records, end = self.queue.get_nowait()
@@ -514,14 +542,14 @@ class _Scheduler:
         self.pending_end = False
         if self.options.loop:
             self.passes += 1
-            self.events.put(("pass", self.passes))
+            self.events.put(PassEnded(self.passes))
             self.fresh = True
             self.clock.set_position(None)
             self.sent = 0
             return
         self.finished = True
         self.publish_clock()
-        self.events.put(("finished", self.generation))
+        self.events.put(Finished(self.generation))
         if self.step_requested:
             self.step_requested = False
             self.reply(stepped=False)
@@ -548,19 +576,17 @@ class _Scheduler:
             else:
                 clock.anchor(clock.position_ns if clock.position_ns is not None else first)
             self.publish_clock()
-        now = time.monotonic_ns()
+        now = self.now()
         due = clock.due_ns(pending[0][0])
         ahead = due - now
         if ahead > self.spin_ns:
-            # Sleep on the control pipe: a command wakes us at once. select() takes
-            # microseconds (Connection.poll rounds up to milliseconds), and the
-            # worker's timer slack is 1 ns, so it wakes on time.
+            # Sleep on the control pipe: a command wakes us at once.
             timeout = min((ahead - self.spin_ns) / NS_PER_S, _POLL_S)
-            if select.select([self.control_fd], [], [], timeout)[0]:
+            if self.wait(timeout, False)[0]:
                 self.handle(self.control.recv())
             return
         while now < due:  # the last stretch: spin (at most spin_ns)
-            now = time.monotonic_ns()
+            now = self.now()
         if math.isinf(clock.speed):  # as fast as possible: up to 4096 records, published in one call
             popleft = pending.popleft
             batch = [popleft() for _ in range(min(len(pending), 4096))]
@@ -580,7 +606,7 @@ class _Scheduler:
             pending.popleft()
             if publish is not None:
                 publish(record[1], record[2])
-            now = time.monotonic_ns()
+            now = self.now()
             lateness.add(now - due)
             out.append(record)
         self.count(out)
@@ -599,22 +625,13 @@ class _Scheduler:
         self.total += len(records)
         self.last_ns = records[-1][0]
         if self.with_hooks:
-            self.events.put(("records", records))
+            self.events.put(Published(records))
 
 
 # -- the original MCL's ScheduleBroadcasts ---------------------------------------------------
 
 IDLE_END_S = 1.0  # a plain queue (not a BufferData's) that stays empty this long ends the broadcasts
 _JOIN_S = 10.0  # longest wait for the broadcasting thread at stop()
-
-
-def check_compat_speed(speed: Any) -> float:
-    """The original speed check: a number > 0 (math.inf: as fast as possible), else a TypeError."""
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)):
-        raise ArgumentTypeError(f"speed must be a number > 0 (math.inf: as fast as possible), not a {type(speed).__name__}")
-    if math.isnan(speed) or speed <= 0:
-        raise ArgumentRangeError(f"speed must be a number > 0 (math.inf: as fast as possible), not {speed!r}")
-    return float(speed)
 
 
 class ScheduleBroadcasts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
 import os
 import signal
 import sys
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-__all__ = ["WorkerContext", "setup_worker", "parent_alive", "beat", "heartbeat_age", "main_hidden", "sigint_blocked"]
+__all__ = ["WorkerContext", "WorkerProcess", "setup_worker", "parent_alive", "beat", "heartbeat_age", "main_hidden", "sigint_blocked"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_TIMERSLACK = 29
@@ -144,3 +145,64 @@ def end_process(process: Any, timeout: float, ask: Callable[[], None]) -> None:
     if process.is_alive():
         process.kill()
         process.join(timeout)
+
+
+_SPAWN = multiprocessing.get_context("spawn")  # no zmq context, lock or thread crosses a fork
+
+
+class WorkerProcess:
+    """What the replay's worker processes share: start (spawned, named, SIGINT blocked), pid, liveness, close.
+
+    A subclass gives its ``title`` and calls :meth:`_spawn` with its
+    target; :meth:`_end` asks it to stop, then SIGTERM, then SIGKILL.
+    ``heartbeat`` is the shared monotonic second at which it last beat.
+    """
+
+    title = "mcl-replay: worker"
+
+    def __init__(self) -> None:
+        self.heartbeat = _SPAWN.Value("d", 0.0, lock=False)
+        self._process: Any = None
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        return None if self._process is None else self._process.pid
+
+    @property
+    def process(self) -> Any:
+        """The worker (a multiprocessing.Process, or a thread standing for one), None before start()."""
+        return self._process
+
+    def is_alive(self) -> bool:
+        return self._process is not None and self._process.is_alive()
+
+    def _check_startable(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"Cannot start a {type(self).__name__} once it has been closed.")
+        if self._process is not None:
+            raise RuntimeError(f"This {type(self).__name__} is already started.")
+        beat(self.heartbeat)
+
+    def _spawn(self, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+        """Start `target(WorkerContext, *args)` in a spawned process named ``title``."""
+        self._check_startable()
+        ctx = WorkerContext(self.title, os.getpid(), threading.current_thread() is threading.main_thread())
+        self._process = _SPAWN.Process(target=target, args=(ctx, *args), name=self.title, daemon=True)
+        with sigint_blocked(), main_hidden():
+            self._process.start()
+
+    def _end(self, timeout: float, ask: Callable[[], None]) -> None:
+        """End the worker if it runs: `ask` it, then SIGTERM, then SIGKILL (see end_process)."""
+        process = self._process
+        if process is not None and process.pid is not None and process.is_alive():
+            end_process(process, timeout, ask)
+
+    def close(self, timeout: float = 2.0) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
