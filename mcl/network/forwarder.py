@@ -164,6 +164,11 @@ class Forwarder:
         """The address bound, as given (wildcards kept), with the real port."""
         return str(self._bound or self._requested)
 
+    def wait_first_bind(self, timeout: float = 1.0) -> bool:
+        """Wait for the first attempt to bind (a forwarder with `retry_s`); True if it serves now."""
+        self._tried.wait(timeout)
+        return self.serving
+
     @property
     def serving(self) -> bool:
         """True while this forwarder holds its ports and forwards."""

@@ -29,6 +29,7 @@ _NS = 1_000_000_000
 _TICK_S = 0.1  # the supervisor loop wakes at least this often
 _WATCH_NS = _NS  # the TOML file is checked for changes this often
 _STOP_TIMEOUT_S = 40.0  # Station.stop() waits at most this long for the units
+_BUS_START_NS = 10 * _NS  # the other units wait at most this long for the bus units to serve
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 log = logging.getLogger("mcl.station")
@@ -87,6 +88,8 @@ class Station:
         # One logger per station: two stations in a process do not write into each other's log.
         self.log = log.getChild(f"station{next(_serial)}")
         self._units: dict[str, Any] = {}
+        self._after_buses: list[Any] = []  # units held back until the bus units serve
+        self._buses_deadline = 0
         self._actions: list[tuple[Callable[[], Any], Future[Any]]] = []
         self._actions_lock = threading.Lock()
         self._wake_r = self._wake_w = -1  # the supervisor's wake-up pipe, made by start() (a Station never started holds no fd)
@@ -265,6 +268,7 @@ class Station:
                     future.set_result(action())
                 except BaseException as exc:  # noqa: BLE001 - handed to the caller
                     future.set_exception(exc)
+            self._start_after_buses()
             for u in list(self._units.values()):
                 try:
                     u.tick()
@@ -292,9 +296,26 @@ class Station:
         for config in self.config.units:
             unit = self._new_unit(config, self.config)
             self._units[config.name] = unit
-        for unit in self._ordered(self._units.values()):
-            if unit.config.auto_start:
+        wanted = [u for u in self._ordered(self._units.values()) if u.config.auto_start]
+        for unit in wanted:
+            if unit.config.kind == "bus":
                 unit.want()
+        # The others start once the buses serve (their first status): a client of a loopback
+        # bus would otherwise host that bus itself and the bus unit could not bind its ports.
+        self._after_buses = [u for u in wanted if u.config.kind != "bus"]
+        self._buses_deadline = self._mono() + _BUS_START_NS
+        self._start_after_buses()
+
+    def _start_after_buses(self) -> None:
+        """Start the units held back until the station's buses serve (or _BUS_START_NS went by)."""
+        if not self._after_buses:
+            return
+        buses = [u for u in self._units.values() if u.config.kind == "bus" and u.wanted]
+        if all(u.alive and u.child for u in buses) or self._mono() >= self._buses_deadline:
+            units, self._after_buses = self._after_buses, []
+            for unit in units:
+                if unit.config.name in self._units and self._units[unit.config.name] is unit:
+                    unit.want()
 
     @staticmethod
     def _ordered(units: Any) -> list[Any]:

@@ -438,7 +438,8 @@ class ReplayHost(Host):
 
 class BusHost(Host):
     def start(self) -> None:
-        from mcl.network.forwarder import Forwarder
+        from mcl.network.address import parse_bus
+        from mcl.network.forwarder import HOST_RETRY_S, Forwarder
         from mcl.network.security import CurveServer
 
         opts = self.unit.options
@@ -446,11 +447,18 @@ class BusHost(Host):
         curve = None
         if opts.curve_secret is not None and opts.curve_clients is not None:
             curve = CurveServer(opts.curve_secret, opts.curve_clients)
-        self.forwarder = Forwarder(opts.bind, hwm=opts.hwm, curve=curve)
-        self.log.info("serving bus %s", self.forwarder.address)
+        # Without CURVE keys, every mcl program of a loopback bus may host it (the first to bind
+        # serves, see mcl.network.forwarder): the unit then competes like them, retrying in the
+        # background, instead of failing because a client that started first serves the bus.
+        retry_s = HOST_RETRY_S if curve is None and parse_bus(opts.bind).is_loopback else None
+        self.forwarder = Forwarder(opts.bind, hwm=opts.hwm, curve=curve, retry_s=retry_s)
+        if self.forwarder.wait_first_bind():
+            self.log.info("serving bus %s", self.forwarder.address)
+        else:
+            self.log.info("bus %s is served by another mcl program for now: taking over when it stops", self.forwarder.address)
 
     def status(self) -> dict[str, Any]:
-        return {**super().status(), "address": self.forwarder.address}
+        return {**super().status(), "address": self.forwarder.address, "serving": self.forwarder.serving}
 
     def close(self) -> None:
         forwarder = getattr(self, "forwarder", None)
