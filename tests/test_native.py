@@ -259,12 +259,9 @@ def test_native_and_mcl1_logs_merge_by_absolute_time(tmp_path: Path) -> None:
     ]
 
 
-def test_mcl1_records_survive_a_native_round_trip(tmp_path: Path) -> None:
+def test_mcl1_records_survive_a_native_round_trip(tmp_path: Path, reference_dir: Path) -> None:
     """Records read from an MCL_LOG 1.0 reference log are identical after writing them natively."""
-    reference = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "mcl-v1" / "dataset"
-    if not reference.is_dir():
-        pytest.skip("the reference data of the original MCL is not beside the project")
-    with mcl.open_log(reference) as reader:
+    with mcl.open_log(reference_dir / "dataset") as reader:
         recs = list(reader)
         origin = reader.origin_ns
     with mcl.LogWriter(tmp_path / "log", origin_ns=origin) as writer:
