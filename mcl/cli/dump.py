@@ -3,7 +3,7 @@
 Each recording goes to a new directory DIR/<UTC timestamp>_<host>/ (never an
 existing one), native format unless --format mcl1. The log is flushed every
 --flush-interval (default 0.1 s): a recorder killed with SIGKILL loses at most
-that much and the log reads back. Ctrl-C / SIGTERM close the log cleanly (exit 0).
+that much and the log reads back. Ctrl-C / SIGTERM / SIGHUP close the log cleanly (exit 0).
 
 Scheduled capture: --start-at TIME, --window START END (repeatable), or
 --every S --for S; each window is a separate log directory. TIME is '+S'
@@ -24,9 +24,7 @@ import argparse
 import datetime as _dt
 import itertools
 import re
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -35,6 +33,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from mcl.cli.common import (
+    StopSignals,
     format_seconds,
     format_size,
     make_parser,
@@ -192,30 +191,6 @@ def _metadata(items: list[str]) -> dict[str, str]:
 # -- the run --------------------------------------------------------------------------------
 
 
-class _Stop:
-    """Set by SIGINT / SIGTERM / SIGHUP; the run stops cleanly."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # main() called from a thread (tests): no signal handling
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signal = signum
-        self.event.set()
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-
 def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.compress and args.format != "native":
         parser.error("--compress needs the native format (MCL_LOG 1.0 files are plain text)")
@@ -232,15 +207,11 @@ def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     parse_bus(args.bus)  # a bad address is an error before any log directory is made
 
-    stop = _Stop()
-    stop.install()
-    try:
+    with StopSignals() as stop:
         return _run_schedule(args, metadata, schedule, stop)
-    finally:
-        stop.restore()
 
 
-def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: Iterator[Window], stop: _Stop) -> int:
+def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: Iterator[Window], stop: StopSignals) -> int:
     from mcl.record import Recorder, make_log_path
 
     err = sys.stderr
@@ -334,7 +305,7 @@ def _local(ns: int) -> str:
     return _dt.datetime.fromtimestamp(ns / _NS).astimezone().isoformat(timespec="seconds")
 
 
-def _watch(recorder: Any, stop: _Stop, echo: _Echo | None, args: argparse.Namespace) -> None:
+def _watch(recorder: Any, stop: StopSignals, echo: _Echo | None, args: argparse.Namespace) -> None:
     """Show status and echo until the recording ends or a signal arrives."""
     err = sys.stderr
     live_display = not args.quiet and echo is None and err.isatty()

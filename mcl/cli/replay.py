@@ -15,7 +15,6 @@ import math
 import os
 import re
 import select
-import signal
 import sys
 import termios
 import threading
@@ -23,11 +22,11 @@ import time
 import tty
 from collections import deque
 from contextlib import ExitStack
-from types import FrameType
 from typing import Any, TextIO
 
 from mcl.cli.common import (
     ExtendNames,
+    StopSignals,
     check_topics,
     comma_list,
     make_parser,
@@ -125,6 +124,9 @@ def _replay(args: argparse.Namespace) -> int:
                 first = next(iter(reader.iter_records()), None)
             start = 0.0 if first is None else first.elapsed_ns / NS_PER_S
         end = start + args.duration
+    from mcl.replay.worker import start_resource_tracker
+
+    start_resource_tracker()  # before the workers' semaphores exist: a closed terminal must not leak them
     try:
         replay = Replay(
             args.logs,
@@ -146,7 +148,7 @@ def _replay(args: argparse.Namespace) -> int:
     quit_requested = threading.Event()
     with ExitStack() as stack:
         stack.enter_context(replay)
-        stack.enter_context(_exit_on_sigterm())
+        stack.enter_context(StopSignals(raise_exit=True))
         keys = stack.enter_context(KeyReader(sys.stdin)) if _is_tty(sys.stdin) else None
         display: Display = RichDisplay(keys is not None) if _is_tty(sys.stdout) else PlainDisplay(sys.stdout)
         stack.enter_context(display)
@@ -214,21 +216,6 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
-class _exit_on_sigterm:
-    """SIGTERM ends the command like Ctrl-C does: cleanly, workers stopped, terminal restored."""
-
-    def __enter__(self) -> _exit_on_sigterm:
-        self._old = signal.signal(signal.SIGTERM, self._handler)
-        return self
-
-    @staticmethod
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._old)
-
-
 class KeyReader:
     """Single key presses from a terminal (cbreak mode: no echo, no line buffering, Ctrl-C kept).
 
@@ -249,8 +236,11 @@ class KeyReader:
 
     def __exit__(self, *exc: object) -> None:
         if self._saved is not None:
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
-            self._saved = None
+            saved, self._saved = self._saved, None
+            try:
+                termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
+            except (termios.error, OSError):  # the terminal is gone (SIGHUP): nothing to restore
+                pass
 
     def read(self, timeout: float) -> list[str]:
         """Keys pressed within `timeout` seconds: characters, or up/down/left/right."""
