@@ -33,6 +33,7 @@ from mcl.cli.common import (
     non_negative_seconds,
     positive_int,
     positive_number,
+    print_warning,
     run_main,
     whole_number,
 )
@@ -54,6 +55,18 @@ def _regex(text: str) -> str:
     return text
 
 
+def _speed(text: str) -> float:
+    """argparse type: a replay speed within the clock's documented range."""
+    from mcl.replay.clock import check_speed
+
+    value = positive_number(text)
+    try:
+        check_speed(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace(" (or math.inf: as fast as possible)", " (or --max-speed)")) from None
+    return value
+
+
 def _remap(text: str) -> str:
     try:
         parse_remap(text)
@@ -65,7 +78,7 @@ def _remap(text: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logs", nargs="+", metavar="LOG", help="log directories or files (several are merged by time)")
     timing = parser.add_argument_group("timing")
-    timing.add_argument("--speed", type=positive_number, default=1.0, metavar="X", help="replay rate (default 1.0)")
+    timing.add_argument("--speed", type=_speed, default=1.0, metavar="X", help="replay rate, 0.001 to 1000000 (default 1.0)")
     timing.add_argument("--max-speed", action="store_true", help="as fast as possible (in order, nothing dropped)")
     timing.add_argument("--loop", action="store_true", help="start again at the end, until quit")
     timing.add_argument("--start-offset", type=non_negative_seconds, metavar="S", help="start at log time S")
@@ -157,11 +170,20 @@ def _replay(args: argparse.Namespace) -> int:
         else:
             replay.start()
         if args.control is not None:
-            from mcl.replay.control import ControlServer
+            from mcl.replay.control import ControlServer, is_loopback
 
             server = stack.enter_context(ControlServer(replay, args.control, on_quit=quit_requested.set))
             print(f"control: {server.address}", flush=True)
+            if not is_loopback(server.address):
+                print_warning(
+                    f"the control endpoint {server.address} is not on loopback: anyone who can connect to it "
+                    "can pause, seek, stop and quit this replay (no authentication); bind 127.0.0.1 unless "
+                    "a firewall keeps others out"
+                )
         status = _run(replay, keys, display, quit_requested)
+        if status.finished and status.total == 0 and status.sent == 0:
+            # An empty selection (a --loop over it would spin): bad input, say so.
+            raise ReplayError("nothing to replay: no record of the log is in the selection (--topics, --exclude, --start-offset, --until)")
         display.final(status)
     return 0
 

@@ -283,6 +283,8 @@ class _BufferWorker:
         self.heartbeat = heartbeat
         self.generation = 0
         self.records: Iterator[tuple[int, str, bytes]] | None = iter_source(spec, options, None)
+        self.whole_pass = True  # the current pass reads the selection from its start (not after a seek)
+        self.pass_records = 0  # records read in the current pass
         self.stopping = False
 
     def run(self) -> None:
@@ -308,6 +310,8 @@ class _BufferWorker:
             _, self.generation, from_ns = command
             self.close_records()
             self.records = iter_source(self.spec, self.options, from_ns)
+            self.whole_pass = from_ns is None
+            self.pass_records = 0
 
     def close_records(self) -> None:
         if self.records is not None:
@@ -327,13 +331,15 @@ class _BufferWorker:
             append(record)
             size += len(record[2])
             if len(out) >= limit_n or size >= limit_b:
+                self.pass_records += len(out)
                 return (self.generation, out, False)
-        # the selection is exhausted
-        if self.options.loop:
-            self.close_records()
+        self.pass_records += len(out)
+        # the selection is exhausted; an empty one is not read again and again (--loop)
+        self.close_records()
+        if self.options.loop and not (self.whole_pass and self.pass_records == 0):
             self.records = iter_source(self.spec, self.options, None)
-        else:
-            self.close_records()
+            self.whole_pass = True
+            self.pass_records = 0
         return (self.generation, out, END)
 
     def put(self, batch: Batch) -> None:

@@ -338,11 +338,14 @@ class Replay:
             self._scheduler.fail(message)
 
 
+_MAX_LOG_TIME_S = (2**63 - 1) / NS_PER_S  # log times are int64 ns
+
+
 def _to_ns(seconds: float | None, what: str) -> int | None:
     if seconds is None:
         return None
-    if not isinstance(seconds, (int, float)) or math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= _MAX_LOG_TIME_S:
+        raise ValueError(f"{what} must be a number of seconds from 0 to {_MAX_LOG_TIME_S:g} (the format's range), not {seconds!r}")
     return round(seconds * NS_PER_S)
 
 
