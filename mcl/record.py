@@ -424,7 +424,8 @@ class Recorder:
         stop = self._stop
         flush_every = self.flush_interval_ns
         next_flush = time.monotonic_ns() + flush_every
-        deadline = None if self.duration_ns is None else self._start_mono + self.duration_ns
+        # From now, when the subscriber exists: its start-up (imports, sockets) is not recording time.
+        deadline = None if self.duration_ns is None else time.monotonic_ns() + self.duration_ns
         remaining = self.count
         recv_batch = sub.recv_batch
         stop_seen: int | None = None

@@ -219,7 +219,16 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
     total_messages = 0
     run_start: int | None = None  # monotonic ns when the first recording started
     echo = _Echo(sys.stdout) if args.echo else None
+    # --every without --start-at is relative to the start: anchor it at the first
+    # recording, not at the time the schedule was made (start-up would eat into
+    # the first window).
+    relative = args.every is not None and args.start_at is None
+    shift = 0
     for window in schedule:
+        if relative:
+            if run_start is None:
+                shift = time.time_ns() - window.start_ns
+            window = Window(window.start_ns + shift, None if window.end_ns is None else window.end_ns + shift)
         now = time.time_ns()
         if window.end_ns is not None and window.end_ns <= now:
             continue
