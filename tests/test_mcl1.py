@@ -260,6 +260,7 @@ def test_write_after_close_is_a_runtime_error(tmp_path: Path) -> None:
         writer.write("t", b"\x01", 0)
 
 
+@pytest.mark.slow
 def test_writer_close_on_a_full_disk_closes_every_file(tmp_path: Path) -> None:
     """A flush failing at close (full 64 KiB tmpfs, needs root) is one LogError, and every file is closed."""
     import os

@@ -67,6 +67,7 @@ while i < 2_000_000:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", [None, 40_000])
 def test_writer_killed_at_random_instants_leaves_a_readable_log(tmp_path: Path, split: int | None) -> None:
     """SIGKILL at random instants: every flushed record reads back, in order; reindex repairs the index."""
@@ -105,6 +106,7 @@ def test_writer_killed_at_random_instants_leaves_a_readable_log(tmp_path: Path, 
         assert _read_lenient(path)[0] == got
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     where=st.floats(0, 1, exclude_max=True),

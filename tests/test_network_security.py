@@ -93,6 +93,7 @@ def test_curve_keys_from_environment(keys: dict[str, Path], monkeypatch: pytest.
         Publisher("tcp://127.0.0.1:1")
 
 
+@pytest.mark.slow
 def test_mcl_bus_key_files_and_bad_certificate(tmp_path: Path) -> None:
     """mcl-bus --make-keys keeps the secret private and never replaces a key; a bad certificate exits 1 at once."""
     import stat

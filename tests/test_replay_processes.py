@@ -46,6 +46,7 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_workers_are_named_and_closed(tmp_path: Path) -> None:
     """Workers carry their setproctitle names; close() leaves none behind."""
     log = make_log(tmp_path / "log", 10, 100 * MS)
@@ -68,6 +69,7 @@ def test_workers_are_named_and_closed(tmp_path: Path) -> None:
     assert wait_gone(list(pids.values()), 5.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", ["buffer", "broadcast"])
 def test_dead_worker_is_reported(tmp_path: Path, victim: str) -> None:
     """A worker killed mid-replay makes wait() raise ReplayError at once, naming it; no hang."""
@@ -86,6 +88,7 @@ def test_dead_worker_is_reported(tmp_path: Path, victim: str) -> None:
     assert wait_gone(pids, 5.0)
 
 
+@pytest.mark.slow
 def test_stuck_worker_is_reported(tmp_path: Path) -> None:
     """A worker that stops answering (SIGSTOP) is reported stuck and killed."""
     log = make_log(tmp_path / "log", 50, 100 * MS)
@@ -124,6 +127,7 @@ PARENT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("started_from", ["main", "thread"])
 def test_no_orphans_when_the_parent_is_killed(tmp_path: Path, started_from: str) -> None:
     """SIGKILL of the process that owns a replay: its workers exit within seconds."""
