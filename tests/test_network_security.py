@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from mcl.exceptions import BusError
 from mcl.network import CurveClient, CurveServer, Forwarder, Publisher, Subscriber, make_keys
@@ -51,9 +51,7 @@ def test_curve_unknown_key_is_refused_and_logged(keys: dict[str, Path], caplog: 
             assert intruder.wait_for_subscribers(1, timeout=1.0) is False
             intruder.publish("secret", b"forged")
             assert sub.recv(timeout=0.3) is None
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not any("refused" in r.getMessage() for r in caplog.records):
-                time.sleep(0.05)
+            wait_until(lambda: any("refused" in r.getMessage() for r in caplog.records), 10, 0.05)
     refusals = [r for r in caplog.records if "refused a bus client" in r.getMessage()]
     assert refusals and refusals[0].levelno == logging.WARNING
     assert str(keys["clients"]) in refusals[0].getMessage()

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 import mcl
 from mcl.replay.control import ControlClient
@@ -61,12 +62,8 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    """True once `predicate()` is (AssertionError after `timeout` s)."""
+    return bool(wait_until(predicate, timeout, 0.05))
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

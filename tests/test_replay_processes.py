@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 import mcl
 
@@ -38,12 +39,8 @@ def running(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(running(pid) for pid in pids):
-            return True
-        time.sleep(0.05)
-    return False
+    """True once none of `pids` runs (AssertionError after `timeout` s)."""
+    return bool(wait_until(lambda: not any(running(pid) for pid in pids), timeout, 0.05, lambda: f"still running: {pids}"))
 
 
 @pytest.mark.slow
@@ -55,14 +52,14 @@ def test_workers_are_named_and_closed(tmp_path: Path) -> None:
         replay.pause()
         pids = replay.worker_pids
         titles: dict[str, str] = {}
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # a worker names itself as it starts
+
+        def named() -> bool:  # a worker names itself as it starts
             for name, pid in pids.items():
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     titles[name] = f.read().split(b"\0")[0].decode()
-            if all(title.startswith("mcl-replay") for title in titles.values()):
-                break
-            time.sleep(0.02)
+            return all(title.startswith("mcl-replay") for title in titles.values())
+
+        wait_until(named, 30, message=lambda: str(titles))
         assert titles == {"buffer": "mcl-replay: buffer", "broadcast": "mcl-replay: broadcast"}
     finally:
         replay.close()
