@@ -196,6 +196,18 @@ def _contiguous_slice(records: list[mcl.Record], sent: list[tuple[str, bytes]]) 
 
 
 @pytest.mark.slow
+def _publish_until_exit(bus: str, sent: list[tuple[str, bytes]], dump: DumpProcess, pause_s: float) -> None:
+    """Publish `sent` once mcl-dump subscribed, pausing `pause_s` every 100 messages; stop early if it exits."""
+    with mcl.Publisher(bus) as pub:
+        assert pub.wait_for_subscribers(1, 10)
+        for i, (topic, payload) in enumerate(sent):
+            pub.publish(topic, payload)
+            if i % 100 == 99:
+                time.sleep(pause_s)
+                if dump.proc.poll() is not None:
+                    break
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_dump_signal_closes_the_log_cleanly(bus: str, tmp_path: Path, sig: int) -> None:
     """SIGINT / SIGTERM: exit 0, index written, the log reads back undamaged, summary per topic."""
@@ -256,15 +268,7 @@ def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, t
 
     sent = payloads(3000, size=300)
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--quiet", preexec_fn=limit) as dump:
-        time.sleep(0.5)
-        with mcl.Publisher(bus) as pub:
-            assert pub.wait_for_subscribers(1, 10)
-            for i, (topic, payload) in enumerate(sent):  # over 1.5 s: several flushes before the limit
-                pub.publish(topic, payload)
-                if i % 100 == 99:
-                    time.sleep(0.05)
-                    if dump.proc.poll() is not None:
-                        break
+        _publish_until_exit(bus, sent, dump, 0.05)  # over 1.5 s: several flushes before the limit
         assert dump.wait(20) == 1
     lines = dump.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "readable" in lines[0], dump.stderr
@@ -282,14 +286,7 @@ def test_dump_disk_full_counts_what_reached_the_disk(bus: str, small_disk, fmt: 
     with DumpProcess("--bus", bus, "-o", str(mnt), "--format", fmt, "--status-interval", "60") as dump:
         dump.wait_recording()
         sent = payloads(8000, size=1000)  # about 8 MB (16 MB as MCL_LOG 1.0 text): more than the disk
-        with mcl.Publisher(bus) as pub:
-            assert pub.wait_for_subscribers(1, 10)
-            for i, (topic, payload) in enumerate(sent):
-                pub.publish(topic, payload)
-                if i % 100 == 99:
-                    time.sleep(0.005)
-                    if dump.proc.poll() is not None:
-                        break
+        _publish_until_exit(bus, sent, dump, 0.005)
         assert dump.wait(30) == 1, dump.stderr
     errors = [line for line in dump.lines if line.startswith("error: ")]
     assert len(errors) == 1 and "No space left on device" in errors[0], dump.stderr
@@ -316,14 +313,7 @@ def test_dump_disk_full_with_rlimit_counts_what_reached_the_disk(bus: str, tmp_p
     sent = payloads(3000, size=300)
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60", preexec_fn=limit) as dump:
         dump.wait_recording()
-        with mcl.Publisher(bus) as pub:
-            assert pub.wait_for_subscribers(1, 10)
-            for i, (topic, payload) in enumerate(sent):
-                pub.publish(topic, payload)
-                if i % 100 == 99:
-                    time.sleep(0.02)
-                    if dump.proc.poll() is not None:
-                        break
+        _publish_until_exit(bus, sent, dump, 0.02)
         assert dump.wait(30) == 1
     (path,) = tmp_path.iterdir()
     records = read_back(path)

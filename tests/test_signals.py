@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 from test_record_helpers import DumpProcess, make_bus, read_back
+from test_replay_cli import alive, children
 
 import mcl
 from mcl.cli.common import STOP_SIGNALS, StopSignals
@@ -25,8 +27,71 @@ def _env() -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
 
 
-def _semaphores() -> set[str]:
-    return {os.path.basename(p) for p in glob.glob("/dev/shm/sem.*")}
+class SemaphoreWatch:
+    """Counts the named semaphores a command leaves in /dev/shm.
+
+    As root, the command runs in a mount namespace with a /dev/shm of its
+    own (``unshare`` / ``nsenter``): exact, whatever other programs of the
+    machine do. Otherwise the machine's /dev/shm is compared before and
+    after, ignoring semaphores some live process still uses.
+    """
+
+    def __init__(self) -> None:
+        self._holder: subprocess.Popen[str] | None = None
+        self._before: set[str] = set()
+        if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("nsenter"):
+            holder = subprocess.Popen(
+                ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                 "mount -t tmpfs -o size=1m tmpfs /dev/shm && echo ready && exec sleep 600"],
+                stdout=subprocess.PIPE, text=True,
+            )
+            assert holder.stdout is not None
+            if holder.stdout.readline().strip() == "ready":
+                self._holder = holder
+            else:
+                holder.kill()
+                holder.wait()
+                holder.stdout.close()
+        self._before = self._names()
+
+    def command(self, argv: list[str]) -> list[str]:
+        """`argv`, run where the semaphores are watched."""
+        if self._holder is None:
+            return argv
+        return ["nsenter", "--mount", f"--target={self._holder.pid}", *argv]
+
+    def _dir(self) -> str:
+        return "/dev/shm" if self._holder is None else f"/proc/{self._holder.pid}/root/dev/shm"
+
+    def _names(self) -> set[str]:
+        return {os.path.basename(p) for p in glob.glob(f"{self._dir()}/sem.*")}
+
+    def leaked(self) -> set[str]:
+        """Semaphores created since the start that no live process uses."""
+        new = self._names() - self._before
+        return new if self._holder is not None else new - _mapped_semaphores()
+
+    def remove_leaked(self) -> None:
+        """Unlink what leaked (ours, or the private /dev/shm goes anyway)."""
+        for name in self.leaked():
+            try:
+                os.unlink(f"{self._dir()}/{name}")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._holder is not None:
+            self._holder.kill()
+            self._holder.wait()
+            if self._holder.stdout is not None:
+                self._holder.stdout.close()
+            self._holder = None
+
+    def __enter__(self) -> SemaphoreWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _mapped_semaphores() -> set[str]:
@@ -41,32 +106,6 @@ def _mapped_semaphores() -> set[str]:
         except OSError:  # the process ended meanwhile
             continue
     return names
-
-
-def _leaked(before: set[str]) -> set[str]:
-    """Semaphores created since `before` that no live process uses (other tests may run beside this one)."""
-    return (_semaphores() - before) - _mapped_semaphores()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat, "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != b"Z":
-            found.append(int(stat.split("/")[2]))
-    return found
 
 
 # -- the helper ---------------------------------------------------------------------------
@@ -110,27 +149,30 @@ def test_sighup_ends_mcl_replay_cleanly_and_leaks_no_semaphore(tmp_path: Path) -
     with mcl.LogWriter(log, format="native") as writer:
         for i in range(100):
             writer.write("t", i.to_bytes(4, "big"), i * 1000 * MS)
-    before = _semaphores()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcl.cli.replay", str(log), "--dry-run"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-        start_new_session=True, env=_env(), cwd=str(ROOT),
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().startswith("playing")
-        workers = wait_until(lambda: [p for p in _children(proc.pid) if _alive(p)] if len(_children(proc.pid)) >= 3 else None, 20)
-        os.killpg(proc.pid, signal.SIGHUP)  # what closing the terminal does
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-    assert proc.returncode == 128 + signal.SIGHUP, err
-    assert "Traceback" not in err, err
-    wait_until(lambda: not any(_alive(pid) for pid in workers), 10, message="a worker outlived mcl-replay")
-    # The resource tracker unlinks late ones within a moment; a leak stays.
-    wait_until(lambda: not _leaked(before), 10, message=lambda: f"leaked semaphores: {sorted(_leaked(before))}")
+    with SemaphoreWatch() as shm:
+        proc = subprocess.Popen(
+            shm.command([sys.executable, "-m", "mcl.cli.replay", str(log), "--dry-run"]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            start_new_session=True, env=_env(), cwd=str(ROOT),
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith("playing")
+            workers = wait_until(lambda: [p for p in children(proc.pid) if alive(p)] if len(children(proc.pid)) >= 3 else None, 20)
+            os.killpg(proc.pid, signal.SIGHUP)  # what closing the terminal does
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        assert proc.returncode == 128 + signal.SIGHUP, err
+        assert "Traceback" not in err, err
+        wait_until(lambda: not any(alive(pid) for pid in workers), 10, message="a worker outlived mcl-replay")
+        # The resource tracker unlinks late ones within a moment; a leak stays.
+        try:
+            wait_until(lambda: not shm.leaked(), 10, message=lambda: f"leaked semaphores: {sorted(shm.leaked())}")
+        finally:
+            shm.remove_leaked()
 
 
 @pytest.mark.slow

@@ -40,6 +40,9 @@ import mcl  # noqa: E402
 from mcl.exceptions import LogDamageWarning  # noqa: E402
 from mcl.network.forwarder import Forwarder  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from test_signals import SemaphoreWatch  # noqa: E402  (the test suite's own check)
+
 SAMPLE = ROOT / "sample_logs" / "vehicle"
 
 
@@ -90,43 +93,24 @@ def disk_full(fmt: str, work: Path) -> dict[str, object]:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def _semaphores() -> set[str]:
-    return {os.path.basename(p) for p in glob.glob("/dev/shm/sem.*")}
-
-
-def _mapped() -> set[str]:
-    names = set()
-    for maps in glob.glob("/proc/[0-9]*/maps"):
-        try:
-            with open(maps) as f:
-                names.update(line.rsplit("/dev/shm/", 1)[1].strip() for line in f if "/dev/shm/sem." in line)
-        except OSError:
-            continue
-    return names
-
-
 def sighup() -> tuple[int, int]:
-    before = _semaphores()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mcl.cli.replay", str(SAMPLE), "--dry-run"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=_env(),
-    )
-    time.sleep(2.0)
-    os.killpg(proc.pid, signal.SIGHUP)
-    try:
-        code = proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        code = proc.wait()
-    time.sleep(1.0)
-    leaked = (_semaphores() - before) - _mapped()
-    for name in leaked:  # ours: clean them up
+    with SemaphoreWatch() as shm:
+        proc = subprocess.Popen(
+            shm.command([sys.executable, "-m", "mcl.cli.replay", str(SAMPLE), "--dry-run"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+            start_new_session=True, env=_env(),
+        )
+        time.sleep(2.0)
+        os.killpg(proc.pid, signal.SIGHUP)
         try:
-            os.unlink(f"/dev/shm/{name}")
-        except OSError:
-            pass
-    return code, len(leaked)
+            code = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            code = proc.wait()
+        time.sleep(2.0)  # time for multiprocessing's resource tracker, if it survived
+        leaked = len(shm.leaked())
+        shm.remove_leaked()
+    return code, leaked
 
 
 def _cpu(pid: int) -> float:
