@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -173,6 +174,57 @@ def test_sighup_ends_mcl_replay_cleanly_and_leaks_no_semaphore(tmp_path: Path) -
             wait_until(lambda: not shm.leaked(), 10, message=lambda: f"leaked semaphores: {sorted(shm.leaked())}")
         finally:
             shm.remove_leaked()
+
+
+@pytest.mark.slow
+def test_closing_the_terminal_of_mcl_replay_ends_it_cleanly(tmp_path: Path) -> None:
+    """mcl-replay in a terminal (a pty, its controlling terminal) that is closed: exit 129, workers gone, nothing leaked."""
+    import fcntl
+    import pty
+    import termios
+
+    log = tmp_path / "log"
+    with mcl.LogWriter(log, format="native") as writer:
+        for i in range(100):
+            writer.write("t", i.to_bytes(4, "big"), i * 1000 * MS)
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    err_path = tmp_path / "stderr"
+    with SemaphoreWatch() as shm, open(err_path, "w") as err:
+        master, slave = pty.openpty()
+        proc = subprocess.Popen(
+            shm.command([sys.executable, "-m", "mcl.cli.replay", str(log), "--dry-run"]),
+            stdin=slave, stdout=slave, stderr=err, preexec_fn=controlling_terminal, env=_env(), cwd=str(ROOT),
+        )
+        os.close(slave)
+        try:
+            output = bytearray()
+
+            def playing() -> bool:
+                if select.select([master], [], [], 0.05)[0]:
+                    output.extend(os.read(master, 65536))
+                return b"playing" in output and len([p for p in children(proc.pid) if alive(p)]) >= 2
+
+            wait_until(playing, 30, message=lambda: output.decode(errors="replace")[-300:])
+            workers = children(proc.pid)
+            os.close(master)  # the terminal goes away: SIGHUP, and EIO on every read and write
+            master = -1
+            assert proc.wait(30) == 128 + signal.SIGHUP, err_path.read_text()
+        finally:
+            if master >= 0:
+                os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wait_until(lambda: not any(alive(pid) for pid in workers), 10, message="a worker outlived mcl-replay")
+        try:
+            wait_until(lambda: not shm.leaked(), 10, message=lambda: f"leaked semaphores: {sorted(shm.leaked())}")
+        finally:
+            shm.remove_leaked()
+    assert "Traceback" not in err_path.read_text()
 
 
 @pytest.mark.slow

@@ -11,10 +11,12 @@ see docs/architecture.md, "Replay".
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
 import select
+import signal
 import sys
 import termios
 import threading
@@ -180,7 +182,13 @@ def _replay(args: argparse.Namespace) -> int:
                     "can pause, seek, stop and quit this replay (no authentication); bind 127.0.0.1 unless "
                     "a firewall keeps others out"
                 )
-        status = _run(replay, keys, display, quit_requested)
+        try:
+            status = _run(replay, keys, display, quit_requested)
+        except OSError as exc:
+            if exc.errno == errno.EIO and (keys is not None or isinstance(display, RichDisplay)):
+                # The terminal hung up; the SIGHUP that comes with it may not be here yet.
+                raise SystemExit(128 + signal.SIGHUP) from None
+            raise
         if status.finished and status.total == 0 and status.sent == 0:
             # An empty selection (a --loop over it would spin): bad input, say so.
             raise ReplayError("nothing to replay: no record of the log is in the selection (--topics, --exclude, --start-offset, --until)")
@@ -367,7 +375,10 @@ class RichDisplay(Display):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.live.__exit__(None, None, None)
+        try:
+            self.live.__exit__(None, None, None)
+        except OSError:  # the terminal is gone (SIGHUP): nothing to redraw
+            pass
 
     def update(self, status: ReplayStatus) -> None:
         from rich.progress_bar import ProgressBar
