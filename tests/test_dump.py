@@ -279,11 +279,14 @@ def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, t
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["native", "mcl1"])
-def test_dump_disk_full_counts_what_reached_the_disk(bus: str, small_disk, fmt: str) -> None:
-    """A real full disk (5 MiB tmpfs): the first error on one line, counts = records on disk, the rest lost, no temporary file."""
+@pytest.mark.parametrize(("fmt", "split"), [("native", []), ("mcl1", []), ("native", ["--split-size", "0.3"]), ("mcl1", ["--split-size", "0.3"])])
+def test_dump_disk_full_counts_what_reached_the_disk(bus: str, small_disk, fmt: str, split: list[str]) -> None:
+    """A real full disk (5 MiB tmpfs): the first error on one line, counts = records on disk, the rest lost, no temporary file.
+
+    With --split-size the disk may fill while a data file is closed and the next one opened.
+    """
     mnt = small_disk("5m")
-    with DumpProcess("--bus", bus, "-o", str(mnt), "--format", fmt, "--status-interval", "60") as dump:
+    with DumpProcess("--bus", bus, "-o", str(mnt), "--format", fmt, "--status-interval", "60", *split) as dump:
         dump.wait_recording()
         sent = payloads(8000, size=1000)  # about 8 MB (16 MB as MCL_LOG 1.0 text): more than the disk
         _publish_until_exit(bus, sent, dump, 0.005)

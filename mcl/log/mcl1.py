@@ -680,20 +680,25 @@ class Mcl1Writer:
         if fp is None:
             return
         try:
-            fd = fp.fileno()
-            self._confirm(series, os.fstat(fd).st_size)
-            os.ftruncate(fd, series.confirmed)
-            # Point the descriptor at /dev/null: closing the file flushes its buffer there.
-            null = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(null, fd)
-            finally:
-                os.close(null)
+            if fp.closed:  # its close failed (disk full when a split part ended): cut it by name
+                if series.path is not None:
+                    self._confirm(series, os.stat(series.path).st_size)
+                    os.truncate(series.path, series.confirmed)
+            else:
+                fd = fp.fileno()
+                self._confirm(series, os.fstat(fd).st_size)
+                os.ftruncate(fd, series.confirmed)
+                # Point the descriptor at /dev/null: closing the file flushes its buffer there.
+                null = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(null, fd)
+                finally:
+                    os.close(null)
         except OSError:
             pass
         try:
             fp.close()
-        except OSError:
+        except (OSError, ValueError):
             pass
         if series.confirmed == 0 and series.path is not None:  # not one whole line made it
             try:
