@@ -516,7 +516,7 @@ class Recorder:
     def _count_written(self, writer: Any) -> None:
         """Make the counts what reached the disk; what did not (write failure) is lost.
 
-        Only for writers that know (``written()``: the native format).
+        Only for writers that know (``written()``: both formats of mcl).
         """
         written = getattr(writer, "written", None)
         if written is None:
