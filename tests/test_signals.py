@@ -143,13 +143,27 @@ def test_stop_signals_raise_once_then_only_record() -> None:
 # -- the commands -------------------------------------------------------------------------
 
 
+def _slow_log(path: Path) -> Path:
+    """A 99 s native log (one record a second): a replay of it runs until stopped."""
+    with mcl.LogWriter(path, format="native") as writer:
+        for i in range(100):
+            writer.write("t", i.to_bytes(4, "big"), i * 1000 * MS)
+    return path
+
+
+def _assert_nothing_left(workers: list[int], shm: SemaphoreWatch) -> None:
+    """The replay's workers are gone and no semaphore stays (the resource tracker may take a moment)."""
+    wait_until(lambda: not any(alive(pid) for pid in workers), 10, message="a worker outlived mcl-replay")
+    try:
+        wait_until(lambda: not shm.leaked(), 10, message=lambda: f"leaked semaphores: {sorted(shm.leaked())}")
+    finally:
+        shm.remove_leaked()
+
+
 @pytest.mark.slow
 def test_sighup_ends_mcl_replay_cleanly_and_leaks_no_semaphore(tmp_path: Path) -> None:
     """SIGHUP to mcl-replay's process group (a closed terminal): exit 129, workers gone, no semaphore left in /dev/shm."""
-    log = tmp_path / "log"
-    with mcl.LogWriter(log, format="native") as writer:
-        for i in range(100):
-            writer.write("t", i.to_bytes(4, "big"), i * 1000 * MS)
+    log = _slow_log(tmp_path / "log")
     with SemaphoreWatch() as shm:
         proc = subprocess.Popen(
             shm.command([sys.executable, "-m", "mcl.cli.replay", str(log), "--dry-run"]),
@@ -168,12 +182,7 @@ def test_sighup_ends_mcl_replay_cleanly_and_leaks_no_semaphore(tmp_path: Path) -
                 proc.communicate()
         assert proc.returncode == 128 + signal.SIGHUP, err
         assert "Traceback" not in err, err
-        wait_until(lambda: not any(alive(pid) for pid in workers), 10, message="a worker outlived mcl-replay")
-        # The resource tracker unlinks late ones within a moment; a leak stays.
-        try:
-            wait_until(lambda: not shm.leaked(), 10, message=lambda: f"leaked semaphores: {sorted(shm.leaked())}")
-        finally:
-            shm.remove_leaked()
+        _assert_nothing_left(workers, shm)
 
 
 @pytest.mark.slow
@@ -183,10 +192,7 @@ def test_closing_the_terminal_of_mcl_replay_ends_it_cleanly(tmp_path: Path) -> N
     import pty
     import termios
 
-    log = tmp_path / "log"
-    with mcl.LogWriter(log, format="native") as writer:
-        for i in range(100):
-            writer.write("t", i.to_bytes(4, "big"), i * 1000 * MS)
+    log = _slow_log(tmp_path / "log")
 
     def controlling_terminal() -> None:
         os.setsid()
@@ -219,11 +225,7 @@ def test_closing_the_terminal_of_mcl_replay_ends_it_cleanly(tmp_path: Path) -> N
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        wait_until(lambda: not any(alive(pid) for pid in workers), 10, message="a worker outlived mcl-replay")
-        try:
-            wait_until(lambda: not shm.leaked(), 10, message=lambda: f"leaked semaphores: {sorted(shm.leaked())}")
-        finally:
-            shm.remove_leaked()
+        _assert_nothing_left(workers, shm)
     assert "Traceback" not in err_path.read_text()
 
 
