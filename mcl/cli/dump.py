@@ -245,7 +245,9 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             if duration_ns <= 0:
                 break
         if window.end_ns is not None:
-            left = window.end_ns - time.time_ns()
+            # A relative window (--every S --for L) records L from its start, however late
+            # the start-up; an absolute one (--window, --start-at) ends at its END.
+            left = window.end_ns - (window.start_ns if relative else time.time_ns())
             duration_ns = left if duration_ns is None else min(duration_ns, left)
         count = None if args.count is None else args.count - total_messages
         path = None if args.no_record else make_log_path(args.output)
