@@ -4,10 +4,8 @@ The public names are imported on first use so that ``import mcl`` stays fast
 and a program that only reads logs never loads ZeroMQ.
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import Any
+import importlib as _importlib
+from typing import Any as _Any  # private names: dir(mcl) shows only the API
 
 __version__ = "2.0.0.dev0"
 
@@ -56,11 +54,11 @@ _EXPORTS: dict[str, str] = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'mcl' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -238,6 +238,7 @@ class Recorder:
         self._unstorable: dict[tuple[str, str], dict[str, int]] = {}  # (publisher, topic) -> reason -> count
         self._stats: Any = None  # the subscriber's last SubscriberStats
         self._mcl1_types: set[str | None] = set()
+        self._unwritten: dict[str, int] = {}  # topic -> received but never on disk (write failure)
         self._rotated = 0  # data files deleted by rotation
         self._rate_samples: deque[tuple[int, int]] = deque(maxlen=64)
 
@@ -385,6 +386,8 @@ class Recorder:
             for (_, topic), stream in stats.streams.items():
                 if stream.suspect:
                     suspect_by_topic[topic] = suspect_by_topic.get(topic, 0) + stream.suspect
+        for topic, n in self._unwritten.items():
+            lost_by_topic[topic] = lost_by_topic.get(topic, 0) + n
         for topic, (m, b) in list(self._topic_counts.items()):
             topics[topic] = TopicStatus(
                 m, b, lost_by_topic.pop(topic, 0), bad_by_topic.pop(topic, 0), suspect_by_topic.pop(topic, 0)
@@ -403,7 +406,7 @@ class Recorder:
             running=self.running,
             messages=messages,
             bytes=self._bytes,
-            lost=self._lost,
+            lost=self._lost + self._unwritten_total(),
             malformed=sum(dropped.values()),
             suspect=0 if stats is None else stats.suspect,
             dropped=dropped,
@@ -442,6 +445,7 @@ class Recorder:
 
     # -- the recording thread -------------------------------------------------------
     def _run(self) -> None:
+        failure: BaseException | None = None
         try:
             from mcl.network import Subscriber
 
@@ -455,15 +459,18 @@ class Recorder:
                     self._stats = sub.stats()
                     self._write_accounting(complete=True)
         except BaseException as exc:  # noqa: BLE001 - reported through stop()/wait()
-            self._error = _as_record_error(exc, self.path, self._messages)
+            failure = exc
         finally:
             self._end_mono = time.monotonic_ns()
-            self._ready.set()
+            # The writer is closed here, in this thread: the first error is the one
+            # kept (a secondary one, e.g. the index on a full disk, is dropped).
             try:
-                self._close_writer()
+                self._close_writer(in_thread=True)
             except BaseException as exc:  # noqa: BLE001
-                if self._error is None:
-                    self._error = _as_record_error(exc, self.path, self._messages)
+                failure = failure or exc
+            if failure is not None:
+                self._error = _as_record_error(failure, self.path, self._messages, self._unwritten_total())
+            self._ready.set()
             self._done.set()
 
     def _loop(self, sub: Any) -> None:
@@ -476,7 +483,8 @@ class Recorder:
         stop = self._stop
         flush_every = self.flush_interval_ns
         next_flush = time.monotonic_ns() + flush_every
-        deadline = None if self.duration_ns is None else self._start_mono + self.duration_ns
+        # From now, when the subscriber exists: its start-up (imports, sockets) is not recording time.
+        deadline = None if self.duration_ns is None else time.monotonic_ns() + self.duration_ns
         remaining = self.count
         recv_batch = sub.recv_batch
         keep = self.topic_filter
@@ -651,17 +659,42 @@ class Recorder:
             self._rotated += 1
             excess -= 1
 
-    def _close_writer(self) -> None:
+    def _close_writer(self, in_thread: bool = False) -> None:
         writer = self._writer
         if writer is None:
             return
-        if self._thread is not None and self._thread.is_alive():
+        if not in_thread and self._thread is not None and self._thread.is_alive():
             return  # the recording thread closes it when it ends
         self._writer = None
         try:
             writer.close()
         except OSError as exc:
-            raise _as_record_error(exc, self.path, self._messages) from None
+            self._count_written(writer)
+            raise _as_record_error(exc, self.path, self._messages, self._unwritten_total()) from None
+        self._count_written(writer)
+
+    def _count_written(self, writer: Any) -> None:
+        """Make the counts what reached the disk; what did not (write failure) is lost.
+
+        Only for writers that know (``written()``: both formats of mcl).
+        """
+        written = getattr(writer, "written", None)
+        if written is None:
+            return
+        on_disk: dict[str, tuple[int, int]] = written()
+        unwritten: dict[str, int] = {}
+        for topic, counts in self._topic_counts.items():
+            n, b = on_disk.get(topic, (0, 0))
+            if n < counts[0]:
+                unwritten[topic] = counts[0] - n
+                counts[0], counts[1] = n, b
+        if unwritten:
+            self._unwritten = unwritten
+            self._messages = sum(c[0] for c in self._topic_counts.values())
+            self._bytes = sum(c[1] for c in self._topic_counts.values())
+
+    def _unwritten_total(self) -> int:
+        return sum(self._unwritten.values())
 
 
 def _elapsed_s(ns: int, origin_ns: int) -> float | None:
@@ -697,17 +730,19 @@ def read_accounting(log: str | os.PathLike[str]) -> dict[str, Any] | None:
     return data
 
 
-def _as_record_error(exc: BaseException, path: Path | None, messages: int) -> BaseException:
+def _as_record_error(exc: BaseException, path: Path | None, messages: int, unwritten: int = 0) -> BaseException:
     """A failure of the recording thread as the exception users see."""
+    if isinstance(exc, RecordError):
+        return exc
+    after = f"recording stopped after {messages} messages on disk"
+    if unwritten:
+        after += f" ({unwritten} received but not written: counted as lost)"
     if isinstance(exc, OSError):
         what = exc.strerror or str(exc)
         where = exc.filename or path
-        return RecordError(
-            f"{where}: cannot write the log ({what}); recording stopped after {messages} messages, "
-            "what was written before is readable"
-        )
+        return RecordError(f"{where}: cannot write the log ({what}); {after}, what was written before is readable")
     if isinstance(exc, LogError):
-        return RecordError(f"{exc}; recording stopped after {messages} messages, what was written before is readable")
+        return RecordError(f"{exc}; {after}, what was written before is readable")
     return exc
 
 

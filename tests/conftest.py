@@ -1,26 +1,53 @@
-"""Shared fixtures: paths to the reference data of the original MCL."""
+"""Shared fixtures and helpers: the reference data of the original MCL, waiting on a condition, a small disk."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 import mcl
 
 ROOT = Path(__file__).resolve().parent.parent
-REFERENCE = ROOT.parent / "shared" / "reference" / "mcl-v1"
-# A copy of the same files, for clones that do not have shared/ beside them.
+# The original MCL's files, copied into the project so that every clone has them.
 REFERENCE_COPY = ROOT / "tests" / "data" / "mcl-v1"
 SAMPLE_LOGS = ROOT / "sample_logs"
+
+T = TypeVar("T")
+
+
+def wait_until(
+    predicate: Callable[[], T],
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str | Callable[[], str] = "",
+) -> T:
+    """Call `predicate` every `interval` s until it returns a true value; return that value.
+
+    Raises AssertionError after `timeout` seconds (a generous bound: the
+    machine may be loaded), with `message` (a string, or a callable giving
+    one, so it can show the state at the time of the failure).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            text = message() if callable(message) else message
+            raise AssertionError(f"not true within {timeout:g} s: {text or getattr(predicate, '__name__', predicate)}")
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
-    """The original MCL files (../shared/reference/mcl-v1), or their copy in tests/data."""
-    if (REFERENCE / "dataset").is_dir():
-        return REFERENCE
+    """The original MCL files (the project's copy in tests/data/mcl-v1)."""
+    assert (REFERENCE_COPY / "dataset").is_dir(), f"{REFERENCE_COPY} is missing from the project"
     return REFERENCE_COPY
 
 
@@ -54,3 +81,29 @@ def original_types() -> Iterator[tuple[type[mcl.Message], type[mcl.Message]]]:
     finally:
         _REGISTRY.clear()
         _REGISTRY.update(saved)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """A factory of small tmpfs mounts (``small_disk("5m")``): a real full disk, unmounted after the test.
+
+    Skips the test when mounting is not permitted (not root, no tmpfs).
+    """
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"disk{len(mounts)}"
+        mnt.mkdir()
+        if os.geteuid() != 0:
+            pytest.skip("mounting a tmpfs needs root")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounts.append(mnt)
+        return mnt
+
+    try:
+        yield mount
+    finally:
+        for mnt in mounts:
+            subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import string
 from typing import Any
 
@@ -156,3 +157,38 @@ def same_value(a: Any, b: Any) -> bool:
     if hasattr(a, "to_dict"):  # messages: compare their payload maps
         return same_value(a.to_dict(), b.to_dict())
     return bool(a == b)
+
+
+def json_values(max_leaves: int = 8) -> st.SearchStrategy[Any]:
+    """JSON values as a hostile client sends them: huge integers, NaN, infinities, deep nesting, odd strings."""
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(10**400), max_value=10**400),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.sampled_from([1e300, -1e300, 1e-300, 0.0, -0.0, 2.0**63, 9.3e9, 4.9, 0.5]),
+        st.text(max_size=20),
+    )
+    return st.recursive(
+        scalars,
+        lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+        max_leaves=max_leaves,
+    )
+
+
+CONTROL_COMMANDS = ("status", "pause", "resume", "start", "stop", "step", "seek", "speed", "quit")
+
+
+def control_requests() -> st.SearchStrategy[list[bytes]]:
+    """The frames of one request to a replay control endpoint: JSON objects (mostly), any bytes, several frames."""
+    objects = st.fixed_dictionaries(
+        {"cmd": st.one_of(st.sampled_from(CONTROL_COMMANDS), json_values(2))},
+        optional={"time": json_values(), "speed": json_values(), "extra": json_values()},
+    )
+    one = st.one_of(
+        objects.map(lambda request: json.dumps(request).encode()),
+        json_values().map(lambda value: json.dumps(value).encode()),
+        st.binary(max_size=64),
+        st.sampled_from([b"", b"{", b"\xff\xfe", b"[" * 5000 + b"]" * 5000, b'{"cmd": "seek", "time": 1e400}']),
+    )
+    return st.one_of(one.map(lambda frame: [frame]), st.lists(one, min_size=2, max_size=3))

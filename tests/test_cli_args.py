@@ -6,7 +6,6 @@ import argparse
 import csv
 import io
 import json
-import signal
 import subprocess
 import sys
 import threading

@@ -124,6 +124,7 @@ def test_mcap_metadata_holds_source_paths_only_when_asked(tmp_path: Path) -> Non
     assert where in (tmp_path / "meta.mcap").read_bytes()
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
     """A missing input, an existing output or an impossible conversion: 'error: ...' and exit 1, output kept."""
     _native(tmp_path / "in", [Record(1, "has space", b"x")])

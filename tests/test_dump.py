@@ -6,6 +6,7 @@ import argparse
 import datetime as _dt
 import os
 import random
+import re
 import resource
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from test_record_helpers import (
     ROOT,
     DumpProcess,
@@ -153,7 +155,9 @@ class _Feeder:
 
     def _run(self) -> None:
         try:
-            with mcl.Publisher(self.bus) as pub:
+            # close() waits for the recorder's acknowledgement of the end of stream: once
+            # stop() returns, everything sent has reached the recorder (or is counted lost).
+            with mcl.Publisher(self.bus, close_timeout=10) as pub:
                 burst = max(1, self.rate // 100)
                 i = 0
                 while not self._stop.is_set() and i < 2_000_000:
@@ -191,18 +195,28 @@ def _contiguous_slice(records: list[mcl.Record], sent: list[tuple[str, bytes]]) 
     return start
 
 
+@pytest.mark.slow
+def _publish_until_exit(bus: str, sent: list[tuple[str, bytes]], dump: DumpProcess, pause_s: float) -> None:
+    """Publish `sent` once mcl-dump subscribed, pausing `pause_s` every 100 messages; stop early if it exits."""
+    with mcl.Publisher(bus) as pub:
+        assert pub.wait_for_subscribers(1, 10)
+        for i, (topic, payload) in enumerate(sent):
+            pub.publish(topic, payload)
+            if i % 100 == 99:
+                time.sleep(pause_s)
+                if dump.proc.poll() is not None:
+                    break
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_dump_signal_closes_the_log_cleanly(bus: str, tmp_path: Path, sig: int) -> None:
     """SIGINT / SIGTERM: exit 0, index written, the log reads back undamaged, summary per topic."""
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
         with _Feeder(bus) as feeder:
-            deadline = time.monotonic() + 10
-            while len(feeder.sent) < 600 and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: len(feeder.sent) >= 600, 10)
             time.sleep(0.3)
-        time.sleep(0.3)
-        dump.proc.send_signal(sig)
+        dump.proc.send_signal(sig)  # the feeder's close waited for the recorder to have everything
         assert dump.wait() == 0, dump.stderr
     assert path is not None and path.parent == tmp_path
     assert (path / "data_0000.mcli").is_file()  # the index of a cleanly closed log
@@ -218,11 +232,15 @@ def test_dump_signal_closes_the_log_cleanly(bus: str, tmp_path: Path, sig: int) 
         assert any(line.split()[:2] == [topic, f"{count:,}"] for line in summary.splitlines())
 
 
+@pytest.mark.slow
 def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_path: Path) -> None:
-    """Killed with SIGKILL at random instants, the log reads back: an unbroken run up to <= 0.5 s before the kill.
+    """Killed with SIGKILL at random instants, the log reads back: an unbroken run up to <= 1.5 s before the kill.
 
-    The flush interval is 0.1 s (the default); the bound adds 0.4 s for
-    messages still on their way and a loaded machine.
+    The flush interval is 0.1 s (the default): what is lost is the last
+    flush interval and what was on its way. The bound is generous because
+    a loaded machine can hold the recorder off the processor for a while
+    (the precise figure, 0.1 s, is for a benchmark); a writer that did not
+    flush by time would lose the whole run.
     """
     rng = random.Random(1234)
     with _Feeder(bus, rate=3000) as feeder:
@@ -238,9 +256,10 @@ def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_pat
             records = read_back(path, damaged_ok=True)
             start = _contiguous_slice(records, feeder.sent)
             last_sent = feeder.sent_at[start + len(records) - 1]
-            assert killed_at - last_sent < 0.5 * NS, f"attempt {attempt}: lost {(killed_at - last_sent) / NS:.3f} s"
+            assert killed_at - last_sent < 1.5 * NS, f"attempt {attempt}: lost {(killed_at - last_sent) / NS:.3f} s"
 
 
+@pytest.mark.slow
 def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, tmp_path: Path) -> None:
     """When writing fails (file size limit: EFBIG), mcl-dump says so on one line, exits 1, and the log reads back."""
 
@@ -249,15 +268,7 @@ def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, t
 
     sent = payloads(3000, size=300)
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--quiet", preexec_fn=limit) as dump:
-        time.sleep(0.5)
-        with mcl.Publisher(bus) as pub:
-            assert pub.wait_for_subscribers(1, 10)
-            for i, (topic, payload) in enumerate(sent):  # over 1.5 s: several flushes before the limit
-                pub.publish(topic, payload)
-                if i % 100 == 99:
-                    time.sleep(0.05)
-                    if dump.proc.poll() is not None:
-                        break
+        _publish_until_exit(bus, sent, dump, 0.05)  # over 1.5 s: several flushes before the limit
         assert dump.wait(20) == 1
     lines = dump.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "readable" in lines[0], dump.stderr
@@ -267,28 +278,54 @@ def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, t
     assert [(r.topic, r.payload) for r in records] == sent[: len(records)]
 
 
-def test_dump_disk_full_on_a_small_tmpfs(bus: str, tmp_path: Path) -> None:
-    """A real full disk (1 MiB tmpfs, needs root): one-line error, exit 1, what was written reads back."""
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, check=False).returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (needs root); the RLIMIT_FSIZE test covers the failure path")
-    try:
-        with DumpProcess("--bus", bus, "-o", str(mnt), "--quiet", "--format", "mcl1") as dump:
-            time.sleep(0.5)
-            sent = payloads(5000, size=300)
-            publish_all(bus, sent)
-            assert dump.wait(20) == 1
-        lines = dump.stderr.strip().splitlines()
-        assert len(lines) == 1 and "No space left on device" in lines[0], dump.stderr
-        (path,) = mnt.iterdir()
-        records = read_back(path, damaged_ok=True)
-        assert 0 < len(records) < len(sent)
-        assert [(r.topic, r.payload) for r in records] == sent[: len(records)]
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+@pytest.mark.slow
+@pytest.mark.parametrize(("fmt", "split"), [("native", []), ("mcl1", []), ("native", ["--split-size", "0.3"]), ("mcl1", ["--split-size", "0.3"])])
+def test_dump_disk_full_counts_what_reached_the_disk(bus: str, small_disk, fmt: str, split: list[str]) -> None:
+    """A real full disk (5 MiB tmpfs): the first error on one line, counts = records on disk, the rest lost, no temporary file.
+
+    With --split-size the disk may fill while a data file is closed and the next one opened.
+    """
+    mnt = small_disk("5m")
+    with DumpProcess("--bus", bus, "-o", str(mnt), "--format", fmt, "--status-interval", "60", *split) as dump:
+        dump.wait_recording()
+        sent = payloads(8000, size=1000)  # about 8 MB (16 MB as MCL_LOG 1.0 text): more than the disk
+        _publish_until_exit(bus, sent, dump, 0.005)
+        assert dump.wait(30) == 1, dump.stderr
+    errors = [line for line in dump.lines if line.startswith("error: ")]
+    assert len(errors) == 1 and "No space left on device" in errors[0], dump.stderr
+    assert "index" not in errors[0] and "Traceback" not in dump.stderr  # the first error, not a secondary one
+    (path,) = mnt.iterdir()
+    assert not [p.name for p in path.iterdir() if p.name.endswith(".tmp")]
+    records = read_back(path)  # the files were cut back to whole records: no damage
+    assert 0 < len(records) < len(sent)
+    assert [(r.topic, r.payload) for r in records] == sent[: len(records)]
+    summary = dump.stderr[dump.stderr.index("recorded "):]
+    head = summary.splitlines()[0]
+    assert f": {len(records):,} messages in" in head, summary
+    received = int(re.search(r"(\d+) received but not written", errors[0]).group(1)) if "not written" in errors[0] else 0
+    assert f"lost {received:,}" in head and f"after {len(records)} messages on disk" in errors[0], dump.stderr
 
 
+@pytest.mark.slow
+def test_dump_disk_full_with_rlimit_counts_what_reached_the_disk(bus: str, tmp_path: Path) -> None:
+    """The same with a file size limit (EFBIG, no root needed), native format: counts are what reads back."""
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, resource.RLIM_INFINITY))
+
+    sent = payloads(3000, size=300)
+    with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60", preexec_fn=limit) as dump:
+        dump.wait_recording()
+        _publish_until_exit(bus, sent, dump, 0.02)
+        assert dump.wait(30) == 1
+    (path,) = tmp_path.iterdir()
+    records = read_back(path)
+    assert 0 < len(records) < len(sent)
+    assert f": {len(records):,} messages in" in dump.stderr, dump.stderr
+    assert not [p.name for p in path.iterdir() if p.name.endswith(".tmp")]
+
+
+@pytest.mark.slow
 def test_dump_echo_without_recording(bus: str, tmp_path: Path) -> None:
     """--echo --no-record --count N prints N decoded messages and writes no log."""
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--echo", "--no-record", "--count", "5", stdout=subprocess.PIPE) as dump:
@@ -302,28 +339,40 @@ def test_dump_echo_without_recording(bus: str, tmp_path: Path) -> None:
     assert "received 5 messages" in dump.stderr
 
 
+@pytest.mark.slow
 def test_dump_every_for_makes_one_log_per_window(bus: str, tmp_path: Path) -> None:
-    """--every S --for S --repeat N: N separate log directories, each an unbroken run of what was sent."""
+    """--every S --for S --repeat N: N separate log directories, each an unbroken run of what was sent, each a whole --for long.
+
+    The first window used to lose the program's start-up (imports, sockets):
+    about 0.1 s of 0.4 on an idle machine, most of it on a loaded one.
+    """
     with _Feeder(bus, rate=1000) as feeder:
-        time.sleep(0.2)
-        with DumpProcess("--bus", bus, "-o", str(tmp_path), "--every", "0.8", "--for", "0.4", "--repeat", "2", "--format", "mcl1") as dump:
-            assert dump.wait(20) == 0, dump.stderr
+        wait_until(lambda: len(feeder.sent) >= 100, 10)
+        with DumpProcess("--bus", bus, "-o", str(tmp_path), "--every", "1", "--for", "0.4", "--repeat", "2", "--format", "mcl1") as dump:
+            assert dump.wait(30) == 0, dump.stderr
     logs = sorted(tmp_path.iterdir())
     assert len(logs) == 2
+    # Each recording lasted the whole window (the recorder's own clock, exact on any machine)...
+    lengths = [float(m) for m in re.findall(r"messages in ([0-9.]+) s", dump.stderr)]
+    assert len(lengths) == 2 and all(0.4 <= t < 5.0 for t in lengths), dump.stderr
     starts = []
     for path in logs:
         records = read_back(path)
-        assert 0.25 * NS < records[-1].elapsed_ns - records[0].elapsed_ns < 0.6 * NS
+        # ... and the records span it, less the time the subscription takes to reach the publisher.
+        span = records[-1].elapsed_ns - records[0].elapsed_ns
+        assert 0.2 * NS < span < 0.6 * NS, f"{path.name}: records span {span / NS:.3f} s; {dump.stderr}"
         starts.append(_contiguous_slice(records, feeder.sent))
         starts.append(starts[-1] + len(records))
     assert starts == sorted(starts) and starts[2] > starts[1]  # second window starts after a gap
 
 
+@pytest.mark.slow
 def test_dump_forced_loss_is_counted_exactly(bus: str, tmp_path: Path) -> None:
     """A recorder frozen (SIGSTOP) under a flood loses messages; the loss it reports equals sent - recorded."""
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
         path = dump.wait_recording()
-        with mcl.Publisher(bus) as pub:
+        # close() waits (up to 20 s) for the recorder to acknowledge the end of stream that tells the tail loss.
+        with mcl.Publisher(bus, close_timeout=20) as pub:
             assert pub.wait_for_subscribers(1, 10)
             sent = 0
             for i in range(100):
@@ -379,41 +428,50 @@ def _make_log(path: Path) -> list[mcl.Record]:
     return records
 
 
-TIME_BOUND_NS = 50_000_000  # recorded elapsed times agree with the log within 50 ms (relative to the first)
+# Recorded elapsed times agree with the reference times within this (relative to the first).
+# Generous: a loaded machine delays a thread or a process by tens of ms; precise
+# figures (lateness of the replay, latency of the recorder) belong to tools/.
+TIME_BOUND_NS = 250_000_000
 
 
-def _assert_same_log(original: list[mcl.Record], path: Path) -> None:
+def _assert_same_log(original: list[mcl.Record], path: Path, sent_ns: list[int] | None = None) -> None:
+    """The log at `path` holds the records of `original`; its times follow `sent_ns` (default: the original's)."""
     got = read_back(path)
     assert [(r.topic, r.payload) for r in got] == [(r.topic, r.payload) for r in original]
-    t0, g0 = original[0].elapsed_ns, got[0].elapsed_ns
-    worst = max(abs((g.elapsed_ns - g0) - (o.elapsed_ns - t0)) for g, o in zip(got, original))
+    reference = sent_ns if sent_ns is not None else [o.elapsed_ns for o in original]
+    t0, g0 = reference[0], got[0].elapsed_ns
+    worst = max(abs((g.elapsed_ns - g0) - (t - t0)) for g, t in zip(got, reference))
     assert worst <= TIME_BOUND_NS, f"elapsed times differ by up to {worst / 1e6:.1f} ms"
 
 
+@pytest.mark.slow
 def test_round_trip_published_log_records_back_identical(bus: str, tmp_path: Path) -> None:
-    """A log published at its recorded timing into mcl-dump records back the same records (times within 50 ms)."""
+    """A log published at its recorded timing into mcl-dump records back the same records, at the times they were sent."""
     original = _make_log(tmp_path / "original")
-    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out")) as dump:
+    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
         with mcl.Publisher(bus) as pub:
             assert pub.wait_for_subscribers(1, 10)
             start = time.monotonic_ns()
+            sent_ns = []  # when each record really went out (this thread may be late on a loaded machine)
             for r in original:
                 delay = start + r.elapsed_ns - time.monotonic_ns()
                 if delay > 0:
                     time.sleep(delay / NS)
+                sent_ns.append(time.monotonic_ns() - start)
                 pub.publish(r.topic, r.payload)
-        time.sleep(0.3)
+        wait_until(lambda: f" {len(original):,} msgs | " in dump.stderr, 30, message=lambda: dump.stderr[-300:])
         dump.proc.send_signal(signal.SIGINT)
         assert dump.wait() == 0, dump.stderr
-    _assert_same_log(original, path)
+    _assert_same_log(original, path, sent_ns)
 
 
+@pytest.mark.slow
 def test_round_trip_mcl_replay_into_mcl_dump(bus: str, tmp_path: Path) -> None:
-    """mcl-replay of a log into a running mcl-dump gives back the same records (times within 50 ms)."""
+    """mcl-replay of a log into a running mcl-dump gives back the same records at the same times (within TIME_BOUND_NS)."""
     pytest.importorskip("mcl.cli.replay", reason="mcl-replay is not there yet")
     original = _make_log(tmp_path / "original")
-    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out")) as dump:
+    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
         replay = subprocess.run(
@@ -422,7 +480,7 @@ def test_round_trip_mcl_replay_into_mcl_dump(bus: str, tmp_path: Path) -> None:
             capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT), check=False,
         )
         assert replay.returncode == 0, replay.stderr
-        time.sleep(0.3)
+        wait_until(lambda: f" {len(original):,} msgs | " in dump.stderr, 30, message=lambda: dump.stderr[-300:])
         dump.proc.send_signal(signal.SIGINT)
         assert dump.wait() == 0, dump.stderr
     _assert_same_log(original, path)

@@ -35,7 +35,6 @@ from mcl.log.native_layout import (
     CHUNK_HEADER,
     CHUNK_MAGIC,
     COMPRESSION_ZSTD,
-    FILE_HEADER,
     FILE_MAGIC,
     INDEX_ENTRY,
     INDEX_HEADER,

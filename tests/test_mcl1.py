@@ -262,6 +262,7 @@ def test_write_after_close_is_a_runtime_error(tmp_path: Path) -> None:
         writer.write("t", b"\x01", 0)
 
 
+@pytest.mark.slow
 def test_writer_close_on_a_full_disk_closes_every_file(tmp_path: Path) -> None:
     """A flush failing at close (full 64 KiB tmpfs, needs root) is one LogError, and every file is closed."""
     import os
@@ -294,3 +295,31 @@ def test_writer_close_on_a_full_disk_closes_every_file(tmp_path: Path) -> None:
         writer.close()  # idempotent: no second error
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+def test_writer_full_disk_at_a_split_keeps_whole_lines_and_counts_them(small_disk) -> None:
+    """The disk fills as a split part is closed: LogError, files cut back to whole lines, written() = what reads back."""
+    import os
+
+    mnt = small_disk("64k")
+    filler = mnt / "filler"
+    with open(filler, "wb", buffering=0) as fp:  # fill the disk but for a few kB
+        try:
+            for _ in range(10_000):  # bounded: 64 KiB fills long before
+                fp.write(b"\0" * 1024)
+        except OSError:
+            pass
+    os.truncate(filler, filler.stat().st_size - 12 * 1024)  # room for two or three 4 KiB pages
+    writer = Mcl1Writer(mnt / "log", origin_ns=0, split_size=2000)
+    sent = 0
+    with pytest.raises(LogError, match="cannot write"):
+        for i in range(200):  # lines stay buffered until the part is closed at 2000 bytes, then do not fit
+            writer.write("a", mcl.encode({"name": "TypeA", "i": i, "pad": "x" * 100}), i)
+            sent += 1
+    writer.close()  # after the first error: no second one
+    written = writer.written()
+    with mcl.open_log(mnt / "log") as log:  # no damage warning: whole lines only
+        back = list(log)
+    assert len(back) == written.get("a", (0, 0))[0] < sent
+    assert [int(mcl.decode(r.payload)["i"]) for r in back] == list(range(len(back)))

@@ -114,6 +114,7 @@ def test_object_arrays_are_rejected() -> None:
         encode({"a": np.array([object()])})
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(messages())
 def test_messages_round_trip(msg: GenericMessage) -> None:

@@ -44,6 +44,7 @@ def _many(n: int, topics: int = 3, step_ns: int = 1_000_000) -> list[Record]:
     return [Record(i * step_ns, f"topic {i % topics}", _message(i, f"T{i % topics}")) for i in range(n)]
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(recs=records(max_size=60), chunk_size=st.sampled_from([1, 200, 1 << 20]), compression=st.sampled_from([None, "zstd"]))
 def test_round_trip_gives_back_the_same_records(recs: list[Record], chunk_size: int, compression: str | None) -> None:
@@ -63,6 +64,7 @@ def test_round_trip_gives_back_the_same_records(recs: list[Record], chunk_size: 
         assert summary.end_ns == (recs[-1].elapsed_ns if recs else None)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(
     recs=records(topic=st.sampled_from(["a", "b", "c d"]), max_size=80),
@@ -80,6 +82,7 @@ def test_window_and_topic_filters_match_filtering_in_python(recs: list[Record], 
     assert got == [r for r in recs if lo <= r.elapsed_ns <= lo + width and r.topic in wanted]
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None)
 @given(recs=records(topic=st.sampled_from(["a", "b"]), max_size=60), seed=st.integers(0, 2**32 - 1), chunk=st.sampled_from([1, 100, 5000]))
 def test_records_written_out_of_order_are_read_in_time_order(recs: list[Record], seed: int, chunk: int) -> None:
@@ -259,12 +262,9 @@ def test_native_and_mcl1_logs_merge_by_absolute_time(tmp_path: Path) -> None:
     ]
 
 
-def test_mcl1_records_survive_a_native_round_trip(tmp_path: Path) -> None:
+def test_mcl1_records_survive_a_native_round_trip(tmp_path: Path, reference_dir: Path) -> None:
     """Records read from an MCL_LOG 1.0 reference log are identical after writing them natively."""
-    reference = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "mcl-v1" / "dataset"
-    if not reference.is_dir():
-        pytest.skip("the reference data of the original MCL is not beside the project")
-    with mcl.open_log(reference) as reader:
+    with mcl.open_log(reference_dir / "dataset") as reader:
         recs = list(reader)
         origin = reader.origin_ns
     with mcl.LogWriter(tmp_path / "log", origin_ns=origin) as writer:

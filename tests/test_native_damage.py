@@ -67,6 +67,7 @@ while i < 2_000_000:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("split", [None, 40_000])
 def test_writer_killed_at_random_instants_leaves_a_readable_log(tmp_path: Path, split: int | None) -> None:
     """SIGKILL at random instants: every flushed record reads back, in order; reindex repairs the index."""
@@ -77,7 +78,7 @@ def test_writer_killed_at_random_instants_leaves_a_readable_log(tmp_path: Path, 
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
         try:
             flushed = 0
-            deadline = time.monotonic() + 10
+            deadline = time.monotonic() + 60  # generous: a loaded machine
             wanted = rng.randint(1, 40)  # reports to see before the kill
             assert proc.stdout is not None
             for _ in range(wanted):
@@ -105,6 +106,7 @@ def test_writer_killed_at_random_instants_leaves_a_readable_log(tmp_path: Path, 
         assert _read_lenient(path)[0] == got
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     where=st.floats(0, 1, exclude_max=True),

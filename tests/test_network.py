@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import zmq
+from conftest import wait_until
 
 import mcl
 from mcl.exceptions import BusError
@@ -145,10 +146,7 @@ def test_wait_for_subscribers_counts_and_times_out(bus: str) -> None:
         with Subscriber(bus=bus), Subscriber("x", bus=bus):
             assert pub.wait_for_subscribers(2, timeout=10)
             assert pub.subscribers == 2
-        deadline = time.monotonic() + 10
-        while pub.subscribers and time.monotonic() < deadline:
-            time.sleep(0.02)
-        assert pub.subscribers == 0
+        wait_until(lambda: pub.subscribers == 0, 10, message=lambda: f"{pub.subscribers} subscribers still counted")
 
 
 def test_slow_joiner_loses_nothing(bus: str) -> None:
@@ -340,6 +338,7 @@ with Subscriber("hello") as sub:
 """
 
 
+@pytest.mark.slow
 def test_zero_config_either_order() -> None:
     """Without any forwarder, a subscriber and a publisher find each other in either order."""
     env = _env(MCL_BUS=_free_bus())
@@ -365,6 +364,7 @@ def test_zero_config_either_order() -> None:
                     proc.stdout.close()
 
 
+@pytest.mark.slow
 def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch) -> None:
     """When the process serving the default bus is killed, the others take over without restart."""
     address = _free_bus()
@@ -381,10 +381,7 @@ def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch
             assert not hosting(parse_bus(address))  # the ports are taken by the host process
             host.kill()
             host.wait(timeout=10)
-            deadline = time.monotonic() + 10
-            while not hosting(parse_bus(address)) and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert hosting(parse_bus(address))  # this process took the bus over
+            wait_until(lambda: hosting(parse_bus(address)), 10, message="this process did not take the bus over")
             pub_proc = subprocess.Popen([sys.executable, "-c", _PUB_SCRIPT, "3"], env=_env(MCL_BUS=address))
             got = _receive(sub, 3, timeout=30)
             assert [r.payload for r in got] == [b"0", b"1", b"2"]
@@ -422,6 +419,7 @@ def test_forwarder_releases_its_ports() -> None:
 # -- mcl-bus ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_mcl_bus_serves_and_stops_on_sigterm() -> None:
     """mcl-bus --bind serves a bus until SIGTERM, then exits 0."""
     address = _free_bus()

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from mcl.exceptions import BusError
 from mcl.network import CurveClient, CurveServer, Forwarder, Publisher, Subscriber, make_keys
@@ -51,9 +51,7 @@ def test_curve_unknown_key_is_refused_and_logged(keys: dict[str, Path], caplog: 
             assert intruder.wait_for_subscribers(1, timeout=1.0) is False
             intruder.publish("secret", b"forged")
             assert sub.recv(timeout=0.3) is None
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not any("refused" in r.getMessage() for r in caplog.records):
-                time.sleep(0.05)
+            wait_until(lambda: any("refused" in r.getMessage() for r in caplog.records), 10, 0.05)
     refusals = [r for r in caplog.records if "refused a bus client" in r.getMessage()]
     assert refusals and refusals[0].levelno == logging.WARNING
     assert str(keys["clients"]) in refusals[0].getMessage()
@@ -93,6 +91,7 @@ def test_curve_keys_from_environment(keys: dict[str, Path], monkeypatch: pytest.
         Publisher("tcp://127.0.0.1:1")
 
 
+@pytest.mark.slow
 def test_mcl_bus_key_files_and_bad_certificate(tmp_path: Path) -> None:
     """mcl-bus --make-keys keeps the secret private and never replaces a key; a bad certificate exits 1 at once."""
     import stat
@@ -157,9 +156,7 @@ def test_curve_refused_client_is_told(keys: dict[str, Path], caplog: pytest.LogC
     caplog.set_level(logging.WARNING, logger="mcl.network")
     with Forwarder("tcp://127.0.0.1:0", curve=CurveServer(keys["server_secret"], keys["clients"])) as forwarder:
         with Publisher(forwarder.address, curve=bad, close_timeout=0, startup_wait=0.2) as intruder:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not any("refused this" in r.getMessage() for r in caplog.records):
-                time.sleep(0.05)
+            wait_until(lambda: any("refused this" in r.getMessage() for r in caplog.records), 10, message="the refusal line")
             assert intruder.connected is False
     told = [r.getMessage() for r in caplog.records if "refused this" in r.getMessage()]
     assert told and told[0] == f"mcl: the forwarder at {forwarder.address} refused this publisher's CURVE key; still trying"

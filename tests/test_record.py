@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from test_record_helpers import FMT, make_bus, payloads, publish_all, read_back
 
 import mcl
@@ -45,7 +46,7 @@ def test_recorder_records_every_message_in_order(bus: str, tmp_path: Path) -> No
     sent = payloads(600, topics=("imu", "gps", "cam/left"))
     with Recorder(tmp_path / "log", bus, format=FMT) as rec:
         publish_all(bus, sent)
-        _wait_for(lambda: rec.status().messages >= len(sent))
+        wait_until(lambda: rec.status().messages >= len(sent))
     final = rec.status()
     assert not final.running
     assert final.messages == len(sent)
@@ -65,7 +66,7 @@ def test_recorder_topic_filter(bus: str, tmp_path: Path) -> None:
         tmp_path / "exact", bus, topics="imu", exact=True, format=FMT
     ) as rec2:
         publish_all(bus, sent, subscribers=2)
-        _wait_for(lambda: rec1.status().messages >= 200 and rec2.status().messages >= 100)
+        wait_until(lambda: rec1.status().messages >= 200 and rec2.status().messages >= 100)
     assert [(r.topic, r.payload) for r in read_back(tmp_path / "prefix")] == [s for s in sent if s[0] in ("imu", "imu2")]
     assert [(r.topic, r.payload) for r in read_back(tmp_path / "exact")] == [s for s in sent if s[0] == "imu"]
 
@@ -86,7 +87,7 @@ def test_recorder_stops_by_itself_after_count_and_duration(bus: str, tmp_path: P
     with Recorder(tmp_path / "duration", bus, format=FMT, duration_ns=300_000_000) as rec:
         assert rec.wait(10)
         took = time.monotonic() - t0
-    assert 0.25 < took < 3.0
+    assert 0.25 < took < 10.0  # the start-up is not counted: generous on a loaded machine
     assert rec.status().elapsed_ns >= 300_000_000
 
 
@@ -95,7 +96,7 @@ def test_recorder_publisher_restart_is_not_loss(bus: str, tmp_path: Path) -> Non
     with Recorder(tmp_path / "log", bus, format=FMT) as rec:
         publish_all(bus, payloads(50))
         publish_all(bus, payloads(50))
-        _wait_for(lambda: rec.status().messages >= 100)
+        wait_until(lambda: rec.status().messages >= 100)
     final = rec.status()
     assert final.messages == 100
     assert final.lost == 0
@@ -108,7 +109,7 @@ def test_recorder_without_path_counts_and_calls_back(bus: str) -> None:
     sent = [("t", mcl.encode({"i": i})) for i in range(20)]
     with Recorder(None, bus, on_message=lambda r: seen.append((r.topic, r.message))) as rec:
         publish_all(bus, sent)
-        _wait_for(lambda: rec.status().messages >= 20)
+        wait_until(lambda: rec.status().messages >= 20)
     assert rec.status().path is None and rec.status().files == 0
     assert seen == [("t", {"i": i}) for i in range(20)]
 
@@ -118,8 +119,8 @@ def test_recorder_split_size_and_rotation(bus: str, tmp_path: Path) -> None:
     sent = payloads(3000, size=200)
     with Recorder(tmp_path / "log", bus, format="native", split_size=64_000, max_files=3, flush_interval_ns=20_000_000) as rec:
         publish_all(bus, sent)
-        _wait_for(lambda: rec.status().messages >= len(sent))
-        _wait_for(lambda: rec.status().files <= 3)
+        wait_until(lambda: rec.status().messages >= len(sent))
+        wait_until(lambda: rec.status().files <= 3)
     final = rec.status()
     assert final.messages == len(sent) and final.lost == 0
     data = sorted(p for p in (tmp_path / "log").iterdir() if p.suffix == ".mcln")
@@ -136,8 +137,10 @@ def test_recorder_split_duration_mcl1(bus: str, tmp_path: Path) -> None:
     with Recorder(tmp_path / "log", bus, format="mcl1", split_duration_ns=100_000_000) as rec:
         for i in range(0, 40, 10):
             publish_all(bus, sent[i : i + 10])
+            # Received (and stamped) before the pause, however loaded the machine.
+            wait_until(lambda: rec.status().messages >= i + 10, 10)
             time.sleep(0.15)
-        _wait_for(lambda: rec.status().messages >= 40)
+        wait_until(lambda: rec.status().messages >= 40)
     names = sorted(p.name for p in (tmp_path / "log").iterdir() if p.name != ACCOUNTING_FILE)
     assert len(names) >= 3 and all(n.endswith(".log") for n in names)
     assert [(r.topic, r.payload) for r in read_back(tmp_path / "log")] == sent
@@ -148,7 +151,7 @@ def test_recorder_compression(bus: str, tmp_path: Path) -> None:
     sent = [("t", b"x" * 500 + i.to_bytes(4, "little")) for i in range(400)]
     with Recorder(tmp_path / "zstd", bus, format="native", compression="zstd") as rec:
         publish_all(bus, sent)
-        _wait_for(lambda: rec.status().messages >= len(sent))
+        wait_until(lambda: rec.status().messages >= len(sent))
     size = sum(p.stat().st_size for p in (tmp_path / "zstd").iterdir())
     assert size < sum(len(p) for _, p in sent) / 4
     assert [(r.topic, r.payload) for r in read_back(tmp_path / "zstd")] == sent
@@ -214,11 +217,3 @@ def test_recorder_write_failure_keeps_what_was_written(bus: str, tmp_path: Path)
     records = read_back(tmp_path / "log", damaged_ok=True)
     assert 0 < len(records) < len(sent)
     assert [(r.topic, r.payload) for r in records] == sent[: len(records)]
-
-
-def _wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,13 +45,12 @@ class Collector:
         self.times.append(time.monotonic())
         self.records.append(record)
 
-    def wait_count(self, n: int, timeout: float = 10.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while len(self.records) < n and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return len(self.records) >= n
+    def wait_count(self, n: int, timeout: float = 30.0) -> bool:
+        """True once `n` records arrived (AssertionError after `timeout` s)."""
+        return wait_until(lambda: len(self.records) >= n, timeout, 0.005, lambda: f"{len(self.records)} of {n} records")
 
 
+@pytest.mark.slow
 def test_replays_every_record_in_order(sample_logs: Path) -> None:
     """The original MCL dataset replays into a hook: 30 records, same order and bytes as open_log."""
     log = sample_logs / "mcl-v1-dataset"
@@ -65,6 +65,7 @@ def test_replays_every_record_in_order(sample_logs: Path) -> None:
     assert status.state == "finished" and status.sent == 30
 
 
+@pytest.mark.slow
 def test_start_after_end_replays_from_beginning(tmp_path: Path) -> None:
     """start() after a finished pass plays the whole log again (the original sent nothing)."""
     log = make_log(tmp_path / "log", 20, 1 * MS)
@@ -77,25 +78,36 @@ def test_start_after_end_replays_from_beginning(tmp_path: Path) -> None:
     assert indices(got.records) == list(range(20)) * 2
 
 
+@pytest.mark.slow
 def test_pause_stops_the_clock_and_keeps_spacing(tmp_path: Path) -> None:
-    """After a pause, the next record waits its remaining time and the following keep their spacing."""
-    log = make_log(tmp_path / "log", 3, 300 * MS)
+    """After a pause, the next record waits its remaining time and the following keep their spacing.
+
+    Records are 1.5 s apart so that a loaded machine cannot reach the second
+    before the pause lands; the bounds leave 0.4 s for hook latency.
+    """
+    spacing = 1.5
+    log = make_log(tmp_path / "log", 3, int(spacing * 1000) * MS)
     got = Collector()
     with mcl.Replay(log, hooks=[got]) as replay:
         replay.start()
         assert got.wait_count(1)
         time.sleep(0.1)
         replay.pause()
+        paused_at = time.monotonic()
         assert len(got.records) == 1
         time.sleep(0.5)
+        resumed_at = time.monotonic()
         replay.start()
         assert replay.wait(30)
     gap1 = got.times[1] - got.times[0]
     gap2 = got.times[2] - got.times[1]
-    assert gap1 >= 0.75  # 0.1 played + 0.5 paused + 0.2 left
-    assert 0.25 <= gap2 <= 0.5  # recorded spacing 0.3 s, no burst
+    # The paused time is added to the spacing (not lost, not replayed at once)...
+    assert gap1 >= spacing + (resumed_at - paused_at) - 0.4, (gap1, resumed_at - paused_at)
+    # ... and the next record keeps its recorded spacing: no burst.
+    assert spacing - 0.4 <= gap2 <= spacing + 0.4, gap2
 
 
+@pytest.mark.slow
 def test_seek_plays_from_the_first_record_at_or_after(tmp_path: Path) -> None:
     """seek(t) while paused, then start(): records from the first at or after t, to the end."""
     log = make_log(tmp_path / "log", 50, 10 * MS)
@@ -108,6 +120,7 @@ def test_seek_plays_from_the_first_record_at_or_after(tmp_path: Path) -> None:
     assert indices(got.records) == list(range(21, 50))
 
 
+@pytest.mark.slow
 def test_step_sends_exactly_one_record(tmp_path: Path) -> None:
     """step() pauses and publishes the next record only; False at the end."""
     log = make_log(tmp_path / "log", 3, 1000 * MS)
@@ -124,9 +137,10 @@ def test_step_sends_exactly_one_record(tmp_path: Path) -> None:
     assert indices(got.records) == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_speed_change_while_playing(tmp_path: Path) -> None:
     """Raising the speed while playing finishes the rest at once; status reports the speed."""
-    log = make_log(tmp_path / "log", 30, 100 * MS)  # 2.9 s at speed 1
+    log = make_log(tmp_path / "log", 30, 1000 * MS)  # 29 s at speed 1
     got = Collector()
     with mcl.Replay(log, hooks=[got]) as replay:
         replay.start()
@@ -134,11 +148,12 @@ def test_speed_change_while_playing(tmp_path: Path) -> None:
         began = time.monotonic()
         replay.speed = math.inf
         assert replay.wait(30)
-        assert time.monotonic() - began < 2.0
+        assert time.monotonic() - began < 10.0  # the 27 s left at speed 1, in a moment
         assert replay.speed == math.inf
     assert indices(got.records) == list(range(30))
 
 
+@pytest.mark.slow
 def test_stop_goes_back_to_the_beginning(tmp_path: Path) -> None:
     """stop() pauses at the start with counts reset; start() replays everything."""
     log = make_log(tmp_path / "log", 40, 50 * MS)
@@ -156,6 +171,7 @@ def test_stop_goes_back_to_the_beginning(tmp_path: Path) -> None:
     assert indices(got.records) == list(range(first_pass)) + list(range(40))
 
 
+@pytest.mark.slow
 def test_status_reports_progress_and_lateness(tmp_path: Path) -> None:
     """status(): window, position, sent, paused state and lateness statistics."""
     log = make_log(tmp_path / "log", 21, 10 * MS, start_ns=100 * MS)
@@ -169,10 +185,11 @@ def test_status_reports_progress_and_lateness(tmp_path: Path) -> None:
     assert done.state == "finished" and done.sent == 21 and done.progress == 1.0
     assert done.lateness["count"] == 21
     assert 0 <= done.lateness["p50_ns"] <= done.lateness["p99_ns"] <= done.lateness["max_ns"]
-    assert done.lateness["p50_ns"] < 50 * MS  # generous: a loaded machine
+    assert done.lateness["p50_ns"] < 250 * MS  # generous: a loaded machine (precise figures: tools/)
     assert done.to_dict()["duration"] == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_loop_plays_again_until_stopped(tmp_path: Path) -> None:
     """loop=True starts over at the end; every pass is complete and in order."""
     log = make_log(tmp_path / "log", 10, 1 * MS)
@@ -187,6 +204,7 @@ def test_loop_plays_again_until_stopped(tmp_path: Path) -> None:
     assert seen == [i % 10 for i in range(len(seen))]
 
 
+@pytest.mark.slow
 def test_selection_topics_exclude_remap_window(tmp_path: Path) -> None:
     """topics, exclude, remap and the start/end window select and rename records."""
     log = make_log(tmp_path / "log", 30, 10 * MS, topics=("a", "b", "c"))
@@ -222,6 +240,7 @@ class ListReader:
         self.index = 0
 
 
+@pytest.mark.slow
 def test_sources_reader_protocol_and_read_directory(sample_logs: Path) -> None:
     """A reader object (payloads encoded if not bytes) and mcl.ReadDirectory are replay sources."""
     got = Collector()
@@ -262,6 +281,7 @@ def test_bad_sources_and_arguments(tmp_path: Path) -> None:
         replay.start()
 
 
+@pytest.mark.slow
 def test_hook_error_fails_the_replay(tmp_path: Path) -> None:
     """A hook that raises stops the replay: wait() raises ReplayError naming the hook."""
     log = make_log(tmp_path / "log", 5, MS)
@@ -276,6 +296,7 @@ def test_hook_error_fails_the_replay(tmp_path: Path) -> None:
         assert replay.status().state == "failed"
 
 
+@pytest.mark.slow
 def test_batch_buffer_and_scheduler_compose(tmp_path: Path) -> None:
     """BatchBuffer(source, options) + BatchScheduler(queue, options), Replay's fast path, compose by hand."""
     log = make_log(tmp_path / "log", 25, MS)
@@ -288,6 +309,7 @@ def test_batch_buffer_and_scheduler_compose(tmp_path: Path) -> None:
     assert indices(got.records) == list(range(25))
 
 
+@pytest.mark.slow
 def test_buffer_batches_are_bounded(tmp_path: Path) -> None:
     """Queue items are batches bounded by record count and bytes; the pass ends with an end mark."""
     with mcl.LogWriter(tmp_path / "log", format="mcl1") as writer:
@@ -400,6 +422,7 @@ def control_replay(tmp_path_factory: pytest.TempPathFactory):
     replay.close()
 
 
+@pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=operations)
 def test_exactly_once_in_order_under_any_controls(control_replay, ops) -> None:
@@ -460,6 +483,7 @@ def test_model_rejects_loss_duplicates_and_disorder() -> None:
     assert explains([0, 1, 3], [("seek", 0), ("seek", 3)], 4)
 
 
+@pytest.mark.slow
 def test_replay_onto_the_bus_reaches_a_subscriber(tmp_path: Path) -> None:
     """Bus replay: a real Subscriber on a private bus gets every record, in order, bytes intact."""
     from mcl.network import Forwarder, Subscriber

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 import mcl
 from mcl.replay.control import ControlClient
@@ -61,18 +62,15 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(predicate, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
+    """True once `predicate()` is (AssertionError after `timeout` s)."""
+    return bool(wait_until(predicate, timeout, 0.05))
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_plain_progress_without_a_terminal() -> None:
     """Without a terminal: plain progress lines and a final summary; exit 0."""
     done = run_cli(str(DATASET), "--speed", "20", "--dry-run")
@@ -83,6 +81,7 @@ def test_plain_progress_without_a_terminal() -> None:
     assert done.stderr == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -107,6 +106,7 @@ def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.slow
 def test_replays_onto_a_bus(tmp_path: Path) -> None:
     """mcl-replay --bus --wait-for-subscribers delivers every record to a subscriber, selected and remapped."""
     from mcl.network import Forwarder, Subscriber
@@ -134,6 +134,7 @@ def test_replays_onto_a_bus(tmp_path: Path) -> None:
     assert got == [("r", i) for i in range(10, 31)]
 
 
+@pytest.mark.slow
 def test_remote_control_endpoint(tmp_path: Path) -> None:
     """--control: status, seek, speed, resume and bad requests over JSON; quit ends the command."""
     log = make_log(tmp_path / "log", 50, 100 * MS)
@@ -168,6 +169,7 @@ def test_remote_control_endpoint(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code: int) -> None:
     """SIGTERM, or Ctrl-C sent to the whole process group, ends mcl-replay and its workers."""
@@ -195,6 +197,7 @@ def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code:
     assert wait_for(lambda: not any(alive(pid) for pid in workers), 10)
 
 
+@pytest.mark.slow
 def test_keys_in_a_terminal_and_terminal_restored(tmp_path: Path) -> None:
     """In a terminal: space pauses, right seeks +5 s, up raises the speed, q quits; settings restored."""
     log = make_log(tmp_path / "log", 30, 1000 * MS)
@@ -241,6 +244,7 @@ def test_keys_in_a_terminal_and_terminal_restored(tmp_path: Path) -> None:
     assert b"paused" in output and b"q quit" in output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("topics", [["imu", "gps"], ["imu,gps"], ["imu", "--topics", "gps"]])
 def test_topics_take_names_or_comma_lists(topics: list[str]) -> None:
     """--topics a b, --topics a,b and a repeated --topics select the same records."""

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 import mcl
 
@@ -38,14 +39,11 @@ def running(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(running(pid) for pid in pids):
-            return True
-        time.sleep(0.05)
-    return False
+    """True once none of `pids` runs (AssertionError after `timeout` s)."""
+    return bool(wait_until(lambda: not any(running(pid) for pid in pids), timeout, 0.05, lambda: f"still running: {pids}"))
 
 
+@pytest.mark.slow
 def test_workers_are_named_and_closed(tmp_path: Path) -> None:
     """Workers carry their setproctitle names; close() leaves none behind."""
     log = make_log(tmp_path / "log", 10, 100 * MS)
@@ -54,20 +52,21 @@ def test_workers_are_named_and_closed(tmp_path: Path) -> None:
         replay.pause()
         pids = replay.worker_pids
         titles: dict[str, str] = {}
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # a worker names itself as it starts
+
+        def named() -> bool:  # a worker names itself as it starts
             for name, pid in pids.items():
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     titles[name] = f.read().split(b"\0")[0].decode()
-            if all(title.startswith("mcl-replay") for title in titles.values()):
-                break
-            time.sleep(0.02)
+            return all(title.startswith("mcl-replay") for title in titles.values())
+
+        wait_until(named, 30, message=lambda: str(titles))
         assert titles == {"buffer": "mcl-replay: buffer", "broadcast": "mcl-replay: broadcast"}
     finally:
         replay.close()
     assert wait_gone(list(pids.values()), 5.0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("victim", ["buffer", "broadcast"])
 def test_dead_worker_is_reported(tmp_path: Path, victim: str) -> None:
     """A worker killed mid-replay makes wait() raise ReplayError at once, naming it; no hang."""
@@ -86,6 +85,7 @@ def test_dead_worker_is_reported(tmp_path: Path, victim: str) -> None:
     assert wait_gone(pids, 5.0)
 
 
+@pytest.mark.slow
 def test_stuck_worker_is_reported(tmp_path: Path) -> None:
     """A worker that stops answering (SIGSTOP) is reported stuck and killed."""
     log = make_log(tmp_path / "log", 50, 100 * MS)
@@ -124,6 +124,7 @@ PARENT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("started_from", ["main", "thread"])
 def test_no_orphans_when_the_parent_is_killed(tmp_path: Path, started_from: str) -> None:
     """SIGKILL of the process that owns a replay: its workers exit within seconds."""

@@ -29,6 +29,7 @@ def copy_example(pytester: pytest.Pytester) -> None:
             shutil.copy2(item, target)
 
 
+@pytest.mark.slow
 def test_example_project_passes_with_the_fixtures_only(pytester: pytest.Pytester) -> None:
     """The example project (no conftest.py) gets mcl_bus, mcl_replay and mcl_capture from the entry point, and passes."""
     copy_example(pytester)
@@ -60,6 +61,7 @@ def test_each_test_has_its_own_bus(mcl_bus):
 '''
 
 
+@pytest.mark.slow
 def test_failures_name_topic_and_counts_and_buses_are_private(pytester: pytest.Pytester) -> None:
     """A wait_for timeout names the topic and counts; assert_no_messages fails on a message; each test has its own bus."""
     pytester.makepyfile(test_failing=FAILING_TESTS)
@@ -108,6 +110,7 @@ def test_instant_replay_of_reference_dataset_into_hooks(mcl_replay, reference_di
     assert [s[0] for s in seen] == [""] * 30
 
 
+@pytest.mark.slow
 def test_plugin_imports_without_network_and_replay() -> None:
     """mcl.testing loads (so pytest never breaks) even when mcl.network and mcl.replay cannot be imported."""
     code = (

@@ -12,7 +12,7 @@ CURVE security (optional): make keys once with --make-keys, give the
 forwarder its secret certificate and a directory of accepted client public
 keys; clients set MCL_CURVE_SECRET (their .key_secret) and MCL_CURVE_SERVER
 (the forwarder's .key). Unknown clients are refused and logged on stderr.
-SIGINT / SIGTERM stop the forwarder (exit 0).
+SIGINT / SIGTERM / SIGHUP stop the forwarder (exit 0).
 
 Examples:
   mcl-bus                                   serve the default local bus
@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcl.cli.common import make_parser, run_main
+from mcl.cli.common import StopSignals, make_parser, run_main
 from mcl.exceptions import BusError
 
 if TYPE_CHECKING:
@@ -88,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    from mcl.network.forwarder import DEFAULT_HWM, HOST_RETRY_S, Forwarder
     from mcl.network.security import CurveServer, make_keys
 
     if args.make_keys is not None:
@@ -112,39 +110,43 @@ def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     net_log.addHandler(handler)
     net_log.setLevel(logging.INFO)
 
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        forwarder = Forwarder(
-            args.bind,
-            hwm=args.hwm or DEFAULT_HWM,
-            curve=curve,
-            retry_s=HOST_RETRY_S if args.wait else None,
-        )
-        try:
-            if args.wait and not forwarder.serving:
-                if not args.quiet:
-                    print(f"{PROG}: waiting for {forwarder.bind_address} to be free", flush=True)
-                while not stop.is_set() and not forwarder.wait_serving(0.2):
-                    pass
-            if forwarder.serving and not args.quiet:
-                bound = forwarder.bind_address
-                port = int(bound.rsplit(":", 1)[1])
-                secure = " (CURVE)" if curve is not None else ""
-                print(
-                    f"{PROG}: serving bus {forwarder.address}{secure}: publishers connect to port {port}, "
-                    f"subscribers to port {port + 1}",
-                    flush=True,
-                )
-            while not stop.wait(0.5):
-                pass
-        finally:
-            forwarder.close()
+        with StopSignals() as signals:
+            _serve(args, curve, signals.event)
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
         net_log.removeHandler(handler)
     return 0
+
+
+def _serve(args: argparse.Namespace, curve: CurveServer | None, stop: threading.Event) -> None:
+    """Serve the bus until `stop` is set (a signal)."""
+    from mcl.network.forwarder import DEFAULT_HWM, HOST_RETRY_S, Forwarder
+
+    forwarder = Forwarder(
+        args.bind,
+        hwm=args.hwm or DEFAULT_HWM,
+        curve=curve,
+        retry_s=HOST_RETRY_S if args.wait else None,
+    )
+    try:
+        if args.wait and not forwarder.serving:
+            if not args.quiet:
+                print(f"{PROG}: waiting for {forwarder.bind_address} to be free", flush=True)
+            while not stop.is_set() and not forwarder.wait_serving(0.2):
+                pass
+        if forwarder.serving and not args.quiet:
+            bound = forwarder.bind_address
+            port = int(bound.rsplit(":", 1)[1])
+            secure = " (CURVE)" if curve is not None else ""
+            print(
+                f"{PROG}: serving bus {forwarder.address}{secure}: publishers connect to port {port}, "
+                f"subscribers to port {port + 1}",
+                flush=True,
+            )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        forwarder.close()
 
 
 def _check_certificate(curve: CurveServer) -> None:

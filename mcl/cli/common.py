@@ -18,6 +18,10 @@ argparse errors exit 2 (its usage line and message); ``--help`` exits 0;
 Ctrl-C exits 130 without a traceback; a closed output pipe (``| head``)
 exits 141 quietly. While the command runs, every
 :class:`~mcl.LogDamageWarning` is printed as ``warning: <message>`` on stderr.
+
+:class:`StopSignals` is the one signal policy of the long-running commands
+(mcl-replay, mcl-bus, mcl-dump): SIGINT, SIGTERM and SIGHUP (a closed
+terminal) all stop the command cleanly.
 """
 
 from __future__ import annotations
@@ -28,7 +32,9 @@ import datetime as _dt
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from typing import IO, Any
@@ -45,6 +51,8 @@ __all__ = [
     "EXIT_BROKEN_PIPE",
     "make_parser",
     "run_main",
+    "StopSignals",
+    "STOP_SIGNALS",
     "print_error",
     "print_warning",
     "print_damage_warnings",
@@ -173,6 +181,54 @@ def run_main(body: Callable[[], int | None]) -> int:
         except OSError as exc:
             print_error(_describe_os_error(exc))
             return EXIT_ERROR
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each ends a long-running command cleanly
+
+
+class StopSignals:
+    """SIGINT, SIGTERM and SIGHUP ask a long-running command to stop cleanly (a context manager).
+
+    SIGHUP (the terminal was closed) is handled like SIGTERM: without it the
+    default action kills the process (and its workers, and multiprocessing's
+    resource tracker) with no clean-up, leaving semaphores in /dev/shm.
+
+    By default a signal sets :attr:`event` (and :attr:`signal`), and the
+    command's loop notices it. With ``raise_exit=True`` the *first* signal
+    also raises in the main thread (SIGINT: ``KeyboardInterrupt``, exit 130;
+    SIGTERM / SIGHUP: ``SystemExit(128 + signum)``), so the run unwinds
+    through its context managers; later signals are only recorded, so they
+    never interrupt that clean-up. Handlers are installed only from the main
+    thread (``main()`` called from a thread, as tests do: nothing changes)
+    and the previous ones are restored on exit.
+    """
+
+    def __init__(self, *, raise_exit: bool = False) -> None:
+        self.raise_exit = raise_exit
+        self.event = threading.Event()
+        self.signal: int | None = None  # the first signal received
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in STOP_SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: object) -> None:
+        first = self.signal is None
+        if first:
+            self.signal = signum
+        self.event.set()
+        if first and self.raise_exit:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        self._old.clear()
 
 
 def _flush_stdout() -> None:

@@ -3,7 +3,7 @@
 Each recording goes to a new directory DIR/<UTC timestamp>_<host>/ (never an
 existing one), native format unless --format mcl1. The log is flushed every
 --flush-interval (default 0.1 s): a recorder killed with SIGKILL loses at most
-that much and the log reads back. Ctrl-C / SIGTERM close the log cleanly (exit 0).
+that much and the log reads back. Ctrl-C / SIGTERM / SIGHUP close the log cleanly (exit 0).
 
 Scheduled capture: --start-at TIME, --window START END (repeatable), or
 --every S --for S; each window is a separate log directory. TIME is '+S'
@@ -26,9 +26,7 @@ import datetime as _dt
 import itertools
 import json
 import re
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -45,6 +43,7 @@ from mcl.cli.args import (
     describe_topics,
 )
 from mcl.cli.common import (
+    StopSignals,
     format_seconds,
     format_size,
     make_parser,
@@ -205,30 +204,6 @@ def _metadata(items: list[str]) -> dict[str, str]:
 # -- the run --------------------------------------------------------------------------------
 
 
-class _Stop:
-    """Set by SIGINT / SIGTERM / SIGHUP; the run stops cleanly."""
-
-    def __init__(self) -> None:
-        self.event = threading.Event()
-        self.signal: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # main() called from a thread (tests): no signal handling
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-            self._old[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.signal = signum
-        self.event.set()
-
-    def restore(self) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        self._old.clear()
-
-
 def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.json and not args.echo:
         parser.error("--json applies to --echo (the messages printed)")
@@ -247,15 +222,11 @@ def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
     parse_bus(args.bus)  # a bad address is an error before any log directory is made
 
-    stop = _Stop()
-    stop.install()
-    try:
+    with StopSignals() as stop:
         return _run_schedule(args, metadata, schedule, stop)
-    finally:
-        stop.restore()
 
 
-def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: Iterator[Window], stop: _Stop) -> int:
+def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: Iterator[Window], stop: StopSignals) -> int:
     from mcl.record import Recorder, make_log_path
 
     err = sys.stderr
@@ -263,7 +234,16 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
     total_messages = 0
     run_start: int | None = None  # monotonic ns when the first recording started
     echo = _Echo(sys.stdout, as_json=args.json) if args.echo else None
+    # --every without --start-at is relative to the start: anchor it at the first
+    # recording, not at the time the schedule was made (start-up would eat into
+    # the first window).
+    relative = args.every is not None and args.start_at is None
+    shift = 0
     for window in schedule:
+        if relative:
+            if run_start is None:
+                shift = time.time_ns() - window.start_ns
+            window = Window(window.start_ns + shift, None if window.end_ns is None else window.end_ns + shift)
         now = time.time_ns()
         if window.end_ns is not None and window.end_ns <= now:
             continue
@@ -280,7 +260,9 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             if duration_ns <= 0:
                 break
         if window.end_ns is not None:
-            left = window.end_ns - time.time_ns()
+            # A relative window (--every S --for L) records L from its start, however late
+            # the start-up; an absolute one (--window, --start-at) ends at its END.
+            left = window.end_ns - (window.start_ns if relative else time.time_ns())
             duration_ns = left if duration_ns is None else min(duration_ns, left)
         count = None if args.count is None else args.count - total_messages
         path = None if args.no_record else make_log_path(args.output)
@@ -351,7 +333,7 @@ def _local(ns: int) -> str:
     return _dt.datetime.fromtimestamp(ns / _NS).astimezone().isoformat(timespec="seconds")
 
 
-def _watch(recorder: Any, stop: _Stop, echo: _Echo | None, args: argparse.Namespace) -> None:
+def _watch(recorder: Any, stop: StopSignals, echo: _Echo | None, args: argparse.Namespace) -> None:
     """Show status and echo until the recording ends or a signal arrives."""
     err = sys.stderr
     live_display = not args.quiet and echo is None and err.isatty()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import math
 import os
 import select
@@ -29,16 +30,17 @@ import time
 import tty
 from collections import deque
 from contextlib import ExitStack
-from types import FrameType
 from typing import Any, TextIO
 
 from mcl.cli.args import add_bus_argument, add_quiet_argument, add_time_arguments, add_topic_arguments, replay_selection, topic_filter
 from mcl.cli.common import (
+    StopSignals,
     check_topics,
     make_parser,
     non_negative_seconds,
     positive_int,
     positive_number,
+    print_warning,
     run_main,
     whole_number,
 )
@@ -52,6 +54,18 @@ SEEK_STEP_S = 5.0
 SPEEDS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
 
+def _speed(text: str) -> float:
+    """argparse type: a replay speed within the clock's documented range."""
+    from mcl.replay.clock import check_speed
+
+    value = positive_number(text)
+    try:
+        check_speed(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace(" (or math.inf: as fast as possible)", " (or --max-speed)")) from None
+    return value
+
+
 def _remap(text: str) -> str:
     try:
         parse_remap(text)
@@ -63,7 +77,7 @@ def _remap(text: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logs", nargs="+", metavar="LOG", help="log directories or files (several are merged by time)")
     timing = parser.add_argument_group("timing")
-    timing.add_argument("--speed", type=positive_number, default=1.0, metavar="X", help="replay rate (default 1.0)")
+    timing.add_argument("--speed", type=_speed, default=1.0, metavar="X", help="replay rate, 0.001 to 1000000 (default 1.0)")
     timing.add_argument("--max-speed", action="store_true", help="as fast as possible (in order, nothing dropped)")
     timing.add_argument("--loop", action="store_true", help="start again at the end, until quit")
     end = timing.add_mutually_exclusive_group()
@@ -118,6 +132,9 @@ def _replay(args: argparse.Namespace) -> int:
                 first = next(iter(reader.iter_records()), None)
             start = 0.0 if first is None else first.elapsed_ns / NS_PER_S
         end = start + args.duration
+    from mcl.replay.worker import start_resource_tracker
+
+    start_resource_tracker()  # before the workers' semaphores exist: a closed terminal must not leak them
     topics, exclude = replay_selection(args)
     try:
         replay = Replay(
@@ -141,7 +158,7 @@ def _replay(args: argparse.Namespace) -> int:
     quit_requested = threading.Event()
     with ExitStack() as stack:
         stack.enter_context(replay)
-        stack.enter_context(_exit_on_sigterm())
+        stack.enter_context(StopSignals(raise_exit=True))
         keys = stack.enter_context(KeyReader(sys.stdin)) if _is_tty(sys.stdin) else None
         display: Display = RichDisplay(keys is not None) if _is_tty(sys.stdout) else PlainDisplay(sys.stdout)
         if args.quiet:
@@ -163,11 +180,26 @@ def _replay(args: argparse.Namespace) -> int:
         else:
             replay.start()
         if args.control is not None:
-            from mcl.replay.control import ControlServer
+            from mcl.replay.control import ControlServer, is_loopback
 
             server = stack.enter_context(ControlServer(replay, args.control, on_quit=quit_requested.set))
             print(f"control: {server.address}", flush=True)
-        status = _run(replay, keys, display, quit_requested)
+            if not is_loopback(server.address):
+                print_warning(
+                    f"the control endpoint {server.address} is not on loopback: anyone who can connect to it "
+                    "can pause, seek, stop and quit this replay (no authentication); bind 127.0.0.1 unless "
+                    "a firewall keeps others out"
+                )
+        try:
+            status = _run(replay, keys, display, quit_requested)
+        except OSError as exc:
+            if exc.errno == errno.EIO and (keys is not None or isinstance(display, RichDisplay)):
+                # The terminal hung up; the SIGHUP that comes with it may not be here yet.
+                raise SystemExit(128 + signal.SIGHUP) from None
+            raise
+        if status.finished and status.total == 0 and status.sent == 0:
+            # An empty selection (a --loop over it would spin): bad input, say so.
+            raise ReplayError("nothing to replay: no record of the log is in the selection (--topics, --exclude, --start-offset, --until)")
         display.final(status)
     return 0
 
@@ -248,21 +280,6 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
-class _exit_on_sigterm:
-    """SIGTERM ends the command like Ctrl-C does: cleanly, workers stopped, terminal restored."""
-
-    def __enter__(self) -> _exit_on_sigterm:
-        self._old = signal.signal(signal.SIGTERM, self._handler)
-        return self
-
-    @staticmethod
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGTERM, self._old)
-
-
 class KeyReader:
     """Single key presses from a terminal (cbreak mode: no echo, no line buffering, Ctrl-C kept).
 
@@ -283,8 +300,11 @@ class KeyReader:
 
     def __exit__(self, *exc: object) -> None:
         if self._saved is not None:
-            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
-            self._saved = None
+            saved, self._saved = self._saved, None
+            try:
+                termios.tcsetattr(self.fd, termios.TCSADRAIN, saved)
+            except (termios.error, OSError):  # the terminal is gone (SIGHUP): nothing to restore
+                pass
 
     def read(self, timeout: float) -> list[str]:
         """Keys pressed within `timeout` seconds: characters, or up/down/left/right."""
@@ -400,7 +420,10 @@ class RichDisplay(Display):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.live.__exit__(None, None, None)
+        try:
+            self.live.__exit__(None, None, None)
+        except OSError:  # the terminal is gone (SIGHUP): nothing to redraw
+            pass
 
     def update(self, status: ReplayStatus) -> None:
         from rich.progress_bar import ProgressBar

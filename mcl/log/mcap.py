@@ -58,7 +58,6 @@ from __future__ import annotations
 import base64
 import heapq
 import json
-import math
 import os
 import struct
 import warnings
@@ -68,7 +67,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import numpy as np
 
 from mcl.jsonform import Base64 as _Base64

@@ -719,7 +719,7 @@ def format_header(origin_ns: int, type_name: str | None, revision: str = "", *, 
 
 
 class _OpenSeries:
-    __slots__ = ("name", "type_name", "revision", "fp", "part", "size", "count", "first_ns", "split")
+    __slots__ = ("name", "type_name", "revision", "fp", "part", "size", "count", "first_ns", "split", "path", "confirmed", "pending")
 
     def __init__(self, name: str, type_name: str | None, revision: str, split: bool) -> None:
         self.name = name
@@ -731,6 +731,9 @@ class _OpenSeries:
         self.count = 0  # records in the current file
         self.first_ns = 0
         self.split = split
+        self.path: Path | None = None  # the part file open in fp
+        self.confirmed = 0  # bytes of that file known to be with the operating system (0: no line yet)
+        self.pending: list[tuple[int, str, int]] = []  # lines written since: (end offset, topic, payload bytes)
 
 
 class Mcl1Writer:
@@ -776,11 +779,15 @@ class Mcl1Writer:
         self.blank_line = blank_line
         self._series: dict[str | None, _OpenSeries] = {}  # type name (None: raw) -> series
         self._closed = False
+        self._written: dict[str, list[int]] = {}  # topic -> [records, payload bytes] handed to the OS
+        self._failure: LogError | None = None  # the first write error; later writes raise it again
 
     def write(self, topic: str, payload: bytes, elapsed_ns: int) -> None:
         """Append one record; `elapsed_ns` is relative to ``origin_ns``."""
         if self._closed:
             raise RuntimeError("Cannot write to a log writer once it has been closed.")
+        if self._failure is not None:
+            raise self._failure
         check_topic(topic, self.path)
         type_name = type_name_of(payload)
         series = self._series.get(type_name)
@@ -790,21 +797,91 @@ class Mcl1Writer:
             series = _OpenSeries(self._file_stem(type_name, split), type_name, revision, split)
             self._series[type_name] = series
         line = format_line(elapsed_ns, topic, payload)
-        if series.fp is not None and series.split and (
-            (self.split_size is not None and series.size + len(line) > self.split_size and series.size > 0)
-            or (self.split_duration_ns is not None and elapsed_ns - series.first_ns >= self.split_duration_ns)
-            or (self.split_entries is not None and series.count >= self.split_entries)
-        ):
-            series.fp.close()
-            series.fp = None
-            series.part += 1
-        if series.fp is None:
-            series.fp = self._open(series)
-            series.first_ns = elapsed_ns
-            series.count = 0
-        series.fp.write(line)
+        try:
+            if series.fp is not None and series.split and (
+                (self.split_size is not None and series.size + len(line) > self.split_size and series.size > 0)
+                or (self.split_duration_ns is not None and elapsed_ns - series.first_ns >= self.split_duration_ns)
+                or (self.split_entries is not None and series.count >= self.split_entries)
+            ):
+                series.fp.close()
+                self._confirm(series)
+                series.fp = None
+                series.part += 1
+            if series.fp is None:
+                series.fp = self._open(series)
+                series.first_ns = elapsed_ns
+                series.count = 0
+            series.fp.write(line)
+        except OSError as exc:
+            raise self._fail(series, exc) from None
         series.size += len(line)
         series.count += 1
+        series.pending.append((series.size, topic, len(payload)))
+
+    def written(self) -> dict[str, tuple[int, int]]:
+        """Per topic, (records, payload bytes) handed to the operating system (at the last flush).
+
+        After a write error (disk full) every file is cut back to its size
+        at the last successful flush, so this is what a reader gets back.
+        """
+        return {topic: (n, b) for topic, (n, b) in self._written.items()}
+
+    def _confirm(self, series: _OpenSeries, upto: int | None = None) -> None:
+        """The lines of `series` ending at or before byte `upto` (default: all) reached the OS."""
+        kept = series.pending if upto is None else [line for line in series.pending if line[0] <= upto]
+        written = self._written
+        for end, topic, nbytes in kept:
+            counts = written.get(topic)
+            if counts is None:
+                written[topic] = [1, nbytes]
+            else:
+                counts[0] += 1
+                counts[1] += nbytes
+        if kept:
+            series.confirmed = kept[-1][0]
+        series.pending.clear()
+
+    def _fail(self, series: _OpenSeries, exc: OSError) -> LogError:
+        """A write error: cut every file back to what was flushed, drop what is buffered."""
+        where = series.path if series.path is not None else self.path
+        error = LogError(f"{where}: cannot write: {exc.strerror or exc}")
+        if self._failure is None:
+            self._failure = error
+        for s in self._series.values():
+            self._discard(s)
+        return error
+
+    def _discard(self, series: _OpenSeries) -> None:
+        """Keep the whole lines that reached the file, cut the rest off, close it."""
+        fp, series.fp = series.fp, None
+        if fp is None:
+            return
+        try:
+            if fp.closed:  # its close failed (disk full when a split part ended): cut it by name
+                if series.path is not None:
+                    self._confirm(series, os.stat(series.path).st_size)
+                    os.truncate(series.path, series.confirmed)
+            else:
+                fd = fp.fileno()
+                self._confirm(series, os.fstat(fd).st_size)
+                os.ftruncate(fd, series.confirmed)
+                # Point the descriptor at /dev/null: closing the file flushes its buffer there.
+                null = os.open(os.devnull, os.O_WRONLY)
+                try:
+                    os.dup2(null, fd)
+                finally:
+                    os.close(null)
+        except OSError:
+            pass
+        try:
+            fp.close()
+        except (OSError, ValueError):
+            pass
+        if series.confirmed == 0 and series.path is not None:  # not one whole line made it
+            try:
+                series.path.unlink()
+            except OSError:
+                pass
 
     def _file_stem(self, type_name: str | None, split: bool) -> str:
         """A file name for the series of `type_name`, unique in this log.
@@ -837,7 +914,9 @@ class Mcl1Writer:
             raise LogExistsError(path) from None
         except OSError as exc:
             raise LogError(f"{path}: cannot create: {exc.strerror}") from None
+        series.path = path
         series.size = 0
+        series.confirmed = 0
         if series.part == 0:
             header = format_header(self.origin_ns, series.type_name, series.revision, blank_line=self.blank_line)
             fp.write(header)
@@ -846,25 +925,39 @@ class Mcl1Writer:
 
     def flush(self) -> None:
         """Push buffered lines to the operating system."""
+        if self._failure is not None:
+            raise self._failure
         for series in self._series.values():
             if series.fp is not None:
-                series.fp.flush()
+                try:
+                    series.fp.flush()
+                except OSError as exc:
+                    raise self._fail(series, exc) from None
+                self._confirm(series)
 
     def close(self) -> None:
         """Close every file; idempotent."""
         if self._closed:
             return
         self._closed = True
+        failed_before = self._failure is not None
         failure: OSError | None = None
         for series in self._series.values():
-            fp, series.fp = series.fp, None
-            if fp is None:
+            if series.fp is None:
                 continue
             try:
-                fp.close()  # flushes: can fail on a full disk
+                series.fp.flush()  # can fail on a full disk
+                self._confirm(series)
+            except OSError as exc:
+                failure = failure or exc
+                self._fail(series, exc)  # cut back and close every file
+                continue
+            fp, series.fp = series.fp, None
+            try:
+                fp.close()
             except OSError as exc:
                 failure = failure or exc  # close the other files all the same
-        if failure is not None:
+        if failure is not None and not failed_before:
             raise LogError(f"{self.path}: cannot finish writing the log: {failure.strerror or failure}") from None
 
     def __enter__(self) -> Mcl1Writer:

@@ -184,6 +184,8 @@ class NativeWriter:
         self._file_index = -1
         self._files: list[Path] = []
         self._last_ns = 0  # time of the last record written (to notice records out of order)
+        self._written: dict[str, list[int]] = {}  # topic -> [records, payload bytes] in chunks on disk
+        self._failure: LogError | None = None  # the first write error raised to the caller
         self._flush_at_ns = 0  # monotonic ns when the buffered records are due as a chunk
         self._reset_chunk()
         self._open_next_file()
@@ -219,6 +221,14 @@ class NativeWriter:
         """Append a :class:`Record`."""
         self.write(record[1], record[2], record[0])
 
+    def written(self) -> dict[str, tuple[int, int]]:
+        """Per topic, (records, payload bytes) in chunks that reached the file (all data files).
+
+        Records still buffered, or in a chunk whose write failed (disk full),
+        are not counted: after a failure this is what a reader gets back.
+        """
+        return {topic: (n, b) for topic, (n, b) in self._written.items()}
+
     def flush(self) -> None:
         """Write the buffered records as a chunk (readable after a crash from now on)."""
         if self._closed:
@@ -226,12 +236,21 @@ class NativeWriter:
         self._write_chunk()
 
     def close(self) -> None:
-        """Write the last chunk and the index, close the file; idempotent."""
+        """Write the last chunk and the index, close the file; idempotent.
+
+        After a write error was raised (disk full), close still writes what
+        it can (the index of the chunks on disk) and leaves no temporary
+        file, but raises nothing more: the first error is the one to see.
+        """
         if self._closed:
             return
+        failed_before = self._failure is not None
         try:
             self._write_chunk()
             self._close_file()
+        except LogError:
+            if not failed_before:
+                raise
         finally:
             self._closed = True
             self._roll_at_ns = -(1 << 63)  # so that a later write() reaches the check in _roll_for_time
@@ -301,6 +320,14 @@ class NativeWriter:
         self._write_all(data)
         self._chunks.append(ChunkInfo(offset, len(data), n, times[0], times[-1]))
         add_topic_stats(self._stats, topics)
+        written = self._written
+        for t in topics:
+            counts = written.get(t.name)
+            if counts is None:
+                written[t.name] = [t.messages, t.bytes]
+            else:
+                counts[0] += t.messages
+                counts[1] += t.bytes
 
     def _chunk_topics(self, times: array, tids: array, payloads: list[bytes]) -> list[ChunkTopic]:
         import numpy as np
@@ -342,8 +369,20 @@ class NativeWriter:
             if self._fsync:
                 os.fsync(self._fd)
         except OSError as exc:
-            raise LogError(f"{self._files[-1]}: cannot write: {exc.strerror}") from None
+            # Cut the partial chunk off (on a full disk this also frees its space),
+            # so that the file ends with its last whole chunk.
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise self._fail(f"{self._files[-1]}: cannot write: {exc.strerror}") from None
         self._size += len(data)
+
+    def _fail(self, message: str) -> LogError:
+        error = LogError(message)
+        if self._failure is None:
+            self._failure = error
+        return error
 
     def _open_next_file(self) -> None:
         self._file_index += 1
@@ -353,7 +392,7 @@ class NativeWriter:
         except FileExistsError:
             raise LogExistsError(path) from None
         except OSError as exc:
-            raise LogError(f"{path}: cannot create: {exc.strerror}") from None
+            raise self._fail(f"{path}: cannot create: {exc.strerror}") from None
         self._files.append(path)
         header, crc = encode_file_header(self.origin_ns, self._file_index, self.metadata, _writer_name())
         self._header = FileHeader(self.origin_ns, self._file_index, self.metadata, size=len(header), crc=crc)
@@ -379,9 +418,15 @@ class NativeWriter:
 
     def _close_file(self) -> None:
         scan = FileScan(chunks=self._chunks, topics=self._stats, size=self._size)
-        os.close(self._fd)
-        self._fd = -1
-        write_index(self._files[-1], self._header, scan, self._header.crc)
+        fd, self._fd = self._fd, -1
+        try:
+            os.close(fd)
+        except OSError as exc:  # e.g. a network file system reporting a full disk late
+            raise self._fail(f"{self._files[-1]}: cannot close: {exc.strerror}") from None
+        try:
+            write_index(self._files[-1], self._header, scan, self._header.crc)
+        except LogError as exc:
+            raise self._fail(str(exc)) from None
 
 
 # -- reading -------------------------------------------------------------------------

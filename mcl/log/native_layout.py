@@ -594,6 +594,10 @@ def write_index(data_path: Path, header: FileHeader | None, scan: FileScan, key:
             fp.write(data)
         os.replace(tmp, target)
     except OSError as exc:
+        try:
+            tmp.unlink(missing_ok=True)  # never leave a half-written index behind (disk full)
+        except OSError:
+            pass
         raise LogError(f"{target}: cannot write the index: {exc.strerror}") from None
 
 

@@ -344,6 +344,8 @@ class _BufferWorker:
         self.generation = 0
         self.source = SourceReader(spec, options)  # the log, opened once for every seek and pass
         self.records: Iterator[tuple[int, str, bytes]] | None = self.source.records()
+        self.whole_pass = True  # the current pass reads the selection from its start (not after a seek)
+        self.pass_records = 0  # records read in the current pass
         self.stopping = False
 
     def alive(self) -> bool:
@@ -382,6 +384,8 @@ class _BufferWorker:
             self.generation = command.generation
             self.close_records()
             self.records = self.source.records(command.from_ns)
+            self.whole_pass = command.from_ns is None
+            self.pass_records = 0
 
     def close_records(self) -> None:
         if self.records is not None:
@@ -401,13 +405,15 @@ class _BufferWorker:
             append(record)
             size += len(record[2])
             if len(out) >= limit_n or size >= limit_b:
+                self.pass_records += len(out)
                 return (self.generation, out, False)
-        # the selection is exhausted
-        if self.options.loop:
-            self.close_records()
+        self.pass_records += len(out)
+        # the selection is exhausted; an empty one is not read again and again (--loop)
+        self.close_records()
+        if self.options.loop and not (self.whole_pass and self.pass_records == 0):
             self.records = self.source.records()
-        else:
-            self.close_records()
+            self.whole_pass = True
+            self.pass_records = 0
         return (self.generation, out, END)
 
     def put(self, batch: Batch) -> None:

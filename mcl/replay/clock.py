@@ -6,7 +6,13 @@ import math
 import time
 from collections.abc import Callable
 
-__all__ = ["ReplayClock", "LatenessStats"]
+__all__ = ["ReplayClock", "LatenessStats", "check_speed", "MIN_SPEED", "MAX_SPEED"]
+
+# The speeds a replay accepts (besides math.inf, as fast as possible). Outside
+# them the clock's arithmetic leaves any useful range (a log second lasting
+# over 16 minutes, or a year of log played in 30 s) and, far outside, overflows.
+MIN_SPEED = 0.001
+MAX_SPEED = 1_000_000.0
 
 
 class ReplayClock:
@@ -106,9 +112,15 @@ class ReplayClock:
 
 
 def check_speed(speed: float) -> None:
-    """Raise ValueError unless `speed` is a positive number (math.inf allowed)."""
-    if not isinstance(speed, (int, float)) or math.isnan(speed) or speed <= 0:
-        raise ValueError(f"speed must be a positive number (math.inf: as fast as possible), not {speed!r}")
+    """Raise ValueError unless MIN_SPEED <= `speed` <= MAX_SPEED, or `speed` is math.inf."""
+    if (
+        isinstance(speed, bool)
+        or not isinstance(speed, (int, float))
+        or not (speed == math.inf or MIN_SPEED <= speed <= MAX_SPEED)
+    ):
+        raise ValueError(
+            f"speed must be between {MIN_SPEED:g} and {MAX_SPEED:g} (or math.inf: as fast as possible), not {speed!r}"
+        )
 
 
 class LatenessStats:

@@ -9,11 +9,18 @@ Protocol (one JSON object per request, one per reply; see docs/architecture.md):
     {"cmd": "quit"}                        ends mcl-replay
     errors                                 -> {"ok": false, "error": "one line"}
 
-Every successful reply carries the status after the command.
+Every successful reply carries the status after the command. Every request
+gets a reply, whatever it holds (not JSON, not an object, several frames,
+numbers out of range: ``ok: false`` with the reason), and the endpoint goes
+on serving. Requests over :data:`MAX_REQUEST_BYTES` are refused by ZeroMQ
+(the sender is disconnected). There is no authentication: whoever can
+connect to the endpoint controls the replay, so it binds loopback by
+default, and :func:`is_loopback` tells when it does not.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import threading
@@ -24,10 +31,16 @@ import zmq
 
 from mcl.exceptions import BusError, MclError, ReplayError
 
-__all__ = ["ControlServer", "ControlClient", "parse_control_address", "DEFAULT_CONTROL"]
+__all__ = ["ControlServer", "ControlClient", "parse_control_address", "is_loopback", "DEFAULT_CONTROL", "MAX_REQUEST_BYTES"]
 
 DEFAULT_CONTROL = "tcp://127.0.0.1:0"  # loopback, a free port (printed by mcl-replay)
+MAX_REQUEST_BYTES = 64 * 1024  # a request is a small JSON object; larger messages are dropped by ZeroMQ
 _POLL_MS = 100
+_COMMANDS = "status, pause, resume, stop, step, seek, speed, quit"
+
+
+class _BadRequest(ValueError):
+    """A request the endpoint refuses (the reply says why)."""
 
 
 def parse_control_address(text: str) -> str:
@@ -41,6 +54,40 @@ def parse_control_address(text: str) -> str:
     if sep and port.isdigit() and host:
         return f"tcp://{host}:{port}"
     raise BusError(f"{text!r} is not a control address (PORT, HOST:PORT or tcp://HOST:PORT)")
+
+
+def is_loopback(endpoint: str) -> bool:
+    """True if only this machine can reach `endpoint` (tcp on a loopback address, ipc, inproc)."""
+    transport, _, rest = endpoint.partition("://")
+    if transport in ("ipc", "inproc"):
+        return True
+    if transport != "tcp":
+        return False
+    host = rest.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name or an interface ("*", "eth0"): other machines may reach it
+        return False
+
+
+def _number(request: dict[str, Any], key: str, *, nullable: bool = False) -> float | None:
+    """The number `key` of a request, as a float (a bool, a string or an out-of-range number is refused)."""
+    if key not in request:
+        raise _BadRequest(f'missing field "{key}"')
+    value = request[key]
+    if value is None and nullable:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _BadRequest(f'"{key}" must be a number, not {type(value).__name__}')
+    try:
+        number = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        raise _BadRequest(f'"{key}" is out of range') from None
+    if math.isnan(number):
+        raise _BadRequest(f'"{key}" must be a number, not NaN')
+    return number
 
 
 class ControlServer:
@@ -70,6 +117,7 @@ class ControlServer:
         context = zmq.Context()
         sock = context.socket(zmq.REP)
         sock.linger = 0
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
         try:
             try:
                 sock.bind(self._endpoint)
@@ -82,45 +130,67 @@ class ControlServer:
             while not self._stop.is_set():
                 if not sock.poll(_POLL_MS, zmq.POLLIN):
                     continue
-                data = sock.recv()
-                sock.send(json.dumps(self.handle(data)).encode())
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    continue
+                if len(frames) != 1:
+                    reply: dict[str, Any] = {"ok": False, "error": f"a request is one frame, not {len(frames)}"}
+                else:
+                    reply = self.handle(frames[0])
+                try:
+                    sock.send(_encode_reply(reply))
+                except zmq.ZMQError:  # the client went away: REP drops the reply, serve the next
+                    pass
         finally:
             self._bound.set()
             sock.close(0)
             context.term()
 
     def handle(self, data: bytes) -> dict[str, Any]:
-        """One request (JSON bytes) to its reply."""
+        """One request (JSON bytes) to its reply; never raises."""
+        try:
+            return self._handle(data)
+        except (MclError, ValueError, TypeError, KeyError, RuntimeError, ArithmeticError) as exc:
+            text = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+            return {"ok": False, "error": " ".join(text.split()) or type(exc).__name__}
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the endpoint: say it, go on
+            return {"ok": False, "error": f"internal error: {type(exc).__name__}: {' '.join(str(exc).split())}"}
+
+    def _handle(self, data: bytes) -> dict[str, Any]:
+        if len(data) > MAX_REQUEST_BYTES:
+            raise _BadRequest(f"request of {len(data)} bytes is over the limit of {MAX_REQUEST_BYTES}")
         try:
             request = json.loads(data)
-            if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
-                raise ValueError('a request is a JSON object with a "cmd" string')
-            cmd = request["cmd"]
-            replay = self.replay
-            if cmd == "status":
-                pass
-            elif cmd == "pause":
-                replay.pause()
-            elif cmd in ("resume", "start"):
-                replay.start()
-            elif cmd == "stop":
-                replay.stop()
-            elif cmd == "step":
-                replay.step()
-            elif cmd == "seek":
-                replay.seek(float(request["time"]))
-            elif cmd == "speed":
-                speed = request.get("speed")
-                replay.speed = math.inf if speed is None else float(speed)
-            elif cmd == "quit":
-                if self._on_quit is not None:
-                    self._on_quit()
-            else:
-                raise ValueError(f"unknown cmd {cmd!r} (status, pause, resume, stop, step, seek, speed, quit)")
-            return {"ok": True, "status": replay.status().to_dict()}
-        except (MclError, ValueError, TypeError, KeyError, RuntimeError) as exc:
-            text = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-            return {"ok": False, "error": " ".join(text.split())}
+        except RecursionError:
+            raise _BadRequest("request nested too deeply") from None
+        except ValueError as exc:  # not UTF-8 or not JSON
+            raise _BadRequest(f"not a JSON request: {exc}") from None
+        if not isinstance(request, dict) or not isinstance(request.get("cmd"), str):
+            raise _BadRequest('a request is a JSON object with a "cmd" string')
+        cmd = request["cmd"]
+        replay = self.replay
+        if cmd == "status":
+            pass
+        elif cmd == "pause":
+            replay.pause()
+        elif cmd in ("resume", "start"):
+            replay.start()
+        elif cmd == "stop":
+            replay.stop()
+        elif cmd == "step":
+            replay.step()
+        elif cmd == "seek":
+            replay.seek(_number(request, "time"))
+        elif cmd == "speed":
+            speed = _number(request, "speed", nullable=True) if "speed" in request else None
+            replay.speed = math.inf if speed is None else speed
+        elif cmd == "quit":
+            if self._on_quit is not None:
+                self._on_quit()
+        else:
+            raise _BadRequest(f"unknown cmd {cmd[:40]!r} ({_COMMANDS})")
+        return {"ok": True, "status": replay.status().to_dict()}
 
     def close(self) -> None:
         self._stop.set()
@@ -131,6 +201,23 @@ class ControlServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _encode_reply(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply, allow_nan=False).encode()
+    except ValueError:  # a NaN / infinity in the status: JSON has none
+        return json.dumps(_finite(reply)).encode()
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 class ControlClient:

@@ -126,10 +126,15 @@ def check_compat_speed(speed: Any) -> float:
     return float(speed)
 
 
+_MAX_LOG_TIME_S = (2**63 - 1) / NS_PER_S  # log times are int64 ns
+
+
 def check_seconds(seconds: float, what: str) -> int:
-    """`seconds` (a finite number >= 0, named `what` in the error) as integer ns."""
-    if not isinstance(seconds, (int, float)) or math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
-        raise ValueError(f"{what} must be a finite number of seconds >= 0, not {seconds!r}")
+    """`seconds` (a number from 0 to the int64 ns range, named `what` in the error) as integer ns."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= _MAX_LOG_TIME_S:
+        raise ValueError(
+            f"{what} must be a number of seconds from 0 to {_MAX_LOG_TIME_S:g} (the format's range), not {seconds!r}"
+        )
     return round(seconds * NS_PER_S)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from mcl.exceptions import ArgumentRangeError, ArgumentTypeError, ReplayError
+from mcl.exceptions import ArgumentTypeError, ReplayError
 from mcl.log.record import Record
 from mcl.replay.buffer import Batch
 from mcl.replay.clock import LatenessStats, ReplayClock
@@ -365,6 +365,8 @@ class _Scheduler:
         self.pending: collections.deque[tuple[int, str, bytes]] = collections.deque()
         self.pending_end = False  # the end of the pass follows the pending records
         self.fresh = True  # the next record starts a pass (anchor the clock on it, with delay)
+        self.whole_pass = True  # the current pass plays the selection from its start (no seek in it)
+        self.pass_records = 0  # records published in the current pass
         self.finished = False
         self.step_requested = False
         self.waiting_subscribers = options.wait_for_subscribers > 0
@@ -462,6 +464,8 @@ class _Scheduler:
                 self.sent = 0
                 self.lateness.reset()
                 self.last_ns = None
+            self.whole_pass = from_ns is None
+            self.pass_records = 0
             if from_ns is None:
                 self.fresh = True
                 self.clock.set_position(None)
@@ -540,7 +544,9 @@ class _Scheduler:
 
     def end_pass(self) -> None:
         self.pending_end = False
-        if self.options.loop:
+        empty = self.whole_pass and self.pass_records == 0
+        self.whole_pass, self.pass_records = True, 0
+        if self.options.loop and not empty:  # looping over an empty selection would spin: it finishes
             self.passes += 1
             self.events.put(PassEnded(self.passes))
             self.fresh = True
@@ -622,6 +628,7 @@ class _Scheduler:
         if not records:
             return
         self.sent += len(records)
+        self.pass_records += len(records)
         self.total += len(records)
         self.last_ns = records[-1][0]
         if self.with_hooks:

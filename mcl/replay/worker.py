@@ -14,7 +14,17 @@ from collections.abc import Callable, Iterator
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any
 
-__all__ = ["WorkerContext", "WorkerProcess", "setup_worker", "parent_alive", "beat", "heartbeat_age", "main_hidden", "sigint_blocked"]
+__all__ = [
+    "WorkerContext",
+    "WorkerProcess",
+    "setup_worker",
+    "start_resource_tracker",
+    "parent_alive",
+    "beat",
+    "heartbeat_age",
+    "main_hidden",
+    "sigint_blocked",
+]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_TIMERSLACK = 29
@@ -42,8 +52,9 @@ def _prctl(option: int, value: int) -> bool:
 def setup_worker(ctx: WorkerContext) -> None:
     """Name the process, tie its life to the parent, leave Ctrl-C to the parent.
 
-    The terminal sends SIGINT to the whole foreground process group; the
-    parent owns the shutdown, so workers ignore it. SIGTERM (also what
+    The terminal sends SIGINT (Ctrl-C) and SIGHUP (closed) to the whole
+    foreground process group; the parent owns the shutdown, so workers
+    ignore both. SIGTERM (also what
     PR_SET_PDEATHSIG delivers) exits at once. PR_SET_PDEATHSIG fires when the
     *thread* that started the worker exits, so it is only used when that
     thread is the main thread; every worker also polls its parent's pid.
@@ -58,12 +69,33 @@ def setup_worker(ctx: WorkerContext) -> None:
 
     print_damage_warnings()  # damage met by the buffer: one 'warning:' line, as in the commands
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by sigint_blocked()
     if ctx.death_signal:
         _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     if not parent_alive(ctx):  # the parent died before prctl took effect
         os._exit(1)
+
+
+def start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker now, immune to SIGHUP; from the main thread.
+
+    The tracker (a process of its own) unlinks the workers' semaphores in
+    /dev/shm when their owner dies. It ignores SIGINT and SIGTERM but not
+    SIGHUP, which a closed terminal sends to the whole process group: it
+    would die first and leave them behind. An ignored signal stays ignored
+    through ``exec``, so it is started while SIGHUP is ignored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    from multiprocessing import resource_tracker
+
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        resource_tracker.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, old)
 
 
 def set_fine_timer_slack() -> None:

@@ -110,7 +110,6 @@ class Host:
 class RunnerHost(Host):
     def start(self) -> None:
         from mcl.network import Publisher
-        from mcl.station.runner import Runner
 
         opts = self.unit.options
         assert isinstance(opts, RunnerOptions)
