@@ -38,13 +38,13 @@ from typing import Any
 
 from mcl.cli.args import add_json_argument
 from mcl.cli.common import (
-    dumps_json,
     format_seconds,
     format_size,
     format_utc,
     make_parser,
     run_main,
 )
+from mcl.jsonform import dumps as dumps_json
 from mcl.log.formats import open_source
 from mcl.log.record import LogSummary, TopicStats
 
