@@ -40,6 +40,7 @@ import math
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +61,9 @@ class BridgeOptions:
     """What the bridge serves and how."""
 
     bus: str | None = None  # bus address; None = the default bus
-    topics: tuple[str, ...] | None = None  # exact topic names served; None = every topic
+    topics: tuple[str, ...] | None = None  # exact topic names served; None = every topic (or the prefixes)
+    topic_prefixes: tuple[str, ...] | None = None  # topics starting with one of these are served too
+    exclude: tuple[str, ...] | None = None  # regular expressions (re.search): topics they match are not served
     host: str = "127.0.0.1"  # address the WebSocket server binds (loopback: this machine only)
     port: int = 8765  # WebSocket port; 0 = a free port (see FoxgloveBridge.port)
     queue: int = 1000  # messages held per channel between the bus and the send thread; the oldest go beyond
@@ -77,6 +80,21 @@ class BridgeOptions:
             raise ValueError(f"port must be 0..65535, not {self.port}")
         if self.time_every_ns <= 0:
             raise ValueError("time_every_ns must be > 0")
+        self.topic_filter()  # a bad exclude pattern is a ValueError here, not in the bus thread
+
+    def topic_filter(self) -> Callable[[str], bool] | None:
+        """The topics served (:func:`mcl.log.record.make_topic_filter` of the three selections); None = every topic."""
+        from mcl.log.record import make_topic_filter
+
+        return make_topic_filter(self.topics, prefixes=self.topic_prefixes, exclude=self.exclude)
+
+    def subscription(self) -> tuple[list[str] | None, bool]:
+        """What the bridge subscribes to on the bus: (topics, exact); the filter then keeps what it serves."""
+        if self.topic_prefixes:
+            return list(self.topics or ()) + list(self.topic_prefixes), False
+        if self.topics is not None:
+            return list(self.topics), True
+        return None, False
 
 
 @dataclass(slots=True)
@@ -270,7 +288,9 @@ class FoxgloveBridge:
 
         options = self.options
         try:
-            subscriber = Subscriber(options.topics, options.bus, exact=options.topics is not None, clock=True)
+            topics, exact = options.subscription()
+            keep = options.topic_filter()
+            subscriber = Subscriber(topics, options.bus, exact=exact, clock=True)
         except BaseException as exc:
             self._error = exc
             self._ready.set()
@@ -285,6 +305,8 @@ class FoxgloveBridge:
                     with self._lock:
                         for received in batch:
                             topic = received.topic
+                            if keep is not None and not keep(topic):
+                                continue  # not selected (a prefix subscription, --exclude)
                             self._received += 1
                             if len(received.payload) > limit:
                                 self._dropped[topic] = self._dropped.get(topic, 0) + 1

@@ -1,4 +1,4 @@
-"""A picture of a log: one row per topic, message rate over time, gaps and damage marked (``mcl-info --plot``).
+"""A picture of a log: one row per topic, message rate over time, gaps, losses and damage marked (``mcl-info --plot``).
 
 :func:`plot_timeline` reads the log once (payloads are not decoded) and
 draws, with matplotlib's Agg renderer (no display needed; the optional extra
@@ -9,11 +9,16 @@ draws, with matplotlib's Agg renderer (no display needed; the optional extra
   curve, its last message marked with a triangle (where it went quiet);
 * a *gap* wherever a topic's spacing exceeds 3x its median spacing, shaded
   orange on that topic's row (topics with fewer than 3 messages have none);
+* a *lost* span, filled purple on that topic's row, wherever the recording
+  missed messages of that topic: the ``loss_spans`` of the log's
+  ``accounting.json`` (docs/log-format.md), from the last message received
+  before the sequence gap to the one that revealed it (a loss at the head
+  of a stream, time unknown, from the start of the picture);
 * a *damaged* span, hatched red across every row, from the last record read
   before a damaged part of the log to the first one after it (damage found
   at open time, before any record, is counted in the title only);
 * the time axis in log seconds (bottom) and UTC (top), when the log has a
-  time origin.
+  time origin, and a legend of the marks drawn.
 
 It returns a :class:`Timeline` with what it found, so tools and tests need
 not read the picture.
@@ -38,6 +43,8 @@ GAP_FACTOR = 3.0  # a spacing over GAP_FACTOR x the topic's median is a gap
 MAX_ROWS = 40  # topics drawn at most (the busiest)
 MAX_SPANS = 500  # gaps drawn per row at most (all are counted)
 BINS = 200  # about this many rate bins across the log
+LOSS_LABEL = "lost messages (sequence gaps, accounting.json)"  # the legend entry of lost spans
+LOSS_GID = "mcl-lost"  # the gid of every lost-span patch (for tools reading the figure)
 
 PathLike = str | os.PathLike[str]
 
@@ -52,6 +59,7 @@ class TopicTimeline:
     last_ns: int | None = None
     median_spacing_ns: int | None = None  # None with fewer than 2 messages
     gaps: list[tuple[int, int]] = field(default_factory=list)  # (start, end) elapsed ns, spacing > GAP_FACTOR x median
+    losses: list[tuple[int, int, int]] = field(default_factory=list)  # (start, end elapsed ns, messages lost) from accounting.json
 
 
 @dataclass(slots=True)
@@ -66,6 +74,7 @@ class Timeline:
     damaged: list[tuple[int, int]]  # (start, end) elapsed ns of damaged parts between records
     damage_count: int  # damaged parts reported in all (also those before the first record)
     rows: int  # topics drawn
+    figure: Any = field(default=None, repr=False, compare=False)  # the matplotlib Figure drawn (saved as the PNG)
 
 
 def _require_matplotlib() -> tuple[object, object]:
@@ -122,11 +131,61 @@ def plot_timeline(paths: PathLike | Iterable[PathLike], out: PathLike, *, title:
     ends = [t.last_ns for t in topics if t.last_ns is not None]
     start = min(starts) if starts else None
     end = max(ends) if ends else None
+    by_topic = {t.topic: t for t in topics}
+    for path in path_list:
+        for topic, loss in _loss_spans(path, origin, start):
+            if topic in by_topic:  # a topic with no record in the log has no row to draw it on
+                by_topic[topic].losses.append(loss)
+    for t in topics:
+        t.losses.sort()
     drawn = sorted(topics, key=lambda t: -t.messages)[:MAX_ROWS]
     drawn.sort(key=lambda t: t.topic)
     timeline = Timeline(str(path_list[0]), origin, start, end, topics, damaged, damage_count, len(drawn))
-    _draw(figure_cls, canvas_cls, timeline, drawn, times, out_path, title or ", ".join(str(p) for p in path_list))
+    timeline.figure = _draw(figure_cls, canvas_cls, timeline, drawn, times, out_path, title or ", ".join(str(p) for p in path_list))
     return timeline
+
+
+def _loss_spans(path: PathLike, origin_ns: int | None, start_ns: int | None) -> list[tuple[str, tuple[int, int, int]]]:
+    """(topic, (start, end elapsed ns, count)) of every loss span in the accounting file of `path`.
+
+    Hostile input: an unreadable file is one LogDamageWarning (the picture
+    is drawn without losses); a span whose fields are not what
+    docs/log-format.md says is skipped.
+    """
+    import math
+
+    from mcl.record import read_accounting
+
+    try:
+        accounting = read_accounting(path)
+    except LogError as exc:
+        warnings.warn(LogDamageWarning(os.fspath(path), f"lost spans not drawn: {exc}"), stacklevel=3)
+        return []
+    if accounting is None:
+        return []
+
+    def seconds(value: Any) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or abs(value) > 1e10:
+            return None
+        return float(value)
+
+    acc_origin = accounting.get("origin_ns")
+    # the accounting counts seconds from its own origin; the picture from the log's (the earliest of several)
+    shift = acc_origin - origin_ns if isinstance(acc_origin, int) and not isinstance(acc_origin, bool) and origin_ns is not None else 0
+    found: list[tuple[str, tuple[int, int, int]]] = []
+    for stream in accounting.get("streams", []):
+        if not isinstance(stream, dict) or not isinstance(stream.get("topic"), str) or not isinstance(stream.get("loss_spans"), list):
+            continue
+        for span in stream["loss_spans"]:
+            if not isinstance(span, dict):
+                continue
+            before, after, count = seconds(span.get("before")), seconds(span.get("after")), span.get("count")
+            if before is None or isinstance(count, bool) or not isinstance(count, int) or count <= 0:
+                continue
+            end = shift + round(before * NS_PER_S)
+            begin = shift + round(after * NS_PER_S) if after is not None else min(start_ns if start_ns is not None else end, end)
+            found.append((stream["topic"], (min(begin, end), end, count)))
+    return found
 
 
 def _topic_timeline(topic: str, stamps: object) -> TopicTimeline:
@@ -182,8 +241,9 @@ def _draw(
     times: dict[str, array[int]],
     out: Path,
     title: str,
-) -> None:
+) -> Any:
     import numpy as np
+    from matplotlib.patches import Patch
     from matplotlib.ticker import FuncFormatter
 
     from mcl.log.record import ns_to_datetime
@@ -202,6 +262,10 @@ def _draw(
         ax.step(edges_s, np.append(rate, rate[-1:]), where="post", color="tab:blue", linewidth=0.8)
         for gap_start, gap_end in topic.gaps[:MAX_SPANS]:
             ax.axvspan(gap_start / NS_PER_S, gap_end / NS_PER_S, color="tab:orange", alpha=0.35, linewidth=0)
+        for loss_start, loss_end, _count in topic.losses[:MAX_SPANS]:
+            patch = ax.axvspan(loss_start / NS_PER_S, max(loss_end, loss_start + span // 500) / NS_PER_S,
+                               color="tab:purple", alpha=0.55, linewidth=0)
+            patch.set_gid(LOSS_GID)
         if topic.last_ns is not None:
             ax.plot([topic.last_ns / NS_PER_S], [0], marker="v", color="black", markersize=6, clip_on=False)
         for d_start, d_end in timeline.damaged:
@@ -211,6 +275,8 @@ def _draw(
         label = f"{name}\n{topic.messages:,} msgs"
         if topic.gaps:
             label += f", {len(topic.gaps)} gap{'s' if len(topic.gaps) != 1 else ''}"
+        if topic.losses:
+            label += f"\n{sum(c for _, _, c in topic.losses):,} lost"
         ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         ax.set_ylim(bottom=0)
         ax.tick_params(axis="y", labelsize=7)
@@ -230,8 +296,18 @@ def _draw(
     if timeline.rows < len(timeline.topics):
         notes.append(f"the {timeline.rows} busiest drawn")
     notes.append(f"gaps (orange): spacing > {GAP_FACTOR:g}x the topic's median")
+    if any(t.losses for t in timeline.topics):
+        notes.append(f"lost spans (purple): {sum(len(t.losses) for t in timeline.topics)}")
     notes.append(f"damaged parts (red hatch): {timeline.damage_count}")
     fig.suptitle(f"{title}\n" + "; ".join(notes), fontsize=9)
+    legend = [Patch(color="tab:blue", alpha=0.6, label="messages/s")]
+    if any(t.gaps for t in drawn):
+        legend.append(Patch(color="tab:orange", alpha=0.35, label=f"gap (> {GAP_FACTOR:g}x median spacing)"))
+    if any(t.losses for t in drawn):
+        legend.append(Patch(color="tab:purple", alpha=0.55, label=LOSS_LABEL))
+    if timeline.damaged:
+        legend.append(Patch(facecolor="none", edgecolor="tab:red", hatch="///", label="damaged part of the log"))
+    axes[0].legend(handles=legend, loc="upper right", fontsize=7, framealpha=0.8)
     fig.tight_layout()
     try:
         with open(out, "xb") as fp:
@@ -241,3 +317,4 @@ def _draw(
     except OSError as exc:
         out.unlink(missing_ok=True)
         raise LogError(f"{out}: cannot write the picture: {exc.strerror}") from None
+    return fig

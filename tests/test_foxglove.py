@@ -372,7 +372,7 @@ def test_forged_replay_clocks_never_stop_the_bridge(bridge: FoxgloveBridge, clie
 
 @pytest.mark.slow
 def test_payloads_nested_past_the_recursion_limit_never_stop_the_bridge(bridge: FoxgloveBridge, client: Client, mcl_bus: str) -> None:
-    """A map or list nested 1,000 deep (valid msgpack) on the bus: its channel is advertised, the bridge keeps serving."""
+    """A map or list nested 1,000 deep (valid msgpack) on the bus: its channel is advertised (raw bytes), the bridge keeps serving."""
     deep = {"map": b"\x82\xa4name\xa4Deep\xa1x" + b"\x81\xa1a" * 1000 + b"\x01",
             "list": b"\x82\xa4name\xa4Deep\xa1x" + b"\x91" * 1000 + b"\x01"}
     with Publisher(mcl_bus) as publisher:
@@ -386,7 +386,8 @@ def test_payloads_nested_past_the_recursion_limit_never_stop_the_bridge(bridge: 
                 break
         status = bridge.status()  # raises what stopped the bridge
     assert {name for name, _, _ in client.messages} >= {"ok", "map", "list"}
-    assert {c["topic"]: c["schemaName"] for c in client.channels.values()}["map"] == "Deep"
+    # deeper than mcl.message.MAX_DEPTH: not decoded, served as its bytes
+    assert {c["topic"]: c["schemaName"] for c in client.channels.values()}["map"] == "RawBytes"
     assert status.received >= 3
 
 
@@ -418,3 +419,56 @@ def test_client_connecting_while_a_replay_runs_gets_schemas_and_the_messages_in_
         assert len(got) >= 3, topic
         first = want.index(got[0])
         assert got == want[first:first + len(got)], topic  # a contiguous run of the log, in order, same content
+
+
+def _parse(*argv: str) -> Any:
+    from mcl.cli.common import make_parser
+    from mcl.cli.foxglove import PROG, add_arguments
+
+    return make_parser(PROG, "", add_arguments).parse_args(list(argv))
+
+
+def test_cli_topic_options_mean_what_they_mean_elsewhere() -> None:
+    """--topics a,b = --topics a b = --topics a --topics b; --topic-prefix and --exclude (repeatable) reach BridgeOptions."""
+    from mcl.cli.foxglove import bridge_options
+
+    for argv in (["--topics", "imu,gps"], ["--topics", "imu", "gps"], ["--topics", "imu", "--topics", "gps"]):
+        assert bridge_options(_parse(*argv)).topics == ("imu", "gps"), argv
+    options = bridge_options(_parse("--topic-prefix", "cam", "--exclude", "rear", "--exclude", "^cam/x", "--bus", "tcp://127.0.0.1:1", "-q"))
+    assert (options.topics, options.topic_prefixes, options.exclude, options.bus) == (None, ("cam",), ("rear", "^cam/x"), "tcp://127.0.0.1:1")
+    keep = options.topic_filter()
+    assert keep is not None and [t for t in ("cam/front", "cam/rear", "cam/x1", "imu") if keep(t)] == ["cam/front"]
+    assert bridge_options(_parse()).topic_filter() is None
+    with pytest.raises(SystemExit):
+        _parse("--exclude", "(")  # a bad regex is a usage error, as in every command
+    with pytest.raises(ValueError, match="bad exclude pattern"):
+        BridgeOptions(exclude=("(",))
+
+
+@pytest.mark.slow
+def test_excluded_and_unselected_topics_are_not_advertised(mcl_bus: str) -> None:
+    """A real bridge from the parsed options of `--topics imu,gps --topic-prefix cam --exclude rear`: only the selected topics become channels."""
+    from mcl.cli.foxglove import bridge_options
+
+    options = bridge_options(_parse("--bus", mcl_bus, "--port", "0", "--topics", "imu,gps", "--topic-prefix", "cam", "--exclude", "rear"))
+    served = {"imu", "gps", "cam/front", "cam/side"}
+    with FoxgloveBridge(options) as bridge, Publisher(mcl_bus) as publisher:
+        c = Client(bridge.port)
+        try:
+            assert publisher.wait_for_subscribers(1, timeout=10)
+            for i in range(30):
+                for topic in ("imu", "gps", "cam/front", "cam/rear", "cam/side", "imu2", "other"):
+                    publisher.publish(topic, encode({"name": "M", "timestamp": 0.0, "i": i}))
+                c.poll(0.03)
+            c.poll(10, until=lambda: {ch["topic"] for ch in c.channels.values()} >= served
+                   and all(len(c.topic_messages(t)) >= 20 for t in served))
+            c.poll(0.5)  # what else would have been advertised has been by now
+            deadline = time.monotonic() + 10
+            while bridge.status().received < 30 * len(served) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            status = bridge.status()
+        finally:
+            c.close()
+    assert {ch["topic"] for ch in c.channels.values()} == served
+    assert all(len(c.topic_messages(t)) >= 20 for t in served)
+    assert status.received == 30 * len(served)  # the others are not even counted as received

@@ -596,9 +596,9 @@ def test_any_nesting_decodes_or_raises_message_error(depth: int, kinds: list[byt
         assert depth > MAX_DEPTH and "nested deeper" in str(exc)
     else:
         assert depth <= MAX_DEPTH
-        from mcl.cli.common import dumps_json
+        from mcl.jsonform import dumps
 
-        dumps_json(value)  # what mcl-cat does next does not recurse too deep
+        dumps(value)  # what mcl-cat does next does not recurse too deep
 
 
 # -- 5. decompression bombs --------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 Each line is one JSON object: {"time": elapsed seconds, "topic": ...,
 "payload": decoded payload}. Messages are maps holding name, timestamp and
-their fields; bytes are written as base64 strings and numpy arrays as
-lists. Raw-typed records (payloads that are not named messages) are printed
+their fields; bytes (values and map keys) are written as base64 strings,
+numpy arrays as lists, NaN and infinity as null (the rules of
+mcl.jsonform, the same as mcl-info --json and the MCAP export). Raw-typed records (payloads that are not named messages) are printed
 too. Several logs are merged by absolute time; "time" counts from the
-earliest time origin. A payload that is not valid msgpack is printed as
-{"time", "topic", "payload_base64", "error"} with a warning on stderr.
+earliest time origin. A payload that is not valid msgpack (or nested too
+deep) is printed as {"time", "topic", "payload_base64", "error"} with a
+one-line warning on stderr.
 
 Examples:
   mcl-cat sample_logs/vehicle --topics gps --start 1 --end 2 | head
@@ -28,9 +30,9 @@ from mcl.cli.common import (
     make_parser,
     print_warning,
     run_main,
-    to_jsonable,
 )
 from mcl.exceptions import MessageError
+from mcl.jsonform import to_plain_json
 from mcl.log.reader import open_log
 from mcl.message import unpack
 
@@ -73,24 +75,27 @@ def _cat(args: argparse.Namespace) -> int:
 def json_line(elapsed_ns: int, topic: str, payload: bytes, dumps: Callable[..., str] = json.dumps) -> str:
     """One record as the JSON line of mcl-cat (and of mcl-dump --echo --json), without the newline.
 
-    A payload that is not valid msgpack gives {"time", "topic",
-    "payload_base64", "error"} and a warning on stderr.
+    Values follow :func:`mcl.jsonform.to_plain_json`. A payload that is
+    not valid msgpack, or that cannot be written as JSON (nested deeper
+    than Python recurses), gives {"time", "topic", "payload_base64",
+    "error"} and a one-line warning on stderr.
     """
     time_s = elapsed_ns / 1e9
     try:
-        value = to_jsonable(unpack(payload))
-    except MessageError as exc:
-        print_warning(f"record at {time_s:.6f} s on topic {topic!r}: {exc}")
+        value = to_plain_json(unpack(payload))
+        return dumps({"time": time_s, "topic": topic, "payload": value}, ensure_ascii=False, allow_nan=False)
+    except (MessageError, RecursionError, ValueError) as exc:
+        error = str(exc) if isinstance(exc, MessageError) else f"payload of {len(payload)} bytes cannot be written as JSON: {type(exc).__name__}"
+        print_warning(f"record at {time_s:.6f} s on topic {topic!r}: {error}")
         return dumps(
             {
                 "time": time_s,
                 "topic": topic,
                 "payload_base64": base64.b64encode(payload).decode("ascii"),
-                "error": str(exc),
+                "error": error,
             },
             ensure_ascii=False,
         )
-    return dumps({"time": time_s, "topic": topic, "payload": value}, ensure_ascii=False)
 
 
 if __name__ == "__main__":

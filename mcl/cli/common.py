@@ -27,9 +27,7 @@ terminal) all stop the command cleanly.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as _dt
-import json
 import math
 import os
 import signal
@@ -38,8 +36,6 @@ import threading
 import warnings
 from collections.abc import Callable, Collection, Iterable
 from typing import IO, Any
-
-import msgpack
 
 from mcl.exceptions import LogDamageWarning, LogError, MclError
 
@@ -60,8 +56,6 @@ __all__ = [
     "non_negative_seconds",
     "comma_list",
     "check_topics",
-    "to_jsonable",
-    "dumps_json",
     "format_utc",
     "format_size",
     "format_seconds",
@@ -353,59 +347,6 @@ def check_topics(reader: Any, topics: Iterable[str] | None, seen: Collection[str
         names = ", ".join(repr(t) for t in sorted(present)) or "none"
         which = "topic" if len(unknown) == 1 else "topics"
         raise LogError(f"{which} {', '.join(repr(t) for t in unknown)} not in the log (its topics: {names})")
-
-
-def to_jsonable(value: Any) -> Any:
-    """A decoded payload turned into values ``json`` can write.
-
-    bytes become base64 strings, numpy arrays nested lists, numpy scalars
-    Python numbers, messages their payload map (``name``, ``timestamp``,
-    fields), sets sorted lists, map keys strings. Unknown msgpack
-    extensions become ``{"ext": code, "data": base64}``. Floats NaN and
-    infinity are kept (``json`` writes them as NaN / Infinity).
-    """
-    import numpy as np  # here, not at the top: commands that print no payloads start without numpy
-
-    from mcl.message import Message
-
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return base64.b64encode(bytes(value)).decode("ascii")
-    if isinstance(value, dict):
-        return {_json_key(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, Message):
-        return to_jsonable(value.to_dict())
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind in "SVO" or value.dtype.names is not None:
-            return [to_jsonable(v) for v in value.tolist()]
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return to_jsonable(value.item())
-    if isinstance(value, (set, frozenset)):
-        return sorted((to_jsonable(v) for v in value), key=repr)
-    if isinstance(value, msgpack.ExtType):
-        return {"ext": value.code, "data": base64.b64encode(value.data).decode("ascii")}
-    if isinstance(value, complex):
-        return [value.real, value.imag]
-    return str(value)
-
-
-def _json_key(key: Any) -> str:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, (bytes, bytearray)):
-        return base64.b64encode(bytes(key)).decode("ascii")
-    if isinstance(key, tuple):
-        return json.dumps(to_jsonable(key))
-    return str(to_jsonable(key))
-
-
-def dumps_json(value: Any, *, indent: int | None = None) -> str:
-    """``value`` (decoded payloads, numpy, messages...) as one JSON text."""
-    return json.dumps(to_jsonable(value), indent=indent, ensure_ascii=False)
 
 
 # -- human formatting ---------------------------------------------------------------------

@@ -15,6 +15,7 @@ there is no authentication, so any other address is warned about.
 Examples:
   mcl-foxglove                                   # ws://127.0.0.1:8765, every topic
   mcl-foxglove --topics imu,gps --port 9000
+  mcl-foxglove --topic-prefix camera --exclude rear  # camera/* but not camera/rear
   mcl-foxglove --quiet        # and in another shell: mcl-replay sample_logs/vehicle --loop
   mcl-foxglove --bus tcp://robot:26000 --host 0.0.0.0
 """
@@ -27,11 +28,15 @@ import signal
 import sys
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcl.cli.common import ExtendNames, comma_list, make_parser, positive_int, print_warning, run_main, whole_number
+from mcl.cli.args import add_bus_argument, add_quiet_argument, add_topic_arguments, describe_topics
+from mcl.cli.common import make_parser, positive_int, print_warning, run_main, whole_number
 
-__all__ = ["add_arguments", "main", "run"]
+if TYPE_CHECKING:  # the bridge (and foxglove-sdk) is imported when serving: --help starts without it
+    from mcl.foxglove import BridgeOptions
+
+__all__ = ["add_arguments", "bridge_options", "main", "run"]
 
 PROG = "mcl-foxglove"
 
@@ -45,11 +50,8 @@ def _port(text: str) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of mcl-foxglove."""
-    parser.add_argument("--bus", metavar="ADDRESS", help="bus to serve (default: $MCL_BUS or tcp://127.0.0.1:26000)")
-    parser.add_argument(
-        "--topics", nargs="+", type=comma_list, action=ExtendNames, metavar="T",
-        help="serve only these topics (exact names; a,b or several names; repeatable)",
-    )
+    add_bus_argument(parser)
+    add_topic_arguments(parser, verb="serve", prefixes=True)
     parser.add_argument("--host", default="127.0.0.1", help="address the WebSocket server listens on (default: 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8765, help="WebSocket port (default: 8765; 0 picks a free one)")
     parser.add_argument(
@@ -60,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backlog", type=positive_int, default=1024, metavar="N",
         help="messages queued per client by the server; a slower client loses its oldest (default: 1024)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no status line")
+    add_quiet_argument(parser, "no status line")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,17 +76,26 @@ def run() -> None:
     sys.exit(main())
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from mcl.foxglove import BridgeOptions, FoxgloveBridge, is_loopback
+def bridge_options(args: argparse.Namespace) -> BridgeOptions:
+    """The bridge options of parsed mcl-foxglove arguments."""
+    from mcl.foxglove import BridgeOptions
 
-    options = BridgeOptions(
+    return BridgeOptions(
         bus=args.bus,
         topics=None if args.topics is None else tuple(args.topics),
+        topic_prefixes=None if args.topic_prefix is None else tuple(args.topic_prefix),
+        exclude=None if args.exclude is None else tuple(args.exclude),
         host=args.host,
         port=args.port,
         queue=args.queue,
         backlog=args.backlog,
     )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mcl.foxglove import FoxgloveBridge, is_loopback
+
+    options = bridge_options(args)
     if not is_loopback(args.host):
         print_warning(
             f"serving on {args.host}: every machine that reaches port {args.port} sees the bus, without authentication"
@@ -101,8 +112,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         with FoxgloveBridge(options) as bridge:
             host = f"[{args.host}]" if ":" in args.host else args.host
-            print(f"{PROG}: serving ws://{host}:{bridge.port} (bus {args.bus or 'default'}; "
-                  f"{'topics ' + ', '.join(options.topics) if options.topics else 'every topic'})", flush=True)
+            print(f"{PROG}: serving ws://{host}:{bridge.port} (bus {args.bus or 'default'}; {describe_topics(args)})",
+                  flush=True)
             tty = sys.stderr.isatty()
             every = 1.0 if tty else 10.0
             next_line = time.monotonic() + every

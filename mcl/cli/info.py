@@ -38,13 +38,13 @@ from typing import Any
 
 from mcl.cli.args import add_json_argument
 from mcl.cli.common import (
-    dumps_json,
     format_seconds,
     format_size,
     format_utc,
     make_parser,
     run_main,
 )
+from mcl.jsonform import dumps as dumps_json
 from mcl.log.formats import open_source
 from mcl.log.record import LogSummary, TopicStats
 
@@ -124,8 +124,9 @@ def _info(args: argparse.Namespace) -> int:
 
         timeline = plot_timeline(args.logs, args.plot)
         gaps = sum(len(t.gaps) for t in timeline.topics)
+        losses = sum(len(t.losses) for t in timeline.topics)
         print(f"{PROG}: drew {args.plot}: {timeline.rows} topic row(s), {gaps} gap(s), "
-              f"{timeline.damage_count} damaged part(s)", file=sys.stderr)
+              f"{losses} lost span(s), {timeline.damage_count} damaged part(s)", file=sys.stderr)
     if args.json:
         objects = [summary_to_dict(s) for s in summaries]
         for obj, summary in zip(objects, summaries):

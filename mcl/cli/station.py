@@ -29,7 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcl.cli.common import dumps_json, make_parser, positive_number, run_main
+from mcl.cli.common import make_parser, positive_number, run_main
+from mcl.jsonform import dumps as dumps_json
 
 __all__ = ["add_arguments", "main", "run"]
 
