@@ -527,3 +527,26 @@ def test_dump_survives_hostile_frames_and_reports_them_by_reason(bus: str, tmp_p
     records = read_back(path)
     assert [r.payload for r in records if r.topic == "t"] == [b"a", b"forged", b"b"]
     assert len(records) == 3 + 5
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_echo_releases_the_bytes_it_printed(as_json: bool) -> None:
+    """--echo (text or --json) gives back its byte budget once printed: a long recording keeps echoing."""
+    import io
+    from types import SimpleNamespace
+
+    from mcl.cli.dump import _ECHO_BYTES, _Echo
+    from mcl.message import encode
+
+    echo = _Echo(io.StringIO(), as_json=as_json)
+    payload = encode({"name": "M", "timestamp": 0.0, "v": 1})
+    small = SimpleNamespace(received_ns=1, topic="t", payload=payload, message=None)
+    rounds = _ECHO_BYTES // (1 << 20) + 2  # more than the budget in total, a MiB at a time
+    printed = 0
+    for _ in range(rounds):
+        echo.push(SimpleNamespace(received_ns=1, topic="t", payload=bytes(1 << 20), message=None))
+        echo.push(small)
+        echo.drain()
+        printed += 2
+    assert echo.skipped == 0 and echo.queued_bytes == 0
+    assert len(echo.out.getvalue().splitlines()) == printed

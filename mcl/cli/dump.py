@@ -446,6 +446,7 @@ class _Echo:
 
             while queue:
                 r = queue.popleft()
+                self.queued_bytes -= len(r.payload)
                 print(json_line(r.received_ns - self.origin_ns, r.topic, r.payload), file=out)
         while queue:
             r = queue.popleft()
