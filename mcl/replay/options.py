@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mcl.exceptions import ArgumentRangeError, ArgumentTypeError
-from mcl.replay.clock import check_speed
+from mcl.replay.clock import MAX_SPEED, MIN_SPEED, check_speed
 
 __all__ = ["ReplayOptions", "ReplayStatus", "parse_remap", "check_compat_speed", "check_seconds", "intersect_window"]
 
@@ -121,8 +121,10 @@ def check_compat_speed(speed: Any) -> float:
     """The original speed check: a number > 0 (math.inf: as fast as possible), else a TypeError; the float."""
     if isinstance(speed, bool) or not isinstance(speed, (int, float)):
         raise ArgumentTypeError(f"speed must be a number > 0 (math.inf: as fast as possible), not a {type(speed).__name__}")
-    if math.isnan(speed) or speed <= 0:
-        raise ArgumentRangeError(f"speed must be a number > 0 (math.inf: as fast as possible), not {speed!r}")
+    if math.isnan(speed) or speed <= 0:  # the range is checked by check_speed; this error is also a TypeError
+        raise ArgumentRangeError(
+            f"speed must be between {MIN_SPEED:g} and {MAX_SPEED:g} (or math.inf: as fast as possible), not {speed!r}"
+        )
     return float(speed)
 
 
