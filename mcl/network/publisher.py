@@ -95,6 +95,7 @@ class Publisher:
         self._seqs: dict[bytes, int] = {}  # topic -> next sequence number
         self._subscribers: set[bytes] = set()  # ids of the subscribers attached now
         self._joined: dict[bytes, dict[bytes, int]] = {}  # subscriber -> next sequences when first seen
+        self._first_ns: dict[bytes, int] = {}  # topic -> time_ns just before its sequence 0 was sent
         self._acked: set[bytes] = set()
         self._countdown = _DRAIN_EVERY
         self._startup_wait = startup_wait
@@ -251,6 +252,8 @@ class Publisher:
             raise TypeError(f"topic must be a str, not {type(topic).__name__}")
         tb = topic.encode("utf-8")
         self._topics[topic] = tb
+        if tb not in self._first_ns:  # when sequence 0 goes out (end of stream: heads missed from 0)
+            self._first_ns[tb] = _time_ns()
         return tb
 
     # -- subscribers --------------------------------------------------------------------
@@ -338,6 +341,7 @@ class Publisher:
         table = {
             "counts": self._seqs,
             "joined": {sid: self._joined[sid] for sid in self._subscribers if sid in self._joined},
+            "first_ns": self._first_ns,
         }
         sock.send(wire.END_TOPIC, _SNDMORE)
         sock.send(_pack_meta(1, wire.KIND_END, 0, _time_ns()) + self._idb, _SNDMORE)

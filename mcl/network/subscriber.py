@@ -86,8 +86,10 @@ def _plausible(since_ns: int, sent_ns: int) -> int:
     return _GAP_SLACK + elapsed * MAX_RATE_PER_S // 1_000_000_000
 
 
-def _parse_end(payload: bytes, subscriber: bytes) -> tuple[dict[bytes, int], dict[bytes, int] | None] | None:
-    """(counts, this subscriber's joined table) of an end-of-stream payload; None when it is not valid."""
+def _parse_end(
+    payload: bytes, subscriber: bytes
+) -> tuple[dict[bytes, int], dict[bytes, int] | None, dict[bytes, int]] | None:
+    """(counts, this subscriber's joined table, first send times) of an end-of-stream payload; None if not valid."""
     if len(payload) > 64 << 20:
         return None
     try:
@@ -110,7 +112,10 @@ def _parse_end(payload: bytes, subscriber: bytes) -> tuple[dict[bytes, int], dic
             type(k) is bytes and type(v) is int and 0 <= v <= counts.get(k, 0) for k, v in joined.items()
         ):
             return None
-    return counts, joined
+    first_ns = table.get("first_ns", {})  # absent from the tables of older publishers
+    if not isinstance(first_ns, dict) or not all(type(k) is bytes and type(v) is int for k, v in first_ns.items()):
+        return None
+    return counts, joined, first_ns
 
 
 
@@ -222,6 +227,9 @@ class Subscriber:
         self._max_topic_bytes = max_topic_bytes
         self._max_streams = max_streams
         self._started_ns = _time_ns()
+        # time_ns by which this subscriber was surely on the bus (it had received a message, or
+        # wait_joined saw its announcement at the forwarder); None: not known yet
+        self._joined_ns: int | None = None
         self._lease = None
         self.id: str = make_id()
         self._idb = self.id.encode()
@@ -314,6 +322,8 @@ class Subscriber:
                     return False
                 if probe.poll(max(1, int(min(remaining, 0.5) * 1000)), zmq.POLLIN):
                     if probe.recv() == wanted:
+                        if self._joined_ns is None:
+                            self._joined_ns = _time_ns()
                         return True
         finally:
             probe.close(0)
@@ -458,6 +468,8 @@ class Subscriber:
 
     def _new_stream(self, key: tuple[bytes, bytes], seq: int, sent_ns: int) -> list[Any] | None:
         """The accounting of a (publisher, topic) seen for the first time (or since its end); None if refused."""
+        if self._joined_ns is None:
+            self._joined_ns = _time_ns()
         names = self._names
         pub_b, topic_b = key
         if topic_b.startswith(b"\xff"):
@@ -504,6 +516,8 @@ class Subscriber:
 
     def _foreign(self, topic_b: bytes, payload: bytes) -> Received | None:
         """A message not in the mcl format: [topic, payload] is accepted without accounting."""
+        if self._joined_ns is None:
+            self._joined_ns = _time_ns()
         if topic_b.startswith(b"\xff"):
             self._drop("control topic", None)
             return None
@@ -538,13 +552,19 @@ class Subscriber:
         if table is None or len(pub_b) > _MAX_ID_BYTES:
             self._drop("bad end of stream", None)
             return
-        counts, joined = table
+        counts, joined, first_ns = table
         self._ended[pub_b] = now
+        joined_ns = self._joined_ns
         for topic_b, count in counts.items():
             if not self._matches(topic_b):
                 continue
             key = (pub_b, topic_b)
             first_due = None if joined is None else joined.get(topic_b, 0)
+            sent_first = first_ns.get(topic_b)
+            if joined_ns is not None and sent_first is not None and joined_ns <= sent_first:
+                # On the bus before the topic's first message (its subscription may not have reached
+                # the publisher in time): everything from sequence 0 was due (same-host clocks).
+                first_due = 0
             stream = self._streams.pop(key, None)
             spans: list[tuple[int, int, int, int]] = []  # (first missed, count, after_ns, before_ns)
             if stream is None:  # nothing received on that topic
