@@ -33,13 +33,14 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mcl.exceptions import LogError, MclError, RecordError
-from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, make_writer
+from mcl.exceptions import ArgumentError, LogError, MclError, RecordError
+from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, check_writer_options, make_writer
+from mcl.timeutil import NS_PER_S, check_seconds
 
 if TYPE_CHECKING:
     from mcl.network import Received
@@ -50,6 +51,7 @@ __all__ = [
     "ACCOUNTING_FILE",
     "DEFAULT_FLUSH_INTERVAL_NS",
     "DEFAULT_HWM",
+    "RecordOptions",
     "Recorder",
     "RecorderStatus",
     "TopicStatus",
@@ -60,10 +62,9 @@ __all__ = [
 DEFAULT_FLUSH_INTERVAL_NS = 100_000_000  # SIGKILL loses at most this much of the recording
 DEFAULT_HWM = 100_000  # messages queued for the recorder while it writes (ZeroMQ's default is 1000)
 _BATCH = 1000  # messages taken from the subscriber at a time
-_NS = 1_000_000_000
 JOIN_TIMEOUT_S = 3.0  # start() waits at most this long for the subscription to reach the forwarder
 ACCOUNTING_FILE = "accounting.json"  # the recording's loss accounting, in the log directory
-ACCOUNTING_EVERY_NS = 1_000_000_000  # the accounting file is rewritten this often while recording
+ACCOUNTING_EVERY_NS = NS_PER_S  # the accounting file is rewritten this often while recording
 MAX_TOPIC_BYTES = 0xFFFF  # the native format's topic length (u16); longer topics are not storable
 MAX_TOPICS = 100_000  # distinct topics a recording keeps (counts in memory); more are not storable
 MCL1_MAX_TYPES = 256  # MCL_LOG 1.0 keeps one open file per type: more types are not storable
@@ -79,7 +80,7 @@ def make_log_path(out_dir: str | os.PathLike[str], when_ns: int | None = None, h
     until the name is free (the directory is created here, atomically).
     """
     root = Path(out_dir)
-    when = _dt.datetime.fromtimestamp((time.time_ns() if when_ns is None else when_ns) / _NS, tz=_dt.UTC)
+    when = _dt.datetime.fromtimestamp((time.time_ns() if when_ns is None else when_ns) / NS_PER_S, tz=_dt.UTC)
     host = re.sub(r"[^A-Za-z0-9.-]+", "-", host if host is not None else socket.gethostname()) or "host"
     base = f"{when:%Y%m%dT%H%M%SZ}_{host}"
     try:
@@ -132,8 +133,100 @@ class RecorderStatus:
     error: str | None = None  # why the recording stopped early, None if it did not
 
 
+def _positive(value: Any, name: str, unit: str, none_ok: bool = True) -> None:
+    """`value` must be a positive integer (or None when `none_ok`); ArgumentError naming the field."""
+    if value is None and none_ok:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ArgumentError(f"{name} must be a positive integer ({unit}){' or None' if none_ok else ''}, not {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordOptions:
+    """What a recording records and how (the twin of :class:`mcl.replay.ReplayOptions`); times in integer ns.
+
+    The one validation of a recorder's settings is here (``dataclasses.replace``
+    re-runs it). :meth:`from_seconds` is the form with seconds, as ``mcl-dump``
+    takes them; :meth:`from_keywords` the form of ``Recorder``'s keywords.
+    """
+
+    bus: str | None = None  # bus address; None = the default bus
+    topics: tuple[str, ...] | None = None  # topics subscribed to (prefixes, or names with exact); None = every topic
+    exact: bool = False  # topics are exact names, not prefixes
+    topic_filter: Callable[[str], bool] | None = None  # predicate on each arriving topic; None = keep all subscribed
+    format: str = DEFAULT_FORMAT  # the log format's registered name ("native", "mcl1", ...)
+    metadata: tuple[tuple[str, str], ...] = ()  # (key, value) pairs kept with the log (host is added)
+    split_size: int | None = None  # bytes per data file before a new one starts; None = no limit
+    split_duration_ns: int | None = None  # ns of log time per data file before a new one starts; None = no limit
+    max_files: int | None = None  # rotation: keep only the newest N data files; None = keep all
+    compression: str | None = None  # "zstd" or None (uncompressed)
+    flush_interval_ns: int = DEFAULT_FLUSH_INTERVAL_NS  # ns between flushes: what a SIGKILL loses at most
+    duration_ns: int | None = None  # ns after start() the recording stops by itself; None = never
+    count: int | None = None  # messages after which the recording stops by itself; None = never
+    on_message: Callable[[Received], Any] | None = None  # called in the recording thread with each message; must be quick
+    hwm: int = DEFAULT_HWM  # messages the recorder's socket queues while the thread is busy (then drops, counted)
+
+    def __post_init__(self) -> None:
+        if self.topics is not None and not all(isinstance(t, str) for t in self.topics):
+            raise ArgumentError(f"topics must be strings, not {self.topics!r}")
+        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata):
+            raise ArgumentError(f"metadata keys and values must be strings, not {self.metadata!r}")
+        _positive(self.split_size, "split_size", "bytes")
+        _positive(self.split_duration_ns, "split_duration_ns", "ns")
+        _positive(self.max_files, "max_files", "data files")
+        _positive(self.flush_interval_ns, "flush_interval_ns", "ns", none_ok=False)
+        _positive(self.duration_ns, "duration_ns", "ns")
+        _positive(self.count, "count", "messages")
+        _positive(self.hwm, "hwm", "messages", none_ok=False)
+        if self.compression not in (None, "zstd"):
+            raise ArgumentError(f"compression: unknown {self.compression!r} (known: zstd)")
+        try:
+            check_writer_options(self.format, max_files=self.max_files, compression=self.compression)
+        except LogError as exc:
+            raise RecordError(str(exc)) from None
+
+    @classmethod
+    def from_keywords(
+        cls,
+        *,
+        bus: str | None = None,
+        topics: Iterable[str] | str | None = None,
+        metadata: Mapping[str, str] | Iterable[tuple[str, str]] | None = None,
+        **fields: Any,
+    ) -> RecordOptions:
+        """The options of ``Recorder``'s keyword form (lists, a dict of metadata; times in ns)."""
+        if topics is not None:
+            fields["topics"] = (topics,) if isinstance(topics, str) else tuple(topics)
+        if metadata is not None:
+            fields["metadata"] = tuple((metadata.items() if isinstance(metadata, Mapping) else metadata))
+        unknown = sorted(set(fields) - {f for f in cls.__dataclass_fields__})
+        if unknown:
+            raise TypeError(f"unknown recorder option(s): {', '.join(unknown)}")
+        return cls(bus=bus, **fields)
+
+    @classmethod
+    def from_seconds(
+        cls,
+        *,
+        split_duration: float | None = None,
+        flush_interval: float | None = None,
+        duration: float | None = None,
+        **keywords: Any,
+    ) -> RecordOptions:
+        """The form with seconds (``mcl-dump``'s): the three times in seconds, the rest as :meth:`from_keywords`."""
+        for name, seconds in (("split_duration", split_duration), ("flush_interval", flush_interval), ("duration", duration)):
+            if seconds is not None:
+                keywords[f"{name}_ns"] = check_seconds(seconds, name)
+        return cls.from_keywords(**keywords)
+
+
 class Recorder:
     """Records a live bus into a new log directory, in a background thread.
+
+    ``Recorder(path, options)`` takes a :class:`RecordOptions`, its one
+    input; ``Recorder(path, bus, topics, **keywords)`` is the convenience
+    form that builds one (:meth:`RecordOptions.from_keywords`, times in ns;
+    the options are in ``recorder.options``). The keywords:
 
     Args:
         path: the log directory to create (must not hold a log; see
@@ -170,52 +263,42 @@ class Recorder:
     def __init__(
         self,
         path: str | os.PathLike[str] | None,
-        bus: str | None = None,
+        options: RecordOptions | str | None = None,
         topics: Iterable[str] | str | None = None,
-        *,
-        format: str = DEFAULT_FORMAT,
-        exact: bool = False,
-        topic_filter: Callable[[str], bool] | None = None,
-        metadata: dict[str, str] | None = None,
-        split_size: int | None = None,
-        split_duration_ns: int | None = None,
-        max_files: int | None = None,
-        compression: str | None = None,
-        flush_interval_ns: int = DEFAULT_FLUSH_INTERVAL_NS,
-        duration_ns: int | None = None,
-        count: int | None = None,
-        on_message: Callable[[Received], Any] | None = None,
-        hwm: int = DEFAULT_HWM,
+        **keywords: Any,
     ) -> None:
-        if max_files is not None and max_files < 1:
-            raise ValueError("max_files must be at least 1")
-        if count is not None and count < 1:
-            raise ValueError("count must be at least 1")
-        if flush_interval_ns <= 0:
-            raise ValueError("flush_interval_ns must be positive")
-        if compression not in (None, "zstd"):
-            raise ValueError(f"unknown compression {compression!r} (known: zstd)")
-        if compression is not None and format != "native":
-            raise RecordError(f"compression needs the native format; {format} files cannot be compressed")
-        if max_files is not None and format == "mcl1":
-            raise RecordError("rotation (max_files) needs the native format; MCL_LOG 1.0 keeps the time origin only in the first file of a series")
+        if isinstance(options, RecordOptions):
+            if topics is not None or keywords:
+                given = sorted({*keywords, *(["topics"] if topics is not None else [])})
+                raise TypeError(f"give either a RecordOptions or keywords, not both (got {', '.join(given)})")
+        else:
+            if options is not None:  # Recorder(path, bus, topics): the original positional form
+                if "bus" in keywords:
+                    raise TypeError("bus given twice (positionally and as a keyword)")
+                keywords["bus"] = options
+            if topics is not None:
+                if "topics" in keywords:
+                    raise TypeError("topics given twice (positionally and as a keyword)")
+                keywords["topics"] = topics
+            options = RecordOptions.from_keywords(**keywords)
+        self.options: RecordOptions = options
         self.path = None if path is None else Path(path)
-        self.bus = bus
-        self.topics: list[str] | None = [topics] if isinstance(topics, str) else (None if topics is None else list(topics))
-        self.format = format
-        self.exact = exact
-        self.topic_filter = topic_filter
-        self.metadata = dict(metadata or {})
+        self.bus = options.bus
+        self.topics: list[str] | None = None if options.topics is None else list(options.topics)
+        self.format = options.format
+        self.exact = options.exact
+        self.topic_filter = options.topic_filter
+        self.metadata = dict(options.metadata)
         self.metadata.setdefault("host", socket.gethostname())
-        self.split_size = split_size
-        self.split_duration_ns = split_duration_ns
-        self.max_files = max_files
-        self.compression = compression
-        self.flush_interval_ns = flush_interval_ns
-        self.duration_ns = duration_ns
-        self.count = count
-        self.on_message = on_message
-        self.hwm = hwm
+        self.split_size = options.split_size
+        self.split_duration_ns = options.split_duration_ns
+        self.max_files = options.max_files
+        self.compression = options.compression
+        self.flush_interval_ns = options.flush_interval_ns
+        self.duration_ns = options.duration_ns
+        self.count = options.count
+        self.on_message = options.on_message
+        self.hwm = options.hwm
 
         self.origin_ns = 0
         self._writer: LogWriterProtocol | None = None
@@ -371,9 +454,9 @@ class Recorder:
         self._rate_samples.append((now, messages))
         rate = 0.0
         for t, n in self._rate_samples:  # the oldest sample within the last 2 s
-            if now - t <= 2 * _NS:
+            if now - t <= 2 * NS_PER_S:
                 if now > t:
-                    rate = (messages - n) * _NS / (now - t)
+                    rate = (messages - n) * NS_PER_S / (now - t)
                 break
         topics = {}
         lost_by_topic = dict(self._lost_by_topic)
@@ -496,7 +579,7 @@ class Recorder:
             wait_ns = next_flush - now
             if deadline is not None:
                 wait_ns = min(wait_ns, deadline - now)
-            batch = recv_batch(_BATCH, max(wait_ns, 0) / _NS) if not stop.is_set() else recv_batch(_BATCH, 0)
+            batch = recv_batch(_BATCH, max(wait_ns, 0) / NS_PER_S) if not stop.is_set() else recv_batch(_BATCH, 0)
             drained = not batch
             if keep is not None:
                 batch = [r for r in batch if keep(r.topic)]
@@ -699,7 +782,7 @@ class Recorder:
 
 def _elapsed_s(ns: int, origin_ns: int) -> float | None:
     """A sender time as seconds since the log's origin (None when the sender gave none)."""
-    return None if ns <= 0 else round((ns - origin_ns) / _NS, 9)
+    return None if ns <= 0 else round((ns - origin_ns) / NS_PER_S, 9)
 
 
 def _default_bus() -> str:

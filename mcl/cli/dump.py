@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import itertools
 import json
@@ -32,7 +33,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mcl.cli.args import (
     add_bus_argument,
@@ -52,8 +53,11 @@ from mcl.cli.common import (
     print_warning,
     run_main,
 )
-from mcl.exceptions import MclError
+from mcl.exceptions import MclError, RecordError
 from mcl.log.record import datetime_to_ns
+
+if TYPE_CHECKING:
+    from mcl.record import RecordOptions
 
 _NS = 1_000_000_000
 _ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (recording never does)
@@ -207,26 +211,40 @@ def _metadata(items: list[str]) -> dict[str, str]:
 def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.json and not args.echo:
         parser.error("--json applies to --echo (the messages printed)")
-    if args.compress and args.format != "native":
-        parser.error("--compress needs the native format (MCL_LOG 1.0 files are plain text)")
-    if args.max_files is not None and args.format != "native":
-        parser.error("--max-files needs the native format (MCL_LOG 1.0 keeps the time origin only in the first file of a series)")
     if args.no_record and (args.split_size or args.split_duration or args.max_files or args.compress):
         parser.error("--no-record writes no log: --split-size, --split-duration, --max-files and --compress do not apply")
+    from mcl.record import RecordOptions
+
     try:
-        metadata = _metadata(args.metadata)
+        topics, exact, keep = bus_subscription(args)
+        # The recorder's settings, built and validated once; each recording of a schedule
+        # only changes when it stops (duration, count).
+        options = RecordOptions.from_seconds(
+            bus=args.bus,
+            topics=topics,
+            exact=exact,
+            topic_filter=keep,
+            format=args.format,
+            metadata=_metadata(args.metadata),
+            split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
+            split_duration=args.split_duration,
+            max_files=args.max_files,
+            compression="zstd" if args.compress else None,
+            flush_interval=args.flush_interval,
+            hwm=args.hwm,
+        )
         schedule = make_schedule(args, time.time_ns())
-    except ValueError as exc:
+    except (ValueError, RecordError) as exc:
         parser.error(str(exc))
     from mcl.network.address import parse_bus
 
     parse_bus(args.bus)  # a bad address is an error before any log directory is made
 
     with StopSignals() as stop:
-        return _run_schedule(args, metadata, schedule, stop)
+        return _run_schedule(args, options, schedule, stop)
 
 
-def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: Iterator[Window], stop: StopSignals) -> int:
+def _run_schedule(args: argparse.Namespace, options: RecordOptions, schedule: Iterator[Window], stop: StopSignals) -> int:
     from mcl.record import Recorder, make_log_path
 
     err = sys.stderr
@@ -266,24 +284,14 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             duration_ns = left if duration_ns is None else min(duration_ns, left)
         count = None if args.count is None else args.count - total_messages
         path = None if args.no_record else make_log_path(args.output)
-        topics, exact, keep = bus_subscription(args)
         recorder = Recorder(
             path,
-            args.bus,
-            topics,
-            format=args.format,
-            exact=exact,
-            topic_filter=keep,
-            metadata=metadata,
-            split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
-            split_duration_ns=None if args.split_duration is None else round(args.split_duration * _NS),
-            max_files=args.max_files,
-            compression="zstd" if args.compress else None,
-            flush_interval_ns=round(args.flush_interval * _NS),
-            duration_ns=duration_ns,
-            count=count,
-            on_message=None if echo is None else echo.push,
-            hwm=args.hwm,
+            dataclasses.replace(
+                options,
+                duration_ns=duration_ns,
+                count=count,
+                on_message=None if echo is None else echo.push,
+            ),
         )
         try:
             recorder.start()

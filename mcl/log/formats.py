@@ -22,6 +22,7 @@ __all__ = [
     "format_for_path",
     "open_source",
     "make_writer",
+    "check_writer_options",
     "writer_class",
     "format_module",
     "file_starts_with",
@@ -39,6 +40,7 @@ class FormatSpec:
     description: str  # for people (mcl-info)
     suffixes: tuple[str, ...] = ()  # an output path ending so picks this format (".mcap")
     requires: str | None = None  # the optional package it needs, named in the error when missing
+    features: frozenset[str] = frozenset()  # optional writer features it has: "compression" (zstd), "max_files" (rotation)
 
 
 _REGISTRY: dict[str, FormatSpec] = {}
@@ -54,7 +56,8 @@ def register_format(spec: FormatSpec) -> None:
     FORMATS[spec.name] = spec.module
 
 
-register_format(FormatSpec("native", "mcl.log.native", "NativeSource", "NativeWriter", "mcl native"))
+register_format(FormatSpec("native", "mcl.log.native", "NativeSource", "NativeWriter", "mcl native",
+                           features=frozenset({"compression", "max_files"})))
 register_format(FormatSpec("mcl1", "mcl.log.mcl1", "Mcl1Source", "Mcl1Writer", "MCL_LOG 1.0 (original MCL text logs)"))
 register_format(FormatSpec("mcap", "mcl.log.mcap", "McapSource", "McapWriter", "MCAP", (".mcap",), "mcap"))
 
@@ -160,6 +163,21 @@ def open_source(path: str | os.PathLike[str], *, strict: bool = False) -> LogSou
     if wanted is not None:
         format_module(wanted)  # names the missing package
     raise LogFormatError(p, "not a log file of any format mcl reads", offset=0)
+
+
+_FEATURE_NAMES = {"compression": "compression", "max_files": "rotation (max_files)"}
+
+
+def check_writer_options(format: str, **options: Any) -> None:
+    """Refuse the optional writer features (`options` not None) that `format` does not have, in one place.
+
+    LogError naming the feature, the format and the formats that have it.
+    """
+    spec = format_spec(format)
+    for name, value in options.items():
+        if value is not None and name not in spec.features:
+            having = ", ".join(s.name for s in _REGISTRY.values() if name in s.features) or "none"
+            raise LogError(f"{_FEATURE_NAMES.get(name, name)} is not supported by the {format} format (formats that have it: {having})")
 
 
 def make_writer(path: str | os.PathLike[str], format: str = DEFAULT_FORMAT, **options: Any) -> LogWriterProtocol:

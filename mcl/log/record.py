@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import operator
 import re
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from mcl.exceptions import LogError, LogExistsError
+from mcl.timeutil import NS_PER_S, datetime_to_ns, ns_to_datetime, seconds_to_ns  # re-exported: their home is mcl.timeutil
 
 __all__ = [
     "Record",
@@ -31,7 +31,6 @@ __all__ = [
     "skipped_file_damage",
 ]
 
-NS_PER_S = 1_000_000_000
 
 
 class Record(NamedTuple):
@@ -88,28 +87,6 @@ def make_topic_filter(
         return drop is None or drop(topic) is None
 
     return keep
-
-
-def seconds_to_ns(seconds: float | None) -> int | None:
-    """Float seconds (command line, original API) to integer nanoseconds."""
-    if seconds is None:
-        return None
-    return round(seconds * NS_PER_S)
-
-
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-
-
-def datetime_to_ns(when: _dt.datetime) -> int:
-    """A datetime (naive means UTC) to integer nanoseconds since the epoch."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
-    return ((when - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
-
-
-def ns_to_datetime(ns: int) -> _dt.datetime:
-    """Integer nanoseconds since the epoch to an aware UTC datetime (µs precision)."""
-    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
 
 
 @dataclass(frozen=True, slots=True)

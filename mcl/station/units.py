@@ -301,13 +301,12 @@ class RecorderHost(Host):
             self._open()
 
     def _new_recorder(self) -> Any:
-        from mcl.record import Recorder, make_log_path
+        from mcl.record import Recorder, RecordOptions, make_log_path
 
         o = self.opts
-        recorder = Recorder(
-            make_log_path(o.out),
-            o.bus or self.args.bus,
-            None if o.topics is None else list(o.topics),
+        options = RecordOptions.from_keywords(
+            bus=o.bus or self.args.bus,
+            topics=o.topics,
             format=o.format,
             exact=o.exact,
             metadata={"station": self.args.station, "unit": self.unit.name, **dict(o.metadata)},
@@ -318,6 +317,7 @@ class RecorderHost(Host):
             flush_interval_ns=o.flush_interval_ns,
             hwm=o.hwm,
         )
+        recorder = Recorder(make_log_path(o.out), options)
         try:
             recorder.start()
         except BaseException:
