@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+import mcl
 from mcl.exceptions import ArgumentError, MclError, RecordError
-from mcl.record import Recorder, RecordOptions
+from mcl.recorder import Recorder, RecordOptions
 
 
 @pytest.mark.parametrize(
@@ -78,3 +79,19 @@ def test_options_and_keywords_together_or_unknown_keywords_are_refused(tmp_path:
         Recorder(tmp_path, "tcp://127.0.0.1:1", bus="tcp://127.0.0.1:2")
     with pytest.raises(ArgumentError, match="flush_interval"):
         RecordOptions.from_seconds(flush_interval=-1)
+
+
+def test_the_old_module_name_is_a_deprecated_alias() -> None:
+    import importlib
+    import sys
+
+    import mcl.recorder
+
+    sys.modules.pop("mcl.record", None)
+    with pytest.warns(DeprecationWarning, match="mcl.recorder"):
+        old = importlib.import_module("mcl.record")
+    assert old.Recorder is mcl.recorder.Recorder and old.RecordOptions is mcl.recorder.RecordOptions
+    from mcl.log.formats import LogWriter
+    from mcl.log.reader import LogWriter as OldLogWriter
+
+    assert OldLogWriter is LogWriter and mcl.LogWriter is LogWriter

@@ -57,7 +57,7 @@ from mcl.exceptions import MclError, RecordError
 from mcl.log.record import datetime_to_ns
 
 if TYPE_CHECKING:
-    from mcl.record import RecordOptions
+    from mcl.recorder import RecordOptions
 
 _NS = 1_000_000_000
 _ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (recording never does)
@@ -213,7 +213,7 @@ def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         parser.error("--json applies to --echo (the messages printed)")
     if args.no_record and (args.split_size or args.split_duration or args.max_files or args.compress):
         parser.error("--no-record writes no log: --split-size, --split-duration, --max-files and --compress do not apply")
-    from mcl.record import RecordOptions
+    from mcl.recorder import RecordOptions
 
     try:
         topics, exact, keep = bus_subscription(args)
@@ -245,7 +245,7 @@ def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
 
 
 def _run_schedule(args: argparse.Namespace, options: RecordOptions, schedule: Iterator[Window], stop: StopSignals) -> int:
-    from mcl.record import Recorder, make_log_path
+    from mcl.recorder import Recorder, make_log_path
 
     err = sys.stderr
     quiet = args.quiet

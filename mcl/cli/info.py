@@ -109,7 +109,7 @@ def summarize(path: str, args: argparse.Namespace | None = None) -> LogSummary:
 def _accounting(summary: LogSummary) -> dict[str, Any] | None:
     """The recording's accounting file (None: none); an unreadable one as {"error": reason}."""
     from mcl.exceptions import LogError
-    from mcl.record import read_accounting
+    from mcl.recorder import read_accounting
 
     try:
         return read_accounting(summary.path)

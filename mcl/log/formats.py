@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 
 from mcl.exceptions import LogError, LogFormatError, LogNotFound
 from mcl.log.record import LogSource, Record, open_regular_file
+from mcl.timeutil import seconds_to_ns
 
 __all__ = [
     "FORMATS",
@@ -22,6 +24,7 @@ __all__ = [
     "format_for_path",
     "open_source",
     "make_writer",
+    "LogWriter",
     "check_writer_options",
     "writer_class",
     "format_module",
@@ -184,3 +187,36 @@ def make_writer(path: str | os.PathLike[str], format: str = DEFAULT_FORMAT, **op
     """A new writer of `format` at `path` (which must not hold a log)."""
     writer: LogWriterProtocol = writer_class(format)(path, **options)
     return writer
+
+
+def LogWriter(  # noqa: N802 - a factory that reads like the class users expect
+    path: str | os.PathLike[str],
+    format: str = DEFAULT_FORMAT,
+    *,
+    origin_ns: int | None = None,
+    metadata: dict[str, str] | None = None,
+    split_size: int | None = None,
+    split_duration: float | None = None,
+    **options: Any,
+) -> LogWriterProtocol:
+    """A new log at `path` (a directory that must not hold a log yet).
+
+    Args:
+        format: "native" (default) or "mcl1" (the original MCL text format).
+        origin_ns: UTC time origin in ns since the epoch (default: now).
+        metadata: free key/values (revision, host, ...) kept with the log.
+        split_size: bytes per data file before a new one starts (None: no limit).
+        split_duration: seconds per data file before a new one starts (None: no limit).
+
+    The writer has ``write(topic, payload, elapsed_ns)``, ``write_record``,
+    ``flush`` and ``close``, and is a context manager.
+    """
+    return make_writer(
+        path,
+        format,
+        origin_ns=time.time_ns() if origin_ns is None else origin_ns,
+        metadata=metadata,
+        split_size=split_size,
+        split_duration_ns=seconds_to_ns(split_duration),
+        **options,
+    )

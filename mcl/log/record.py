@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from mcl.exceptions import LogError, LogExistsError
-from mcl.timeutil import NS_PER_S, datetime_to_ns, ns_to_datetime, seconds_to_ns  # re-exported: their home is mcl.timeutil
+from mcl.timeutil import NS_PER_S, datetime_to_ns, ns_to_datetime, seconds_to_ns  # noqa: F401 - re-exported: their home is mcl.timeutil
 
 __all__ = [
     "Record",

@@ -301,7 +301,7 @@ class RecorderHost(Host):
             self._open()
 
     def _new_recorder(self) -> Any:
-        from mcl.record import Recorder, RecordOptions, make_log_path
+        from mcl.recorder import Recorder, RecordOptions, make_log_path
 
         o = self.opts
         options = RecordOptions.from_keywords(
