@@ -301,7 +301,8 @@ class Recorder:
         self.hwm = options.hwm
 
         self.origin_ns = 0
-        self._writer: LogWriterProtocol | None = None
+        self._writer: LogWriterProtocol | None = None  # None once closed
+        self._log_writer: LogWriterProtocol | None = None  # the writer of this recording, also once closed
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._ready = threading.Event()
@@ -322,7 +323,6 @@ class Recorder:
         self._stats: Any = None  # the subscriber's last SubscriberStats
         self._mcl1_types: set[str | None] = set()
         self._unwritten: dict[str, int] = {}  # topic -> received but never on disk (write failure)
-        self._rotated = 0  # data files deleted by rotation
         self._rate_samples: deque[tuple[int, int]] = deque(maxlen=64)
 
     # -- lifecycle ------------------------------------------------------------------
@@ -341,15 +341,16 @@ class Recorder:
             raise RuntimeError("Cannot start a recorder twice; create a new Recorder for a new recording.")
         self._started = True
         self.origin_ns = time.time_ns()
-        existed = self.path is not None and self.path.exists()
         if self.path is not None:
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = {}  # the optional features, given only when used (the options checked the format has them)
             if self.compression is not None:
                 options["compression"] = self.compression
+            if self.max_files is not None:
+                options["max_files"] = self.max_files
             if self.format == "native":
                 options["flush_interval_ns"] = self.flush_interval_ns
             try:
-                self._writer = make_writer(
+                self._writer = self._log_writer = make_writer(
                     self.path,
                     self.format,
                     origin_ns=self.origin_ns,
@@ -368,29 +369,23 @@ class Recorder:
             self._stop.set()
             self._thread.join(5.0)
             self._close_writer()
-            self._remove_empty_log(existed)
+            self._abort_log()
             raise RecordError(f"the recorder did not join the bus within {timeout} s")
         if self._error is not None:
             self._thread.join()
             self._error_raised = True
-            self._remove_empty_log(existed)
+            self._abort_log()
             raise self._error
         return self
 
-    def _remove_empty_log(self, existed: bool) -> None:
-        """After a failed start: remove the files of the log just created (it holds no message)."""
-        if self.path is None or self._messages:
+    def _abort_log(self) -> None:
+        """After a failed start: remove the log just created (it holds no message), through its writer."""
+        writer = self._log_writer
+        if writer is None or self._messages:
             return
-        for p in self.path.iterdir():  # make_log_dir made sure the directory held nothing before
-            try:
-                p.unlink()
-            except OSError:
-                pass
-        if not existed:
-            try:
-                self.path.rmdir()
-            except OSError:
-                pass
+        assert self.path is not None
+        (self.path / ACCOUNTING_FILE).unlink(missing_ok=True)  # the recorder's own file
+        writer.abort()
 
     def stop(self, timeout: float | None = 30.0) -> RecorderStatus:
         """Stop recording, close the log (index written) and return the final status.
@@ -513,18 +508,9 @@ class Recorder:
         return dropped
 
     def _files(self) -> tuple[str | None, int]:
-        if self.path is None:
-            return None, 0
-        data = _data_files(self.path, self.format)
-        current = self._current_file()
-        if current is None and data:
-            current = data[-1]
-        return (None if current is None else str(current)), len(data)
-
-    def _current_file(self) -> Path | None:
-        """The data file the native writer appends to (None for mcl1: one file per type)."""
-        files = getattr(self._writer, "files", None)
-        return files[-1] if files else None
+        """(the data file written last, the number of data files) of the log."""
+        files = [] if self._log_writer is None else self._log_writer.files
+        return (str(files[-1]) if files else None), len(files)
 
     # -- the recording thread -------------------------------------------------------
     def _run(self) -> None:
@@ -718,29 +704,13 @@ class Recorder:
     def _tick(self, sub: Any) -> None:
         """Every flush interval: flush, rotate, read the subscriber's loss counts."""
         if self._writer is not None:
-            self._writer.flush()
-            if self.max_files is not None and self.path is not None:
-                self._rotate()
+            self._writer.flush()  # a native writer with max_files rotates as it starts each data file
         losses = sub.losses()
         by_topic: dict[str, int] = {}
         for (_, topic), n in losses.items():
             by_topic[topic] = by_topic.get(topic, 0) + n
         self._lost_by_topic = by_topic
         self._lost = sum(losses.values())
-
-    def _rotate(self) -> None:
-        assert self.path is not None and self.max_files is not None
-        current = self._current_file()
-        files = _data_files(self.path, self.format)
-        excess = len(files) - self.max_files
-        for old in files:
-            if excess <= 0:
-                break
-            if old == current:
-                continue
-            _remove_data_file(old, self.format)
-            self._rotated += 1
-            excess -= 1
 
     def _close_writer(self, in_thread: bool = False) -> None:
         writer = self._writer
@@ -827,29 +797,3 @@ def _as_record_error(exc: BaseException, path: Path | None, messages: int, unwri
     if isinstance(exc, LogError):
         return RecordError(f"{exc}; {after}, what was written before is readable")
     return exc
-
-
-def _data_files(path: Path, format: str) -> list[Path]:
-    """The data files of a log directory, oldest first."""
-    try:
-        if format == "native":
-            from mcl.log.native import data_files
-
-            return data_files(path)
-        return sorted(p for p in path.iterdir() if p.suffix == ".log" and p.is_file())
-    except (OSError, LogError):
-        return []
-
-
-def _remove_data_file(path: Path, format: str) -> None:
-    """Delete a data file and, for the native format, its index file."""
-    paths = [path]
-    if format == "native":
-        from mcl.log.native_layout import INDEX_SUFFIX
-
-        paths.append(path.with_suffix(INDEX_SUFFIX))
-    for p in paths:
-        try:
-            p.unlink()
-        except FileNotFoundError:
-            pass

@@ -66,11 +66,23 @@ register_format(FormatSpec("mcap", "mcl.log.mcap", "McapSource", "McapWriter", "
 
 
 class LogWriterProtocol(Protocol):
-    """What every format's writer offers."""
+    """What every format's writer offers.
+
+    ``close()`` finishes the log (indexes, summaries) and keeps it;
+    ``abort()`` closes and removes exactly what the writer wrote (its files,
+    and the directory if the writer created it and nothing else is in it):
+    the one way to drop a log just started (a failed start, a failed
+    conversion). Both are idempotent. Writers that know what reached the
+    disk also have ``written() -> {topic: (records, payload bytes)}``
+    (native, mcl1); rotation is the native writer's ``max_files``.
+    """
 
     path: Path
     format: str
     origin_ns: int  # UTC ns since the epoch of elapsed 0
+
+    @property
+    def files(self) -> list[Path]: ...  # the data files written (and still there), oldest first
 
     def write(self, topic: str, payload: bytes, elapsed_ns: int) -> None: ...
 
@@ -79,6 +91,8 @@ class LogWriterProtocol(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
     def __enter__(self) -> LogWriterProtocol: ...
 

@@ -55,6 +55,7 @@ from mcl.log.record import (
     datetime_to_ns,
     elapsed_key,
     make_log_dir,
+    remove_written,
     ns_to_datetime,
     open_regular_file,
     skipped_file_damage,
@@ -768,7 +769,8 @@ class Mcl1Writer:
             raise ValueError(f"split_entries must be a whole number >= 1, not {split_entries!r}")
         format_header(0, None, blank_line=blank_line)  # checks blank_line
         self.path = Path(path)
-        make_log_dir(self.path)
+        self._created_dir = make_log_dir(self.path)
+        self._paths: list[Path] = []  # every file created, in order
         self.origin_ns = origin_ns
         self.revision = revision or (metadata or {}).get("revision", "")
         self.split_size = split_size
@@ -817,6 +819,24 @@ class Mcl1Writer:
         series.size += len(line)
         series.count += 1
         series.pending.append((series.size, topic, len(payload)))
+
+    @property
+    def files(self) -> list[Path]:
+        """The data files written so far (one series per message type, parts in order), in creation order."""
+        return [p for p in self._paths if p.exists()]
+
+    def abort(self) -> None:
+        """Close and remove what this writer wrote (its files; the directory if it created it); idempotent."""
+        self._closed = True
+        for series in self._series.values():
+            fp, series.fp = series.fp, None
+            if fp is not None:
+                try:
+                    fp.close()
+                except (OSError, ValueError):
+                    pass
+        paths, self._paths = self._paths, []
+        remove_written(paths, self.path if self._created_dir else None)
 
     def written(self) -> dict[str, tuple[int, int]]:
         """Per topic, (records, payload bytes) handed to the operating system (at the last flush).
@@ -915,6 +935,7 @@ class Mcl1Writer:
         except OSError as exc:
             raise LogError(f"{path}: cannot create: {exc.strerror}") from None
         series.path = path
+        self._paths.append(path)
         series.size = 0
         series.confirmed = 0
         if series.part == 0:

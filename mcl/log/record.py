@@ -27,6 +27,7 @@ __all__ = [
     "ns_to_datetime",
     "datetime_to_ns",
     "make_log_dir",
+    "remove_written",
     "open_regular_file",
     "skipped_file_damage",
 ]
@@ -173,19 +174,38 @@ class LogSource(Protocol):
         ...
 
 
-def make_log_dir(path: Path) -> None:
-    """Create a new log directory; refuse one that exists and holds files.
+def make_log_dir(path: Path) -> bool:
+    """Create a new log directory; refuse one that exists and holds files. True if it was created here.
 
-    Every writer calls this first: mcl never overwrites a log.
+    Every writer calls this first: mcl never overwrites a log (and its
+    ``abort()`` removes the directory only when this created it).
     """
     if path.exists():
         if not path.is_dir() or any(path.iterdir()):
             raise LogExistsError(path)
-        return
+        return False
     try:
         path.mkdir(parents=True)
     except OSError as exc:
         raise LogError(f"{path}: cannot create the log directory: {exc.strerror}") from None
+    return True
+
+
+def remove_written(files: Iterable[Path], directory: Path | None = None) -> None:
+    """A writer's ``abort()``: remove the files it wrote, then `directory` (the one it created) if now empty.
+
+    Only these paths are touched: anything else in the directory stays (and keeps it).
+    """
+    for path in files:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # abort runs after another error: that one matters more
+    if directory is not None:
+        try:
+            directory.rmdir()
+        except OSError:
+            pass  # not empty (someone else's file) or already gone
 
 
 def open_regular_file(path: Path) -> int:
