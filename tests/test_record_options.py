@@ -95,3 +95,25 @@ def test_the_old_module_name_is_a_deprecated_alias() -> None:
     from mcl.log.reader import LogWriter as OldLogWriter
 
     assert OldLogWriter is LogWriter and mcl.LogWriter is LogWriter
+
+
+def test_ns_per_s_is_the_only_spelling_of_the_constant() -> None:
+    """mcl.timeutil owns NS_PER_S: no other module of the package spells 10**9 (as 1_000_000_000, 1e9, ...)."""
+    import re
+
+    package = Path(mcl.__file__).parent
+    spelled = re.compile(r"(?<![\w.])(1_000_000_000|1000000000|1e9|1E9|1e\+9|10\s*\*\*\s*9|1_000_000_000\.0)(?![\w.])")
+    # mcl/cli/cat.py is engineer polish's file in this round (its `/ 1e9` goes when that work merges)
+    allowed = {package / "timeutil.py", package / "cli" / "cat.py"}
+    found = [
+        f"{path.relative_to(package)}:{n}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if path not in allowed
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if spelled.search(line.split("#", 1)[0])
+    ]
+    assert found == []
+    from mcl.timeutil import NS_PER_S
+
+    assert NS_PER_S == 10**9 and isinstance(NS_PER_S, int)
+    assert "NS_PER_S = 1_000_000_000" in (package / "timeutil.py").read_text(encoding="utf-8")

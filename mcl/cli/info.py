@@ -51,7 +51,7 @@ from mcl.log.record import LogSummary, TopicStats
 __all__ = ["add_arguments", "main", "run", "summarize", "summary_to_dict"]
 
 PROG = "mcl-info"
-_NS = 1e9
+from mcl.timeutil import NS_PER_S as _NS  # noqa: E402
 
 _FORMAT_NAMES = {"mcl1": "MCL_LOG 1.0 (original MCL text logs)", "native": "mcl native", "mcap": "MCAP"}
 

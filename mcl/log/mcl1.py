@@ -61,6 +61,7 @@ from mcl.log.record import (
     skipped_file_damage,
 )
 from mcl.message import type_name_of
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["Mcl1Source", "Mcl1Writer", "WriteFile", "format_header", "format_line", "probe", "FORMAT"]
 
@@ -72,7 +73,6 @@ COMMENT_BLOCK = "#" + "-" * 65
 _SPLIT_RE = re.compile(r"^(?P<prefix>.+)_(?P<num>\d{3,})\.log$")
 _TOPIC_RE = re.compile(r"[!-~]*")  # printable ASCII without white space: the line is split on white space
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.-]|^\.")  # characters kept out of file names
-_NS = 1_000_000_000
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _HEADER_LINE_LIMIT = 4096  # characters of a header line read at most
 # A data line longer than this (a payload of 128 MiB as hex) is damage: it is
@@ -535,7 +535,7 @@ def _parse_line(line: str) -> tuple[int, str, bytes] | None:
         t, topic, hexpayload = line.split()
         if topic[0] != "'" or topic[-1] != "'" or len(topic) < 2:
             raise ValueError("topic is not quoted")
-        elapsed = round(float(t) * _NS)
+        elapsed = round(float(t) * NS_PER_S)
         payload = bytes.fromhex(hexpayload)
     except (ValueError, IndexError, OverflowError):
         empty = _parse_empty_payload(line)
@@ -580,7 +580,7 @@ def _parse_empty_payload(line: str) -> tuple[int, str] | None:
     if len(parts) != 2 or len(parts[1]) < 2 or parts[1][0] != "'" or parts[1][-1] != "'" or not line.endswith("\n"):
         return None
     try:
-        return round(float(parts[0]) * _NS), parts[1]
+        return round(float(parts[0]) * NS_PER_S), parts[1]
     except (ValueError, OverflowError):
         return None
 
@@ -652,7 +652,7 @@ class _FileState:
             entries.append(entry)
         try:
             shift = self.shift
-            elapsed = [round(float(t) * _NS) + shift for t in tokens[0::3]]
+            elapsed = [round(float(t) * NS_PER_S) + shift for t in tokens[0::3]]
             payloads = list(map(_unhexlify, tokens[2::3]))
         except (ValueError, OverflowError, binascii.Error):  # OverflowError: 'inf' as a time
             return None
@@ -690,7 +690,7 @@ def check_topic(topic: str, path: str | os.PathLike[str]) -> None:
 
 def format_line(elapsed_ns: int, topic: str, payload: bytes) -> str:
     """One data line, exactly as the original WriteFile wrote it."""
-    time_str = ("%1.5f" % (elapsed_ns / _NS)).rjust(TIME_PADDING)
+    time_str = ("%1.5f" % (elapsed_ns / NS_PER_S)).rjust(TIME_PADDING)
     topic_str = f"'{topic}'".ljust(TOPIC_PADDING)
     return f"{time_str}    {topic_str}    {payload.hex()}\n"
 
@@ -1077,7 +1077,7 @@ class WriteFile:
         self._revision = revision
         self._origin_ns = None if time_origin is None else datetime_to_ns(time_origin)
         self._max_entries = max_entries
-        self._max_ns = None if max_time is None else round(max_time * _NS)
+        self._max_ns = None if max_time is None else round(max_time * NS_PER_S)
         self._fp: IO[str] | None = None
         self._part = 0
         self._count = 0
@@ -1092,7 +1092,7 @@ class WriteFile:
     @property
     def max_time(self) -> float | None:
         """Seconds per file (None: not split by time)."""
-        return None if self._max_ns is None else self._max_ns / _NS
+        return None if self._max_ns is None else self._max_ns / NS_PER_S
 
     @property
     def prefix(self) -> Path:

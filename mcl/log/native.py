@@ -73,6 +73,7 @@ from mcl.log.record import (
     skipped_file_damage,
 )
 from mcl.message import type_name_of
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["FORMAT", "NativeSource", "NativeWriter", "probe", "reindex", "data_files"]
 
@@ -81,7 +82,7 @@ DEFAULT_CHUNK_SIZE = 1 << 20  # raw bytes buffered before a chunk is written
 DEFAULT_FLUSH_INTERVAL_NS = 100_000_000
 # Log time a chunk spans at most: with DEFAULT_CHUNK_SIZE it bounds what one
 # damaged spot can lose (one chunk: at most 1 MiB and 1 s of records).
-DEFAULT_CHUNK_DURATION_NS = 1_000_000_000
+DEFAULT_CHUNK_DURATION_NS = NS_PER_S
 _RECORD_OVERHEAD = 14  # bytes a record adds to a chunk body besides its payload
 _DATA_RE = re.compile(r"^data_(\d+)\.mcln$")
 

@@ -31,6 +31,7 @@ from mcl.log.record import (
     seconds_to_ns,
 )
 from mcl.message import GenericMessage, Message, decode, get_message_type, message_types, type_name_of, unpack
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["LogReader", "open_log", "ReadFile", "ReadDirectory", "LogWriter", "check_time_window", "payload_converter"]
 
@@ -392,8 +393,8 @@ class ReadFile:
         try:
             payload = self._convert(record.payload)
         except MessageError as exc:  # the original raised IOError for a line it could not parse
-            raise MessageIOError(f"record at {record.elapsed_ns / 1e9:.6f} s on topic {record.topic!r}: {exc}") from None
-        return {"elapsed_time": record.elapsed_ns / 1e9, "topic": record.topic, "payload": payload}
+            raise MessageIOError(f"record at {record.elapsed_ns / NS_PER_S:.6f} s on topic {record.topic!r}: {exc}") from None
+        return {"elapsed_time": record.elapsed_ns / NS_PER_S, "topic": record.topic, "payload": payload}
 
     def is_data_pending(self) -> bool:
         """True exactly when the next read() returns a record."""
