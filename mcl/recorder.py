@@ -39,13 +39,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mcl.exceptions import ArgumentError, LogError, MclError, RecordError
-from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, check_writer_options, make_writer
+from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, check_writer_options, format_spec, make_writer
 from mcl.timeutil import NS_PER_S, check_seconds
 
 if TYPE_CHECKING:
     from mcl.network import Received
 
-_MCL1_TOPIC = re.compile(r"[!-~]*")  # MCL_LOG 1.0 splits its lines on white space: printable ASCII only
 
 __all__ = [
     "ACCOUNTING_FILE",
@@ -67,8 +66,6 @@ ACCOUNTING_FILE = "accounting.json"  # the recording's loss accounting, in the l
 ACCOUNTING_EVERY_NS = NS_PER_S  # the accounting file is rewritten this often while recording
 MAX_TOPIC_BYTES = 0xFFFF  # the native format's topic length (u16); longer topics are not storable
 MAX_TOPICS = 100_000  # distinct topics a recording keeps (counts in memory); more are not storable
-MCL1_MAX_TYPES = 256  # MCL_LOG 1.0 keeps one open file per type: more types are not storable
-MCL1_MAX_TYPE_CHARS = 200  # an MCL_LOG 1.0 file is named after its type: a longer name is not storable
 _MAX_SPANS_STORED = 100  # loss spans per stream in the accounting file (the most recent)
 
 
@@ -321,7 +318,6 @@ class Recorder:
         self._lost_by_topic: dict[str, int] = {}
         self._unstorable: dict[tuple[str, str], dict[str, int]] = {}  # (publisher, topic) -> reason -> count
         self._stats: Any = None  # the subscriber's last SubscriberStats
-        self._mcl1_types: set[str | None] = set()
         self._unwritten: dict[str, int] = {}  # topic -> received but never on disk (write failure)
         self._rate_samples: deque[tuple[int, int]] = deque(maxlen=64)
 
@@ -347,7 +343,7 @@ class Recorder:
                 options["compression"] = self.compression
             if self.max_files is not None:
                 options["max_files"] = self.max_files
-            if self.format == "native":
+            if "flush_interval_ns" in format_spec(self.format).features:
                 options["flush_interval_ns"] = self.flush_interval_ns
             try:
                 self._writer = self._log_writer = make_writer(
@@ -559,7 +555,7 @@ class Recorder:
         keep = self.topic_filter
         stop_seen: int | None = None
         next_accounting = time.monotonic_ns() + ACCOUNTING_EVERY_NS
-        mcl1 = writer is not None and self.format == "mcl1"
+        each = getattr(writer, "check_each_message", False)  # the writer's unstorable() for every record, not each new topic
         while True:
             now = time.monotonic_ns()
             wait_ns = next_flush - now
@@ -581,7 +577,7 @@ class Recorder:
                     publisher = r.publisher
                     publishers.add(publisher)
                 c = counts.get(topic)
-                if c is None or mcl1:
+                if c is None or each:
                     reason = None if write is None else self._unstorable_reason(topic, payload)
                     if reason is not None:  # dropped and counted; the recording goes on
                         key = (r.publisher, topic)
@@ -622,30 +618,19 @@ class Recorder:
                 return
 
     def _unstorable_reason(self, topic: str, payload: bytes) -> str | None:
-        """Why a message cannot be stored in this log's format (None: it can).
+        """Why a message cannot be stored in this log (None: it can).
 
-        Checked for each new topic (and, for MCL_LOG 1.0, each message: its
-        files are named after the payload's type), so that no message from
-        the bus can stop the recording.
+        Checked for each new topic (for every message when the writer says
+        ``check_each_message``: MCL_LOG 1.0 names its files after the
+        payload's type), so that no message from the bus can stop the
+        recording: the recorder's bounds, then the writer's ``unstorable()``.
         """
         if len(topic) > MAX_TOPIC_BYTES // 4 and len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
             return "topic too long for the log"
         if topic not in self._topic_counts and len(self._topic_counts) >= MAX_TOPICS:
             return "too many topics"
-        if self.format != "mcl1":
-            return None
-        if _MCL1_TOPIC.fullmatch(topic) is None:
-            return "topic not storable in MCL_LOG 1.0"
-        from mcl.message import type_name_of
-
-        type_name = type_name_of(payload)
-        if type_name not in self._mcl1_types:
-            if type_name is not None and len(type_name) > MCL1_MAX_TYPE_CHARS:
-                return "type name too long for MCL_LOG 1.0"
-            if len(self._mcl1_types) >= MCL1_MAX_TYPES:
-                return "too many types for MCL_LOG 1.0"
-            self._mcl1_types.add(type_name)
-        return None
+        check = getattr(self._writer, "unstorable", None)
+        return None if check is None else check(topic, payload)
 
     def _write_accounting(self, complete: bool) -> None:
         """Write the accounting file of the log (atomically: a temporary file renamed over it)."""

@@ -43,7 +43,7 @@ class FormatSpec:
     description: str  # for people (mcl-info)
     suffixes: tuple[str, ...] = ()  # an output path ending so picks this format (".mcap")
     requires: str | None = None  # the optional package it needs, named in the error when missing
-    features: frozenset[str] = frozenset()  # optional writer features it has: "compression" (zstd), "max_files" (rotation)
+    features: frozenset[str] = frozenset()  # optional writer features it has: "compression" (zstd), "max_files" (rotation), "flush_interval_ns" (timed flushes)
 
 
 _REGISTRY: dict[str, FormatSpec] = {}
@@ -60,7 +60,7 @@ def register_format(spec: FormatSpec) -> None:
 
 
 register_format(FormatSpec("native", "mcl.log.native", "NativeSource", "NativeWriter", "mcl native",
-                           features=frozenset({"compression", "max_files"})))
+                           features=frozenset({"compression", "max_files", "flush_interval_ns"})))
 register_format(FormatSpec("mcl1", "mcl.log.mcl1", "Mcl1Source", "Mcl1Writer", "MCL_LOG 1.0 (original MCL text logs)"))
 register_format(FormatSpec("mcap", "mcl.log.mcap", "McapSource", "McapWriter", "MCAP", (".mcap",), "mcap"))
 

@@ -71,6 +71,8 @@ TIME_PADDING = 12
 TOPIC_PADDING = 8
 COMMENT_BLOCK = "#" + "-" * 65
 _SPLIT_RE = re.compile(r"^(?P<prefix>.+)_(?P<num>\d{3,})\.log$")
+MAX_TYPES = 256  # one open file per type: a writer that records from a bus takes no more types
+MAX_TYPE_CHARS = 200  # a file is named after its type: a longer name is not storable
 _TOPIC_RE = re.compile(r"[!-~]*")  # printable ASCII without white space: the line is split on white space
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.-]|^\.")  # characters kept out of file names
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
@@ -819,6 +821,25 @@ class Mcl1Writer:
         series.size += len(line)
         series.count += 1
         series.pending.append((series.size, topic, len(payload)))
+
+    check_each_message = True  # the file a record goes to depends on its payload's type: unstorable() for each
+
+    def unstorable(self, topic: str, payload: bytes) -> str | None:
+        """Why a record cannot be stored in this log (None: it can), so that a recorder drops it, counted, and goes on.
+
+        The topic must be printable ASCII (lines are split on white space);
+        a file is named after the payload's type: at most
+        :data:`MAX_TYPE_CHARS` characters, at most :data:`MAX_TYPES` types.
+        """
+        if _TOPIC_RE.fullmatch(topic) is None:
+            return "topic not storable in MCL_LOG 1.0"
+        type_name = type_name_of(payload)
+        if type_name not in self._series:
+            if type_name is not None and len(type_name) > MAX_TYPE_CHARS:
+                return "type name too long for MCL_LOG 1.0"
+            if len(self._series) >= MAX_TYPES:
+                return "too many types for MCL_LOG 1.0"
+        return None
 
     @property
     def files(self) -> list[Path]:
