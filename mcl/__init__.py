@@ -32,7 +32,7 @@ _EXPORTS: dict[str, str] = {
     "LogSummary": "mcl.log.record",
     "open_log": "mcl.log.reader",
     "LogReader": "mcl.log.reader",
-    "LogWriter": "mcl.log.reader",
+    "LogWriter": "mcl.log.formats",
     "ReadFile": "mcl.log.reader",
     "ReadDirectory": "mcl.log.reader",
     "WriteFile": "mcl.log.mcl1",
@@ -48,7 +48,7 @@ _EXPORTS: dict[str, str] = {
     "ScheduleBroadcasts": "mcl.replay",
     "Replay": "mcl.replay",
     # recording
-    "Recorder": "mcl.record",
+    "Recorder": "mcl.recorder",
 }
 
 __all__ = sorted(_EXPORTS)

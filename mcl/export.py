@@ -34,6 +34,7 @@ import numpy as np
 from mcl.exceptions import ArgumentTypeError, FieldMissingError, FieldTypeError, LogError, as_io_error
 from mcl.log.reader import LogReader, check_time_window, open_log, payload_converter
 from mcl.log.record import TopicFilter
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["dump_to_list", "dump_to_array", "dump_to_csv"]
 
@@ -99,7 +100,7 @@ def dump_to_list(
         for elapsed_ns, topic, payload in reader:
             value = convert(payload)
             if metadata:
-                items.append({"elapsed_time": elapsed_ns / 1e9, "topic": topic, "payload": value})
+                items.append({"elapsed_time": elapsed_ns / NS_PER_S, "topic": topic, "payload": value})
             else:
                 items.append(value)
     return items

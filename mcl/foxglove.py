@@ -48,7 +48,7 @@ from mcl.exceptions import BusError, MclError, MessageError
 
 __all__ = ["BridgeOptions", "BridgeStatus", "FoxgloveBridge", "OVER_LIMIT", "RAW_BYTES_SCHEMA", "is_clock", "is_loopback", "message_log_time"]
 
-NS_PER_S = 1_000_000_000
+from mcl.timeutil import NS_PER_S  # noqa: E402
 RAW_BYTES_SCHEMA = "RawBytes"  # schema of payloads that are not msgpack
 OVER_LIMIT = "(over the channel limit)"  # BridgeStatus.dropped key of messages of topics beyond max_channels
 _CLOCK_STALE_NS = NS_PER_S  # a replay clock not refreshed for this long is gone (they refresh every 0.2 s)

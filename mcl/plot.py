@@ -38,7 +38,7 @@ from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, MclError
 
 __all__ = ["Timeline", "TopicTimeline", "plot_timeline", "GAP_FACTOR", "MAX_ROWS"]
 
-NS_PER_S = 1_000_000_000
+from mcl.timeutil import NS_PER_S  # noqa: E402
 GAP_FACTOR = 3.0  # a spacing over GAP_FACTOR x the topic's median is a gap
 MAX_ROWS = 40  # topics drawn at most (the busiest)
 MAX_SPANS = 500  # gaps drawn per row at most (all are counted)

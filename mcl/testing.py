@@ -59,6 +59,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from mcl.timeutil import NS_PER_S
 
 if TYPE_CHECKING:
     from mcl.log.record import Record
@@ -76,7 +77,6 @@ __all__ = [
     "mcl_replay",
 ]
 
-_NS = 1_000_000_000
 DEFAULT_TIMEOUT = 5.0  # seconds wait_for waits unless told otherwise
 _POLL_S = 0.05  # how long the capture thread blocks in one receive
 
@@ -333,7 +333,7 @@ class VirtualClock:
 
     def time(self) -> float:
         """Recorded UTC time of the current record, float seconds since the epoch."""
-        return self.now_ns() / _NS
+        return self.now_ns() / NS_PER_S
 
     def __call__(self) -> float:
         return self.time()

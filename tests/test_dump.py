@@ -97,8 +97,8 @@ def test_make_schedule_windows_every_and_errors() -> None:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--compress", "--format", "mcl1"], "--compress needs the native format"),
-        (["--max-files", "3", "--format", "mcl1"], "--max-files needs the native format"),
+        (["--compress", "--format", "mcl1"], "compression is not supported by the mcl1 format"),
+        (["--max-files", "3", "--format", "mcl1"], "rotation (max_files) is not supported by the mcl1 format"),
         (["--every", "10"], "go together"),
         (["--no-record", "--split-size", "5"], "--no-record writes no log"),
         (["--split-size", "-1"], "positive"),

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 import mcl
 from mcl.network import Forwarder, Publisher, Received, Subscriber, parse_bus, wire
 from mcl.network import _common
-from mcl.record import ACCOUNTING_FILE, Recorder, read_accounting
+from mcl.recorder import ACCOUNTING_FILE, Recorder, read_accounting
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_logs" / "vehicle"
@@ -620,7 +620,7 @@ def test_mcl_info_shows_the_recording_accounting(forwarder: Forwarder, attacker:
 
 def test_recording_bounds_its_topics(forwarder: Forwarder, attacker: Attacker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Distinct topics beyond MAX_TOPICS (foreign [topic, payload] senders make no streams) are dropped and counted."""
-    from mcl import record
+    from mcl import recorder as record
 
     monkeypatch.setattr(record, "MAX_TOPICS", 5)
     with Recorder(tmp_path / "log", forwarder.address, topics=["many/"]) as rec:

@@ -1,4 +1,4 @@
-"""The Recorder (mcl.record): what it records, loss accounting, splitting, rotation, failures."""
+"""The Recorder (mcl.recorder): what it records, loss accounting, splitting, rotation, failures."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from test_record_helpers import FMT, make_bus, payloads, publish_all, read_back
 
 import mcl
 from mcl.exceptions import RecordError
-from mcl.record import ACCOUNTING_FILE, Recorder, make_log_path
+from mcl.recorder import ACCOUNTING_FILE, Recorder, make_log_path
 
 
 @pytest.fixture

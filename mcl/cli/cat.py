@@ -35,6 +35,7 @@ from mcl.exceptions import MessageError
 from mcl.jsonform import to_plain_json
 from mcl.log.reader import open_log
 from mcl.message import unpack
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["add_arguments", "main", "run", "json_line"]
 
@@ -80,7 +81,7 @@ def json_line(elapsed_ns: int, topic: str, payload: bytes, dumps: Callable[..., 
     than Python recurses), gives {"time", "topic", "payload_base64",
     "error"} and a one-line warning on stderr.
     """
-    time_s = elapsed_ns / 1e9
+    time_s = elapsed_ns / NS_PER_S
     try:
         value = to_plain_json(unpack(payload))
         return dumps({"time": time_s, "topic": topic, "payload": value}, ensure_ascii=False, allow_nan=False)

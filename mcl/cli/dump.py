@@ -22,6 +22,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import itertools
 import json
@@ -32,7 +33,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mcl.cli.args import (
     add_bus_argument,
@@ -52,10 +53,13 @@ from mcl.cli.common import (
     print_warning,
     run_main,
 )
-from mcl.exceptions import MclError
+from mcl.exceptions import MclError, RecordError
 from mcl.log.record import datetime_to_ns
+from mcl.timeutil import NS_PER_S
 
-_NS = 1_000_000_000
+if TYPE_CHECKING:
+    from mcl.recorder import RecordOptions
+
 _ECHO_QUEUE = 10_000  # echo lines waiting to be printed; beyond, echo skips (recording never does)
 _ECHO_BYTES = 64 << 20  # payload bytes waiting to be printed; beyond, echo skips too
 _ECHO_CHARS = 2000  # an echo line shows at most this much of a message
@@ -122,14 +126,14 @@ def parse_time(text: str, now_ns: int, after_ns: int | None = None) -> int:
             raise ValueError(f"{text!r} is not '+SECONDS'") from None
         if not 0 <= seconds < float("inf"):
             raise ValueError(f"{text!r}: seconds must be >= 0")
-        return base + round(seconds * _NS)
+        return base + round(seconds * NS_PER_S)
     m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}(?:\.\d+)?))?", text)
     if m:
         hour, minute = int(m.group(1)), int(m.group(2))
         sec = float(m.group(3) or 0)
         if hour > 23 or minute > 59 or sec >= 60:
             raise ValueError(f"{text!r} is not a time of day")
-        local = _dt.datetime.fromtimestamp(base / _NS).astimezone()
+        local = _dt.datetime.fromtimestamp(base / NS_PER_S).astimezone()
         when = local.replace(hour=hour, minute=minute, second=int(sec), microsecond=round((sec % 1) * 1e6))
         if datetime_to_ns(when) <= base:
             when = (when + _dt.timedelta(days=1)).replace(hour=hour, minute=minute)
@@ -179,7 +183,7 @@ def make_schedule(args: argparse.Namespace, now_ns: int) -> Iterator[Window]:
             raise ValueError("--window: every window is already over")
         return iter(live)
     if args.every is not None:
-        return _every(start or now_ns, round(args.every * _NS), round(args.for_ * _NS), args.repeat)
+        return _every(start or now_ns, round(args.every * NS_PER_S), round(args.for_ * NS_PER_S), args.repeat)
     return iter([Window(start, None)])
 
 
@@ -207,27 +211,41 @@ def _metadata(items: list[str]) -> dict[str, str]:
 def _dump(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     if args.json and not args.echo:
         parser.error("--json applies to --echo (the messages printed)")
-    if args.compress and args.format != "native":
-        parser.error("--compress needs the native format (MCL_LOG 1.0 files are plain text)")
-    if args.max_files is not None and args.format != "native":
-        parser.error("--max-files needs the native format (MCL_LOG 1.0 keeps the time origin only in the first file of a series)")
     if args.no_record and (args.split_size or args.split_duration or args.max_files or args.compress):
         parser.error("--no-record writes no log: --split-size, --split-duration, --max-files and --compress do not apply")
+    from mcl.recorder import RecordOptions
+
     try:
-        metadata = _metadata(args.metadata)
+        topics, exact, keep = bus_subscription(args)
+        # The recorder's settings, built and validated once; each recording of a schedule
+        # only changes when it stops (duration, count).
+        options = RecordOptions.from_seconds(
+            bus=args.bus,
+            topics=topics,
+            exact=exact,
+            topic_filter=keep,
+            format=args.format,
+            metadata=_metadata(args.metadata),
+            split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
+            split_duration=args.split_duration,
+            max_files=args.max_files,
+            compression="zstd" if args.compress else None,
+            flush_interval=args.flush_interval,
+            hwm=args.hwm,
+        )
         schedule = make_schedule(args, time.time_ns())
-    except ValueError as exc:
+    except (ValueError, RecordError) as exc:
         parser.error(str(exc))
     from mcl.network.address import parse_bus
 
     parse_bus(args.bus)  # a bad address is an error before any log directory is made
 
     with StopSignals() as stop:
-        return _run_schedule(args, metadata, schedule, stop)
+        return _run_schedule(args, options, schedule, stop)
 
 
-def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: Iterator[Window], stop: StopSignals) -> int:
-    from mcl.record import Recorder, make_log_path
+def _run_schedule(args: argparse.Namespace, options: RecordOptions, schedule: Iterator[Window], stop: StopSignals) -> int:
+    from mcl.recorder import Recorder, make_log_path
 
     err = sys.stderr
     quiet = args.quiet
@@ -250,11 +268,11 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
         if window.start_ns > now:
             if not quiet:
                 print(f"waiting until {_local(window.start_ns)} to record", file=err, flush=True)
-            if stop.event.wait((window.start_ns - now) / _NS):
+            if stop.event.wait((window.start_ns - now) / NS_PER_S):
                 break
         if stop.event.is_set():
             break
-        duration_ns = None if args.duration is None else round(args.duration * _NS)
+        duration_ns = None if args.duration is None else round(args.duration * NS_PER_S)
         if run_start is not None and duration_ns is not None:
             duration_ns -= time.monotonic_ns() - run_start
             if duration_ns <= 0:
@@ -266,24 +284,14 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
             duration_ns = left if duration_ns is None else min(duration_ns, left)
         count = None if args.count is None else args.count - total_messages
         path = None if args.no_record else make_log_path(args.output)
-        topics, exact, keep = bus_subscription(args)
         recorder = Recorder(
             path,
-            args.bus,
-            topics,
-            format=args.format,
-            exact=exact,
-            topic_filter=keep,
-            metadata=metadata,
-            split_size=None if args.split_size is None else round(args.split_size * 1_000_000),
-            split_duration_ns=None if args.split_duration is None else round(args.split_duration * _NS),
-            max_files=args.max_files,
-            compression="zstd" if args.compress else None,
-            flush_interval_ns=round(args.flush_interval * _NS),
-            duration_ns=duration_ns,
-            count=count,
-            on_message=None if echo is None else echo.push,
-            hwm=args.hwm,
+            dataclasses.replace(
+                options,
+                duration_ns=duration_ns,
+                count=count,
+                on_message=None if echo is None else echo.push,
+            ),
         )
         try:
             recorder.start()
@@ -315,7 +323,7 @@ def _run_schedule(args: argparse.Namespace, metadata: dict[str, str], schedule: 
         total_messages += final.messages
         if stop.event.is_set() or (args.count is not None and total_messages >= args.count):
             break
-        if args.duration is not None and time.monotonic_ns() - run_start >= args.duration * _NS:
+        if args.duration is not None and time.monotonic_ns() - run_start >= args.duration * NS_PER_S:
             break
     return 0
 
@@ -330,7 +338,7 @@ def _remove_if_empty(path: Path | None) -> None:
 
 
 def _local(ns: int) -> str:
-    return _dt.datetime.fromtimestamp(ns / _NS).astimezone().isoformat(timespec="seconds")
+    return _dt.datetime.fromtimestamp(ns / NS_PER_S).astimezone().isoformat(timespec="seconds")
 
 
 def _watch(recorder: Any, stop: StopSignals, echo: _Echo | None, args: argparse.Namespace) -> None:
@@ -365,7 +373,7 @@ def _watch(recorder: Any, stop: StopSignals, echo: _Echo | None, args: argparse.
 
 def _status_text(st: Any) -> str:
     parts = [
-        f"{format_seconds(st.elapsed_ns / _NS)}",
+        f"{format_seconds(st.elapsed_ns / NS_PER_S)}",
         f"{st.messages:,} msgs",
         format_size(st.bytes),
         f"{st.rate:,.0f} msg/s",
@@ -387,7 +395,7 @@ def _show_topic(topic: str) -> str:
 
 
 def _print_summary(st: Any, out: IO[str], echo: _Echo | None) -> None:
-    seconds = st.elapsed_ns / _NS
+    seconds = st.elapsed_ns / NS_PER_S
     bad = st.malformed or st.suspect or any(t.malformed or t.suspect for t in st.topics.values())
     head_row = ("topic", "messages", "bytes", "msg/s", "lost") + (("malformed", "suspect") if bad else ())
     rows = [head_row]
@@ -457,7 +465,7 @@ class _Echo:
                 text = f"<{len(r.payload)} bytes> {r.payload[:64].hex()}"
             if len(text) > _ECHO_CHARS:
                 text = text[:_ECHO_CHARS] + f"... ({len(text)} chars)"
-            print(f"{(r.received_ns - self.origin_ns) / _NS:12.6f}  {_show_topic(r.topic)}  {text}", file=out)
+            print(f"{(r.received_ns - self.origin_ns) / NS_PER_S:12.6f}  {_show_topic(r.topic)}  {text}", file=out)
         out.flush()
 
 

@@ -51,7 +51,7 @@ from mcl.log.record import LogSummary, TopicStats
 __all__ = ["add_arguments", "main", "run", "summarize", "summary_to_dict"]
 
 PROG = "mcl-info"
-_NS = 1e9
+from mcl.timeutil import NS_PER_S as _NS  # noqa: E402
 
 _FORMAT_NAMES = {"mcl1": "MCL_LOG 1.0 (original MCL text logs)", "native": "mcl native", "mcap": "MCAP"}
 
@@ -109,7 +109,7 @@ def summarize(path: str, args: argparse.Namespace | None = None) -> LogSummary:
 def _accounting(summary: LogSummary) -> dict[str, Any] | None:
     """The recording's accounting file (None: none); an unreadable one as {"error": reason}."""
     from mcl.exceptions import LogError
-    from mcl.record import read_accounting
+    from mcl.recorder import read_accounting
 
     try:
         return read_accounting(summary.path)

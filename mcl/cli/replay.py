@@ -45,7 +45,8 @@ from mcl.cli.common import (
     whole_number,
 )
 from mcl.exceptions import ReplayError
-from mcl.replay.options import NS_PER_S, ReplayStatus, parse_remap
+from mcl.timeutil import NS_PER_S
+from mcl.replay.options import ReplayStatus, parse_remap
 
 __all__ = ["add_arguments", "main", "run"]
 

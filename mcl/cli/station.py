@@ -31,11 +31,11 @@ from typing import Any
 
 from mcl.cli.common import make_parser, positive_number, run_main
 from mcl.jsonform import dumps as dumps_json
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["add_arguments", "main", "run"]
 
 PROG = "mcl-station"
-_NS = 1_000_000_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +182,7 @@ def _summary(unit: Any) -> str:
 
     o = unit.options
     if isinstance(o, RunnerOptions):
-        return f"{o.cls} every {o.period_ns / _NS:g} s"
+        return f"{o.cls} every {o.period_ns / NS_PER_S:g} s"
     if isinstance(o, RecorderOptions):
         return f"{' '.join(o.topics) if o.topics else 'all topics'} -> {o.out}"
     if isinstance(o, ReplayUnitOptions):
@@ -190,7 +190,7 @@ def _summary(unit: Any) -> str:
     if isinstance(o, BusOptions):
         return f"serves {o.bind}"
     if isinstance(o, OffloadOptions):
-        return f"{o.source} -> {o.destination}, keep local {o.keep_local_ns / _NS:g} s"
+        return f"{o.source} -> {o.destination}, keep local {o.keep_local_ns / NS_PER_S:g} s"
     return ""
 
 

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from mcl.exceptions import MclError
 from mcl.log.formats import DEFAULT_FORMAT, format_for_path, make_writer, writer_class
 from mcl.log.reader import LogReader
 from mcl.log.record import LogSource
@@ -44,7 +43,6 @@ def convert_log(reader: LogReader, output: PathLike, format: str | None = None, 
 
         options = {**layout_options(reader.sources), **options}
     options.setdefault("metadata", merged_metadata(reader.sources))
-    existed = out.exists()
     writer = make_writer(out, name, origin_ns=reader.origin_ns if reader.origin_ns is not None else 0, **options)
     count = 0
     try:
@@ -53,36 +51,14 @@ def convert_log(reader: LogReader, output: PathLike, format: str | None = None, 
             write(record)
             count += 1
     except BaseException:
-        _discard(writer, out, existed)
+        writer.abort()  # a half-written log is of no use and would block a second try
         raise
     try:
         writer.close()
     except BaseException:
-        _discard(writer, out, existed)
+        writer.abort()
         raise
     return count
-
-
-def _discard(writer: Any, out: Path, existed: bool) -> None:
-    """A half-written log is of no use and would block a second try: remove it."""
-    abort = getattr(writer, "abort", None)
-    if abort is not None:
-        try:
-            abort()
-        except (MclError, OSError):
-            pass
-        return
-    try:
-        writer.close()
-    except (MclError, OSError):
-        pass
-    try:  # the writer made sure the directory was new or empty
-        for p in out.iterdir():
-            p.unlink(missing_ok=True)
-        if not existed:
-            out.rmdir()
-    except OSError:
-        pass  # the original error matters more
 
 
 def merged_metadata(sources: list[LogSource]) -> dict[str, str]:

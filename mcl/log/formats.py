@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -11,6 +12,7 @@ from typing import Any, Protocol
 
 from mcl.exceptions import LogError, LogFormatError, LogNotFound
 from mcl.log.record import LogSource, Record, open_regular_file
+from mcl.timeutil import seconds_to_ns
 
 __all__ = [
     "FORMATS",
@@ -22,6 +24,8 @@ __all__ = [
     "format_for_path",
     "open_source",
     "make_writer",
+    "LogWriter",
+    "check_writer_options",
     "writer_class",
     "format_module",
     "file_starts_with",
@@ -39,6 +43,7 @@ class FormatSpec:
     description: str  # for people (mcl-info)
     suffixes: tuple[str, ...] = ()  # an output path ending so picks this format (".mcap")
     requires: str | None = None  # the optional package it needs, named in the error when missing
+    features: frozenset[str] = frozenset()  # optional writer features it has: "compression" (zstd), "max_files" (rotation), "flush_interval_ns" (timed flushes)
 
 
 _REGISTRY: dict[str, FormatSpec] = {}
@@ -54,17 +59,30 @@ def register_format(spec: FormatSpec) -> None:
     FORMATS[spec.name] = spec.module
 
 
-register_format(FormatSpec("native", "mcl.log.native", "NativeSource", "NativeWriter", "mcl native"))
+register_format(FormatSpec("native", "mcl.log.native", "NativeSource", "NativeWriter", "mcl native",
+                           features=frozenset({"compression", "max_files", "flush_interval_ns"})))
 register_format(FormatSpec("mcl1", "mcl.log.mcl1", "Mcl1Source", "Mcl1Writer", "MCL_LOG 1.0 (original MCL text logs)"))
 register_format(FormatSpec("mcap", "mcl.log.mcap", "McapSource", "McapWriter", "MCAP", (".mcap",), "mcap"))
 
 
 class LogWriterProtocol(Protocol):
-    """What every format's writer offers."""
+    """What every format's writer offers.
+
+    ``close()`` finishes the log (indexes, summaries) and keeps it;
+    ``abort()`` closes and removes exactly what the writer wrote (its files,
+    and the directory if the writer created it and nothing else is in it):
+    the one way to drop a log just started (a failed start, a failed
+    conversion). Both are idempotent. Writers that know what reached the
+    disk also have ``written() -> {topic: (records, payload bytes)}``
+    (native, mcl1); rotation is the native writer's ``max_files``.
+    """
 
     path: Path
     format: str
     origin_ns: int  # UTC ns since the epoch of elapsed 0
+
+    @property
+    def files(self) -> list[Path]: ...  # the data files written (and still there), oldest first
 
     def write(self, topic: str, payload: bytes, elapsed_ns: int) -> None: ...
 
@@ -73,6 +91,8 @@ class LogWriterProtocol(Protocol):
     def flush(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def abort(self) -> None: ...
 
     def __enter__(self) -> LogWriterProtocol: ...
 
@@ -162,7 +182,55 @@ def open_source(path: str | os.PathLike[str], *, strict: bool = False) -> LogSou
     raise LogFormatError(p, "not a log file of any format mcl reads", offset=0)
 
 
+_FEATURE_NAMES = {"compression": "compression", "max_files": "rotation (max_files)"}
+
+
+def check_writer_options(format: str, **options: Any) -> None:
+    """Refuse the optional writer features (`options` not None) that `format` does not have, in one place.
+
+    LogError naming the feature, the format and the formats that have it.
+    """
+    spec = format_spec(format)
+    for name, value in options.items():
+        if value is not None and name not in spec.features:
+            having = ", ".join(s.name for s in _REGISTRY.values() if name in s.features) or "none"
+            raise LogError(f"{_FEATURE_NAMES.get(name, name)} is not supported by the {format} format (formats that have it: {having})")
+
+
 def make_writer(path: str | os.PathLike[str], format: str = DEFAULT_FORMAT, **options: Any) -> LogWriterProtocol:
     """A new writer of `format` at `path` (which must not hold a log)."""
     writer: LogWriterProtocol = writer_class(format)(path, **options)
     return writer
+
+
+def LogWriter(  # noqa: N802 - a factory that reads like the class users expect
+    path: str | os.PathLike[str],
+    format: str = DEFAULT_FORMAT,
+    *,
+    origin_ns: int | None = None,
+    metadata: dict[str, str] | None = None,
+    split_size: int | None = None,
+    split_duration: float | None = None,
+    **options: Any,
+) -> LogWriterProtocol:
+    """A new log at `path` (a directory that must not hold a log yet).
+
+    Args:
+        format: "native" (default) or "mcl1" (the original MCL text format).
+        origin_ns: UTC time origin in ns since the epoch (default: now).
+        metadata: free key/values (revision, host, ...) kept with the log.
+        split_size: bytes per data file before a new one starts (None: no limit).
+        split_duration: seconds per data file before a new one starts (None: no limit).
+
+    The writer has ``write(topic, payload, elapsed_ns)``, ``write_record``,
+    ``flush`` and ``close``, and is a context manager.
+    """
+    return make_writer(
+        path,
+        format,
+        origin_ns=time.time_ns() if origin_ns is None else origin_ns,
+        metadata=metadata,
+        split_size=split_size,
+        split_duration_ns=seconds_to_ns(split_duration),
+        **options,
+    )

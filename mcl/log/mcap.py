@@ -78,6 +78,7 @@ from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormat
 from mcl.log.formats import file_starts_with
 from mcl.log.record import Damage, LogSummary, Record, TopicFilter, TopicStats
 from mcl.message import encode, type_name_of, unpack
+from mcl.timeutil import NS_PER_S
 
 __all__ = [
     "FORMAT",
@@ -291,7 +292,7 @@ def _unpack_record(topic: str, elapsed_ns: int, payload: bytes) -> Any:
         return unpack(payload)
     except MessageError as exc:
         raise MessageError(
-            f"record on topic {topic!r} at {elapsed_ns / 1e9:.6f} s cannot be exported as JSON: {exc}"
+            f"record on topic {topic!r} at {elapsed_ns / NS_PER_S:.6f} s cannot be exported as JSON: {exc}"
             " (use the msgpack encoding to keep the bytes as they are)"
         ) from None
 
@@ -313,7 +314,7 @@ def infer_schemas(records: Iterable[Record]) -> dict[str | None, dict[str, Any]]
 
 
 def _too_deep(topic: str, elapsed_ns: int) -> MessageError:
-    return MessageError(f"record on topic {topic!r} at {elapsed_ns / 1e9:.6f} s is nested too deep to be exported as JSON"
+    return MessageError(f"record on topic {topic!r} at {elapsed_ns / NS_PER_S:.6f} s is nested too deep to be exported as JSON"
                         " (use the msgpack encoding to keep the bytes as they are)")
 
 
@@ -404,7 +405,7 @@ class McapWriter:
             raise RuntimeError("Cannot write to an MCAP writer once it has been closed.")
         when = self.origin_ns + elapsed_ns
         if not 0 <= when <= TIME_LIMIT:
-            raise LogError(f"{self.path}: record on topic {topic!r} at {elapsed_ns / 1e9:.9f} s has the time {when} ns "
+            raise LogError(f"{self.path}: record on topic {topic!r} at {elapsed_ns / NS_PER_S:.9f} s has the time {when} ns "
                            f"(UTC ns since 1970), outside 0..{TIME_LIMIT}: MCAP times are unsigned, mcl's int64")
         if self.encoding == "json":
             value = _unpack_record(topic, elapsed_ns, payload)

@@ -55,11 +55,13 @@ from mcl.log.record import (
     datetime_to_ns,
     elapsed_key,
     make_log_dir,
+    remove_written,
     ns_to_datetime,
     open_regular_file,
     skipped_file_damage,
 )
 from mcl.message import type_name_of
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["Mcl1Source", "Mcl1Writer", "WriteFile", "format_header", "format_line", "probe", "FORMAT"]
 
@@ -69,9 +71,10 @@ TIME_PADDING = 12
 TOPIC_PADDING = 8
 COMMENT_BLOCK = "#" + "-" * 65
 _SPLIT_RE = re.compile(r"^(?P<prefix>.+)_(?P<num>\d{3,})\.log$")
+MAX_TYPES = 256  # one open file per type: a writer that records from a bus takes no more types
+MAX_TYPE_CHARS = 200  # a file is named after its type: a longer name is not storable
 _TOPIC_RE = re.compile(r"[!-~]*")  # printable ASCII without white space: the line is split on white space
 _UNSAFE_RE = re.compile(r"[^A-Za-z0-9_.-]|^\.")  # characters kept out of file names
-_NS = 1_000_000_000
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 _HEADER_LINE_LIMIT = 4096  # characters of a header line read at most
 # A data line longer than this (a payload of 128 MiB as hex) is damage: it is
@@ -534,7 +537,7 @@ def _parse_line(line: str) -> tuple[int, str, bytes] | None:
         t, topic, hexpayload = line.split()
         if topic[0] != "'" or topic[-1] != "'" or len(topic) < 2:
             raise ValueError("topic is not quoted")
-        elapsed = round(float(t) * _NS)
+        elapsed = round(float(t) * NS_PER_S)
         payload = bytes.fromhex(hexpayload)
     except (ValueError, IndexError, OverflowError):
         empty = _parse_empty_payload(line)
@@ -579,7 +582,7 @@ def _parse_empty_payload(line: str) -> tuple[int, str] | None:
     if len(parts) != 2 or len(parts[1]) < 2 or parts[1][0] != "'" or parts[1][-1] != "'" or not line.endswith("\n"):
         return None
     try:
-        return round(float(parts[0]) * _NS), parts[1]
+        return round(float(parts[0]) * NS_PER_S), parts[1]
     except (ValueError, OverflowError):
         return None
 
@@ -651,7 +654,7 @@ class _FileState:
             entries.append(entry)
         try:
             shift = self.shift
-            elapsed = [round(float(t) * _NS) + shift for t in tokens[0::3]]
+            elapsed = [round(float(t) * NS_PER_S) + shift for t in tokens[0::3]]
             payloads = list(map(_unhexlify, tokens[2::3]))
         except (ValueError, OverflowError, binascii.Error):  # OverflowError: 'inf' as a time
             return None
@@ -689,7 +692,7 @@ def check_topic(topic: str, path: str | os.PathLike[str]) -> None:
 
 def format_line(elapsed_ns: int, topic: str, payload: bytes) -> str:
     """One data line, exactly as the original WriteFile wrote it."""
-    time_str = ("%1.5f" % (elapsed_ns / _NS)).rjust(TIME_PADDING)
+    time_str = ("%1.5f" % (elapsed_ns / NS_PER_S)).rjust(TIME_PADDING)
     topic_str = f"'{topic}'".ljust(TOPIC_PADDING)
     return f"{time_str}    {topic_str}    {payload.hex()}\n"
 
@@ -768,7 +771,8 @@ class Mcl1Writer:
             raise ValueError(f"split_entries must be a whole number >= 1, not {split_entries!r}")
         format_header(0, None, blank_line=blank_line)  # checks blank_line
         self.path = Path(path)
-        make_log_dir(self.path)
+        self._created_dir = make_log_dir(self.path)
+        self._paths: list[Path] = []  # every file created, in order
         self.origin_ns = origin_ns
         self.revision = revision or (metadata or {}).get("revision", "")
         self.split_size = split_size
@@ -817,6 +821,43 @@ class Mcl1Writer:
         series.size += len(line)
         series.count += 1
         series.pending.append((series.size, topic, len(payload)))
+
+    check_each_message = True  # the file a record goes to depends on its payload's type: unstorable() for each
+
+    def unstorable(self, topic: str, payload: bytes) -> str | None:
+        """Why a record cannot be stored in this log (None: it can), so that a recorder drops it, counted, and goes on.
+
+        The topic must be printable ASCII (lines are split on white space);
+        a file is named after the payload's type: at most
+        :data:`MAX_TYPE_CHARS` characters, at most :data:`MAX_TYPES` types.
+        """
+        if _TOPIC_RE.fullmatch(topic) is None:
+            return "topic not storable in MCL_LOG 1.0"
+        type_name = type_name_of(payload)
+        if type_name not in self._series:
+            if type_name is not None and len(type_name) > MAX_TYPE_CHARS:
+                return "type name too long for MCL_LOG 1.0"
+            if len(self._series) >= MAX_TYPES:
+                return "too many types for MCL_LOG 1.0"
+        return None
+
+    @property
+    def files(self) -> list[Path]:
+        """The data files written so far (one series per message type, parts in order), in creation order."""
+        return [p for p in self._paths if p.exists()]
+
+    def abort(self) -> None:
+        """Close and remove what this writer wrote (its files; the directory if it created it); idempotent."""
+        self._closed = True
+        for series in self._series.values():
+            fp, series.fp = series.fp, None
+            if fp is not None:
+                try:
+                    fp.close()
+                except (OSError, ValueError):
+                    pass
+        paths, self._paths = self._paths, []
+        remove_written(paths, self.path if self._created_dir else None)
 
     def written(self) -> dict[str, tuple[int, int]]:
         """Per topic, (records, payload bytes) handed to the operating system (at the last flush).
@@ -915,6 +956,7 @@ class Mcl1Writer:
         except OSError as exc:
             raise LogError(f"{path}: cannot create: {exc.strerror}") from None
         series.path = path
+        self._paths.append(path)
         series.size = 0
         series.confirmed = 0
         if series.part == 0:
@@ -1056,7 +1098,7 @@ class WriteFile:
         self._revision = revision
         self._origin_ns = None if time_origin is None else datetime_to_ns(time_origin)
         self._max_entries = max_entries
-        self._max_ns = None if max_time is None else round(max_time * _NS)
+        self._max_ns = None if max_time is None else round(max_time * NS_PER_S)
         self._fp: IO[str] | None = None
         self._part = 0
         self._count = 0
@@ -1071,7 +1113,7 @@ class WriteFile:
     @property
     def max_time(self) -> float | None:
         """Seconds per file (None: not split by time)."""
-        return None if self._max_ns is None else self._max_ns / _NS
+        return None if self._max_ns is None else self._max_ns / NS_PER_S
 
     @property
     def prefix(self) -> Path:

@@ -34,6 +34,7 @@ from mcl.log.formats import file_starts_with
 from mcl.log.native_layout import (
     CHUNK_HEADER,
     DATA_SUFFIX,
+    INDEX_SUFFIX,
     FILE_MAGIC,
     MAX_TOPICS_PER_CHUNK,
     MAX_TYPES_PER_TOPIC,
@@ -67,10 +68,12 @@ from mcl.log.record import (
     TopicStats,
     elapsed_key,
     make_log_dir,
+    remove_written,
     open_regular_file,
     skipped_file_damage,
 )
 from mcl.message import type_name_of
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["FORMAT", "NativeSource", "NativeWriter", "probe", "reindex", "data_files"]
 
@@ -79,7 +82,7 @@ DEFAULT_CHUNK_SIZE = 1 << 20  # raw bytes buffered before a chunk is written
 DEFAULT_FLUSH_INTERVAL_NS = 100_000_000
 # Log time a chunk spans at most: with DEFAULT_CHUNK_SIZE it bounds what one
 # damaged spot can lose (one chunk: at most 1 MiB and 1 s of records).
-DEFAULT_CHUNK_DURATION_NS = 1_000_000_000
+DEFAULT_CHUNK_DURATION_NS = NS_PER_S
 _RECORD_OVERHEAD = 14  # bytes a record adds to a chunk body besides its payload
 _DATA_RE = re.compile(r"^data_(\d+)\.mcln$")
 
@@ -146,6 +149,7 @@ class NativeWriter:
         chunk_duration_ns: int | None = DEFAULT_CHUNK_DURATION_NS,  # elapsed ns a chunk spans at most; None: no limit
         flush_interval_ns: int | None = DEFAULT_FLUSH_INTERVAL_NS,  # None: only size, flush() and close() write chunks
         fsync: bool = False,  # fsync after every chunk (survives power loss, slower)
+        max_files: int | None = None,  # rotation: keep only the newest N data files (with their indexes); None: keep all
     ) -> None:
         self.path = Path(path)
         if split_size is not None and split_size <= 0:
@@ -167,7 +171,11 @@ class NativeWriter:
             except ImportError:
                 raise LogError("zstd compression needs the 'zstandard' package (pip install mcl[compress])") from None
             self._compressor = zstandard.ZstdCompressor(level=compression_level)
-        make_log_dir(self.path)
+        if max_files is not None and (isinstance(max_files, bool) or not isinstance(max_files, int) or max_files < 1):
+            raise LogError(f"max_files must be a whole number >= 1, not {max_files!r}")
+        self.max_files = max_files
+        self.rotated = 0  # data files deleted by rotation
+        self._created_dir = make_log_dir(self.path)
         self.origin_ns = int(origin_ns)
         meta = {"host": socket.gethostname()}
         meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
@@ -193,8 +201,26 @@ class NativeWriter:
     # -- public API --------------------------------------------------------------------
     @property
     def files(self) -> list[Path]:
-        """The data files written so far."""
+        """The data files written so far (and not deleted by rotation), oldest first."""
         return list(self._files)
+
+    def abort(self) -> None:
+        """Close without writing what is buffered, and remove what this writer wrote; idempotent.
+
+        The data files and their indexes go, and the directory too if this
+        writer created it and nothing else is in it.
+        """
+        self._closed = True
+        self._roll_at_ns = -(1 << 63)
+        if self._fd >= 0:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = -1
+        written = [p for f in self._files for p in (f, f.with_suffix(INDEX_SUFFIX), f.with_suffix(INDEX_SUFFIX + ".tmp"))]
+        self._files.clear()
+        remove_written(written, self.path if self._created_dir else None)
 
     def write(self, topic: str, payload: bytes, elapsed_ns: int) -> None:
         """Append one record; `elapsed_ns` is relative to ``origin_ns``."""
@@ -394,6 +420,8 @@ class NativeWriter:
         except OSError as exc:
             raise self._fail(f"{path}: cannot create: {exc.strerror}") from None
         self._files.append(path)
+        if self.max_files is not None:
+            self._rotate()
         header, crc = encode_file_header(self.origin_ns, self._file_index, self.metadata, _writer_name())
         self._header = FileHeader(self.origin_ns, self._file_index, self.metadata, size=len(header), crc=crc)
         self._size = 0
@@ -401,6 +429,18 @@ class NativeWriter:
         self._stats: dict[str, TopicStats] = {}
         self._write_all(header)
         self._roll_at_ns = -(1 << 63) if self.split_duration_ns is not None else 1 << 63
+
+    def _rotate(self) -> None:
+        """Delete the oldest data files (and their indexes) beyond `max_files`; the file being written stays."""
+        assert self.max_files is not None
+        while len(self._files) > self.max_files:
+            old = self._files.pop(0)
+            for p in (old, old.with_suffix(INDEX_SUFFIX)):
+                try:
+                    p.unlink(missing_ok=True)
+                except OSError as exc:
+                    raise self._fail(f"{p}: cannot delete for rotation: {exc.strerror}") from None
+            self.rotated += 1
 
     def _roll_for_time(self, elapsed_ns: int) -> None:
         if self._closed:

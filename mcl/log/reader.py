@@ -6,7 +6,6 @@ import heapq
 import math
 import numbers
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -21,7 +20,7 @@ from mcl.exceptions import (
     MessageIOError,
     as_io_error,
 )
-from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, make_writer, open_source
+from mcl.log.formats import LogWriter, open_source  # LogWriter lives in formats; kept importable here
 from mcl.log.record import (
     LogSource,
     LogSummary,
@@ -32,6 +31,7 @@ from mcl.log.record import (
     seconds_to_ns,
 )
 from mcl.message import GenericMessage, Message, decode, get_message_type, message_types, type_name_of, unpack
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["LogReader", "open_log", "ReadFile", "ReadDirectory", "LogWriter", "check_time_window", "payload_converter"]
 
@@ -174,39 +174,6 @@ def open_log(
     Returns a context-managed iterable of :class:`Record`.
     """
     return LogReader(paths, topics=topics, start=start, end=end, strict=strict)
-
-
-def LogWriter(  # noqa: N802 - a factory that reads like the class users expect
-    path: PathLike,
-    format: str = DEFAULT_FORMAT,
-    *,
-    origin_ns: int | None = None,
-    metadata: dict[str, str] | None = None,
-    split_size: int | None = None,
-    split_duration: float | None = None,
-    **options: Any,
-) -> LogWriterProtocol:
-    """A new log at `path` (a directory that must not hold a log yet).
-
-    Args:
-        format: "native" (default) or "mcl1" (the original MCL text format).
-        origin_ns: UTC time origin in ns since the epoch (default: now).
-        metadata: free key/values (revision, host, ...) kept with the log.
-        split_size: bytes per data file before a new one starts (None: no limit).
-        split_duration: seconds per data file before a new one starts (None: no limit).
-
-    The writer has ``write(topic, payload, elapsed_ns)``, ``write_record``,
-    ``flush`` and ``close``, and is a context manager.
-    """
-    return make_writer(
-        path,
-        format,
-        origin_ns=time.time_ns() if origin_ns is None else origin_ns,
-        metadata=metadata,
-        split_size=split_size,
-        split_duration_ns=seconds_to_ns(split_duration),
-        **options,
-    )
 
 
 def check_time_window(min_time: Any, max_time: Any) -> None:
@@ -426,8 +393,8 @@ class ReadFile:
         try:
             payload = self._convert(record.payload)
         except MessageError as exc:  # the original raised IOError for a line it could not parse
-            raise MessageIOError(f"record at {record.elapsed_ns / 1e9:.6f} s on topic {record.topic!r}: {exc}") from None
-        return {"elapsed_time": record.elapsed_ns / 1e9, "topic": record.topic, "payload": payload}
+            raise MessageIOError(f"record at {record.elapsed_ns / NS_PER_S:.6f} s on topic {record.topic!r}: {exc}") from None
+        return {"elapsed_time": record.elapsed_ns / NS_PER_S, "topic": record.topic, "payload": payload}
 
     def is_data_pending(self) -> bool:
         """True exactly when the next read() returns a record."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import operator
 import re
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from mcl.exceptions import LogError, LogExistsError
+from mcl.timeutil import NS_PER_S, datetime_to_ns, ns_to_datetime, seconds_to_ns  # noqa: F401 - re-exported: their home is mcl.timeutil
 
 __all__ = [
     "Record",
@@ -27,11 +27,11 @@ __all__ = [
     "ns_to_datetime",
     "datetime_to_ns",
     "make_log_dir",
+    "remove_written",
     "open_regular_file",
     "skipped_file_damage",
 ]
 
-NS_PER_S = 1_000_000_000
 
 
 class Record(NamedTuple):
@@ -88,28 +88,6 @@ def make_topic_filter(
         return drop is None or drop(topic) is None
 
     return keep
-
-
-def seconds_to_ns(seconds: float | None) -> int | None:
-    """Float seconds (command line, original API) to integer nanoseconds."""
-    if seconds is None:
-        return None
-    return round(seconds * NS_PER_S)
-
-
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-
-
-def datetime_to_ns(when: _dt.datetime) -> int:
-    """A datetime (naive means UTC) to integer nanoseconds since the epoch."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=_dt.timezone.utc)
-    return ((when - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
-
-
-def ns_to_datetime(ns: int) -> _dt.datetime:
-    """Integer nanoseconds since the epoch to an aware UTC datetime (µs precision)."""
-    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,19 +174,38 @@ class LogSource(Protocol):
         ...
 
 
-def make_log_dir(path: Path) -> None:
-    """Create a new log directory; refuse one that exists and holds files.
+def make_log_dir(path: Path) -> bool:
+    """Create a new log directory; refuse one that exists and holds files. True if it was created here.
 
-    Every writer calls this first: mcl never overwrites a log.
+    Every writer calls this first: mcl never overwrites a log (and its
+    ``abort()`` removes the directory only when this created it).
     """
     if path.exists():
         if not path.is_dir() or any(path.iterdir()):
             raise LogExistsError(path)
-        return
+        return False
     try:
         path.mkdir(parents=True)
     except OSError as exc:
         raise LogError(f"{path}: cannot create the log directory: {exc.strerror}") from None
+    return True
+
+
+def remove_written(files: Iterable[Path], directory: Path | None = None) -> None:
+    """A writer's ``abort()``: remove the files it wrote, then `directory` (the one it created) if now empty.
+
+    Only these paths are touched: anything else in the directory stays (and keeps it).
+    """
+    for path in files:
+        try:
+            path.unlink(missing_ok=True)
+        except OSError:
+            pass  # abort runs after another error: that one matters more
+    if directory is not None:
+        try:
+            directory.rmdir()
+        except OSError:
+            pass  # not empty (someone else's file) or already gone
 
 
 def open_regular_file(path: Path) -> int:

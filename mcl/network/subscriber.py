@@ -20,6 +20,7 @@ from mcl.network._common import ConnectionWatch, endpoints, make_id, make_socket
 from mcl.network.address import BusAddress
 from mcl.network.forwarder import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES
 from mcl.network.security import CurveClient
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["LossSpan", "Received", "StreamStats", "Subscriber", "SubscriberStats"]
 
@@ -37,7 +38,7 @@ DEFAULT_MAX_TOPIC_BYTES = 4096  # a longer topic is dropped as malformed (the na
 DEFAULT_MAX_STREAMS = 100_000  # (publisher, topic) pairs accounted at once; more are dropped as malformed
 MAX_RATE_PER_S = 10_000_000  # messages per second per stream no bus reaches: a gap claiming more is suspect
 _GAP_SLACK = 100_000  # a gap this small is always plausible (clock skew between hosts, bursts)
-_CLOCK_SKEW_NS = 60 * 1_000_000_000  # sent times further than this in the future are not believed
+_CLOCK_SKEW_NS = 60 * NS_PER_S  # sent times further than this in the future are not believed
 _MAX_ID_BYTES = 1024  # a longer publisher id is dropped as malformed
 _MAX_SPANS = 100  # loss spans kept per stream (the most recent); the counts stay exact
 _MAX_SPAN_STREAMS = 10_000  # streams whose spans are kept (beyond, only the counts)
@@ -83,7 +84,7 @@ def _plausible(since_ns: int, sent_ns: int) -> int:
     now = _time_ns()
     sent_ns = min(sent_ns, now + _CLOCK_SKEW_NS)
     elapsed = max(0, sent_ns - since_ns)
-    return _GAP_SLACK + elapsed * MAX_RATE_PER_S // 1_000_000_000
+    return _GAP_SLACK + elapsed * MAX_RATE_PER_S // NS_PER_S
 
 
 def _parse_end(

@@ -21,7 +21,8 @@ from mcl.exceptions import (
     ReaderProtocolError,
     ReplayError,
 )
-from mcl.replay.options import NS_PER_S, ReplayOptions
+from mcl.timeutil import NS_PER_S
+from mcl.replay.options import ReplayOptions
 from mcl.replay.protocol import Seek, Stop
 from mcl.replay.worker import WorkerContext, WorkerProcess, beat, parent_alive, setup_worker
 

@@ -10,10 +10,10 @@ from typing import Any
 
 from mcl.exceptions import ArgumentRangeError, ArgumentTypeError
 from mcl.replay.clock import MAX_SPEED, MIN_SPEED, check_speed
+from mcl.timeutil import NS_PER_S, check_seconds
 
 __all__ = ["ReplayOptions", "ReplayStatus", "parse_remap", "check_compat_speed", "check_seconds", "intersect_window"]
 
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,18 +126,6 @@ def check_compat_speed(speed: Any) -> float:
             f"speed must be between {MIN_SPEED:g} and {MAX_SPEED:g} (or math.inf: as fast as possible), not {speed!r}"
         )
     return float(speed)
-
-
-_MAX_LOG_TIME_S = (2**63 - 1) / NS_PER_S  # log times are int64 ns
-
-
-def check_seconds(seconds: float, what: str) -> int:
-    """`seconds` (a number from 0 to the int64 ns range, named `what` in the error) as integer ns."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= _MAX_LOG_TIME_S:
-        raise ValueError(
-            f"{what} must be a number of seconds from 0 to {_MAX_LOG_TIME_S:g} (the format's range), not {seconds!r}"
-        )
-    return round(seconds * NS_PER_S)
 
 
 def _to_ns(seconds: float | None, what: str) -> int | None:

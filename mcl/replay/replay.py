@@ -12,7 +12,8 @@ from typing import Any
 from mcl.exceptions import MclError, ReplayError
 from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec
 from mcl.replay.protocol import PLAYING_STATES, GetStatus, Pause, Resume, Seek, SetSpeed, State, Step, WorkerStatus
-from mcl.replay.options import NS_PER_S, ReplayOptions, ReplayStatus, check_seconds
+from mcl.timeutil import NS_PER_S
+from mcl.replay.options import ReplayOptions, ReplayStatus, check_seconds
 from mcl.replay.scheduler import BatchScheduler, Hook
 from mcl.replay.worker import heartbeat_age, sigint_blocked
 

@@ -43,7 +43,8 @@ from mcl.replay.protocol import (
     WorkerFailed,
     WorkerStatus,
 )
-from mcl.replay.options import NS_PER_S, ReplayOptions, check_compat_speed
+from mcl.timeutil import NS_PER_S
+from mcl.replay.options import ReplayOptions, check_compat_speed
 from mcl.replay.worker import WorkerContext, WorkerProcess, beat, parent_alive, set_fine_timer_slack, setup_worker
 
 __all__ = ["ScheduleBroadcasts", "BatchScheduler", "Hook"]

@@ -19,6 +19,7 @@ from typing import Any
 
 from mcl.exceptions import MclError
 from mcl.station.schedule import Schedule, parse_schedule
+from mcl.timeutil import NS_PER_S
 
 __all__ = [
     "StationError",
@@ -37,7 +38,6 @@ __all__ = [
     "parse_size",
 ]
 
-_NS = 1_000_000_000
 MAX_CONFIG_BYTES = 1 << 20  # a station file larger than this is refused before parsing
 MAX_UNITS = 256  # units in one station
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -109,7 +109,7 @@ def parse_duration_ns(value: Any, *, allow_zero: bool = False) -> int:
         raise ValueError(f"{value!r} is not a duration")
     if not (seconds > 0 or (allow_zero and seconds == 0)) or seconds > 100 * 365 * 86400:
         raise ValueError(f"{value!r} must be {'>= 0' if allow_zero else 'above 0'} and at most 100 years")
-    return round(seconds * _NS)
+    return round(seconds * NS_PER_S)
 
 
 def parse_size(value: Any, *, number_unit: int = 1) -> int:
@@ -213,7 +213,7 @@ class RunnerOptions:
     """A user runner: a subclass of :class:`mcl.station.Runner` called every `period`."""
 
     cls: str = ""  # 'package.module:ClassName' (key "class")
-    period_ns: int = _NS  # between two iterate() calls
+    period_ns: int = NS_PER_S  # between two iterate() calls
     config: dict[str, Any] = field(default_factory=dict)  # the runner's self.config
     config_file: Path | None = None  # a TOML file merged into self.config, re-read when it changes
     python_path: tuple[Path, ...] = ()  # directories put first on sys.path of the unit (to import `class`)
@@ -269,8 +269,8 @@ class OffloadOptions:
     source: Path = Path(".")  # searched (recursively, 4 levels) for finished log directories
     destination: Path = Path(".")  # must exist (a mounted share); never created by the station
     keep_local_ns: int = 0  # a verified log is removed locally this long after its copy
-    scan_interval_ns: int = 10 * _NS  # between two scans of `source`
-    settle_ns: int = 5 * _NS  # a finished log must be untouched this long before it is copied
+    scan_interval_ns: int = 10 * NS_PER_S  # between two scans of `source`
+    settle_ns: int = 5 * NS_PER_S  # a finished log must be untouched this long before it is copied
 
 
 UnitOptions = RunnerOptions | RecorderOptions | ReplayUnitOptions | BusOptions | OffloadOptions
@@ -286,7 +286,7 @@ class UnitConfig:
     auto_start: bool = True  # started with the station (else by `mcl-station start NAME`)
     schedule: Schedule | None = None  # capture windows; None = runs continuously
     max_restarts: int = 10  # restarts in 10 minutes beyond which the unit is `failed`
-    stuck_timeout_ns: int = 30 * _NS  # a unit silent (no heartbeat) this long is restarted
+    stuck_timeout_ns: int = 30 * NS_PER_S  # a unit silent (no heartbeat) this long is restarted
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,6 +33,7 @@ from typing import Any
 
 from mcl.exceptions import LogError
 from mcl.station.config import OffloadOptions, StationError, is_within
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["OffloadError", "LogDigest", "Offloader", "find_finished_files", "copy_files", "log_digest", "marker_path"]
 
@@ -42,8 +43,7 @@ INDEX_SUFFIX = ".mcli"
 _COPY_CHUNK = 1 << 20  # bytes per read / write while copying
 _MAX_DEPTH = 4  # directory levels searched under the source
 _MAX_MARKER_BYTES = 1 << 16
-_NS = 1_000_000_000
-_BACKOFF_MAX_NS = 60 * _NS
+_BACKOFF_MAX_NS = 60 * NS_PER_S
 
 
 class OffloadError(StationError):
@@ -231,14 +231,14 @@ class Offloader:
                 wait_ns = self.options.scan_interval_ns
             except (OSError, OffloadError, LogError, Warning) as exc:
                 self._failures += 1
-                wait_ns = min(_BACKOFF_MAX_NS, _NS << min(self._failures - 1, 6))
+                wait_ns = min(_BACKOFF_MAX_NS, NS_PER_S << min(self._failures - 1, 6))
                 with self._lock:
                     self.errors += 1
                     self.last_error = str(exc)
-                self.log.warning("offload: %s (retry in %g s)", exc, wait_ns / _NS)
+                self.log.warning("offload: %s (retry in %g s)", exc, wait_ns / NS_PER_S)
             with self._lock:
                 self.next_scan_ns = self._now_ns() + wait_ns
-            self._wake.wait(wait_ns / _NS)
+            self._wake.wait(wait_ns / NS_PER_S)
             self._wake.clear()
 
     def _check_destination(self) -> None:

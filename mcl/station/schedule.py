@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["Schedule", "Session", "parse_schedule", "iter_sessions", "next_sessions", "zone"]
 
-_NS = 1_000_000_000
 _DAY_S = 86_400
 _MAX_DAYS = 800  # days looked ahead for a session before giving up (a window that never comes)
 _WINDOW_RE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
@@ -119,7 +119,7 @@ def parse_schedule(table: Any, parse_duration_ns: Callable[[Any], int]) -> Sched
     if (every is None) != (length is None):
         raise ValueError("'every' and 'for' go together")
     if every is not None and length is not None and length > every:
-        raise ValueError(f"'for' ({length / _NS:g} s) is longer than 'every' ({every / _NS:g} s)")
+        raise ValueError(f"'for' ({length / NS_PER_S:g} s) is longer than 'every' ({every / NS_PER_S:g} s)")
     if daily is None and start is None and end is None and every is None:
         raise ValueError("a schedule needs a 'window', a 'start' / 'end', or 'every' and 'for'")
     return Schedule(daily=daily, start_ns=start, end_ns=end, every_ns=every, for_ns=length, timezone=tz_name)
@@ -141,7 +141,7 @@ def _windows(schedule: Schedule, now_ns: int) -> Iterator[tuple[int, int | None]
     tz = zone(schedule.timezone)
     first, last = daily
     crosses = last <= first
-    today = _dt.datetime.fromtimestamp(now_ns / _NS, tz).date()
+    today = _dt.datetime.fromtimestamp(now_ns / NS_PER_S, tz).date()
     for offset in range(-1, _MAX_DAYS):
         day = today + _dt.timedelta(days=offset)
         end_day = day + _dt.timedelta(days=1) if crosses or last == _DAY_S else day

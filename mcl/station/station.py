@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from mcl.station.config import StationConfig, StationConfigError, StationError, UnitConfig, parse_config
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["Station", "CONTROL_SOCKET", "PID_FILE", "LOG_FILE", "make_run_dir"]
 
 CONTROL_SOCKET = "control.sock"  # in run_dir: the ipc:// control endpoint (mode 0600)
 PID_FILE = "station.pid"  # in run_dir: the station's pid, locked (flock) while it runs
 LOG_FILE = "station.log"  # in run_dir: the station log (rotated)
-_NS = 1_000_000_000
 _TICK_S = 0.1  # the supervisor loop wakes at least this often
-_WATCH_NS = _NS  # the TOML file is checked for changes this often
+_WATCH_NS = NS_PER_S  # the TOML file is checked for changes this often
 _STOP_TIMEOUT_S = 40.0  # Station.stop() waits at most this long for the units
-_BUS_START_NS = 10 * _NS  # the other units wait at most this long for the bus units to serve
+_BUS_START_NS = 10 * NS_PER_S  # the other units wait at most this long for the bus units to serve
 LOG_FORMAT = "%(asctime)s %(levelname)s: %(message)s"
 
 log = logging.getLogger("mcl.station")

@@ -24,12 +24,12 @@ from mcl.replay.worker import WorkerContext, main_hidden
 from mcl.station.config import StationConfig, StationError, UnitConfig
 from mcl.station.schedule import Session, iter_sessions
 from mcl.station.units import UnitArgs, unit_main
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["RestartPolicy", "UnitProcess", "STATES"]
 
-_NS = 1_000_000_000
 STATES = ("running", "waiting", "stopped", "restarting", "failed")
-_STOP_GRACE_NS = 15 * _NS  # a unit asked to stop gets this long before SIGTERM, then as long before SIGKILL
+_STOP_GRACE_NS = 15 * NS_PER_S  # a unit asked to stop gets this long before SIGTERM, then as long before SIGKILL
 MAX_REQUEST_WAIT_S = 60.0
 
 log = logging.getLogger("mcl.station")
@@ -47,10 +47,10 @@ class RestartPolicy:
         self,
         max_restarts: int = 10,
         *,
-        min_ns: int = _NS,
-        max_ns: int = 60 * _NS,
-        healthy_ns: int = 60 * _NS,
-        window_ns: int = 600 * _NS,
+        min_ns: int = NS_PER_S,
+        max_ns: int = 60 * NS_PER_S,
+        healthy_ns: int = 60 * NS_PER_S,
+        window_ns: int = 600 * NS_PER_S,
     ) -> None:
         self.max_restarts = max_restarts
         self.min_ns = min_ns
@@ -273,10 +273,10 @@ class UnitProcess:
                     process.kill()
                 elif waited > _STOP_GRACE_NS and not self.terminated:
                     self.terminated = True
-                    self.log.warning("%s: did not stop within %d s, sending SIGTERM", self.name, _STOP_GRACE_NS // _NS)
+                    self.log.warning("%s: did not stop within %d s, sending SIGTERM", self.name, _STOP_GRACE_NS // NS_PER_S)
                     process.terminate()
             elif now - self.last_beat > self.config.stuck_timeout_ns:
-                self.last_error = f"no heartbeat for {(now - self.last_beat) / _NS:.1f} s (stuck_timeout {self.config.stuck_timeout_ns / _NS:g} s): killed"
+                self.last_error = f"no heartbeat for {(now - self.last_beat) / NS_PER_S:.1f} s (stuck_timeout {self.config.stuck_timeout_ns / NS_PER_S:g} s): killed"
                 self.log.error("%s: %s", self.name, self.last_error)
                 process.kill()
             return
@@ -343,7 +343,7 @@ class UnitProcess:
                 self.restarts += 1
                 self.state = "restarting"
                 self.retry_at = self._mono() + delay
-                self.log.warning("%s: %s; restarting in %g s", self.name, reason, delay / _NS)
+                self.log.warning("%s: %s; restarting in %g s", self.name, reason, delay / NS_PER_S)
         if then is not None:
             then()
         for future in waiters:

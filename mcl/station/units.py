@@ -39,16 +39,16 @@ from mcl.station.config import (
     RunnerOptions,
     UnitConfig,
 )
+from mcl.timeutil import NS_PER_S
 
 if TYPE_CHECKING:
     from mcl.station.runner import Runner
 
 __all__ = ["UnitArgs", "unit_main", "check_runner_class", "load_runner_class"]
 
-_NS = 1_000_000_000
 _STATUS_EVERY_NS = 500_000_000  # the heartbeat
 _MAX_STEP_S = 0.1  # the loop answers requests at least this often (unless a runner's iterate() is long)
-_DISK_CHECK_NS = _NS
+_DISK_CHECK_NS = NS_PER_S
 _PARENT_CHECK_S = 0.5  # how often a unit looks whether the station is still there
 ORPHAN_GRACE_S = 10.0  # a unit whose station died gets this long to close cleanly, then ends anyway
 
@@ -127,7 +127,7 @@ class RunnerHost(Host):
         self.iterations = 0
         self.failed_in_row = 0
         self.next_ns = time.monotonic_ns()
-        self.next_config_check = time.monotonic_ns() + _NS
+        self.next_config_check = time.monotonic_ns() + NS_PER_S
         self.runner.setup()
         self._setup_done = True
 
@@ -165,10 +165,10 @@ class RunnerHost(Host):
     def step(self) -> float:
         now = time.monotonic_ns()
         if now >= self.next_config_check:
-            self.next_config_check = now + _NS
+            self.next_config_check = now + NS_PER_S
             self._check_config_file()
         if now < self.next_ns:
-            return min(_MAX_STEP_S, (self.next_ns - now) / _NS)
+            return min(_MAX_STEP_S, (self.next_ns - now) / NS_PER_S)
         period = self.opts.period_ns
         try:
             self.runner.iterate()
@@ -177,9 +177,9 @@ class RunnerHost(Host):
             self.next_ns = max(self.next_ns + period, time.monotonic_ns())
         except Exception as exc:  # noqa: BLE001 - counted, logged, and iteration goes on
             self.failed_in_row += 1
-            backoff = min(60 * _NS, max(period, 100_000_000) << min(self.failed_in_row, 10))
+            backoff = min(60 * NS_PER_S, max(period, 100_000_000) << min(self.failed_in_row, 10))
             self.error(f"iterate() raised {type(exc).__name__}: {exc}")
-            self.log.warning("%s (next try in %.3g s)", self.last_error, backoff / _NS, exc_info=self.errors == 1)  # one traceback per process
+            self.log.warning("%s (next try in %.3g s)", self.last_error, backoff / NS_PER_S, exc_info=self.errors == 1)  # one traceback per process
             self.next_ns = time.monotonic_ns() + backoff
         return 0.0
 
@@ -301,13 +301,12 @@ class RecorderHost(Host):
             self._open()
 
     def _new_recorder(self) -> Any:
-        from mcl.record import Recorder, make_log_path
+        from mcl.recorder import Recorder, RecordOptions, make_log_path
 
         o = self.opts
-        recorder = Recorder(
-            make_log_path(o.out),
-            o.bus or self.args.bus,
-            None if o.topics is None else list(o.topics),
+        options = RecordOptions.from_keywords(
+            bus=o.bus or self.args.bus,
+            topics=o.topics,
             format=o.format,
             exact=o.exact,
             metadata={"station": self.args.station, "unit": self.unit.name, **dict(o.metadata)},
@@ -318,6 +317,7 @@ class RecorderHost(Host):
             flush_interval_ns=o.flush_interval_ns,
             hwm=o.hwm,
         )
+        recorder = Recorder(make_log_path(o.out), options)
         try:
             recorder.start()
         except BaseException:

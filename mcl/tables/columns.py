@@ -48,6 +48,7 @@ from mcl.message import _ext_hook
 from mcl.tables import require
 from mcl.tables.batches import ORIGIN_KEY
 from mcl.tables.flat import flat_columns
+from mcl.timeutil import NS_PER_S
 
 __all__ = ["decode", "decode_all", "unpack_column", "conform", "conform_all", "unify", "CastFailed", "RESERVED_COLUMNS"]
 
@@ -194,7 +195,7 @@ def _group_by_name(values: list[Any]) -> dict[str | None, list[int]]:
 
 def _head_columns(pa: Any, times: Any, topics: Any, origin: int) -> dict[str, Any]:
     stamps = times.cast(pa.timestamp("ns", tz="UTC"))
-    elapsed = pa.array((times.to_numpy() - origin) / 1e9, pa.float64())
+    elapsed = pa.array((times.to_numpy() - origin) / NS_PER_S, pa.float64())
     return {"time": stamps, "elapsed": elapsed, "topic": topics}
 
 

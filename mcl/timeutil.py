@@ -1,0 +1,55 @@
+"""The one time unit of mcl: integer nanoseconds, and the conversions to and from seconds and datetimes.
+
+Library signatures take integer ``*_ns`` values; seconds appear only at the
+command line and in the convenience keyword forms, which convert with the
+functions here. :data:`NS_PER_S` is the one spelling of the constant in the
+package (a test checks it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+__all__ = ["NS_PER_S", "MAX_NS", "seconds_to_ns", "check_seconds", "ns_to_seconds", "datetime_to_ns", "ns_to_datetime"]
+
+NS_PER_S = 1_000_000_000  # nanoseconds per second
+MAX_NS = 2**63 - 1  # log times are int64 ns
+_MAX_S = MAX_NS / NS_PER_S
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def seconds_to_ns(seconds: float | None) -> int | None:
+    """Float seconds (command line, original API) to integer nanoseconds (None stays None)."""
+    if seconds is None:
+        return None
+    return round(seconds * NS_PER_S)
+
+
+def check_seconds(seconds: float, what: str) -> int:
+    """`seconds` (a number from 0 to the int64 ns range, named `what` in the error) as integer ns.
+
+    Raises :class:`mcl.exceptions.ArgumentError` (a ValueError) naming `what` and the range.
+    """
+    from mcl.exceptions import ArgumentError
+
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds <= _MAX_S:
+        raise ArgumentError(f"{what} must be a number of seconds from 0 to {_MAX_S:g} (the format's range), not {seconds!r}")
+    return round(seconds * NS_PER_S)
+
+
+def ns_to_seconds(ns: int) -> float:
+    """Integer nanoseconds to float seconds (for people: display, JSON)."""
+    return ns / NS_PER_S
+
+
+def datetime_to_ns(when: _dt.datetime) -> int:
+    """A datetime (naive means UTC) to integer nanoseconds since the epoch."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=_dt.timezone.utc)
+    return ((when - _EPOCH) // _dt.timedelta(microseconds=1)) * 1000
+
+
+def ns_to_datetime(ns: int) -> _dt.datetime:
+    """Integer nanoseconds since the epoch to an aware UTC datetime (µs precision)."""
+    return _EPOCH + _dt.timedelta(microseconds=ns // 1000)
