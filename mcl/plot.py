@@ -154,7 +154,7 @@ def _loss_spans(path: PathLike, origin_ns: int | None, start_ns: int | None) -> 
     """
     import math
 
-    from mcl.record import read_accounting
+    from mcl.recorder import read_accounting
 
     try:
         accounting = read_accounting(path)

@@ -174,7 +174,7 @@ def test_a_real_recording_with_losses_draws_them(tmp_path: Path) -> None:
     import zmq
 
     from mcl.network import Forwarder, Subscriber, parse_bus, wire
-    from mcl.record import Recorder, read_accounting
+    from mcl.recorder import Recorder, read_accounting
 
     def meta(seq: int) -> bytes:
         return wire.META.pack(wire.VERSION, wire.KIND_DATA, seq, time.time_ns()) + b"plot:1:00000000"
