@@ -90,10 +90,14 @@ class Attacker:
         got: list[Received] = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for r in sub.recv_batch(1000, timeout=0.2):
-                if r.topic == "marker" and r.payload == marker:
-                    return got
-                got.append(r)
+            seen = False
+            for r in sub.recv_batch(1000, timeout=0.2):  # what follows the marker in the batch is kept:
+                if r.topic == "marker" and r.payload == marker:  # other publishers' pipes are not ordered with it
+                    seen = True
+                else:
+                    got.append(r)
+            if seen:
+                return got
         raise AssertionError(f"marker {marker!r} did not arrive; got {got[-5:]}")
 
     def close(self) -> None:
