@@ -632,11 +632,13 @@ def _bomb_log(tmp_path: Path, bomb: bytes) -> tuple[Path, list[mcl.Record]]:
 
 def _peak_rss_mib(*argv: str) -> tuple[int, int, str]:
     """Run mcl-cat in a child Python; its exit status, peak resident memory (MiB) and stderr."""
+    # VmHWM, not ru_maxrss: on Linux ru_maxrss keeps the parent's peak across fork + exec (a large pytest).
     code = (
-        "import resource, sys\n"
+        "import sys\n"
         "from mcl.cli import cat\n"
         "rc = cat.main(sys.argv[1:])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)\n"
+        "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0].split()[1]\n"
+        "print(int(hwm) // 1024, file=sys.stderr)\n"
         "sys.exit(rc)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120)
