@@ -613,8 +613,20 @@ class NativeSource:
     def _iter_steps(
         self, first: int, topics: TopicFilter | None, start_ns: int | None, end_ns: int | None
     ) -> Iterator[Iterator[Record]]:
+        for chunks in self._walk(first, len(self._plan), end_ns):
+            if len(chunks) == 1:
+                f, chunk = chunks[0]
+                records = self._read_chunk(f, chunk, topics, start_ns, end_ns)
+                if records is not None:
+                    yield records
+            else:
+                streams = [self._read_chunk(f, c, topics, start_ns, end_ns) for f, c in chunks]
+                yield heapq.merge(*(s for s in streams if s is not None), key=elapsed_key)
+
+    def _walk(self, first: int, stop: int, end_ns: int | None) -> Iterator[list[tuple[_DataFile, ChunkInfo]]]:
+        """The chunks of each step of the plan from `first` to `stop`, damage reported, up to `end_ns`."""
         plan = self._plan
-        for i in range(first, len(plan)):
+        for i in range(first, stop):
             step = plan[i]
             for damage in step.damage:
                 self._report(damage)
@@ -622,14 +634,7 @@ class NativeSource:
                 continue
             if end_ns is not None and min(f.shift + c.start_ns for f, c in step.chunks) > end_ns:
                 return
-            if len(step.chunks) == 1:
-                f, chunk = step.chunks[0]
-                records = self._read_chunk(f, chunk, topics, start_ns, end_ns)
-                if records is not None:
-                    yield records
-            else:
-                streams = [self._read_chunk(f, c, topics, start_ns, end_ns) for f, c in step.chunks]
-                yield heapq.merge(*(s for s in streams if s is not None), key=elapsed_key)
+            yield step.chunks
 
     def _read_chunk(
         self, f: _DataFile, chunk: ChunkInfo, topics: TopicFilter | None, start_ns: int | None, end_ns: int | None,
@@ -689,18 +694,11 @@ class NativeSource:
         stop = len(self._plan)
         if steps is not None:
             first, stop = max(first, steps[0]), min(stop, steps[1])
-        for i in range(first, stop):
-            step = self._plan[i]
-            for damage in step.damage:
-                self._report(damage)
-            if not step.chunks:
-                continue
-            if end_ns is not None and min(f.shift + c.start_ns for f, c in step.chunks) > end_ns:
-                return
+        for chunks in self._walk(first, stop, end_ns):
             parts: list[Any] = []
-            for f, c in step.chunks:
+            for f, c in chunks:
                 parts.extend(self._read_chunk(f, c, topics, start_ns, end_ns, body_batches) or ())
-            if len(step.chunks) > 1 and len(parts) > 1:
+            if len(chunks) > 1 and len(parts) > 1:
                 yield _merge_batches(parts)
             else:
                 yield from parts
