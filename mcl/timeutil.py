@@ -20,9 +20,17 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
 def seconds_to_ns(seconds: float | None) -> int | None:
-    """Float seconds (command line, original API) to integer nanoseconds (None stays None)."""
+    """Float seconds (command line, original API) to integer nanoseconds (None stays None).
+
+    Raises :class:`mcl.exceptions.ArgumentError` for a value outside the
+    int64 ns range (also NaN and infinities): no log time can be that far.
+    """
     if seconds is None:
         return None
+    if not -_MAX_S <= seconds <= _MAX_S:
+        from mcl.exceptions import ArgumentError
+
+        raise ArgumentError(f"{seconds!r} s is outside the range of log times (+-{_MAX_S:g} s)")
     return round(seconds * NS_PER_S)
 
 

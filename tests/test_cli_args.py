@@ -451,3 +451,36 @@ def test_replay_display_counts_from_the_log_time_origin() -> None:
     replay.PlainDisplay(out).update(status)
     assert out.getvalue().split()[:4] == ["paused", "7.000", "/", "12.000"]
     assert " 50.0 % " in out.getvalue()
+
+
+@pytest.mark.parametrize("log", [VEHICLE, REFERENCE], ids=["native", "mcl1"])
+def test_info_start_end_counts_the_window(log: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """mcl-info --start/--end: messages, topics, types and times of the window; files, size and damage of the whole log."""
+    with mcl.open_log(log) as reader:
+        records = list(reader.iter_records())
+    times = sorted(r.elapsed_ns for r in records)
+    start_s, end_s = times[len(times) // 4] / NS_PER_S, times[3 * len(times) // 4] / NS_PER_S
+    inside = [r for r in records if start_s * NS_PER_S <= r.elapsed_ns <= end_s * NS_PER_S]
+    assert 0 < len(inside) < len(records)
+    assert info.main([str(log), "--json"]) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert info.main([str(log), "--json", "--start", repr(start_s), "--end", repr(end_s)]) == 0
+    window = json.loads(capsys.readouterr().out)
+    assert window["window"] == {"start": start_s, "end": end_s} and whole["window"] is None
+    assert window["messages"] == len(inside)
+    assert {t: v["messages"] for t, v in window["topics"].items()} == dict(Counter(r.topic for r in inside))
+    assert window["start"] == min(r.elapsed_ns for r in inside) / NS_PER_S
+    assert window["end"] == max(r.elapsed_ns for r in inside) / NS_PER_S
+    assert all(set(window["topics"][t]["types"]) <= set(whole["topics"][t]["types"]) for t in window["topics"])
+    assert (window["files"], window["size_bytes"], window["damage"]) == (whole["files"], whole["size_bytes"], whole["damage"])
+    assert window["indexed"] is False
+    assert info.main([str(log), "--start", repr(start_s)]) == 0
+    text = capsys.readouterr().out
+    assert f"messages:  {sum(1 for r in records if r.elapsed_ns >= start_s * NS_PER_S)}" in text
+    assert f"window:    {start_s:.3f} s to the end of log time" in text
+
+
+def test_info_end_before_start_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """An empty window (--end before --start) is the command's one error line, exit 1."""
+    assert info.main([str(VEHICLE), "--start", "5", "--end", "2"]) == 1
+    assert capsys.readouterr().err == "mcl-info: error: --end 2 s is before --start 5 s\n"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +20,10 @@ Capsys = pytest.CaptureFixture[str]
 
 
 def _one_error_line(err: str) -> str:
+    """The one line of `err`, ``mcl-NAME: error: ...``; returned from ``error:`` on."""
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
-    return lines[0]
+    assert len(lines) == 1 and re.match(r"mcl-[a-z]+: error: ", lines[0]) and "Traceback" not in err, err
+    return lines[0].partition(": ")[2]
 
 
 @pytest.mark.parametrize("module", [info, cat, export])
@@ -149,8 +152,8 @@ def test_run_main_boundary(capsys: Capsys) -> None:
         warnings.warn(mcl.LogDamageWarning("f.log", "cut short", line=3), stacklevel=1)
         return 0
 
-    assert run_main(damaged) == 0
-    assert capsys.readouterr().err == "warning: f.log: line 3: cut short\n" * 2
+    assert run_main(damaged, "mcl-thing") == 0
+    assert capsys.readouterr().err == "mcl-thing: warning: f.log: line 3: cut short\n" * 2
 
     def interrupted() -> int:
         raise KeyboardInterrupt
@@ -161,10 +164,19 @@ def test_run_main_boundary(capsys: Capsys) -> None:
     def failing() -> int:
         raise mcl.LogError("bad\nthing")
 
-    assert run_main(interrupted) == 130
-    assert run_main(broken) == 141
-    assert run_main(failing) == 1
-    assert capsys.readouterr().err == "error: bad thing\n"
+    def logged() -> int:
+        logging.getLogger("mcl.network").warning("no forwarder answers at %s", "tcp://127.0.0.1:1")
+        logging.getLogger("mcl.network").info("not shown: below warning")
+        return 0
+
+    assert run_main(interrupted, "mcl-thing") == 130
+    assert run_main(broken, "mcl-thing") == 141
+    assert run_main(failing, "mcl-thing") == 1
+    assert capsys.readouterr().err == "mcl-thing: error: bad thing\n"
+    assert run_main(logged, "mcl-thing") == 0
+    assert capsys.readouterr().err == "mcl-thing: warning: no forwarder answers at tcp://127.0.0.1:1\n"
+    logging.getLogger("mcl.network").warning("after the command: not ours to print")
+    assert "mcl-thing" not in capsys.readouterr().err
 
 
 def test_unknown_topic_is_one_error_line(tmp_path: Path, capsys: Capsys) -> None:

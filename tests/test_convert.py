@@ -146,7 +146,7 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
         )
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+        assert len(lines) == 1 and lines[0].startswith("mcl-convert: error: ") and message in lines[0], proc.stderr
     assert (tmp_path / "taken" / "keep.txt").read_text() == "mine"
     assert not any((tmp_path / name).exists() for name in ("o2", "o4", "o5.mcap", "o6"))  # a failed conversion leaves nothing
     assert main(["only-one-arg"]) == 2

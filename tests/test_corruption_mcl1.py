@@ -127,11 +127,11 @@ def test_cli_reports_damage_and_garbage_without_traceback(
     assert cat.main([str(tmp_path / "log")]) == 0
     out, err = capsys.readouterr()
     assert len(out.splitlines()) == 9
-    assert err.startswith("warning: ") and "line 30" in err and len(err.splitlines()) == 1
+    assert err.startswith("mcl-cat: warning: ") and "line 30" in err and len(err.splitlines()) == 1
     assert info.main([str(tmp_path / "log")]) == 0
     out, err = capsys.readouterr()
     assert "1 damaged part(s)" in out and "line 30" in out and err == ""
     (tmp_path / "junk.log").write_bytes(b"\x00garbage\xff\n")
     assert cat.main([str(tmp_path / "junk.log")]) == 1
     out, err = capsys.readouterr()
-    assert out == "" and err.startswith("error: ") and "junk.log: line 1" in err and "Traceback" not in err
+    assert out == "" and err.startswith("mcl-cat: error: ") and "junk.log: line 1" in err and "Traceback" not in err

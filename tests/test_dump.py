@@ -119,12 +119,12 @@ def test_dump_unwritable_output_is_one_line_error(tmp_path: Path, capsys: pytest
     (tmp_path / "file").write_text("x")
     assert main(["-o", str(tmp_path / "file" / "logs"), "--duration", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "file" in err[0]
+    assert len(err) == 1 and err[0].startswith("mcl-dump: error: ") and "file" in err[0]
     if os.geteuid() != 0:  # root ignores permissions
         ro = tmp_path / "ro"
         ro.mkdir(mode=0o500)
         assert main(["-o", str(ro), "--duration", "1"]) == 1
-        assert capsys.readouterr().err.startswith("error: ")
+        assert capsys.readouterr().err.startswith("mcl-dump: error: ")
 
 
 def test_dump_bad_bus_address_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,7 +133,7 @@ def test_dump_bad_bus_address_is_one_line_error(tmp_path: Path, capsys: pytest.C
         pass  # skips while the bus is not there
     assert main(["--bus", "tcp://nowhere:notaport", "-o", str(tmp_path), "--duration", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ")
+    assert len(err) == 1 and err[0].startswith("mcl-dump: error: ")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -271,7 +271,7 @@ def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, t
         _publish_until_exit(bus, sent, dump, 0.05)  # over 1.5 s: several flushes before the limit
         assert dump.wait(20) == 1
     lines = dump.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "readable" in lines[0], dump.stderr
+    assert len(lines) == 1 and lines[0].startswith("mcl-dump: error: ") and "readable" in lines[0], dump.stderr
     (path,) = tmp_path.iterdir()
     records = read_back(path, damaged_ok=True)
     assert 0 < len(records) < len(sent)
@@ -291,7 +291,7 @@ def test_dump_disk_full_counts_what_reached_the_disk(bus: str, small_disk, fmt: 
         sent = payloads(8000, size=1000)  # about 8 MB (16 MB as MCL_LOG 1.0 text): more than the disk
         _publish_until_exit(bus, sent, dump, 0.005)
         assert dump.wait(30) == 1, dump.stderr
-    errors = [line for line in dump.lines if line.startswith("error: ")]
+    errors = [line for line in dump.lines if line.startswith("mcl-dump: error: ")]
     assert len(errors) == 1 and "No space left on device" in errors[0], dump.stderr
     assert "index" not in errors[0] and "Traceback" not in dump.stderr  # the first error, not a secondary one
     (path,) = mnt.iterdir()

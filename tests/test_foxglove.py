@@ -322,8 +322,8 @@ def test_cli_warns_on_a_non_loopback_host_and_errors_in_one_line(mcl_bus: str) -
     )
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
-    assert any("warning: serving on 192.0.2.1" in line for line in lines)
-    assert lines[-1].startswith("error: ") and "192.0.2.1" in lines[-1] and "Traceback" not in proc.stderr
+    assert any("mcl-foxglove: warning: serving on 192.0.2.1" in line for line in lines)
+    assert lines[-1].startswith("mcl-foxglove: error: ") and "192.0.2.1" in lines[-1] and "Traceback" not in proc.stderr
 
 
 @pytest.mark.slow

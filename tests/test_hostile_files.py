@@ -105,8 +105,8 @@ def _cli(command: str, *args: object, timeout: float = 60) -> subprocess.Complet
 def _check_stderr(proc: subprocess.CompletedProcess[str], command: str) -> None:
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.splitlines()
-    assert all(line.startswith(("warning: ", "error: ", f"{command}: ")) for line in lines), proc.stderr
-    errors = [line for line in lines if line.startswith("error: ")]
+    assert all(line.startswith(f"{command}: ") for line in lines), proc.stderr
+    errors = [line for line in lines if line.startswith(f"{command}: error: ")]
     if proc.returncode != 0:
         assert proc.returncode == 1 and len(errors) == 1, (proc.returncode, proc.stderr)
     else:
@@ -575,7 +575,7 @@ def test_a_payload_nested_500_deep_is_one_bad_record(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert len(lines) == 11 and [line["payload"]["i"] for line in lines if "payload" in line] == list(range(10))
     assert lines[5]["error"] == f"payload of 501 bytes is nested deeper than {MAX_DEPTH} levels"
-    assert proc.stderr.splitlines() == [f"warning: record at 0.040000 s on topic 't': {lines[5]['error']}"]
+    assert proc.stderr.splitlines() == [f"mcl-cat: warning: record at 0.040000 s on topic 't': {lines[5]['error']}"]
     # MCAP: the payload bytes as recorded are fine; as JSON it is one clear error line.
     assert _cli("mcl-convert", log, tmp_path / "a.mcap", "--mcap-encoding", "msgpack").returncode == 0
     proc = _cli("mcl-convert", log, tmp_path / "b.mcap")

@@ -116,7 +116,7 @@ def test_mcl_cat_on_payloads_nested_1020_deep_warns_per_record(tmp_path: Path) -
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.returncode == 0
     warnings = proc.stderr.splitlines()
-    assert len(warnings) == 3 and all(w.startswith("warning: record at ") for w in warnings), warnings
+    assert len(warnings) == 3 and all(w.startswith("mcl-cat: warning: record at ") for w in warnings), warnings
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["topic"] for line in lines] == ["arrays", "maps", "in_ext", "ok"]
     assert all("error" in line and "payload_base64" in line for line in lines[:3])

@@ -260,7 +260,7 @@ def test_not_an_mcap_file_is_one_error_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", RUN_CLI.format("cat"), str(tmp_path / "x.mcap")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
-    assert proc.stderr.startswith("mcl-cat: error: ") or proc.stderr.startswith("error: ")
+    assert proc.stderr.startswith("mcl-cat: error: ")
     assert "Traceback" not in proc.stderr and "not an MCAP file" in proc.stderr
 
 

@@ -446,9 +446,9 @@ def test_mcl_bus_serves_and_stops_on_sigterm() -> None:
 
 @pytest.mark.parametrize(
     ("argv", "message"),
-    [(["--bind", "nonsense"], "error: bad bus address 'nonsense'"),
+    [(["--bind", "nonsense"], "mcl-bus: error: bad bus address 'nonsense'"),
      (["--curve-secret", "/nonexistent/x.key_secret", "--curve-clients", "/tmp"],
-      "error: /nonexistent/x.key_secret: no such certificate file")],
+      "mcl-bus: error: /nonexistent/x.key_secret: no such certificate file")],
 )
 def test_mcl_bus_bad_input(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     """Bad input gives one error line and exit 1."""

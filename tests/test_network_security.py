@@ -108,7 +108,7 @@ def test_mcl_bus_key_files_and_bad_certificate(tmp_path: Path) -> None:
     assert stat.S_IMODE(secret.stat().st_mode) == 0o600
     before = secret.read_bytes()
     again = bus("--make-keys", str(base))
-    assert again.returncode == 1 and again.stderr.startswith("error: ") and "already exists" in again.stderr
+    assert again.returncode == 1 and again.stderr.startswith("mcl-bus: error: ") and "already exists" in again.stderr
     assert secret.read_bytes() == before
     not_a_cert = tmp_path / "passwd"
     not_a_cert.write_text("root:x:0:0:root:/root:/bin/bash\n")
@@ -159,4 +159,4 @@ def test_curve_refused_client_is_told(keys: dict[str, Path], caplog: pytest.LogC
             wait_until(lambda: any("refused this" in r.getMessage() for r in caplog.records), 10, message="the refusal line")
             assert intruder.connected is False
     told = [r.getMessage() for r in caplog.records if "refused this" in r.getMessage()]
-    assert told and told[0] == f"mcl: the forwarder at {forwarder.address} refused this publisher's CURVE key; still trying"
+    assert told and told[0] == f"the forwarder at {forwarder.address} refused this publisher's CURVE key; still trying"

@@ -398,7 +398,7 @@ def test_a_client_of_a_bus_without_forwarder_says_so_and_keeps_trying(monkeypatc
         while "no forwarder answers" not in caplog.text and time.monotonic() < deadline:
             time.sleep(0.05)
         lines = [r.getMessage() for r in caplog.records if "no forwarder answers" in r.getMessage()]
-        assert lines == [f"mcl: no forwarder answers at {bus} (subscriber, tried for 0 s); start a bus there with `mcl-bus --bind {bus}`; still trying"]
+        assert lines == [f"no forwarder answers at {bus} (subscriber, tried for 0 s); start a bus there with `mcl-bus --bind {bus}`; still trying"]
         with Forwarder(bus) as fwd, Publisher(fwd.address, provide=False, close_timeout=0) as pub:
             assert pub.wait_for_subscribers(1, timeout=20)  # ZeroMQ kept trying: the subscriber is there now
             pub.publish("t", b"late")

@@ -89,7 +89,7 @@ def test_cli_plot_and_refusals(tmp_path: Path) -> None:
     assert "1 gap(s)" in proc.stderr
     proc = subprocess.run([sys.executable, "-c", run, str(tmp_path / "log.mcap"), "--plot", str(out)],
                           capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("mcl-info: error: ")
     with pytest.raises(LogExistsError):
         plot_timeline(tmp_path / "log.mcap", out)
 

@@ -85,15 +85,15 @@ def test_plain_progress_without_a_terminal() -> None:
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
-        (["/no/such/log"], 1, "error: /no/such/log"),
+        (["/no/such/log"], 1, "mcl-replay: error: /no/such/log"),
         ([str(DATASET), "--speed", "0"], 2, "--speed"),
         ([str(DATASET), "--remap", "nonsense"], 2, "remap"),
         ([str(DATASET), "--exclude", "("], 2, "regular expression"),
         ([str(DATASET), "--until", "1", "--duration", "2"], 2, "not allowed with"),
-        ([str(DATASET), "--bus", "tcp://nowhere:notaport"], 1, "error:"),
-        ([str(DATASET), "--control", "not an address", "--dry-run"], 1, "error:"),
-        ([str(DATASET), "--topics", "nosuch", "--dry-run"], 1, "error: topic 'nosuch' not in the log"),
-        ([str(DATASET), "--start-offset", "100", "--dry-run"], 1, "error: --start 100 s is past the end"),
+        ([str(DATASET), "--bus", "tcp://nowhere:notaport"], 1, "mcl-replay: error:"),
+        ([str(DATASET), "--control", "not an address", "--dry-run"], 1, "mcl-replay: error:"),
+        ([str(DATASET), "--topics", "nosuch", "--dry-run"], 1, "mcl-replay: error: topic 'nosuch' not in the log"),
+        ([str(DATASET), "--start-offset", "100", "--dry-run"], 1, "mcl-replay: error: --start 100 s is past the end"),
     ],
 )
 def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None:

@@ -139,7 +139,7 @@ def test_mcl_replay_loop_over_nothing_is_an_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [
-        "error: nothing to replay: no record of the log is in the selection (--topics, --exclude, --start-offset, --until)"
+        "mcl-replay: error: nothing to replay: no record of the log is in the selection (--topics, --exclude, --start-offset, --until)"
     ]
 
 
@@ -239,7 +239,7 @@ def test_mcl_replay_warns_about_a_non_loopback_control_bind(tmp_path: Path) -> N
         capture_output=True, text=True, timeout=60, cwd=str(ROOT), stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr
-    warnings = [line for line in done.stderr.splitlines() if line.startswith("warning: ")]
+    warnings = [line for line in done.stderr.splitlines() if line.startswith("mcl-replay: warning: ")]
     assert len(warnings) == 1 and "not on loopback" in warnings[0] and "anyone who can connect" in warnings[0]
     local = subprocess.run(
         [sys.executable, "-m", "mcl.cli.replay", str(log), "--dry-run", "--control", "0"],

@@ -128,7 +128,7 @@ def test_bad_configs_give_one_line_each(tmp_path: Path, text: str, expected: str
     assert code == 1
     lines = err.splitlines()
     assert len(lines) == 1, err
-    assert lines[0].startswith(f"error: {path}: ")
+    assert lines[0].startswith(f"mcl-station: error: {path}: ")
     assert expected in lines[0]
     assert out == ""
 
@@ -276,7 +276,7 @@ def test_a_command_reaches_the_runner_and_its_reply_comes_back(tmp_path: Path, m
     assert code == 0, err
     assert json.loads(out)["offset"] == 7.0
     code, out, err = run_cli("send", "cal", "nope", "--run-dir", str(tmp_path / "run"))
-    assert code == 1 and err.startswith("error: ") and "known: calibrate, fail, status" in err and err.count("\n") == 1
+    assert code == 1 and err.startswith("mcl-station: error: ") and "known: calibrate, fail, status" in err and err.count("\n") == 1
     assert unit(s, "cal")["state"] == "running"
 
 
@@ -315,7 +315,7 @@ def test_control_endpoint_is_private_and_answers_everything(tmp_path: Path, mcl_
     assert code == 0 and "cal" in out and "running" in out
     s.stop()
     code, out, err = run_cli("status", "--run-dir", str(run_dir))
-    assert code == 1 and err == f"error: no station runs in {run_dir}\n"
+    assert code == 1 and err == f"mcl-station: error: no station runs in {run_dir}\n"
     code, out, err = run_cli("stop", "x", "--run-dir", str(tmp_path / "nowhere"))
     assert code == 1 and err.count("\n") == 1 and "no station runs in" in err
 

@@ -33,7 +33,7 @@ def check_error(tmp_path: Path, text: str) -> str:
     code, out, err = run_cli("check", str(path))
     assert code == 1 and out == "", (code, out, err)
     lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: "), err
+    assert len(lines) == 1 and lines[0].startswith(f"mcl-station: error: {path}: "), err
     return lines[0]
 
 

@@ -291,7 +291,7 @@ def test_a_failed_export_leaves_no_dataset(tmp_path: Path, capsys: pytest.Captur
     (tmp_path / "full" / "x").write_text("keep")
     assert export_cli.main([str(tmp_path / "log"), "--parquet", str(tmp_path / "full")]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "not an empty directory" in err and len(err.splitlines()) == 1
+    assert err.startswith("mcl-export: error: ") and "not an empty directory" in err and len(err.splitlines()) == 1
     assert (tmp_path / "full" / "x").read_text() == "keep"
     with pytest.raises(LogError):
         mcl.tables.export_parquet(tmp_path / "log", tmp_path / "no" / "such" / "dir")

@@ -29,7 +29,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcl.cli.common import StopSignals, make_parser, run_main
+from mcl.cli.common import LineFormatter, StopSignals, make_parser, run_main
 from mcl.exceptions import BusError
 
 if TYPE_CHECKING:
@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(PROG, __doc__, add_arguments)
-    return run_main(lambda: _bus(parser, parser.parse_args(argv)))
+    return run_main(lambda: _bus(parser, parser.parse_args(argv)), parser.prog)
 
 
 def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
@@ -104,8 +104,10 @@ def _bus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         curve = CurveServer(args.curve_secret, args.curve_clients)
         _check_certificate(curve)
 
+    # The forwarder's INFO lines (serving, hosting); its warnings reach run_main's handler.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    handler.setFormatter(LineFormatter(PROG))
+    handler.addFilter(lambda record: record.levelno < logging.WARNING)
     net_log = logging.getLogger("mcl.network")
     net_log.addHandler(handler)
     net_log.setLevel(logging.INFO)

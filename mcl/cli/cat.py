@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run mcl-cat with `argv` (default: sys.argv[1:]); return the exit status."""
     parser = make_parser(PROG, __doc__, add_arguments)
-    return run_main(lambda: _cat(parser.parse_args(argv)))
+    return run_main(lambda: _cat(parser.parse_args(argv)), parser.prog)
 
 
 def run() -> None:

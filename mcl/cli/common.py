@@ -7,17 +7,20 @@ Each command module looks like this::
 
     def main(argv: list[str] | None = None) -> int:
         parser = make_parser("mcl-thing", __doc__, add_arguments)
-        return run_main(lambda: _thing(parser.parse_args(argv)))
+        return run_main(lambda: _thing(parser.parse_args(argv)), parser.prog)
 
     def run() -> None:
         sys.exit(main())
 
 :func:`run_main` is the error boundary: an :class:`~mcl.MclError` or an
-``OSError`` becomes one line ``error: <message>`` on stderr and exit 1;
+``OSError`` becomes one line ``mcl-thing: error: <message>`` on stderr and exit 1;
 argparse errors exit 2 (its usage line and message); ``--help`` exits 0;
 Ctrl-C exits 130 without a traceback; a closed output pipe (``| head``)
 exits 141 quietly. While the command runs, every
-:class:`~mcl.LogDamageWarning` is printed as ``warning: <message>`` on stderr.
+:class:`~mcl.LogDamageWarning` is printed as ``mcl-thing: warning: <message>``
+on stderr, and so is every warning the bus logs (the ``mcl.network`` logger:
+``mcl-thing: warning: ...``, ``mcl-thing: error: ...``); argparse's own
+errors already read ``mcl-thing: error: ...``.
 
 :class:`StopSignals` is the one signal policy of the long-running commands
 (mcl-replay, mcl-bus, mcl-dump): SIGINT, SIGTERM and SIGHUP (a closed
@@ -27,7 +30,9 @@ terminal) all stop the command cleanly.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import datetime as _dt
+import logging
 import math
 import os
 import signal
@@ -52,8 +57,10 @@ __all__ = [
     "print_error",
     "print_warning",
     "print_damage_warnings",
+    "LineFormatter",
     "seconds",
     "non_negative_seconds",
+    "positive_seconds",
     "comma_list",
     "check_topics",
     "format_utc",
@@ -93,23 +100,61 @@ def make_parser(
     return parser
 
 
+# The command whose lines these are: set by run_main for its thread (commands run
+# in threads in tests), or process-wide by a worker (print_damage_warnings).
+_program: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcl_program", default=None)
+_process_program: str | None = None
+
+
+def _prefix(kind: str) -> str:
+    prog = _program.get() or _process_program
+    return f"{prog}: {kind}: " if prog else f"{kind}: "
+
+
 def print_error(message: object, file: IO[str] | None = None) -> None:
-    """``error: <message>`` on one line of stderr."""
+    """``mcl-NAME: error: <message>`` on one line of stderr."""
     _print_line("error", message, file)
 
 
 def print_warning(message: object, file: IO[str] | None = None) -> None:
-    """``warning: <message>`` on one line of stderr."""
+    """``mcl-NAME: warning: <message>`` on one line of stderr."""
     _print_line("warning", message, file)
 
 
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split("\n"))
+
+
 def _print_line(kind: str, message: object, file: IO[str] | None) -> None:
-    text = " ".join(str(message).split("\n"))
     stream = file if file is not None else sys.stderr
     try:
-        print(f"{kind}: {text}", file=stream, flush=True)
+        print(_prefix(kind) + _one_line(message), file=stream, flush=True)
     except (OSError, ValueError):  # stderr closed: nothing more we can say
         pass
+
+
+class LineFormatter(logging.Formatter):
+    """Log records as the commands' lines: ``mcl-NAME: warning: ...``, ``mcl-NAME: error: ...``, ``mcl-NAME: ...``.
+
+    `prog` names the command; without it, the command of the current
+    :func:`run_main` (or worker). Records below WARNING carry no kind.
+    """
+
+    def __init__(self, prog: str | None = None) -> None:
+        super().__init__()
+        self.prog = prog
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if record.levelno >= logging.ERROR:
+            kind: str | None = "error"
+        elif record.levelno >= logging.WARNING:
+            kind = "warning"
+        else:
+            kind = None
+        prog = self.prog or _program.get() or _process_program
+        head = f"{prog}: " if prog else ""
+        return head + (f"{kind}: " if kind else "") + _one_line(text)
 
 
 def _show_warning(
@@ -128,12 +173,16 @@ def _show_warning(
         _fallback(message, category, filename, lineno, file, line)
 
 
-def print_damage_warnings() -> None:
+def print_damage_warnings(prog: str | None = None) -> None:
     """Show every LogDamageWarning as one ``warning:`` line on stderr from now on (other warnings unchanged).
 
     ``run_main`` does it for the duration of a command; a worker process
-    that reads logs for a command (the replay buffer) calls it at start-up.
+    that reads logs for a command (the replay buffer) calls it at start-up,
+    naming the command (`prog`) for every line of the process.
     """
+    global _process_program
+    if prog is not None:
+        _process_program = prog
     fallback = warnings.showwarning
 
     def show(*args: Any, **kwargs: Any) -> None:
@@ -142,13 +191,49 @@ def print_damage_warnings() -> None:
     warnings.showwarning = show
 
 
-def run_main(body: Callable[[], int | None]) -> int:
-    """Run a command's body inside the error boundary; return its exit status.
+def run_main(body: Callable[[], int | None], prog: str) -> int:
+    """Run command `prog`'s body inside the error boundary; return its exit status.
 
     `body` parses its arguments and does the work; it returns the exit
     status (None counts as 0). argparse's ``SystemExit`` is turned into its
     status too, so ``main(argv)`` returns (never exits) and tests can call it.
+    Errors and warnings (damage, the bus's log) are lines that start
+    with `prog`.
     """
+    global _process_program
+    token = _program.set(prog)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = _process_program
+    if main_thread:  # the command of this process: also its other threads' lines (readers, monitors)
+        _process_program = prog
+    handler = logging.StreamHandler(_Stderr())
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(LineFormatter(prog))
+    library_log = logging.getLogger("mcl.network")  # the station logs through its own handlers
+    library_log.addHandler(handler)
+    try:
+        return _run_body(body)
+    finally:
+        library_log.removeHandler(handler)
+        _program.reset(token)
+        if main_thread:
+            _process_program = previous
+
+
+class _Stderr:
+    """sys.stderr as it is when written to (tests and the commands replace it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+
+
+def _run_body(body: Callable[[], int | None]) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("always", LogDamageWarning)
         print_damage_warnings()
@@ -254,13 +339,25 @@ def _describe_os_error(exc: OSError) -> str:
 
 
 def seconds(text: str) -> float:
-    """argparse type: a finite number of seconds (may be negative)."""
+    """argparse type: a finite number of seconds (may be negative) within the int64 ns range of log times."""
+    from mcl.timeutil import MAX_NS, NS_PER_S
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
+    if abs(value) * NS_PER_S > MAX_NS:
+        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {MAX_NS / NS_PER_S:g} s (mcl's times are int64 ns)")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """argparse type: a number of seconds above zero (durations, intervals, timeouts), as :func:`seconds`."""
+    value = seconds(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
     return value
 
 

@@ -50,6 +50,7 @@ from mcl.cli.common import (
     make_parser,
     positive_int,
     positive_number,
+    positive_seconds,
     print_warning,
     run_main,
 )
@@ -73,33 +74,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="DIR", default=".", help="where the <UTC timestamp>_<host>/ log directories go (default: .)")
     parser.add_argument("--format", choices=("native", "mcl1"), default="native", help="log format (default: native)")
     parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
-    parser.add_argument("--split-duration", type=positive_number, metavar="S", help="start a new data file every S seconds")
+    parser.add_argument("--split-duration", type=positive_seconds, metavar="S", help="start a new data file every S seconds")
     parser.add_argument("--max-files", type=positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
     parser.add_argument("--compress", action="store_true", help="compress data blocks with zstd (native format)")
-    parser.add_argument("--flush-interval", type=positive_number, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
+    parser.add_argument("--flush-interval", type=positive_seconds, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
     parser.add_argument("--hwm", type=positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes; when full the bus waits (a replay) or drops (live publishers; counted as lost); default: 100000")
     parser.add_argument("--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="free metadata kept with the log (repeatable)")
     stop = parser.add_argument_group("stopping")
-    stop.add_argument("--duration", type=positive_number, metavar="S", help="stop after S seconds of recording")
+    stop.add_argument("--duration", type=positive_seconds, metavar="S", help="stop after S seconds of recording")
     stop.add_argument("--count", type=positive_int, metavar="N", help="stop after N messages")
     sched = parser.add_argument_group("scheduled capture")
     sched.add_argument("--start-at", metavar="TIME", help="wait until TIME before recording")
     sched.add_argument("--window", nargs=2, action="append", metavar=("START", "END"), help="record from START to END (repeatable; END may be '+S' after START)")
-    sched.add_argument("--every", type=positive_number, metavar="S", help="start a recording every S seconds (with --for)")
-    sched.add_argument("--for", dest="for_", type=positive_number, metavar="S", help="length of each --every recording")
+    sched.add_argument("--every", type=positive_seconds, metavar="S", help="start a recording every S seconds (with --for)")
+    sched.add_argument("--for", dest="for_", type=positive_seconds, metavar="S", help="length of each --every recording")
     sched.add_argument("--repeat", type=positive_int, metavar="N", help="with --every: stop after N recordings")
     out = parser.add_argument_group("output")
     out.add_argument("--echo", action="store_true", help="print each message decoded on stdout (as well as recording)")
     add_json_argument(out, "with --echo: one JSON line per message, the line mcl-cat prints for it ({time, topic, payload})")
     out.add_argument("--no-record", action="store_true", help="write no log (with --echo: print only; alone: count and report losses)")
     add_quiet_argument(out, "no status lines and no summary")
-    out.add_argument("--status-interval", type=positive_number, default=5.0, metavar="S", help="seconds between status lines when stderr is not a terminal (default: 5)")
+    out.add_argument("--status-interval", type=positive_seconds, default=5.0, metavar="S", help="seconds between status lines when stderr is not a terminal (default: 5)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run mcl-dump with `argv` (default: sys.argv[1:]); returns the exit status."""
     parser = make_parser("mcl-dump", __doc__, add_arguments)
-    return run_main(lambda: _dump(parser, parser.parse_args(argv)))
+    return run_main(lambda: _dump(parser, parser.parse_args(argv)), parser.prog)
 
 
 def run() -> None:

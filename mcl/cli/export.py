@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--header applies to --csv only")
         return _export(args)
 
-    return run_main(body)
+    return run_main(body, parser.prog)
 
 
 def run() -> None:

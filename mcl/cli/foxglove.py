@@ -31,7 +31,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mcl.cli.args import add_bus_argument, add_quiet_argument, add_topic_arguments, describe_topics
-from mcl.cli.common import make_parser, positive_int, print_warning, run_main, whole_number
+from mcl.cli.common import LineFormatter, make_parser, positive_int, print_warning, run_main, whole_number
 
 if TYPE_CHECKING:  # the bridge (and foxglove-sdk) is imported when serving: --help starts without it
     from mcl.foxglove import BridgeOptions
@@ -68,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run mcl-foxglove with `argv` (default: sys.argv[1:]); return the exit status."""
     parser = make_parser(PROG, __doc__, add_arguments)
-    return run_main(lambda: _serve(parser.parse_args(argv)))
+    return run_main(lambda: _serve(parser.parse_args(argv)), parser.prog)
 
 
 def run() -> None:
@@ -102,7 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
     # The SDK logs through Python logging (e.g. a client's bad request): one prefixed line each.
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{PROG}: %(levelname)s: %(message)s"))
+    handler.setFormatter(LineFormatter(PROG))
     sdk_log = logging.getLogger("foxglove")
     sdk_log.addHandler(handler)
     sdk_log.setLevel(logging.WARNING)

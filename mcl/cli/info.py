@@ -12,7 +12,13 @@ duration (s), messages, topics (topic -> {messages, types, bytes, rate_hz,
 first, last}), damage (list of {path, line, offset, reason, lost_bytes}),
 metadata, indexed, verified, accounting (what the recorder stored about its
 losses: the accounting file of docs/log-format.md, null for a log without
-one).
+one), window ({start, end} in log seconds as given, null without --start /
+--end).
+
+With --start / --end (seconds of log time from the log's time origin,
+inclusive, as in mcl-cat) the messages, topics, types, rates and times are
+those of the window, counted record by record; files, size, damage and the
+accounting are the whole log's.
 
 Damage (a truncated tail, a damaged line or block, a data file that cannot
 be read at all) is reported, not an error: the exit status is 0. A path
@@ -26,6 +32,7 @@ Examples:
   mcl-info sample_logs/vehicle --check
   mcl-info run.mcap --json
   mcl-info sample_logs/vehicle --plot timeline.png
+  mcl-info sample_logs/vehicle --start 2 --end 5   the messages of seconds 2 to 5
   mcl-info run1/ run2/ --json | jq '.[].duration'
 """
 
@@ -36,7 +43,7 @@ import json
 import sys
 from typing import Any
 
-from mcl.cli.args import add_json_argument
+from mcl.cli.args import add_json_argument, add_time_arguments
 from mcl.cli.common import (
     format_seconds,
     format_size,
@@ -46,7 +53,9 @@ from mcl.cli.common import (
 )
 from mcl.jsonform import dumps as dumps_json
 from mcl.log.formats import open_source
-from mcl.log.record import LogSummary, TopicStats
+from mcl.exceptions import MclError
+from mcl.log.record import LogSummary, TopicStats, window_summary
+from mcl.timeutil import seconds_to_ns
 
 __all__ = ["add_arguments", "main", "run", "summarize", "summary_to_dict"]
 
@@ -71,6 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="rebuild the index of a native log (after a crash or damage) before showing it",
     )
+    add_time_arguments(parser, verb="count")
     parser.add_argument(
         "--plot",
         metavar="PNG",
@@ -82,7 +92,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run mcl-info with `argv` (default: sys.argv[1:]); return the exit status."""
     parser = make_parser(PROG, __doc__, add_arguments)
-    return run_main(lambda: _info(parser.parse_args(argv)))
+    return run_main(lambda: _info(parser.parse_args(argv)), parser.prog)
 
 
 def run() -> None:
@@ -91,19 +101,34 @@ def run() -> None:
 
 
 def summarize(path: str, args: argparse.Namespace | None = None) -> LogSummary:
-    """The summary of one log (any format)."""
+    """The summary of one log (any format); of the window ``args.start`` .. ``args.end`` (seconds) when given."""
+    verify = args is not None and bool(getattr(args, "check", False))
+    start_ns, end_ns = _window_ns(args)
     if args is not None and getattr(args, "reindex", False):
         from pathlib import Path
 
         from mcl.log import native
 
         if native.probe(Path(path)):
-            return native.reindex(path)
+            repaired = native.reindex(path)
+            if start_ns is None and end_ns is None:
+                return repaired
     source = open_source(path)
     try:
-        return source.summary(verify=True) if args is not None and getattr(args, "check", False) else source.summary()
+        if start_ns is None and end_ns is None:
+            return source.summary(verify=verify)
+        return window_summary(source, start_ns, end_ns, verify=verify)
     finally:
         source.close()
+
+
+def _window_ns(args: argparse.Namespace | None) -> tuple[int | None, int | None]:
+    """--start / --end as elapsed ns (None: open); an empty window is a usage error."""
+    start = None if args is None else getattr(args, "start", None)
+    end = None if args is None else getattr(args, "end", None)
+    if start is not None and end is not None and end < start:
+        raise MclError(f"--end {end:g} s is before --start {start:g} s")
+    return seconds_to_ns(start), seconds_to_ns(end)
 
 
 def _accounting(summary: LogSummary) -> dict[str, Any] | None:
@@ -127,20 +152,32 @@ def _info(args: argparse.Namespace) -> int:
         losses = sum(len(t.losses) for t in timeline.topics)
         print(f"{PROG}: drew {args.plot}: {timeline.rows} topic row(s), {gaps} gap(s), "
               f"{losses} lost span(s), {timeline.damage_count} damaged part(s)", file=sys.stderr)
+    windowed = args.start is not None or args.end is not None
+    window = {"start": args.start, "end": args.end} if windowed else None
     if args.json:
         objects = [summary_to_dict(s) for s in summaries]
         for obj, summary in zip(objects, summaries):
             obj["accounting"] = _accounting(summary)
+            obj["window"] = window
         print(dumps_json(objects[0] if len(objects) == 1 else objects, indent=2))
         return 0
     for i, summary in enumerate(summaries):
         if i:
             print()
         print(format_summary(summary))
+        if windowed:
+            print(f"window:    {_window_text(args.start, args.end)} of log time"
+                  " (messages, topics and times counted in it; files, size and damage: the whole log)")
         accounting = _accounting(summary)
         if accounting is not None:
             print(format_accounting(accounting))
     return 0
+
+
+def _window_text(start: float | None, end: float | None) -> str:
+    first = "the start" if start is None else f"{start:.3f} s"
+    last = "the end" if end is None else f"{end:.3f} s"
+    return f"{first} to {last}"
 
 
 def format_accounting(acc: dict[str, Any]) -> str:

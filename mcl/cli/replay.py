@@ -104,7 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser(PROG, __doc__, add_arguments)
-    return run_main(lambda: _replay(parser.parse_args(argv)))
+    return run_main(lambda: _replay(parser.parse_args(argv)), parser.prog)
 
 
 def run() -> None:

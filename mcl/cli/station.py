@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcl.cli.common import make_parser, positive_number, run_main
+from mcl.cli.common import make_parser, positive_seconds, run_main
 from mcl.jsonform import dumps as dumps_json
 from mcl.timeutil import NS_PER_S
 
@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         group = p.add_mutually_exclusive_group(required=True)
         group.add_argument("--run-dir", type=Path, metavar="DIR", help="the station's run directory")
         group.add_argument("--config", type=Path, metavar="STATION.toml", help="the station's file (for its run_dir)")
-        p.add_argument("--timeout", type=positive_number, default=15.0, metavar="S", help="seconds to wait for the station's reply (default: 15)")
+        p.add_argument("--timeout", type=positive_seconds, default=15.0, metavar="S", help="seconds to wait for the station's reply (default: 15)")
 
     p = sub.add_parser("status", help="the running station's units")
     where(p)
@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run mcl-station with `argv`; returns the exit status."""
     parser = make_parser(PROG, __doc__, add_arguments)
-    return run_main(lambda: _main(parser, parser.parse_args(argv)))
+    return run_main(lambda: _main(parser, parser.parse_args(argv)), parser.prog)
 
 
 def run() -> None:

@@ -76,7 +76,7 @@ from mcl.jsonform import to_json_value
 from mcl.jsonform import to_marked_json as _convert
 from mcl.exceptions import LogDamageWarning, LogError, LogExistsError, LogFormatError, MclError, MessageError
 from mcl.log.formats import file_starts_with
-from mcl.log.record import Damage, LogSummary, Record, TopicFilter, TopicStats
+from mcl.log.record import Damage, LogSummary, Record, TopicFilter, TopicStats, total_topics
 from mcl.message import encode, type_name_of, unpack
 from mcl.timeutil import NS_PER_S
 
@@ -951,11 +951,7 @@ class McapSource:
             stats.first_ns = first - origin if stats.first_ns is None else min(stats.first_ns, first - origin)
             stats.last_ns = last - origin if stats.last_ns is None else max(stats.last_ns, last - origin)
         summary.topics = dict(sorted(summary.topics.items()))
-        summary.messages = sum(t.messages for t in summary.topics.values())
-        firsts = [t.first_ns for t in summary.topics.values() if t.first_ns is not None]
-        lasts = [t.last_ns for t in summary.topics.values() if t.last_ns is not None]
-        summary.start_ns = min(firsts) if firsts else None
-        summary.end_ns = max(lasts) if lasts else None
+        total_topics(summary)
 
     @staticmethod
     def _add_type(stats: TopicStats, info: _ChannelInfo) -> None:

@@ -51,7 +51,7 @@ from mcl.log.record import (
     LogSummary,
     Record,
     TopicFilter,
-    TopicStats,
+    count_record,
     datetime_to_ns,
     elapsed_key,
     make_log_dir,
@@ -59,6 +59,7 @@ from mcl.log.record import (
     ns_to_datetime,
     open_regular_file,
     skipped_file_damage,
+    total_topics,
 )
 from mcl.message import type_name_of
 from mcl.timeutil import NS_PER_S
@@ -493,28 +494,10 @@ class Mcl1Source:
             for series in self._series:
                 header_type = series.header.type_name if series.header else None
                 for rec in self._iter_series(series, None, None, None):
-                    stats = summary.topics.get(rec.topic)
-                    if stats is None:
-                        stats = summary.topics[rec.topic] = TopicStats()
-                    stats.messages += 1
-                    stats.bytes += len(rec.payload)
-                    if stats.first_ns is None or rec.elapsed_ns < stats.first_ns:
-                        stats.first_ns = rec.elapsed_ns
-                    if stats.last_ns is None or rec.elapsed_ns > stats.last_ns:
-                        stats.last_ns = rec.elapsed_ns
-                    if header_type is not None:
-                        stats.types.add(header_type)
-                    else:
-                        name = type_name_of(rec.payload)
-                        if name is not None:
-                            stats.types.add(name)
+                    count_record(summary.topics, rec, header_type if header_type is not None else type_name_of(rec.payload))
         summary.damage = self.skipped + [d for series in self._series for d in series.damage] + self.damage
         summary.files += [d.path for d in self.skipped]
-        summary.messages = sum(t.messages for t in summary.topics.values())
-        firsts = [t.first_ns for t in summary.topics.values() if t.first_ns is not None]
-        lasts = [t.last_ns for t in summary.topics.values() if t.last_ns is not None]
-        summary.start_ns = min(firsts) if firsts else None
-        summary.end_ns = max(lasts) if lasts else None
+        total_topics(summary)
         summary.verified = True
         return summary
 

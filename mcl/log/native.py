@@ -71,6 +71,7 @@ from mcl.log.record import (
     remove_written,
     open_regular_file,
     skipped_file_damage,
+    total_topics,
 )
 from mcl.message import type_name_of
 from mcl.timeutil import NS_PER_S
@@ -742,11 +743,7 @@ class NativeSource:
             summary.damage.extend(d for d in self.damage if d not in summary.damage)
         summary.files += [d.path for d in self.skipped]
         summary.topics = dict(sorted(stats.items()))
-        summary.messages = sum(t.messages for t in stats.values())
-        firsts = [t.first_ns for t in stats.values() if t.first_ns is not None]
-        lasts = [t.last_ns for t in stats.values() if t.last_ns is not None]
-        summary.start_ns = min(firsts) if firsts else None
-        summary.end_ns = max(lasts) if lasts else None
+        total_topics(summary)
         summary.indexed = not verify and all(f.indexed for f in self._files)
         summary.verified = verify
         return summary

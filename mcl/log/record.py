@@ -20,6 +20,9 @@ __all__ = [
     "Damage",
     "TopicStats",
     "LogSummary",
+    "count_record",
+    "total_topics",
+    "window_summary",
     "LogSource",
     "TopicFilter",
     "make_topic_filter",
@@ -144,6 +147,58 @@ class LogSummary:
         if self.start_ns is None or self.end_ns is None:
             return 0
         return self.end_ns - self.start_ns
+
+
+def count_record(topics: dict[str, TopicStats], record: Record, type_name: str | None) -> None:
+    """Add `record` (of type `type_name`, None for raw data) to the per-topic counts `topics`."""
+    stats = topics.get(record.topic)
+    if stats is None:
+        stats = topics[record.topic] = TopicStats()
+    stats.messages += 1
+    stats.bytes += len(record.payload)
+    if stats.first_ns is None or record.elapsed_ns < stats.first_ns:
+        stats.first_ns = record.elapsed_ns
+    if stats.last_ns is None or record.elapsed_ns > stats.last_ns:
+        stats.last_ns = record.elapsed_ns
+    if type_name is not None:
+        stats.types.add(type_name)
+
+
+def total_topics(summary: LogSummary) -> None:
+    """Set the summary's message count and first/last elapsed from its topics."""
+    summary.messages = sum(t.messages for t in summary.topics.values())
+    firsts = [t.first_ns for t in summary.topics.values() if t.first_ns is not None]
+    lasts = [t.last_ns for t in summary.topics.values() if t.last_ns is not None]
+    summary.start_ns = min(firsts) if firsts else None
+    summary.end_ns = max(lasts) if lasts else None
+
+
+def window_summary(
+    source: LogSource, start_ns: int | None, end_ns: int | None, *, verify: bool = False
+) -> LogSummary:
+    """The summary of the records of `source` from `start_ns` to `end_ns` (elapsed, inclusive; None: open).
+
+    Files, size, metadata and damage are the whole log's (from its own
+    summary); the counts, topics, types and times are those of the window,
+    read record by record (so never from an index).
+    """
+    import warnings
+
+    from mcl.exceptions import LogDamageWarning
+    from mcl.message import type_name_of
+
+    whole = source.summary(verify=verify)
+    window = LogSummary(
+        path=whole.path, format=whole.format, origin_ns=whole.origin_ns, size_bytes=whole.size_bytes,
+        files=list(whole.files), damage=list(whole.damage), metadata=dict(whole.metadata),
+        indexed=False, verified=whole.verified,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LogDamageWarning)  # the whole log's summary reported it
+        for record in source.iter_records(None, start_ns, end_ns):
+            count_record(window.topics, record, type_name_of(record.payload))
+    total_topics(window)
+    return window
 
 
 class LogSource(Protocol):

@@ -138,10 +138,10 @@ class ConnectionWatch:
                         waiting_since = time.monotonic()
                     self.connected = False
                 elif event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
-                    log.warning("mcl: the forwarder at %s refused this %s's CURVE key; still trying", self._address, self._role)
+                    log.warning("the forwarder at %s refused this %s's CURVE key; still trying", self._address, self._role)
                     self._warned = True
                 elif event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
-                    log.warning("mcl: %s is not a bus forwarder (handshake failed); still trying", self._address)
+                    log.warning("%s is not a bus forwarder (handshake failed); still trying", self._address)
                     self._warned = True
         except zmq.ZMQError:  # the context is closing
             return
@@ -156,7 +156,7 @@ class ConnectionWatch:
             self._warned = True
         bind = self._address if self._address.is_loopback else f"tcp://0.0.0.0:{self._address.port}"
         log.warning(
-            "mcl: no forwarder answers at %s (%s, tried for %.0f s); start a bus there with `mcl-bus --bind %s`; "
+            "no forwarder answers at %s (%s, tried for %.0f s); start a bus there with `mcl-bus --bind %s`; "
             "still trying",
             self._address, self._role, waited_s, bind,
         )

@@ -67,7 +67,7 @@ def setup_worker(ctx: WorkerContext) -> None:
         pass
     from mcl.cli.common import print_damage_warnings
 
-    print_damage_warnings()  # damage met by the buffer: one 'warning:' line, as in the commands
+    print_damage_warnings(ctx.title.partition(":")[0])  # damage met by the buffer: 'mcl-replay: warning: ...'
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)

@@ -212,8 +212,10 @@ class Station:
         handler.setFormatter(logging.Formatter(LOG_FORMAT))
         self._handlers.append(handler)
         if self._log_to_stderr:
+            from mcl.cli.common import LineFormatter
+
             err = logging.StreamHandler(sys.stderr)
-            err.setFormatter(logging.Formatter("mcl-station: %(message)s"))
+            err.setFormatter(LineFormatter("mcl-station"))
             self._handlers.append(err)
         for h in self._handlers:
             self.log.addHandler(h)
