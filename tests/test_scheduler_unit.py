@@ -290,3 +290,25 @@ def test_seek_to_the_start_is_a_fresh_pass(reset: bool) -> None:
     seek_at = h.control.replied_at
     h.run(lambda: len(h.sent) == 4)
     assert [t - seek_at for t, _, _ in h.sent[2:]] == [20 * MS, 30 * MS]
+
+
+def test_state_is_the_phase_unless_paused_and_a_seek_returns_to_the_phase_before_the_end() -> None:
+    """Phase (waiting, playing, finished) and pause are two things: a finished pass stays finished when paused,
+    a seek after the end goes back to the phase it ended in (still waiting for subscribers if none came)."""
+    h = Harness(options(wait_for_subscribers=1))
+    h.publisher.wait_for_subscribers = lambda count, timeout: False  # type: ignore[method-assign]
+    assert h.command(GetStatus()).state == State.PAUSED  # made paused, waiting underneath
+    h.batch(0, [], end=True)  # an empty pass: it ends before any subscriber came
+    assert h.command(Resume()).state == State.WAITING
+    h.run(lambda: h.scheduler.state() == State.FINISHED)
+    assert h.command(Pause()).state == State.FINISHED  # the end is not hidden by a pause
+    assert h.command(Resume()).state == State.FINISHED  # nor undone by a resume (which keeps the pause)
+    assert h.command(Seek(1, 0, False)).state == State.PAUSED  # the pause made while finished holds
+    assert h.command(Resume()).state == State.WAITING  # still no subscriber: waiting again
+    h.publisher.wait_for_subscribers = lambda count, timeout: True  # type: ignore[method-assign]
+    h.batch(1, [0, 10 * MS], end=True)
+    h.run(lambda: len(h.sent) == 2)
+    h.run(lambda: h.scheduler.state() == State.FINISHED)
+    assert h.command(Pause()).state == State.FINISHED
+    assert h.command(Seek(2, 0, False)).state == State.PAUSED  # paused before the seek: paused after it
+    assert h.command(Resume()).state == State.PLAYING  # the subscriber came: no waiting any more

@@ -361,16 +361,18 @@ class _Scheduler:
         self.publisher = publisher
         self.with_hooks = with_hooks
         self.clock = ReplayClock(options.speed, paused=paused, now=now)
-        self.paused = paused
+        self.paused = paused  # by a command (pause, step), orthogonal to the phase: a paused replay may be finished
+        # Where the pass is (WAITING for subscribers before its first record, PLAYING, FINISHED),
+        # and the phase a seek returns a finished replay to.
+        self.phase = State.WAITING if options.wait_for_subscribers > 0 else State.PLAYING
+        self.phase_after_seek = self.phase
         self.generation = 0
         self.pending: collections.deque[tuple[int, str, bytes]] = collections.deque()
         self.pending_end = False  # the end of the pass follows the pending records
         self.fresh = True  # the next record starts a pass (anchor the clock on it, with delay)
         self.whole_pass = True  # the current pass plays the selection from its start (no seek in it)
         self.pass_records = 0  # records published in the current pass
-        self.finished = False
         self.step_requested = False
-        self.waiting_subscribers = options.wait_for_subscribers > 0
         self.stopping = False
         self.sent = 0
         self.total = 0
@@ -403,12 +405,14 @@ class _Scheduler:
             **step,
         )
 
+    @property
+    def finished(self) -> bool:
+        return self.phase is State.FINISHED
+
     def state(self) -> State:
-        if self.finished:
-            return State.FINISHED
-        if self.paused:
+        if self.phase is not State.FINISHED and self.paused:
             return State.PAUSED
-        return State.WAITING if self.waiting_subscribers else State.PLAYING
+        return self.phase
 
     def bus_status(self) -> dict[str, Any]:
         publisher = self.publisher
@@ -459,7 +463,8 @@ class _Scheduler:
             self.generation, from_ns, reset = command.generation, command.from_ns, command.reset
             self.pending.clear()
             self.pending_end = False
-            self.finished = False
+            if self.phase is State.FINISHED:
+                self.phase = self.phase_after_seek
             self.step_requested = False
             if reset:
                 self.sent = 0
@@ -514,7 +519,7 @@ class _Scheduler:
             else:
                 self.fetch()
             return True
-        if self.waiting_subscribers and not self.wait_subscribers():
+        if self.phase is State.WAITING and not self.wait_subscribers():
             return True
         if self.step_requested:
             self.send_step()
@@ -539,7 +544,7 @@ class _Scheduler:
 
     def wait_subscribers(self) -> bool:
         if self.publisher is None or self.publisher.wait_for_subscribers(self.options.wait_for_subscribers, _POLL_S):
-            self.waiting_subscribers = False
+            self.phase = self.phase_after_seek = State.PLAYING
             return True
         return False
 
@@ -554,7 +559,7 @@ class _Scheduler:
             self.clock.set_position(None)
             self.sent = 0
             return
-        self.finished = True
+        self.phase_after_seek, self.phase = self.phase, State.FINISHED
         self.publish_clock()
         self.events.put(Finished(self.generation))
         if self.step_requested:
