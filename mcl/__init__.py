@@ -47,8 +47,10 @@ _EXPORTS: dict[str, str] = {
     "BufferData": "mcl.replay",
     "ScheduleBroadcasts": "mcl.replay",
     "Replay": "mcl.replay",
+    "ReplayOptions": "mcl.replay.options",
     # recording
     "Recorder": "mcl.recorder",
+    "RecordOptions": "mcl.recorder",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -18,6 +18,7 @@ DOCUMENTED = {
     "Record", "LogSummary", "open_log", "LogReader", "LogWriter", "ReadFile", "ReadDirectory",
     "dump_to_list", "dump_to_array", "dump_to_csv",
     "Publisher", "Subscriber", "BufferData", "ScheduleBroadcasts", "Replay", "Recorder",
+    "ReplayOptions", "RecordOptions",
 }
 
 
@@ -48,3 +49,15 @@ def test_import_mcl_loads_neither_zmq_nor_numpy() -> None:
     code = "import sys, mcl; print(sorted(m for m in ('zmq', 'numpy', 'mcl.network') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_options_objects_are_the_engines_inputs() -> None:
+    """mcl.ReplayOptions / mcl.RecordOptions are the classes Replay and Recorder take (one options object each)."""
+    from mcl.recorder import RecordOptions
+    from mcl.replay.options import ReplayOptions
+
+    assert mcl.ReplayOptions is ReplayOptions and mcl.RecordOptions is RecordOptions
+    replay = mcl.Replay(str(__import__("pathlib").Path(__file__).parent.parent / "sample_logs" / "vehicle"),
+                        mcl.ReplayOptions(speed=2.0, publish=False))
+    assert replay.options.speed == 2.0
+    replay.close()
