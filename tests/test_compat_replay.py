@@ -211,6 +211,7 @@ def test_schedule_broadcasts_stop_keeps_the_waiting_item() -> None:
     assert hook.indices() == [0, 1, 2, 3]
 
 
+@pytest.mark.slow  # over a second: not in the fast lane
 def test_schedule_broadcasts_speed_change_keeps_the_spacing() -> None:
     """A new speed while broadcasting applies from the current position: no burst of the items already due."""
     reader = GeneratorReader(6, 0.5)
@@ -228,6 +229,7 @@ def test_schedule_broadcasts_speed_change_keeps_the_spacing() -> None:
     assert hook.times[5] - hook.times[0] < 1.2 + 1.0
 
 
+@pytest.mark.slow  # over a second: not in the fast lane
 def test_schedule_broadcasts_follows_a_reset_and_a_plain_queue() -> None:
     """After BufferData.reset() the same scheduler plays from the start; a plain multiprocessing queue ends when idle."""
     reader = GeneratorReader(5, 0.0)

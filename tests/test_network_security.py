@@ -39,6 +39,7 @@ def test_curve_known_clients_talk(keys: dict[str, Path]) -> None:
             assert got is not None and got.payload == b"payload"
 
 
+@pytest.mark.slow  # over a second: not in the fast lane
 def test_curve_unknown_key_is_refused_and_logged(keys: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     """A client whose key is not accepted gets nothing through, and the refusal is logged."""
     good = CurveClient(keys["good"], keys["server_public"])
@@ -57,6 +58,7 @@ def test_curve_unknown_key_is_refused_and_logged(keys: dict[str, Path], caplog: 
     assert str(keys["clients"]) in refusals[0].getMessage()
 
 
+@pytest.mark.slow  # over a second: not in the fast lane
 def test_curve_plain_client_gets_nothing(keys: dict[str, Path]) -> None:
     """A client without keys cannot attach to a CURVE bus."""
     with Forwarder("tcp://127.0.0.1:0", curve=CurveServer(keys["server_secret"], keys["clients"])) as forwarder:
