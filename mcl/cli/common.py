@@ -23,8 +23,9 @@ on stderr, and so is every warning the bus logs (the ``mcl.network`` logger:
 errors already read ``mcl-thing: error: ...``.
 
 :class:`StopSignals` is the one signal policy of the long-running commands
-(mcl-replay, mcl-bus, mcl-dump): SIGINT, SIGTERM and SIGHUP (a closed
-terminal) all stop the command cleanly.
+(mcl-replay, mcl-bus, mcl-dump, mcl-export, mcl-foxglove, mcl-station run):
+SIGINT, SIGTERM and SIGHUP (a closed terminal) all stop the command cleanly;
+only mcl-station run, a daemon, takes SIGHUP as "reload the configuration".
 """
 
 from __future__ import annotations
@@ -282,8 +283,9 @@ class StopSignals:
     and the previous ones are restored on exit.
     """
 
-    def __init__(self, *, raise_exit: bool = False) -> None:
+    def __init__(self, *, raise_exit: bool = False, on_hup: Callable[[], None] | None = None) -> None:
         self.raise_exit = raise_exit
+        self.on_hup = on_hup  # SIGHUP calls this instead of stopping (a daemon's reload: mcl-station run)
         self.event = threading.Event()
         self.signal: int | None = None  # the first signal received
         self._old: dict[int, Any] = {}
@@ -295,6 +297,9 @@ class StopSignals:
         return self
 
     def _handle(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP and self.on_hup is not None:
+            self.on_hup()
+            return
         first = self.signal is None
         if first:
             self.signal = signum

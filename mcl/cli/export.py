@@ -23,10 +23,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -34,6 +31,7 @@ import numpy as np
 
 from mcl.cli.args import STDOUT, add_quiet_argument, add_time_arguments, add_topic_arguments, topic_filter
 from mcl.cli.common import (
+    StopSignals,
     check_topics,
     comma_list,
     make_parser,
@@ -114,7 +112,7 @@ def _export_parquet(args: argparse.Namespace) -> int:
     from mcl.tables.parquet import RAW_DIR, export_parquet
 
     total = _known_total(args.log)
-    with _signals_exit(), _progress(total) as advance:
+    with StopSignals(raise_exit=True), _progress(total) as advance:
         result = export_parquet(
             args.log, args.parquet, topics=topic_filter(args), start=args.start, end=args.end, progress=advance
         )
@@ -126,20 +124,6 @@ def _export_parquet(args: argparse.Namespace) -> int:
         print(f"{result.raw_rows} raw records (not named messages) written to {result.path}/{RAW_DIR}/")
     print(f"{sum(result.rows.values()) + result.raw_rows} rows in {len(result.files)} files written to {result.path}")
     return 0
-
-
-@contextmanager
-def _signals_exit() -> Iterator[None]:
-    """SIGTERM / SIGHUP end the export like Ctrl-C does: through the cleanup that removes the unfinished dataset."""
-    def stop(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _known_total(logs: list[str]) -> int | None:

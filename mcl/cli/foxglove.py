@@ -24,14 +24,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mcl.cli.args import add_bus_argument, add_quiet_argument, add_topic_arguments, describe_topics
-from mcl.cli.common import LineFormatter, make_parser, positive_int, print_warning, run_main, whole_number
+from mcl.cli.common import LineFormatter, StopSignals, make_parser, positive_int, print_warning, run_main, whole_number
 
 if TYPE_CHECKING:  # the bridge (and foxglove-sdk) is imported when serving: --help starts without it
     from mcl.foxglove import BridgeOptions
@@ -106,11 +104,9 @@ def _serve(args: argparse.Namespace) -> int:
     sdk_log = logging.getLogger("foxglove")
     sdk_log.addHandler(handler)
     sdk_log.setLevel(logging.WARNING)
-    stop = threading.Event()
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-    previous: dict[int, Any] = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in signals}
     try:
-        with FoxgloveBridge(options) as bridge:
+        with StopSignals() as signals, FoxgloveBridge(options) as bridge:
+            stop = signals.event
             host = f"[{args.host}]" if ":" in args.host else args.host
             print(f"{PROG}: serving ws://{host}:{bridge.port} (bus {args.bus or 'default'}; {describe_topics(args)})",
                   flush=True)
@@ -127,8 +123,6 @@ def _serve(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(("\n" if sys.stderr.isatty() else "") + f"{PROG}: stopped; {status.line()}", file=sys.stderr, flush=True)
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
         sdk_log.removeHandler(handler)
     return 0
 

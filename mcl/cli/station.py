@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from mcl.cli.common import make_parser, positive_seconds, run_main
+from mcl.cli.common import StopSignals, make_parser, positive_seconds, run_main
 from mcl.jsonform import dumps as dumps_json
 from mcl.timeutil import NS_PER_S
 
@@ -98,23 +97,11 @@ def _run(args: argparse.Namespace) -> int:
     from mcl.station import Station, StationConfigError
 
     station = Station(args.config, log_to_stderr=not args.quiet)
-    stop = threading.Event()
     reload = threading.Event()
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous: dict[int, Any] = {}
-
-    def on_stop(signum: int, frame: Any) -> None:
-        stop.set()
-
-    def on_hup(signum: int, frame: Any) -> None:
-        reload.set()
-
-    if main_thread:
-        previous = {signal.SIGINT: signal.signal(signal.SIGINT, on_stop), signal.SIGTERM: signal.signal(signal.SIGTERM, on_stop), signal.SIGHUP: signal.signal(signal.SIGHUP, on_hup)}
-    try:
+    with StopSignals(on_hup=reload.set) as signals:
         station.start()
         try:
-            while not stop.wait(0.5):
+            while not signals.event.wait(0.5):
                 if reload.is_set():
                     reload.clear()
                     try:
@@ -123,9 +110,6 @@ def _run(args: argparse.Namespace) -> int:
                         pass  # logged by the station; everything keeps running
         finally:
             station.stop()
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     return 0
 
 
