@@ -277,3 +277,35 @@ def _flushed(path: Path, count: int) -> bool:
         return len(read_back(path, damaged_ok=True)) >= count
     except mcl.MclError:
         return False
+
+
+@pytest.mark.slow
+def test_sighup_to_a_script_using_mcl_replay_leaks_no_semaphore(tmp_path: Path) -> None:
+    """A closed terminal kills a plain script that uses mcl.Replay (no handler of its own): its workers end and the
+    resource tracker, started immune to SIGHUP by the first worker, removes every semaphore."""
+    log = _slow_log(tmp_path / "log")
+    script = (
+        "import sys, time, mcl\n"
+        f"replay = mcl.Replay({str(log)!r}, mcl.ReplayOptions(publish=False))\n"
+        "replay.start()\n"
+        "print('playing', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    with SemaphoreWatch() as shm:
+        proc = subprocess.Popen(
+            shm.command([sys.executable, "-c", script]),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+            start_new_session=True, env=_env(), cwd=str(ROOT),
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith("playing"), proc.stderr and proc.stderr.read()
+            workers = wait_until(lambda: [p for p in children(proc.pid) if alive(p)] if len(children(proc.pid)) >= 3 else None, 20)
+            os.killpg(proc.pid, signal.SIGHUP)
+            proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate()
+        assert proc.returncode == -signal.SIGHUP  # the script's own default: killed by the signal
+        _assert_nothing_left(workers, shm)

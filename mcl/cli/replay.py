@@ -133,9 +133,6 @@ def _replay(args: argparse.Namespace) -> int:
                 first = next(iter(reader.iter_records()), None)
             start = 0.0 if first is None else first.elapsed_ns / NS_PER_S
         end = start + args.duration
-    from mcl.replay.worker import start_resource_tracker
-
-    start_resource_tracker()  # before the workers' semaphores exist: a closed terminal must not leak them
     topics, exclude = replay_selection(args)
     try:
         replay = Replay(

@@ -24,7 +24,7 @@ from mcl.exceptions import (
 from mcl.timeutil import NS_PER_S
 from mcl.replay.options import ReplayOptions
 from mcl.replay.protocol import Seek, Stop
-from mcl.replay.worker import WorkerContext, WorkerProcess, beat, parent_alive, setup_worker
+from mcl.replay.worker import WorkerContext, WorkerProcess, beat, parent_alive, setup_worker, start_resource_tracker
 
 __all__ = ["BufferData", "ItemQueue", "END_OF_DATA", "StoppableThread", "BatchBuffer", "SourceSpec", "make_source_spec", "SourceReader", "END"]
 
@@ -464,6 +464,7 @@ class ItemQueue(mpq.Queue):
     """
 
     def __init__(self, maxsize: int = 0) -> None:
+        start_resource_tracker()  # its semaphores must not outlive a closed terminal
         super().__init__(maxsize, ctx=_CONTEXT)
         self._epoch = _CONTEXT.Value("q", 0)
         # Buffered items are worth nothing once the program ends: exiting must

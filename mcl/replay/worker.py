@@ -193,6 +193,7 @@ class WorkerProcess:
     title = "mcl-replay: worker"
 
     def __init__(self) -> None:
+        start_resource_tracker()  # before this worker's first semaphore: also for mcl.Replay used from a script
         self.heartbeat = _SPAWN.Value("d", 0.0, lock=False)
         self._process: Any = None
         self._closed = False
