@@ -630,3 +630,24 @@ def test_lateness_percentiles_are_computed_outside_the_worker() -> None:
     worker.add(42)
     parent._take_lateness(worker.report())
     assert parent.lateness() == {"count": 1, "mean_ns": 42, "p50_ns": 42, "p99_ns": 42, "max_ns": 42}
+
+
+@pytest.mark.parametrize("fmt", ["native", "mcl1"])
+def test_status_end_is_the_end_of_the_selected_topics(tmp_path: Path, fmt: str) -> None:
+    """With a topic selection, status().end_ns is the last record of those topics, not of the whole log."""
+    log = tmp_path / "log"
+    with mcl.LogWriter(log, format=fmt) as writer:
+        for i in range(11):
+            writer.write("often", i.to_bytes(4, "big"), i * 1000 * MS)  # 0 .. 10 s
+        writer.write("early", b"x", 1500 * MS)  # once, at 1.5 s
+    with mcl.Replay(str(log), topics=["early"], publish=False) as replay:
+        assert replay.status().end_ns == 1500 * MS
+    with mcl.Replay(str(log), topics=["often"], end=7.5, publish=False) as replay:
+        assert replay.status().end_ns == 7500 * MS  # the window still bounds it
+    with mcl.Replay(str(log), publish=False) as replay:
+        assert replay.status().end_ns == 10_000 * MS
+    with mcl.open_log(log, topics=["early", "often"]) as reader, mcl.open_log(log, topics=["nothing"]) as none:
+        assert reader.last_ns() == 10_000 * MS and none.last_ns() is None
+    with mcl.Replay(str(log), exclude="^often$", publish=False) as replay:
+        status = replay.status()
+        assert (status.start_ns, status.end_ns) == (1500 * MS, 1500 * MS)

@@ -125,6 +125,20 @@ class LogReader:
                 ends.append(summary.end_ns + shift)
         return max(ends) if ends else 0
 
+    def last_ns(self) -> int | None:
+        """Elapsed time (from the shared origin) of the last record of the selected topics; None if none.
+
+        From the summaries' per-topic times (a native log's index: no record is read).
+        """
+        keep = self.topic_filter
+        ends = [
+            stats.last_ns + shift
+            for summary, shift in zip(self.summaries(), self._shifts)
+            for topic, stats in summary.topics.items()
+            if stats.last_ns is not None and (keep is None or keep(topic))
+        ]
+        return max(ends) if ends else None
+
     def close(self) -> None:
         """Release every log; idempotent."""
         self._closed = True

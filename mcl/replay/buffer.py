@@ -127,8 +127,7 @@ class SourceReader:
 
             self.log = open_log(*spec.paths, topics=spec.topics)
             self.opened += 1
-            if options.topics is not None:
-                self.log.topic_filter = _and(self.log.topic_filter, frozenset(options.topics).__contains__)
+            narrow_selection(self.log, options)  # --exclude and --remap follow in _select
         records: Iterable[tuple[int, str, bytes]] = self.log.iter_records(start_ns=lo, end_ns=hi)
         if spec.ignore_raw:
             from mcl.message import type_name_of
@@ -182,6 +181,15 @@ def _select(records: Iterable[tuple[int, str, bytes]], options: ReplayOptions) -
         if exclude is not None and exclude(topic):
             continue
         yield elapsed, remap.get(topic, topic), payload
+
+
+def narrow_selection(log: Any, options: ReplayOptions, *, exclude: bool = False) -> None:
+    """Narrow the topic filter of the LogReader `log` (the source's own) to the options' topics (and `exclude`)."""
+    if options.topics is not None:
+        log.topic_filter = _and(log.topic_filter, frozenset(options.topics).__contains__)
+    if exclude and options.exclude is not None:
+        search = re.compile(options.exclude).search
+        log.topic_filter = _and(log.topic_filter, lambda topic: not search(topic))
 
 
 def _and(first: Any, second: Any) -> Any:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from mcl.exceptions import MclError, ReplayError
-from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec
+from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec, narrow_selection
 from mcl.replay.protocol import PLAYING_STATES, GetStatus, Pause, Resume, Seek, SetSpeed, State, Step, WorkerStatus
 from mcl.timeutil import NS_PER_S
 from mcl.replay.options import ReplayOptions, ReplayStatus, check_seconds
@@ -418,6 +418,7 @@ class _Bounds:
         from mcl.log.reader import open_log
 
         log = open_log(*spec.paths, topics=spec.topics)
+        narrow_selection(log, options, exclude=True)  # the window of what is played: its first and last record
         try:
             self.origin_ns = log.origin_ns
             first = next(iter(log.iter_records(start_ns=lo, end_ns=self._hi)), None)
@@ -437,8 +438,9 @@ class _Bounds:
             log, self._log = self._log, None
             if log is not None:
                 try:
-                    last = log.duration_ns
-                    self._last_ns = last if self._hi is None else min(last, self._hi)
+                    last = log.last_ns()  # of the selected topics, not the whole log
+                    if last is not None:
+                        self._last_ns = last if self._hi is None else min(last, self._hi)
                 except (MclError, OSError):  # status() never raises: the end stays unknown
                     pass
                 finally:
