@@ -27,13 +27,6 @@ class Point(mcl.Message):
     fields = ("x", "y")
 
 
-@pytest.fixture()
-def bus() -> str:
-    """A private forwarder on free loopback ports; yields its bus address."""
-    with Forwarder("tcp://127.0.0.1:0") as forwarder:
-        yield forwarder.address
-
-
 def _free_bus() -> str:
     """A bus address whose two ports were free a moment ago."""
     with Forwarder("tcp://127.0.0.1:0") as forwarder:
@@ -99,9 +92,9 @@ def test_bad_bus_address_in_publisher_and_subscriber() -> None:
 # -- publish / subscribe ----------------------------------------------------------------------
 
 
-def test_round_trip_fields(bus: str) -> None:
+def test_round_trip_fields(mcl_bus: str) -> None:
     """Bytes go verbatim, Messages and values are encoded; metadata is filled in."""
-    with Subscriber(bus=bus) as sub, Publisher(bus, close_timeout=0) as pub:
+    with Subscriber(bus=mcl_bus) as sub, Publisher(mcl_bus, close_timeout=0) as pub:
         assert pub.wait_for_subscribers(1, timeout=10)
         before = time.time_ns()
         pub.publish("raw", b"\x00\xffnot msgpack")
@@ -120,13 +113,13 @@ def test_round_trip_fields(bus: str) -> None:
     assert sub.lost == 0 and sub.losses() == {}
 
 
-def test_topic_filters(bus: str) -> None:
+def test_topic_filters(mcl_bus: str) -> None:
     """Prefix (default), exact and all-topics subscriptions get the right messages."""
     with (
-        Subscriber(["cam"], bus=bus) as prefix,
-        Subscriber("cam", bus=bus, exact=True) as exact,
-        Subscriber(bus=bus) as every,
-        Publisher(bus, close_timeout=0) as pub,
+        Subscriber(["cam"], bus=mcl_bus) as prefix,
+        Subscriber("cam", bus=mcl_bus, exact=True) as exact,
+        Subscriber(bus=mcl_bus) as every,
+        Publisher(mcl_bus, close_timeout=0) as pub,
     ):
         assert pub.wait_for_subscribers(3, timeout=10)
         for topic in ("cam", "camera/left", "imu", "cam"):
@@ -137,31 +130,31 @@ def test_topic_filters(bus: str) -> None:
         assert prefix.recv(timeout=0.1) is None and exact.recv(timeout=0.1) is None
 
 
-def test_wait_for_subscribers_counts_and_times_out(bus: str) -> None:
+def test_wait_for_subscribers_counts_and_times_out(mcl_bus: str) -> None:
     """wait_for_subscribers is False with too few subscribers and True once they attach."""
-    with Publisher(bus) as pub:
+    with Publisher(mcl_bus) as pub:
         t0 = time.monotonic()
         assert pub.wait_for_subscribers(1, timeout=0.3) is False
         assert time.monotonic() - t0 >= 0.25
-        with Subscriber(bus=bus), Subscriber("x", bus=bus):
+        with Subscriber(bus=mcl_bus), Subscriber("x", bus=mcl_bus):
             assert pub.wait_for_subscribers(2, timeout=10)
             assert pub.subscribers == 2
         wait_until(lambda: pub.subscribers == 0, 10, message=lambda: f"{pub.subscribers} subscribers still counted")
 
 
-def test_slow_joiner_loses_nothing(bus: str) -> None:
+def test_slow_joiner_loses_nothing(mcl_bus: str) -> None:
     """After wait_for_subscribers, the very first message reaches a subscriber that just joined."""
     for _ in range(5):
-        with Publisher(bus, close_timeout=0) as pub, Subscriber(bus=bus) as sub:
+        with Publisher(mcl_bus, close_timeout=0) as pub, Subscriber(bus=mcl_bus) as sub:
             assert pub.wait_for_subscribers(1, timeout=10)
             pub.publish("first", b"1")
             got = sub.recv(timeout=5)
             assert got is not None and got.sequence == 0 and got.payload == b"1"
 
 
-def test_recv_timeout_batch_and_iteration(bus: str) -> None:
+def test_recv_timeout_batch_and_iteration(mcl_bus: str) -> None:
     """recv returns None on timeout; recv_batch takes what is queued; iteration yields in order."""
-    with Subscriber(bus=bus) as sub, Publisher(bus, close_timeout=0) as pub:
+    with Subscriber(bus=mcl_bus) as sub, Publisher(mcl_bus, close_timeout=0) as pub:
         t0 = time.monotonic()
         assert sub.recv(timeout=0.2) is None
         assert 0.15 <= time.monotonic() - t0 < 5
@@ -179,10 +172,10 @@ def test_recv_timeout_batch_and_iteration(bus: str) -> None:
         assert rest == list(range(20, 50))
 
 
-def test_closed_endpoints_are_idempotent_and_refuse_use(bus: str) -> None:
+def test_closed_endpoints_are_idempotent_and_refuse_use(mcl_bus: str) -> None:
     """close() twice is fine; using a closed publisher or subscriber is a RuntimeError."""
-    pub = Publisher(bus)
-    sub = Subscriber(bus=bus)
+    pub = Publisher(mcl_bus)
+    sub = Subscriber(bus=mcl_bus)
     pub.close()
     pub.close()
     sub.close()
@@ -193,14 +186,14 @@ def test_closed_endpoints_are_idempotent_and_refuse_use(bus: str) -> None:
         sub.recv(0)
 
 
-def test_foreign_two_frame_messages_are_accepted(bus: str) -> None:
+def test_foreign_two_frame_messages_are_accepted(mcl_bus: str) -> None:
     """A plain pyzmq PUB sending [topic, payload] is received without accounting."""
     ctx = zmq.Context.instance()
     raw = ctx.socket(zmq.PUB)
     raw.linger = 0
     try:
-        raw.connect(parse_bus(bus).publish_endpoint)
-        with Subscriber(bus=bus) as sub:
+        raw.connect(parse_bus(mcl_bus).publish_endpoint)
+        with Subscriber(bus=mcl_bus) as sub:
             deadline = time.monotonic() + 10
             got = None
             while got is None and time.monotonic() < deadline:
@@ -257,10 +250,10 @@ def test_loss_count_is_exact_with_tiny_hwm_and_slow_consumer() -> None:
             assert sub.lost > 0, "the test must actually force loss"
 
 
-def test_tail_loss_is_counted_from_the_end_of_stream(bus: str) -> None:
+def test_tail_loss_is_counted_from_the_end_of_stream(mcl_bus: str) -> None:
     """Messages dropped after the last one received are counted once the publisher closes."""
-    with Subscriber(["a", "b"], bus=bus, exact=True) as sub:
-        with Publisher(bus, close_timeout=0) as pub:
+    with Subscriber(["a", "b"], bus=mcl_bus, exact=True) as sub:
+        with Publisher(mcl_bus, close_timeout=0) as pub:
             assert pub.wait_for_subscribers(1, timeout=10)
             pub.publish("a", b"0")
             assert sub.recv(timeout=5) is not None
@@ -397,11 +390,11 @@ def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch
             host.stdout.close()
 
 
-def test_private_bus_does_not_host(bus: str) -> None:
+def test_private_bus_does_not_host(mcl_bus: str) -> None:
     """An explicit (private) bus is never hosted by its publishers unless asked."""
-    with Publisher(bus) as pub:
-        assert not hosting(parse_bus(bus))
-        assert pub.bus == bus
+    with Publisher(mcl_bus) as pub:
+        assert not hosting(parse_bus(mcl_bus))
+        assert pub.bus == mcl_bus
 
 
 def test_forwarder_releases_its_ports() -> None:
