@@ -2,38 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 import mcl
 from mcl.exceptions import LogDamageWarning
 
 FMT = "native"  # the format most tests record in
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def make_bus() -> Iterator[str]:
-    """A private bus (forwarder on free loopback ports); yields its address."""
-    network = pytest.importorskip("mcl.network")
-    if not hasattr(network, "Subscriber"):
-        pytest.skip("the bus (mcl.network) is not there yet")
-    from mcl.network.forwarder import Forwarder
-
-    forwarder = Forwarder("tcp://127.0.0.1:0")
-    try:
-        yield forwarder.address
-    finally:
-        forwarder.close()
 
 
 def payloads(n: int, topics: tuple[str, ...] = ("a",), size: int | None = None) -> list[tuple[str, bytes]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from test_record_helpers import DumpProcess, make_bus, read_back
+from test_record_helpers import DumpProcess, read_back
 from test_replay_cli import alive, children
 
 import mcl
@@ -255,19 +255,18 @@ def test_sighup_stops_mcl_bus_cleanly() -> None:
 
 
 @pytest.mark.slow
-def test_sighup_closes_the_mcl_dump_log(tmp_path: Path) -> None:
+def test_sighup_closes_the_mcl_dump_log(mcl_bus: str, tmp_path: Path) -> None:
     """SIGHUP: mcl-dump records what arrived, writes the index and exits 0."""
-    with make_bus() as bus:
-        with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
-            path = dump.wait_recording()
-            with mcl.Publisher(bus) as pub:
-                assert pub.wait_for_subscribers(1, 10)
-                for i in range(50):
-                    pub.publish("t", mcl.encode({"i": i}))
-            assert path is not None
-            wait_until(lambda: "50 msgs" in dump.stderr or _flushed(path, 50), 20)
-            dump.proc.send_signal(signal.SIGHUP)
-            assert dump.wait() == 0, dump.stderr
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
+        path = dump.wait_recording()
+        with mcl.Publisher(mcl_bus) as pub:
+            assert pub.wait_for_subscribers(1, 10)
+            for i in range(50):
+                pub.publish("t", mcl.encode({"i": i}))
+        assert path is not None
+        wait_until(lambda: "50 msgs" in dump.stderr or _flushed(path, 50), 20)
+        dump.proc.send_signal(signal.SIGHUP)
+        assert dump.wait() == 0, dump.stderr
     assert (path / "data_0000.mcli").is_file()
     assert len(read_back(path)) == 50
 
