@@ -35,13 +35,6 @@ ATTACKER_ID = b"attacker:1:00000000"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-@pytest.fixture()
-def forwarder() -> Iterator[Forwarder]:
-    """A private forwarder on free loopback ports."""
-    with Forwarder("tcp://127.0.0.1:0") as fwd:
-        yield fwd
-
-
 def _env() -> dict[str, str]:
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = dict(os.environ, PYTHONPATH=pythonpath)
@@ -105,8 +98,8 @@ class Attacker:
 
 
 @pytest.fixture()
-def attacker(forwarder: Forwarder) -> Iterator[Attacker]:
-    raw = Attacker(forwarder.address)
+def attacker(mcl_bus: str) -> Iterator[Attacker]:
+    raw = Attacker(mcl_bus)
     try:
         yield raw
     finally:
@@ -136,13 +129,13 @@ for i in range(starts):
 
 
 @pytest.mark.slow
-def test_slow_joiner_every_first_message_reaches_a_subscriber_already_on_the_bus(forwarder: Forwarder) -> None:
+def test_slow_joiner_every_first_message_reaches_a_subscriber_already_on_the_bus(mcl_bus: str) -> None:
     """40 publishers started one after the other (TCP, another process) against a subscriber on the bus lose nothing."""
     starts, count = 40, 5
-    with Subscriber("sj", bus=forwarder.address) as sub:
+    with Subscriber("sj", bus=mcl_bus) as sub:
         assert sub.wait_joined(10)
         proc = subprocess.run(
-            [sys.executable, "-c", _PUBLISHER_STARTS, forwarder.address, str(starts), str(count)],
+            [sys.executable, "-c", _PUBLISHER_STARTS, mcl_bus, str(starts), str(count)],
             env=_env(), capture_output=True, text=True, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
@@ -156,14 +149,14 @@ def test_slow_joiner_every_first_message_reaches_a_subscriber_already_on_the_bus
 
 
 @pytest.mark.slow
-def test_replays_with_default_options_lose_no_first_record(forwarder: Forwarder, tmp_path: Path) -> None:
+def test_replays_with_default_options_lose_no_first_record(mcl_bus: str, tmp_path: Path) -> None:
     """8 replays with default options (no wait_for_subscribers) into a subscriber on the bus: every record of each arrives."""
     _make_log(tmp_path / "log", 30)
     runs = 8
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         assert sub.wait_joined(10)
         for _ in range(runs):
-            with mcl.Replay(tmp_path / "log", math.inf, bus=forwarder.address) as replay:
+            with mcl.Replay(tmp_path / "log", math.inf, bus=mcl_bus) as replay:
                 replay.start()
                 assert replay.wait(60)
         got = drain(sub, 1.0)
@@ -177,10 +170,10 @@ def test_replays_with_default_options_lose_no_first_record(forwarder: Forwarder,
     assert stats.lost == 0
 
 
-def test_a_head_missed_by_a_subscriber_on_the_bus_is_counted_from_0(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_a_head_missed_by_a_subscriber_on_the_bus_is_counted_from_0(mcl_bus: str, attacker: Attacker) -> None:
     """End of stream of a publisher that never knew of this subscriber (its subscription was still on its way):
     messages sent after the subscriber was on the bus are lost from sequence 0; those sent before are not claimed."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)  # the subscriber is on the bus from here
         joined = time.time_ns()
         late = {"counts": {b"h": 5}, "joined": {}, "first_ns": {b"h": joined + 1}}
@@ -192,11 +185,11 @@ def test_a_head_missed_by_a_subscriber_on_the_bus_is_counted_from_0(forwarder: F
     assert stats.lost == 5 and stats.suspect == 0  # 'late' sent all 5 after the join; 'early' began before it
 
 
-def test_publisher_waits_for_the_subscriptions_already_on_the_bus(forwarder: Forwarder) -> None:
+def test_publisher_waits_for_the_subscriptions_already_on_the_bus(mcl_bus: str) -> None:
     """wait_for_bus sees the forwarder's READY subscription after the subscribers' ones; a bus without it times out."""
-    with Subscriber("t", bus=forwarder.address) as sub:
+    with Subscriber("t", bus=mcl_bus) as sub:
         assert sub.wait_joined(10)
-        with Publisher(forwarder.address, close_timeout=0) as pub:
+        with Publisher(mcl_bus, close_timeout=0) as pub:
             assert pub.wait_for_bus(10)
             assert pub.subscribers == 1  # the subscriber's announcement came before READY
             pub.publish("t", b"first")
@@ -218,9 +211,9 @@ def test_publisher_waits_for_the_subscriptions_already_on_the_bus(forwarder: For
         xpub.close(0)
 
 
-def test_head_loss_counted_from_zero_when_the_subscriber_was_there_first(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_head_loss_counted_from_zero_when_the_subscriber_was_there_first(mcl_bus: str, attacker: Attacker) -> None:
     """A subscriber seen by the publisher before its first message counts a lost head from sequence 0."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         for seq in (3, 4):
             attacker.send([b"h", meta(seq), b"x"])
@@ -236,7 +229,7 @@ def test_head_loss_counted_from_zero_when_the_subscriber_was_there_first(forward
 
 
 # -- 1. high-water marks and back-pressure ------------------------------------------------------
-def test_back_pressure_a_slow_subscriber_loses_nothing(forwarder: Forwarder) -> None:
+def test_back_pressure_a_slow_subscriber_loses_nothing(mcl_bus: str) -> None:
     """A publisher with send_timeout into small queues and a slow reader: every message arrives, none dropped."""
     with Forwarder("tcp://127.0.0.1:0", hwm=50) as small:
         result: dict[str, object] = {}
@@ -408,9 +401,9 @@ def test_a_client_of_a_bus_without_forwarder_says_so_and_keeps_trying(monkeypatc
 
 
 # -- 2. hostile frames ------------------------------------------------------------------------------
-def test_forged_end_of_stream_with_a_list_of_counts_is_dropped_and_counted(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_forged_end_of_stream_with_a_list_of_counts_is_dropped_and_counted(mcl_bus: str, attacker: Attacker) -> None:
     """An end of stream whose counts field is a list (and other bad tables) crashes nothing; counted by reason."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         for n, payload in enumerate([
             msgpack.packb({"counts": [1, 2, 3], "joined": {}}),
@@ -425,9 +418,9 @@ def test_forged_end_of_stream_with_a_list_of_counts_is_dropped_and_counted(forwa
         assert sub.lost == 0
 
 
-def test_one_frame_messages_never_take_frames_of_the_next(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_one_frame_messages_never_take_frames_of_the_next(mcl_bus: str, attacker: Attacker) -> None:
     """Two one-frame messages in a row are not delivered as a fake message; the real one after them arrives."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         attacker.send([b"fake-topic"])
         attacker.send([b"fake-payload"])
@@ -437,9 +430,9 @@ def test_one_frame_messages_never_take_frames_of_the_next(forwarder: Forwarder, 
         assert sub.stats().malformed_by_reason == {"one frame": 2}
 
 
-def test_forged_sequences_and_end_claims_are_suspect_not_lost(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_forged_sequences_and_end_claims_are_suspect_not_lost(mcl_bus: str, attacker: Attacker) -> None:
     """A sequence jump of a billion, a sequence going back and an end of stream claiming 10^12 sent are suspect."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         attacker.send([b"s", meta(0), b"0"])
         attacker.send([b"s", meta(1), b"1"])
@@ -455,9 +448,9 @@ def test_forged_sequences_and_end_claims_are_suspect_not_lost(forwarder: Forward
         assert stats.streams[(ATTACKER_ID.decode(), "s")].received == 5
 
 
-def test_a_real_gap_is_counted_with_its_span(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_a_real_gap_is_counted_with_its_span(mcl_bus: str, attacker: Attacker) -> None:
     """A plausible gap is lost, with the span (first sequence, count, sender times around it)."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         attacker.send([b"g", meta(0, sent_ns=10**18), b"0"])
         attacker.send([b"g", meta(6, sent_ns=10**18 + 10**9), b"6"])
@@ -515,12 +508,12 @@ _MESSAGE = st.one_of(
 )
 
 
-def test_fuzzed_frames_never_crash_a_subscriber_nor_hide_real_messages(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_fuzzed_frames_never_crash_a_subscriber_nor_hide_real_messages(mcl_bus: str, attacker: Attacker) -> None:
     """Hypothesis: any frames from a raw socket, between the messages of a real publisher: none lost, nothing raises."""
     cases = {"n": 0, "legit": 0}
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)  # on the bus before the publisher starts: its first message is due to it
-        pub = Publisher(forwarder.address, close_timeout=2)
+        pub = Publisher(mcl_bus, close_timeout=2)
         legit: list[Received] = []
 
         @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -549,11 +542,11 @@ def test_fuzzed_frames_never_crash_a_subscriber_nor_hide_real_messages(forwarder
 
 
 # -- 2. a recording goes on; its accounting is in the log ----------------------------------------
-def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(forwarder: Forwarder, attacker: Attacker, tmp_path: Path) -> None:
+def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(mcl_bus: str, attacker: Attacker, tmp_path: Path) -> None:
     """Native and MCL_LOG 1.0: hostile topics / type names are dropped by reason; the rest is recorded; accounting stored."""
     for fmt in ("native", "mcl1"):
-        with Recorder(tmp_path / fmt, forwarder.address, topics=["hostile/"], format=fmt) as rec:
-            with Subscriber(bus=forwarder.address) as probe:
+        with Recorder(tmp_path / fmt, mcl_bus, topics=["hostile/"], format=fmt) as rec:
+            with Subscriber(bus=mcl_bus) as probe:
                 attacker.reach(probe)
             attacker.send([b"hostile/type", meta(0), msgpack.packb({"name": "N" * 300})])  # a 300-character type name
             attacker.send([b"hostile/" + b"y" * 4000, meta(0), b"long topic"])
@@ -589,12 +582,12 @@ def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(fo
         assert (tmp_path / fmt / ACCOUNTING_FILE).is_file()
 
 
-def test_mcl_info_shows_the_recording_accounting(forwarder: Forwarder, attacker: Attacker, tmp_path: Path) -> None:
+def test_mcl_info_shows_the_recording_accounting(mcl_bus: str, attacker: Attacker, tmp_path: Path) -> None:
     """mcl-info (text and --json) shows what the recording lost and where."""
     from mcl.cli.info import main as info_main
 
-    with Recorder(tmp_path / "log", forwarder.address, topics=["g"]) as rec:
-        with Subscriber(bus=forwarder.address) as probe:
+    with Recorder(tmp_path / "log", mcl_bus, topics=["g"]) as rec:
+        with Subscriber(bus=mcl_bus) as probe:
             attacker.reach(probe)
         attacker.send([b"g", meta(0, sent_ns=rec.origin_ns + 10**9), b"0"])
         attacker.send([b"g", meta(4, sent_ns=rec.origin_ns + 2 * 10**9), b"4"])
@@ -622,13 +615,13 @@ def test_mcl_info_shows_the_recording_accounting(forwarder: Forwarder, attacker:
     assert stream["loss_spans"] == [{"first": 1, "count": 3, "after": 1.0, "before": 2.0}]
 
 
-def test_recording_bounds_its_topics(forwarder: Forwarder, attacker: Attacker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recording_bounds_its_topics(mcl_bus: str, attacker: Attacker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Distinct topics beyond MAX_TOPICS (foreign [topic, payload] senders make no streams) are dropped and counted."""
     from mcl import recorder as record
 
     monkeypatch.setattr(record, "MAX_TOPICS", 5)
-    with Recorder(tmp_path / "log", forwarder.address, topics=["many/"]) as rec:
-        with Subscriber(bus=forwarder.address) as probe:
+    with Recorder(tmp_path / "log", mcl_bus, topics=["many/"]) as rec:
+        with Subscriber(bus=mcl_bus) as probe:
             attacker.reach(probe)
         for n in range(12):
             attacker.send([b"many/%d" % n, b"payload"])
