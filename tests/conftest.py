@@ -1,4 +1,4 @@
-"""Shared fixtures and helpers: the reference data of the original MCL, waiting on a condition, a small disk."""
+"""Shared fixtures and helpers: the reference data of the original MCL, waiting on a condition, receiving from a bus, a small disk."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 import mcl
+
+if TYPE_CHECKING:
+    from mcl.network import Received, Subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 # The original MCL's files, copied into the project so that every clone has them.
@@ -42,6 +45,43 @@ def wait_until(
             text = message() if callable(message) else message
             raise AssertionError(f"not true within {timeout:g} s: {text or getattr(predicate, '__name__', predicate)}")
         time.sleep(interval)
+
+
+def receive(
+    sub: Subscriber,
+    count: int | None = None,
+    timeout: float = 10.0,
+    until: Callable[[list[Received]], object] | None = None,
+) -> list[Received]:
+    """What `sub` receives until `count` messages came (or `until(received)` is true), or `timeout` s passed.
+
+    Never raises for too few: returns what came, for the test to assert on
+    (a count it did not reach is a clearer failure than a timeout).
+    """
+    got: list[Received] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count is not None and len(got) >= count:
+            break
+        if until is not None and until(got):
+            break
+        got.extend(sub.recv_batch(1000 if count is None else count - len(got), timeout=0.2))
+    return got
+
+
+def reach(send: Callable[[], Any], sub: Subscriber, timeout: float = 10.0, topic: str | None = None) -> list[Received]:
+    """Call `send()` until what it sends reaches `sub`; return the first batch received (with a message on `topic`).
+
+    A raw socket's first messages are lost until the subscription reached it
+    (ZeroMQ's slow joiner): sending again until one arrives is the wait.
+    """
+
+    def arrived() -> list[Received]:
+        send()
+        batch = sub.recv_batch(100, timeout=0.05)
+        return batch if batch and (topic is None or any(r.topic == topic for r in batch)) else []
+
+    return wait_until(arrived, timeout, 0, "what was sent never reached the subscriber")
 
 
 @pytest.fixture(scope="session")

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 import zmq
-from conftest import wait_until
+from conftest import reach, receive, wait_until
 
 import mcl
 from mcl.exceptions import BusError
-from mcl.network import DEFAULT_BUS, Forwarder, Publisher, Received, Subscriber, parse_bus
+from mcl.network import DEFAULT_BUS, Forwarder, Publisher, Subscriber, parse_bus
 from mcl.network.forwarder import hosting
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,14 +38,6 @@ def _env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     env.update(extra)
     return env
-
-
-def _receive(sub: Subscriber, count: int, timeout: float = 10.0) -> list[Received]:
-    out: list[Received] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count and time.monotonic() < deadline:
-        out.extend(sub.recv_batch(count - len(out), timeout=0.2))
-    return out
 
 
 # -- addresses ------------------------------------------------------------------------------
@@ -100,7 +92,7 @@ def test_round_trip_fields(mcl_bus: str) -> None:
         pub.publish("raw", b"\x00\xffnot msgpack")
         pub.publish("point", Point(x=1, y=[2, 3]))
         pub.publish("point", {"k": 1.5})
-        got = _receive(sub, 3)
+        got = receive(sub, 3)
     assert [r.topic for r in got] == ["raw", "point", "point"]
     assert got[0].payload == b"\x00\xffnot msgpack"
     assert got[1].payload == Point(x=1, y=[2, 3], timestamp=got[1].message.timestamp).encode()
@@ -124,9 +116,9 @@ def test_topic_filters(mcl_bus: str) -> None:
         assert pub.wait_for_subscribers(3, timeout=10)
         for topic in ("cam", "camera/left", "imu", "cam"):
             pub.publish(topic, topic.encode())
-        assert [r.topic for r in _receive(prefix, 3)] == ["cam", "camera/left", "cam"]
-        assert [r.topic for r in _receive(exact, 2)] == ["cam", "cam"]
-        assert [r.topic for r in _receive(every, 4)] == ["cam", "camera/left", "imu", "cam"]
+        assert [r.topic for r in receive(prefix, 3)] == ["cam", "camera/left", "cam"]
+        assert [r.topic for r in receive(exact, 2)] == ["cam", "cam"]
+        assert [r.topic for r in receive(every, 4)] == ["cam", "camera/left", "imu", "cam"]
         assert prefix.recv(timeout=0.1) is None and exact.recv(timeout=0.1) is None
 
 
@@ -162,7 +154,7 @@ def test_recv_timeout_batch_and_iteration(mcl_bus: str) -> None:
         assert pub.wait_for_subscribers(1, timeout=10)
         for i in range(50):
             pub.publish("n", i)
-        batch = _receive(sub, 20)
+        batch = receive(sub, 20)
         assert [r.message for r in batch] == list(range(20))
         rest = []
         for received in sub:
@@ -194,12 +186,7 @@ def test_foreign_two_frame_messages_are_accepted(mcl_bus: str) -> None:
     try:
         raw.connect(parse_bus(mcl_bus).publish_endpoint)
         with Subscriber(bus=mcl_bus) as sub:
-            deadline = time.monotonic() + 10
-            got = None
-            while got is None and time.monotonic() < deadline:
-                raw.send_multipart([b"plain", b"data"])
-                got = sub.recv(timeout=0.05)
-            assert got is not None
+            got = reach(lambda: raw.send_multipart([b"plain", b"data"]), sub)[0]
             assert (got.topic, got.payload, got.publisher, got.sequence) == ("plain", b"data", "", -1)
     finally:
         raw.close(0)
@@ -276,7 +263,7 @@ def test_close_waits_for_acknowledgement_and_flushes() -> None:
     def consume(started: threading.Event) -> None:
         with Subscriber(bus=bus, hwm=n) as sub:
             started.set()
-            got = _receive(sub, n, timeout=30)
+            got = receive(sub, n, timeout=30)
             while sub.recv(timeout=0.3) is not None:
                 pass
             result.update(received=len(got), lost=sub.lost)
@@ -376,7 +363,7 @@ def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch
             host.wait(timeout=10)
             wait_until(lambda: hosting(parse_bus(address)), 10, message="this process did not take the bus over")
             pub_proc = subprocess.Popen([sys.executable, "-c", _PUB_SCRIPT, "3"], env=_env(MCL_BUS=address))
-            got = _receive(sub, 3, timeout=30)
+            got = receive(sub, 3, timeout=30)
             assert [r.payload for r in got] == [b"0", b"1", b"2"]
             assert pub_proc.wait(timeout=20) == 0
     finally:
