@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import receive, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -484,20 +484,15 @@ def test_model_rejects_loss_duplicates_and_disorder() -> None:
 
 
 @pytest.mark.slow
-def test_replay_onto_the_bus_reaches_a_subscriber(tmp_path: Path) -> None:
+def test_replay_onto_the_bus_reaches_a_subscriber(mcl_bus: str, tmp_path: Path) -> None:
     """Bus replay: a real Subscriber on a private bus gets every record, in order, bytes intact."""
-    from mcl.network import Forwarder, Subscriber
+    from mcl.network import Subscriber
 
     log = make_log(tmp_path / "log", 200, 100_000, topics=("x/a", "x/b"))
-    with Forwarder("tcp://127.0.0.1:0") as bus, Subscriber(bus=bus.address) as sub:
-        with mcl.Replay(log, speed=20, bus=bus.address, wait_for_subscribers=1) as replay:
+    with Subscriber(bus=mcl_bus) as sub:
+        with mcl.Replay(log, speed=20, bus=mcl_bus, wait_for_subscribers=1) as replay:
             replay.start()
-            got = []
-            deadline = time.monotonic() + 30
-            while len(got) < 200 and time.monotonic() < deadline:
-                received = sub.recv(timeout=1.0)
-                if received is not None:
-                    got.append((received.topic, int.from_bytes(received.payload, "big")))
+            got = [(r.topic, int.from_bytes(r.payload, "big")) for r in receive(sub, 200, 30)]
             assert replay.wait(30)
             assert replay.status().sent == 200
         assert sub.lost == 0

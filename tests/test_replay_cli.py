@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import receive, wait_until
 
 import mcl
 from mcl.replay.control import ControlClient
@@ -61,11 +61,6 @@ def alive(pid: int) -> bool:
         return False
 
 
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    """True once `predicate()` is (AssertionError after `timeout` s)."""
-    return bool(wait_until(predicate, timeout, 0.05))
-
-
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
 
@@ -107,24 +102,19 @@ def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None
 
 
 @pytest.mark.slow
-def test_replays_onto_a_bus(tmp_path: Path) -> None:
+def test_replays_onto_a_bus(mcl_bus: str, tmp_path: Path) -> None:
     """mcl-replay --bus --wait-for-subscribers delivers every record to a subscriber, selected and remapped."""
-    from mcl.network import Forwarder, Subscriber
+    from mcl.network import Subscriber
 
     log = make_log(tmp_path / "log", 40, 10 * MS)
-    with Forwarder("tcp://127.0.0.1:0") as bus, Subscriber(bus=bus.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         proc = subprocess.Popen(
-            [*CLI, str(log), "--bus", bus.address, "--wait-for-subscribers", "1", "--speed", "10",
+            [*CLI, str(log), "--bus", mcl_bus, "--wait-for-subscribers", "1", "--speed", "10",
              "--start-offset", "0.1", "--until", "0.3", "--remap", "t:=r"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            got = []
-            deadline = time.monotonic() + 30
-            while len(got) < 21 and time.monotonic() < deadline:
-                received = sub.recv(timeout=0.5)
-                if received is not None:
-                    got.append((received.topic, int.from_bytes(received.payload, "big")))
+            got = [(r.topic, int.from_bytes(r.payload, "big")) for r in receive(sub, 21, 30)]
             out, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
@@ -158,7 +148,7 @@ def test_remote_control_endpoint(tmp_path: Path) -> None:
                 client.request("seek")
             client.request("speed", speed=2.0)
             client.request("resume")
-            assert wait_for(lambda: client.request("status")["sent"] >= 5, 20)
+            wait_until(lambda: client.request("status")["sent"] >= 5, 20, 0.05)
             client.request("pause")
             client.request("quit")
         out, err = proc.communicate(timeout=30)
@@ -181,7 +171,7 @@ def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code:
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("playing")
-        assert wait_for(lambda: sum(title(pid).startswith("mcl-replay") for pid in children(proc.pid)) == 2, 20)
+        wait_until(lambda: sum(title(pid).startswith("mcl-replay") for pid in children(proc.pid)) == 2, 20, 0.05)
         workers = children(proc.pid)
         if signum == signal.SIGINT:
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
@@ -194,7 +184,7 @@ def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code:
             proc.communicate()
     assert proc.returncode == code
     assert "Traceback" not in err
-    assert wait_for(lambda: not any(alive(pid) for pid in workers), 10)
+    wait_until(lambda: not any(alive(pid) for pid in workers), 10, 0.05)
 
 
 @pytest.mark.slow
@@ -219,19 +209,19 @@ def test_keys_in_a_terminal_and_terminal_restored(tmp_path: Path) -> None:
                     return
 
     try:
-        assert wait_for(lambda: (pump(0.05), b"control: " in output)[1], 30)
+        wait_until(lambda: (pump(0.05), b"control: " in output)[1], 30, 0.05)
         address = output.split(b"control: ", 1)[1].split()[0].decode()
         with ControlClient(address, timeout=20) as client:
-            assert wait_for(lambda: client.request("status")["state"] == "playing", 20)
+            wait_until(lambda: client.request("status")["state"] == "playing", 20, 0.05)
             os.write(master, b" ")
-            assert wait_for(lambda: (pump(0.05), client.request("status")["state"] == "paused")[1], 10)
+            wait_until(lambda: (pump(0.05), client.request("status")["state"] == "paused")[1], 10, 0.05)
             position = client.request("status")["position"]
             os.write(master, b"\x1b[C")
-            assert wait_for(lambda: (pump(0.05), client.request("status")["position"] >= position + 4.9)[1], 10)
+            wait_until(lambda: (pump(0.05), client.request("status")["position"] >= position + 4.9)[1], 10, 0.05)
             os.write(master, b"\x1b[A")
-            assert wait_for(lambda: (pump(0.05), client.request("status")["speed"] == 2.0)[1], 10)
+            wait_until(lambda: (pump(0.05), client.request("status")["speed"] == 2.0)[1], 10, 0.05)
             os.write(master, b"q")
-        assert wait_for(lambda: (pump(0.05), proc.poll() is not None)[1], 20)
+        wait_until(lambda: (pump(0.05), proc.poll() is not None)[1], 20, 0.05)
     finally:
         if proc.poll() is None:
             proc.kill()
