@@ -23,6 +23,7 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import reach, receive, wait_until
 
 import mcl
 from mcl.network import Forwarder, Publisher, Received, Subscriber, parse_bus, wire
@@ -67,31 +68,23 @@ class Attacker:
 
     def reach(self, sub: Subscriber, timeout: float = 10.0) -> None:
         """Wait until what this socket sends reaches `sub` (its subscription reached this PUB)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.send([b"warm", b""])
-            if any(r.topic == "warm" for r in sub.recv_batch(100, timeout=0.05)):
-                drain(sub, 0.2)
-                return
-        raise AssertionError("the attacker's messages never reached the subscriber")
+        reach(lambda: self.send([b"warm", b""]), sub, timeout, topic="warm")
+        drain(sub, 0.2)
 
     def mark(self, sub: Subscriber, timeout: float = 10.0) -> list[Received]:
         """Send a marker after what was sent and receive until it arrives (same pipe: in order)."""
         self._marks += 1
         marker = b"%d" % self._marks
         self.send([b"marker", marker])
-        got: list[Received] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            seen = False
-            for r in sub.recv_batch(1000, timeout=0.2):  # what follows the marker in the batch is kept:
-                if r.topic == "marker" and r.payload == marker:  # other publishers' pipes are not ordered with it
-                    seen = True
-                else:
-                    got.append(r)
-            if seen:
-                return got
-        raise AssertionError(f"marker {marker!r} did not arrive; got {got[-5:]}")
+
+        def is_marker(r: Received) -> bool:
+            return r.topic == "marker" and r.payload == marker
+
+        # What follows the marker in its batch is kept: other publishers' pipes are not ordered with it.
+        got = receive(sub, timeout=timeout, until=lambda got: any(map(is_marker, got)))
+        if not any(map(is_marker, got)):
+            raise AssertionError(f"marker {marker!r} did not arrive; got {got[-5:]}")
+        return [r for r in got if not is_marker(r)]
 
     def close(self) -> None:
         self.sock.close(0)
@@ -285,10 +278,7 @@ def test_a_stuck_subscriber_stalls_the_bus_for_stall_s_only_and_its_loss_is_coun
                 got.extend(drain(live, 1.0))
                 late.extend(drain(stuck, 1.0))
             assert late[-1].payload == b"last" and got[-1].payload == b"last"
-            deadline = time.monotonic() + 10
-            while fwd.dropping and time.monotonic() < deadline:  # REARM_S later it waits for full queues again
-                time.sleep(0.05)
-            assert not fwd.dropping
+            wait_until(lambda: not fwd.dropping, 10, 0.05)  # REARM_S later it waits for full queues again
             assert len(got) + live.lost == sent + 1  # whatever the live one missed while the bus waited is counted
             assert len(late) + stuck.lost == sent + 1  # the stuck one's drops are all counted
             assert stuck.suspect == 0
@@ -330,9 +320,7 @@ def test_max_speed_replay_into_a_live_recorder_loses_nothing(tmp_path: Path) -> 
             env=_env(), capture_output=True, text=True, timeout=120,
         )
         assert done.returncode == 0, done.stderr
-        deadline = time.monotonic() + 30
-        while rec.status().messages < count and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: rec.status().messages >= count, 30, 0.1)
         time.sleep(0.3)  # the end of stream
     status = rec.status()
     assert status.messages == count and status.lost == 0 and status.malformed == 0
@@ -387,9 +375,7 @@ def test_a_client_of_a_bus_without_forwarder_says_so_and_keeps_trying(monkeypatc
     bus = _free_bus()
     caplog.set_level(logging.WARNING, logger="mcl.network")
     with Subscriber("t", bus=bus, provide=False) as sub:
-        deadline = time.monotonic() + 10
-        while "no forwarder answers" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "no forwarder answers" in caplog.text, 10, 0.05)
         lines = [r.getMessage() for r in caplog.records if "no forwarder answers" in r.getMessage()]
         assert lines == [f"mcl: no forwarder answers at {bus} (subscriber, tried for 0 s); start a bus there with `mcl-bus --bind {bus}`; still trying"]
         with Forwarder(bus) as fwd, Publisher(fwd.address, provide=False, close_timeout=0) as pub:
@@ -557,9 +543,7 @@ def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(mc
                 attacker.send([b"hostile/types", meta(i), msgpack.packb({"name": f"T{i}"})])
             attacker.send([wire.END_TOPIC, meta(0, wire.KIND_END, pid=b"forger"), msgpack.packb({"counts": [1]})])
             attacker.send([b"hostile/after", meta(0), b"after"])
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and rec.status().messages + rec.status().malformed < 1507:
-                time.sleep(0.05)
+            wait_until(lambda: rec.status().messages + rec.status().malformed >= 1507, 20, 0.05)
         status = rec.status()
         assert status.error is None
         with mcl.open_log(tmp_path / fmt) as log:
@@ -592,9 +576,7 @@ def test_mcl_info_shows_the_recording_accounting(mcl_bus: str, attacker: Attacke
         attacker.send([b"g", meta(0, sent_ns=rec.origin_ns + 10**9), b"0"])
         attacker.send([b"g", meta(4, sent_ns=rec.origin_ns + 2 * 10**9), b"4"])
         attacker.send([b"g-one-frame"])
-        deadline = time.monotonic() + 10
-        while rec.status().lost < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: rec.status().lost >= 3, 10, 0.05)
     assert rec.status().lost == 3
     import contextlib
     import io
@@ -625,9 +607,7 @@ def test_recording_bounds_its_topics(mcl_bus: str, attacker: Attacker, tmp_path:
             attacker.reach(probe)
         for n in range(12):
             attacker.send([b"many/%d" % n, b"payload"])
-        deadline = time.monotonic() + 10
-        while rec.status().messages + rec.status().malformed < 12 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: rec.status().messages + rec.status().malformed >= 12, 10, 0.05)
     status = rec.status()
     assert status.messages == 5 and status.dropped == {"too many topics": 7}
     assert sorted(t for t, c in status.topics.items() if c.messages) == [f"many/{n}" for n in range(5)]
