@@ -84,6 +84,43 @@ def reach(send: Callable[[], Any], sub: Subscriber, timeout: float = 10.0, topic
     return wait_until(arrived, timeout, 0, "what was sent never reached the subscriber")
 
 
+def free_bus() -> str:
+    """A loopback bus address whose two ports were free a moment ago (for a bus a test starts itself)."""
+    from mcl.testing import make_private_bus
+
+    bus = make_private_bus()
+    try:
+        return str(bus.address)
+    finally:
+        bus.close()
+
+
+def child_env(**extra: str | None) -> dict[str, str]:
+    """The environment for a child Python process running this work tree's mcl.
+
+    `extra` sets variables; a value None removes one (``MCL_BUS=None``: the
+    child sees no default bus, not even the test's private one).
+    """
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def numbered_log(
+    path: Path, count: int, step_ns: int, *, topics: tuple[str, ...] = ("t",), start_ns: int = 0, format: str = "mcl1"
+) -> Path:
+    """A log of `count` records `step_ns` apart from `start_ns`, topics in turn; a record's payload is its index (4 bytes)."""
+    with mcl.LogWriter(path, format=format) as writer:
+        for i in range(count):
+            writer.write(topics[i % len(topics)], i.to_bytes(4, "big"), start_ns + i * step_ns)
+    return path
+
+
 @pytest.fixture(scope="session")
 def reference_dir() -> Path:
     """The original MCL files (the project's copy in tests/data/mcl-v1)."""

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import child_env, wait_until
 from test_record_helpers import (
     ROOT,
     DumpProcess,
@@ -463,11 +463,10 @@ def test_round_trip_mcl_replay_into_mcl_dump(mcl_bus: str, tmp_path: Path) -> No
     original = _make_log(tmp_path / "original")
     with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
         replay = subprocess.run(
             [sys.executable, "-m", "mcl.cli.replay", str(tmp_path / "original"), "--bus", mcl_bus, "--wait-for-subscribers", "1"],
             stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT), check=False,
+            capture_output=True, text=True, timeout=60, env=child_env(), cwd=str(ROOT), check=False,
         )
         assert replay.returncode == 0, replay.stderr
         wait_until(lambda: f" {len(original):,} msgs | " in dump.stderr, 30, message=lambda: dump.stderr[-300:])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -13,31 +12,16 @@ from pathlib import Path
 
 import pytest
 import zmq
-from conftest import reach, receive, wait_until
+from conftest import child_env, free_bus, reach, receive, wait_until
 
 import mcl
 from mcl.exceptions import BusError
 from mcl.network import DEFAULT_BUS, Forwarder, Publisher, Subscriber, parse_bus
 from mcl.network.forwarder import hosting
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 class Point(mcl.Message):
     fields = ("x", "y")
-
-
-def _free_bus() -> str:
-    """A bus address whose two ports were free a moment ago."""
-    with Forwarder("tcp://127.0.0.1:0") as forwarder:
-        return forwarder.address
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
 
 
 # -- addresses ------------------------------------------------------------------------------
@@ -321,7 +305,7 @@ with Subscriber("hello") as sub:
 @pytest.mark.slow
 def test_zero_config_either_order() -> None:
     """Without any forwarder, a subscriber and a publisher find each other in either order."""
-    env = _env(MCL_BUS=_free_bus())
+    env = child_env(MCL_BUS=free_bus())
     for first in ("sub", "pub"):
         procs: list[subprocess.Popen[str]] = []
         try:
@@ -347,10 +331,10 @@ def test_zero_config_either_order() -> None:
 @pytest.mark.slow
 def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch) -> None:
     """When the process serving the default bus is killed, the others take over without restart."""
-    address = _free_bus()
+    address = free_bus()
     monkeypatch.setenv("MCL_BUS", address)
     host = subprocess.Popen(
-        [sys.executable, "-c", _HOST_SCRIPT], env=_env(MCL_BUS=address), stdin=subprocess.PIPE,
+        [sys.executable, "-c", _HOST_SCRIPT], env=child_env(MCL_BUS=address), stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, text=True,
     )
     pub_proc = None
@@ -362,7 +346,7 @@ def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch
             host.kill()
             host.wait(timeout=10)
             wait_until(lambda: hosting(parse_bus(address)), 10, message="this process did not take the bus over")
-            pub_proc = subprocess.Popen([sys.executable, "-c", _PUB_SCRIPT, "3"], env=_env(MCL_BUS=address))
+            pub_proc = subprocess.Popen([sys.executable, "-c", _PUB_SCRIPT, "3"], env=child_env(MCL_BUS=address))
             got = receive(sub, 3, timeout=30)
             assert [r.payload for r in got] == [b"0", b"1", b"2"]
             assert pub_proc.wait(timeout=20) == 0
@@ -402,9 +386,9 @@ def test_forwarder_releases_its_ports() -> None:
 @pytest.mark.slow
 def test_mcl_bus_serves_and_stops_on_sigterm() -> None:
     """mcl-bus --bind serves a bus until SIGTERM, then exits 0."""
-    address = _free_bus()
+    address = free_bus()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mcl.cli.bus", "--bind", address], env=_env(), stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "mcl.cli.bus", "--bind", address], env=child_env(), stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import struct
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from conftest import reach, receive, wait_until
+from conftest import child_env, free_bus, reach, receive, wait_until
 
 import mcl
 from mcl.network import Forwarder, Publisher, Received, Subscriber, parse_bus, wire
@@ -36,19 +35,6 @@ ATTACKER_ID = b"attacker:1:00000000"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _env() -> dict[str, str]:
-    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    env.pop("MCL_BUS", None)
-    return env
-
-
-def _free_bus() -> str:
-    """A loopback bus address whose two ports were free a moment ago."""
-    with Forwarder("tcp://127.0.0.1:0") as fwd:
-        return fwd.address
-
-
 def meta(seq: int, kind: int = wire.KIND_DATA, pid: bytes = ATTACKER_ID, sent_ns: int | None = None) -> bytes:
     return wire.META.pack(wire.VERSION, kind, seq, time.time_ns() if sent_ns is None else sent_ns) + pid
 
@@ -129,7 +115,7 @@ def test_slow_joiner_every_first_message_reaches_a_subscriber_already_on_the_bus
         assert sub.wait_joined(10)
         proc = subprocess.run(
             [sys.executable, "-c", _PUBLISHER_STARTS, mcl_bus, str(starts), str(count)],
-            env=_env(), capture_output=True, text=True, timeout=120,
+            env=child_env(MCL_BUS=None), capture_output=True, text=True, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
         got = drain(sub, 1.0)
@@ -313,11 +299,11 @@ def test_max_speed_replay_into_a_live_recorder_loses_nothing(tmp_path: Path) -> 
     """mcl-replay --max-speed of 20,000 messages (default options, TCP) into a running Recorder: all recorded, lost 0."""
     count = 20_000
     _make_log(tmp_path / "src", count)
-    bus = _free_bus()
+    bus = free_bus()
     with Recorder(tmp_path / "rec", bus) as rec:
         done = subprocess.run(
             [sys.executable, "-c", "from mcl.cli.replay import run; run()", str(tmp_path / "src"), "--max-speed", "--bus", bus],
-            env=_env(), capture_output=True, text=True, timeout=120,
+            env=child_env(MCL_BUS=None), capture_output=True, text=True, timeout=120,
         )
         assert done.returncode == 0, done.stderr
         wait_until(lambda: rec.status().messages >= count, 30, 0.1)
@@ -333,14 +319,14 @@ def test_max_speed_replay_into_a_live_recorder_loses_nothing(tmp_path: Path) -> 
 def _replay_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from mcl.cli.replay import run; run()", *args],
-        env=_env(), capture_output=True, text=True, timeout=timeout,
+        env=child_env(MCL_BUS=None), capture_output=True, text=True, timeout=timeout,
     )
 
 
 @pytest.mark.slow
 def test_replay_says_where_it_publishes_and_that_nobody_listened() -> None:
     """mcl-replay prints the bus address and, with nobody attached, says so plainly in its last line."""
-    bus = _free_bus()
+    bus = free_bus()
     done = _replay_cli(str(SAMPLE), "--max-speed", "--bus", bus)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -353,7 +339,7 @@ def test_bus_by_flag_behaves_like_mcl_bus_on_loopback(tmp_path: Path) -> None:
     """mcl-dump --bus ADDR + mcl-replay --bus ADDR (no forwarder started by anyone else) records the whole log."""
     from tests.test_record_helpers import DumpProcess
 
-    bus = _free_bus()
+    bus = free_bus()
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
         path = dump.wait_recording()
         done = _replay_cli(str(SAMPLE), "--max-speed", "--bus", bus, "--wait-for-subscribers", "1")
@@ -372,7 +358,7 @@ def test_bus_by_flag_behaves_like_mcl_bus_on_loopback(tmp_path: Path) -> None:
 def test_a_client_of_a_bus_without_forwarder_says_so_and_keeps_trying(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """No forwarder within NO_ANSWER_S: one warning naming the address and `mcl-bus --bind`; then it connects."""
     monkeypatch.setattr(_common, "NO_ANSWER_S", 0.3)
-    bus = _free_bus()
+    bus = free_bus()
     caplog.set_level(logging.WARNING, logger="mcl.network")
     with Subscriber("t", bus=bus, provide=False) as sub:
         wait_until(lambda: "no forwarder answers" in caplog.text, 10, 0.05)

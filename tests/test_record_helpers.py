@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
 import time
 import warnings
 from pathlib import Path
+
+from conftest import child_env
 
 import mcl
 from mcl.exceptions import LogDamageWarning
@@ -56,14 +57,12 @@ class DumpProcess:
     """mcl-dump in a subprocess; stderr is collected in a thread; killed on exit if still running."""
 
     def __init__(self, *args: str, stdout: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None, preexec_fn=None) -> None:
-        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        full_env = dict(os.environ, PYTHONPATH=pythonpath, **(env or {}))
         self.proc = subprocess.Popen(
             dump_command(*args),
             stdout=stdout,
             stderr=subprocess.PIPE,
             text=True,
-            env=full_env,
+            env=child_env(**(env or {})),
             cwd=str(ROOT),
             preexec_fn=preexec_fn,
         )
