@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import receive, wait_until
+from conftest import numbered_log, receive, wait_until
 
 import mcl
 from mcl.replay.control import ControlClient
@@ -21,13 +21,6 @@ from mcl.replay.control import ControlClient
 MS = 1_000_000
 DATASET = Path(__file__).resolve().parent.parent / "sample_logs" / "mcl-v1-dataset"
 CLI = [sys.executable, "-c", "from mcl.cli.replay import run; run()"]
-
-
-def make_log(path: Path, count: int, step_ns: int) -> Path:
-    with mcl.LogWriter(path, format="mcl1") as writer:
-        for i in range(count):
-            writer.write("t", i.to_bytes(4, "big"), i * step_ns)
-    return path
 
 
 def children(pid: int) -> list[int]:
@@ -106,7 +99,7 @@ def test_replays_onto_a_bus(mcl_bus: str, tmp_path: Path) -> None:
     """mcl-replay --bus --wait-for-subscribers delivers every record to a subscriber, selected and remapped."""
     from mcl.network import Subscriber
 
-    log = make_log(tmp_path / "log", 40, 10 * MS)
+    log = numbered_log(tmp_path / "log", 40, 10 * MS)
     with Subscriber(bus=mcl_bus) as sub:
         proc = subprocess.Popen(
             [*CLI, str(log), "--bus", mcl_bus, "--wait-for-subscribers", "1", "--speed", "10",
@@ -127,7 +120,7 @@ def test_replays_onto_a_bus(mcl_bus: str, tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_remote_control_endpoint(tmp_path: Path) -> None:
     """--control: status, seek, speed, resume and bad requests over JSON; quit ends the command."""
-    log = make_log(tmp_path / "log", 50, 100 * MS)
+    log = numbered_log(tmp_path / "log", 50, 100 * MS)
     proc = subprocess.Popen(
         [*CLI, str(log), "--dry-run", "--start-paused", "--control", "tcp://127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -163,7 +156,7 @@ def test_remote_control_endpoint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code: int) -> None:
     """SIGTERM, or Ctrl-C sent to the whole process group, ends mcl-replay and its workers."""
-    log = make_log(tmp_path / "log", 100, 1000 * MS)
+    log = numbered_log(tmp_path / "log", 100, 1000 * MS)
     proc = subprocess.Popen(
         [*CLI, str(log), "--dry-run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
@@ -190,7 +183,7 @@ def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code:
 @pytest.mark.slow
 def test_keys_in_a_terminal_and_terminal_restored(tmp_path: Path) -> None:
     """In a terminal: space pauses, right seeks +5 s, up raises the speed, q quits; settings restored."""
-    log = make_log(tmp_path / "log", 30, 1000 * MS)
+    log = numbered_log(tmp_path / "log", 30, 1000 * MS)
     master, slave = pty.openpty()
     before = termios.tcgetattr(slave)
     proc = subprocess.Popen(
