@@ -111,6 +111,21 @@ def child_env(**extra: str | None) -> dict[str, str]:
     return env
 
 
+def proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (the state first, the parent's pid next); None: no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """True while process `pid` runs (it exists and is not a zombie)."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] != b"Z"
+
+
 def numbered_log(
     path: Path, count: int, step_ns: int, *, topics: tuple[str, ...] = ("t",), start_ns: int = 0, format: str = "mcl1"
 ) -> Path:

@@ -9,7 +9,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from conftest import wait_until
+from conftest import alive, wait_until
 
 from mcl.cli import station as station_cli
 from mcl.station import Station
@@ -58,8 +58,4 @@ def utc(text: str) -> int:
 
 def process_gone(pid: int) -> bool:
     """True once `pid` has exited (no such process, or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fp:
-            return fp.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return not alive(pid)

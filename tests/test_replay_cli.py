@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import numbered_log, receive, wait_until
+from conftest import alive, numbered_log, proc_stat, receive, wait_until
 
 import mcl
 from mcl.replay.control import ControlClient
@@ -28,12 +28,8 @@ def children(pid: int) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != b"Z":
+            fields = proc_stat(int(entry))
+            if fields is not None and int(fields[1]) == pid and fields[0] != b"Z":
                 found.append(int(entry))
     return found
 
@@ -44,14 +40,6 @@ def title(pid: int) -> str:
             return f.read().split(b"\0")[0].decode(errors="replace")
     except OSError:
         return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from conftest import numbered_log, wait_until
+from conftest import numbered_log, proc_stat, wait_until
 from hypothesis import HealthCheck, given, settings
 from strategies import control_requests
 
@@ -29,12 +29,9 @@ def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of the processes `pids` (seconds)."""
     ticks = 0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
+        fields = proc_stat(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import numbered_log, wait_until
+from conftest import alive, numbered_log, wait_until
 
 import mcl
 
@@ -22,13 +22,11 @@ MS = 1_000_000
 def running(pid: int) -> bool:
     """True while `pid` is a live (not zombie) mcl-replay worker."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+    except OSError:
         return False
-    return state != b"Z" and (b"mcl-replay" in cmdline or b"spawn_main" in cmdline)
+    return alive(pid) and (b"mcl-replay" in cmdline or b"spawn_main" in cmdline)
 
 
 def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
