@@ -1,4 +1,4 @@
-"""Shared fixtures and helpers: the reference data of the original MCL, waiting on a condition, a small disk."""
+"""Shared fixtures and helpers: the reference data of the original MCL, waiting on a condition, receiving from a bus, a small disk."""
 
 from __future__ import annotations
 
@@ -7,11 +7,14 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
 import mcl
+
+if TYPE_CHECKING:
+    from mcl.network import Received, Subscriber
 
 ROOT = Path(__file__).resolve().parent.parent
 # The original MCL's files, copied into the project so that every clone has them.
@@ -42,6 +45,95 @@ def wait_until(
             text = message() if callable(message) else message
             raise AssertionError(f"not true within {timeout:g} s: {text or getattr(predicate, '__name__', predicate)}")
         time.sleep(interval)
+
+
+def receive(
+    sub: Subscriber,
+    count: int | None = None,
+    timeout: float = 10.0,
+    until: Callable[[list[Received]], object] | None = None,
+) -> list[Received]:
+    """What `sub` receives until `count` messages came (or `until(received)` is true), or `timeout` s passed.
+
+    Never raises for too few: returns what came, for the test to assert on
+    (a count it did not reach is a clearer failure than a timeout).
+    """
+    got: list[Received] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if count is not None and len(got) >= count:
+            break
+        if until is not None and until(got):
+            break
+        got.extend(sub.recv_batch(1000 if count is None else count - len(got), timeout=0.2))
+    return got
+
+
+def reach(send: Callable[[], Any], sub: Subscriber, timeout: float = 10.0, topic: str | None = None) -> list[Received]:
+    """Call `send()` until what it sends reaches `sub`; return the first batch received (with a message on `topic`).
+
+    A raw socket's first messages are lost until the subscription reached it
+    (ZeroMQ's slow joiner): sending again until one arrives is the wait.
+    """
+
+    def arrived() -> list[Received]:
+        send()
+        batch = sub.recv_batch(100, timeout=0.05)
+        return batch if batch and (topic is None or any(r.topic == topic for r in batch)) else []
+
+    return wait_until(arrived, timeout, 0, "what was sent never reached the subscriber")
+
+
+def free_bus() -> str:
+    """A loopback bus address whose two ports were free a moment ago (for a bus a test starts itself)."""
+    from mcl.testing import make_private_bus
+
+    bus = make_private_bus()
+    try:
+        return str(bus.address)
+    finally:
+        bus.close()
+
+
+def child_env(**extra: str | None) -> dict[str, str]:
+    """The environment for a child Python process running this work tree's mcl.
+
+    `extra` sets variables; a value None removes one (``MCL_BUS=None``: the
+    child sees no default bus, not even the test's private one).
+    """
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = dict(os.environ, PYTHONPATH=pythonpath)
+    for name, value in extra.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def proc_stat(pid: int) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (the state first, the parent's pid next); None: no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """True while process `pid` runs (it exists and is not a zombie)."""
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] != b"Z"
+
+
+def numbered_log(
+    path: Path, count: int, step_ns: int, *, topics: tuple[str, ...] = ("t",), start_ns: int = 0, format: str = "mcl1"
+) -> Path:
+    """A log of `count` records `step_ns` apart from `start_ns`, topics in turn; a record's payload is its index (4 bytes)."""
+    with mcl.LogWriter(path, format=format) as writer:
+        for i in range(count):
+            writer.write(topics[i % len(topics)], i.to_bytes(4, "big"), start_ns + i * step_ns)
+    return path
 
 
 @pytest.fixture(scope="session")

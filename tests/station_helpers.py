@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import io
-import time
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
+
+from conftest import alive, wait_until
 
 from mcl.cli import station as station_cli
 from mcl.station import Station
@@ -19,15 +20,14 @@ TIMEOUT = 60.0  # generous: the machine is shared
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float = TIMEOUT, what: str = "the condition") -> Any:
-    """Poll `predicate` (every 0.1 s) until it returns something true; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what} (last value {value!r})")
-        time.sleep(0.1)
+    """conftest's wait_until with the station tests' bounds (60 s, every 0.1 s); the failure names `what` and the last value."""
+    last: list[Any] = [None]
+
+    def probe() -> Any:
+        last[0] = predicate()
+        return last[0]
+
+    return wait_until(probe, timeout, 0.1, lambda: f"{what} (last value {last[0]!r})")
 
 
 def unit(station: Station, name: str) -> dict[str, Any]:
@@ -58,8 +58,4 @@ def utc(text: str) -> int:
 
 def process_gone(pid: int) -> bool:
     """True once `pid` has exited (no such process, or a zombie)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fp:
-            return fp.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+    return not alive(pid)

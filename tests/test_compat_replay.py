@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import receive, wait_until
 
 import mcl
 from mcl.exceptions import ReaderProtocolError
@@ -84,15 +85,6 @@ def _drain(q: Any, count: int, timeout: float = 30.0) -> list[Any]:
     return [q.get(timeout=timeout) for _ in range(count)]
 
 
-def _until(predicate: Any, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 def test_buffer_data_argument_checks(reference_dir: Path) -> None:
     """Not a reader: NameError (the original's) and TypeError; a bad length: TypeError."""
     for bad in (object(), 42, {"read": 1}):
@@ -121,12 +113,13 @@ def test_buffer_data_fills_its_queue_with_original_items(reference_dir: Path) ->
         assert (buffer.is_alive(), buffer.is_ready(), buffer.is_data_pending()) == (False, False, True)
         assert buffer.stop() is False
         assert buffer.start() is True and buffer.start() is False and buffer.is_alive()
-        assert _until(buffer.is_ready)  # the queue is full
-        assert _until(lambda: buffer.queue.qsize() == 4) and buffer.is_data_pending()
+        wait_until(buffer.is_ready, 30)  # the queue is full
+        wait_until(lambda: buffer.queue.qsize() == 4, 30)
+        assert buffer.is_data_pending()
         time.sleep(0.3)
         assert buffer.queue.qsize() == 4  # bounded in items
         items = _drain(buffer.queue, 20)
-        assert _until(lambda: not buffer.is_alive())
+        wait_until(lambda: not buffer.is_alive(), 30)
         assert not buffer.is_data_pending() and buffer.is_ready() and buffer.stop() is False
     finally:
         buffer.stop()
@@ -186,7 +179,7 @@ def test_schedule_broadcasts_keeps_time_and_ends_by_itself() -> None:
         began = time.monotonic()
         assert scheduler.start() is True and scheduler.start() is False and scheduler.is_alive()
         assert hook.wait(6)
-        assert _until(lambda: not scheduler.is_alive())
+        wait_until(lambda: not scheduler.is_alive(), 30)
     assert hook.indices() == list(range(6)) and scheduler.error is None and scheduler.sent == 6
     assert [r.elapsed_ns for r in hook.records] == [i * 200_000_000 for i in range(6)]
     spread = hook.times[-1] - hook.times[0]
@@ -207,7 +200,7 @@ def test_schedule_broadcasts_stop_keeps_the_waiting_item() -> None:
         scheduler.speed = math.inf
         assert scheduler.start() is True
         assert hook.wait(4)
-        assert _until(lambda: not scheduler.is_alive())
+        wait_until(lambda: not scheduler.is_alive(), 30)
     assert hook.indices() == [0, 1, 2, 3]
 
 
@@ -237,11 +230,13 @@ def test_schedule_broadcasts_follows_a_reset_and_a_plain_queue() -> None:
     with composed(reader, length=2, speed=math.inf, hooks=[hook]) as (buffer, scheduler):
         buffer.start()
         scheduler.start()
-        assert hook.wait(5) and _until(lambda: not scheduler.is_alive())
+        assert hook.wait(5)
+        wait_until(lambda: not scheduler.is_alive(), 30)
         buffer.reset()
         buffer.start()
         scheduler.start()
-        assert hook.wait(10) and _until(lambda: not scheduler.is_alive())
+        assert hook.wait(10)
+        wait_until(lambda: not scheduler.is_alive(), 30)
     assert hook.indices() == list(range(5)) * 2
 
     plain = multiprocessing.Queue()  # the default context, as an original user would make it
@@ -251,7 +246,7 @@ def test_schedule_broadcasts_follows_a_reset_and_a_plain_queue() -> None:
     with mcl.ScheduleBroadcasts(plain, speed=1.0, hooks=[other]) as scheduler:
         scheduler.start()
         assert other.wait(3)
-        assert _until(lambda: not scheduler.is_alive(), timeout=10.0)  # empty for IDLE_END_S
+        wait_until(lambda: not scheduler.is_alive(), 10.0)  # empty for IDLE_END_S
     assert other.indices() == [0, 1, 2] and {r.topic for r in other.records} == {""}
     plain.close()
     plain.join_thread()
@@ -265,14 +260,14 @@ def test_reset_while_broadcasting_drops_what_was_read_before() -> None:
         buffer.start()
         scheduler.start()
         assert hook.wait(1)  # item 0 at once; item 1 waits its second
-        assert _until(lambda: buffer.queue.qsize() >= 2)
+        wait_until(lambda: buffer.queue.qsize() >= 2, 30)
         began = time.monotonic()
         buffer.reset()  # the queue is full: its end mark waits for room, and must not hold stop() up
         assert time.monotonic() - began < 0.9
         scheduler.speed = math.inf
         buffer.start()
         assert hook.wait(6)
-        assert _until(lambda: not scheduler.is_alive())
+        wait_until(lambda: not scheduler.is_alive(), 30)
     assert hook.indices() == [0, 0, 1, 2, 3, 4]
 
 
@@ -289,7 +284,7 @@ def test_an_item_that_cannot_be_queued_is_reported() -> None:
     buffer = mcl.BufferData(OneItem(1, 0.0))
     try:
         buffer.start()
-        assert _until(lambda: not buffer.is_alive())
+        wait_until(lambda: not buffer.is_alive(), 30)
     finally:
         buffer.stop()
     assert buffer.error is not None and "cannot go through the queue" in buffer.error and "Local" in buffer.error
@@ -305,7 +300,7 @@ def test_schedule_broadcasts_reports_a_failing_hook() -> None:
     with composed(GeneratorReader(3, 0.0), speed=math.inf, hooks=[broken]) as (buffer, scheduler):
         buffer.start()
         scheduler.start()
-        assert _until(lambda: not scheduler.is_alive())
+        wait_until(lambda: not scheduler.is_alive(), 30)
     assert scheduler.error == "RuntimeError: boom"
 
     bad_bus = mcl.ScheduleBroadcasts(buffer.queue, bus="tcp://no such host:nonsense")
@@ -328,13 +323,8 @@ def test_schedule_broadcasts_publishes_on_the_bus(mcl_bus: str, reference_dir: P
     ):
         buffer.start()
         scheduler.start()
-        got = []
-        deadline = time.monotonic() + 30
-        while len(got) < 20 and time.monotonic() < deadline:
-            received = sub.recv(timeout=1.0)
-            if received is not None:
-                got.append(received)
-        assert _until(lambda: not scheduler.is_alive())
+        got = receive(sub, 20, 30)
+        wait_until(lambda: not scheduler.is_alive(), 30)
         assert sub.lost == 0
     with mcl.open_log(reference_dir / "dataset") as log:
         expected = [r.payload for r in log if mcl.message.type_name_of(r.payload) is not None]

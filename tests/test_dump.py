@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import child_env, wait_until
 from test_record_helpers import (
     ROOT,
     DumpProcess,
-    make_bus,
     payloads,
     publish_all,
     read_back,
@@ -30,13 +29,6 @@ import mcl
 from mcl.cli.dump import Window, add_arguments, main, make_schedule, parse_time
 
 NS = 1_000_000_000
-
-
-@pytest.fixture
-def bus():
-    """A private bus on free loopback ports."""
-    with make_bus() as address:
-        yield address
 
 
 def _args(*argv: str) -> argparse.Namespace:
@@ -129,8 +121,6 @@ def test_dump_unwritable_output_is_one_line_error(tmp_path: Path, capsys: pytest
 
 def test_dump_bad_bus_address_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A malformed bus address: one 'error:' line, exit 1, and no log directory left behind."""
-    with make_bus():
-        pass  # skips while the bus is not there
     assert main(["--bus", "tcp://nowhere:notaport", "-o", str(tmp_path), "--duration", "1"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("mcl-dump: error: ")
@@ -209,11 +199,11 @@ def _publish_until_exit(bus: str, sent: list[tuple[str, bytes]], dump: DumpProce
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_dump_signal_closes_the_log_cleanly(bus: str, tmp_path: Path, sig: int) -> None:
+def test_dump_signal_closes_the_log_cleanly(mcl_bus: str, tmp_path: Path, sig: int) -> None:
     """SIGINT / SIGTERM: exit 0, index written, the log reads back undamaged, summary per topic."""
-    with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "0.2") as dump:
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
-        with _Feeder(bus) as feeder:
+        with _Feeder(mcl_bus) as feeder:
             wait_until(lambda: len(feeder.sent) >= 600, 10)
             time.sleep(0.3)
         dump.proc.send_signal(sig)  # the feeder's close waited for the recorder to have everything
@@ -233,7 +223,7 @@ def test_dump_signal_closes_the_log_cleanly(bus: str, tmp_path: Path, sig: int) 
 
 
 @pytest.mark.slow
-def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_path: Path) -> None:
+def test_dump_sigkill_at_random_instants_leaves_a_readable_log(mcl_bus: str, tmp_path: Path) -> None:
     """Killed with SIGKILL at random instants, the log reads back: an unbroken run up to <= 1.5 s before the kill.
 
     The flush interval is 0.1 s (the default): what is lost is the last
@@ -243,10 +233,10 @@ def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_pat
     flush by time would lose the whole run.
     """
     rng = random.Random(1234)
-    with _Feeder(bus, rate=3000) as feeder:
+    with _Feeder(mcl_bus, rate=3000) as feeder:
         for attempt in range(6):
             out = tmp_path / f"run{attempt}"
-            with DumpProcess("--bus", bus, "-o", str(out), "--format", "native" if attempt % 2 == 0 else "mcl1") as dump:
+            with DumpProcess("--bus", mcl_bus, "-o", str(out), "--format", "native" if attempt % 2 == 0 else "mcl1") as dump:
                 dump.wait_recording()
                 time.sleep(rng.uniform(0.2, 0.8))
                 dump.proc.kill()
@@ -260,15 +250,15 @@ def test_dump_sigkill_at_random_instants_leaves_a_readable_log(bus: str, tmp_pat
 
 
 @pytest.mark.slow
-def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, tmp_path: Path) -> None:
+def test_dump_write_failure_is_one_line_error_and_log_stays_readable(mcl_bus: str, tmp_path: Path) -> None:
     """When writing fails (file size limit: EFBIG), mcl-dump says so on one line, exits 1, and the log reads back."""
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, resource.RLIM_INFINITY))
 
     sent = payloads(3000, size=300)
-    with DumpProcess("--bus", bus, "-o", str(tmp_path), "--quiet", preexec_fn=limit) as dump:
-        _publish_until_exit(bus, sent, dump, 0.05)  # over 1.5 s: several flushes before the limit
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--quiet", preexec_fn=limit) as dump:
+        _publish_until_exit(mcl_bus, sent, dump, 0.05)  # over 1.5 s: several flushes before the limit
         assert dump.wait(20) == 1
     lines = dump.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mcl-dump: error: ") and "readable" in lines[0], dump.stderr
@@ -280,16 +270,16 @@ def test_dump_write_failure_is_one_line_error_and_log_stays_readable(bus: str, t
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "split"), [("native", []), ("mcl1", []), ("native", ["--split-size", "0.3"]), ("mcl1", ["--split-size", "0.3"])])
-def test_dump_disk_full_counts_what_reached_the_disk(bus: str, small_disk, fmt: str, split: list[str]) -> None:
+def test_dump_disk_full_counts_what_reached_the_disk(mcl_bus: str, small_disk, fmt: str, split: list[str]) -> None:
     """A real full disk (5 MiB tmpfs): the first error on one line, counts = records on disk, the rest lost, no temporary file.
 
     With --split-size the disk may fill while a data file is closed and the next one opened.
     """
     mnt = small_disk("5m")
-    with DumpProcess("--bus", bus, "-o", str(mnt), "--format", fmt, "--status-interval", "60", *split) as dump:
+    with DumpProcess("--bus", mcl_bus, "-o", str(mnt), "--format", fmt, "--status-interval", "60", *split) as dump:
         dump.wait_recording()
         sent = payloads(8000, size=1000)  # about 8 MB (16 MB as MCL_LOG 1.0 text): more than the disk
-        _publish_until_exit(bus, sent, dump, 0.005)
+        _publish_until_exit(mcl_bus, sent, dump, 0.005)
         assert dump.wait(30) == 1, dump.stderr
     errors = [line for line in dump.lines if line.startswith("mcl-dump: error: ")]
     assert len(errors) == 1 and "No space left on device" in errors[0], dump.stderr
@@ -307,16 +297,16 @@ def test_dump_disk_full_counts_what_reached_the_disk(bus: str, small_disk, fmt: 
 
 
 @pytest.mark.slow
-def test_dump_disk_full_with_rlimit_counts_what_reached_the_disk(bus: str, tmp_path: Path) -> None:
+def test_dump_disk_full_with_rlimit_counts_what_reached_the_disk(mcl_bus: str, tmp_path: Path) -> None:
     """The same with a file size limit (EFBIG, no root needed), native format: counts are what reads back."""
 
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, resource.RLIM_INFINITY))
 
     sent = payloads(3000, size=300)
-    with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60", preexec_fn=limit) as dump:
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--status-interval", "60", preexec_fn=limit) as dump:
         dump.wait_recording()
-        _publish_until_exit(bus, sent, dump, 0.02)
+        _publish_until_exit(mcl_bus, sent, dump, 0.02)
         assert dump.wait(30) == 1
     (path,) = tmp_path.iterdir()
     records = read_back(path)
@@ -326,11 +316,11 @@ def test_dump_disk_full_with_rlimit_counts_what_reached_the_disk(bus: str, tmp_p
 
 
 @pytest.mark.slow
-def test_dump_echo_without_recording(bus: str, tmp_path: Path) -> None:
+def test_dump_echo_without_recording(mcl_bus: str, tmp_path: Path) -> None:
     """--echo --no-record --count N prints N decoded messages and writes no log."""
-    with DumpProcess("--bus", bus, "-o", str(tmp_path), "--echo", "--no-record", "--count", "5", stdout=subprocess.PIPE) as dump:
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--echo", "--no-record", "--count", "5", stdout=subprocess.PIPE) as dump:
         dump.wait_recording()
-        publish_all(bus, [("imu", mcl.encode({"x": i})) for i in range(8)])
+        publish_all(mcl_bus, [("imu", mcl.encode({"x": i})) for i in range(8)])
         assert dump.wait() == 0, dump.stderr
         assert dump.proc.stdout is not None
         lines = dump.proc.stdout.read().splitlines()
@@ -340,15 +330,15 @@ def test_dump_echo_without_recording(bus: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_dump_every_for_makes_one_log_per_window(bus: str, tmp_path: Path) -> None:
+def test_dump_every_for_makes_one_log_per_window(mcl_bus: str, tmp_path: Path) -> None:
     """--every S --for S --repeat N: N separate log directories, each an unbroken run of what was sent, each a whole --for long.
 
     The first window used to lose the program's start-up (imports, sockets):
     about 0.1 s of 0.4 on an idle machine, most of it on a loaded one.
     """
-    with _Feeder(bus, rate=1000) as feeder:
+    with _Feeder(mcl_bus, rate=1000) as feeder:
         wait_until(lambda: len(feeder.sent) >= 100, 10)
-        with DumpProcess("--bus", bus, "-o", str(tmp_path), "--every", "1", "--for", "0.4", "--repeat", "2", "--format", "mcl1") as dump:
+        with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--every", "1", "--for", "0.4", "--repeat", "2", "--format", "mcl1") as dump:
             assert dump.wait(30) == 0, dump.stderr
     logs = sorted(tmp_path.iterdir())
     assert len(logs) == 2
@@ -367,12 +357,12 @@ def test_dump_every_for_makes_one_log_per_window(bus: str, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_dump_forced_loss_is_counted_exactly(bus: str, tmp_path: Path) -> None:
+def test_dump_forced_loss_is_counted_exactly(mcl_bus: str, tmp_path: Path) -> None:
     """A recorder frozen (SIGSTOP) under a flood loses messages; the loss it reports equals sent - recorded."""
-    with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
         path = dump.wait_recording()
         # close() waits (up to 20 s) for the recorder to acknowledge the end of stream that tells the tail loss.
-        with mcl.Publisher(bus, close_timeout=20) as pub:
+        with mcl.Publisher(mcl_bus, close_timeout=20) as pub:
             assert pub.wait_for_subscribers(1, 10)
             sent = 0
             for i in range(100):
@@ -445,12 +435,12 @@ def _assert_same_log(original: list[mcl.Record], path: Path, sent_ns: list[int] 
 
 
 @pytest.mark.slow
-def test_round_trip_published_log_records_back_identical(bus: str, tmp_path: Path) -> None:
+def test_round_trip_published_log_records_back_identical(mcl_bus: str, tmp_path: Path) -> None:
     """A log published at its recorded timing into mcl-dump records back the same records, at the times they were sent."""
     original = _make_log(tmp_path / "original")
-    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
-        with mcl.Publisher(bus) as pub:
+        with mcl.Publisher(mcl_bus) as pub:
             assert pub.wait_for_subscribers(1, 10)
             start = time.monotonic_ns()
             sent_ns = []  # when each record really went out (this thread may be late on a loaded machine)
@@ -467,17 +457,16 @@ def test_round_trip_published_log_records_back_identical(bus: str, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_round_trip_mcl_replay_into_mcl_dump(bus: str, tmp_path: Path) -> None:
+def test_round_trip_mcl_replay_into_mcl_dump(mcl_bus: str, tmp_path: Path) -> None:
     """mcl-replay of a log into a running mcl-dump gives back the same records at the same times (within TIME_BOUND_NS)."""
     pytest.importorskip("mcl.cli.replay", reason="mcl-replay is not there yet")
     original = _make_log(tmp_path / "original")
-    with DumpProcess("--bus", bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path / "out"), "--status-interval", "0.2") as dump:
         path = dump.wait_recording()
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
         replay = subprocess.run(
-            [sys.executable, "-m", "mcl.cli.replay", str(tmp_path / "original"), "--bus", bus, "--wait-for-subscribers", "1"],
+            [sys.executable, "-m", "mcl.cli.replay", str(tmp_path / "original"), "--bus", mcl_bus, "--wait-for-subscribers", "1"],
             stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=60, env=env, cwd=str(ROOT), check=False,
+            capture_output=True, text=True, timeout=60, env=child_env(), cwd=str(ROOT), check=False,
         )
         assert replay.returncode == 0, replay.stderr
         wait_until(lambda: f" {len(original):,} msgs | " in dump.stderr, 30, message=lambda: dump.stderr[-300:])
@@ -486,7 +475,7 @@ def test_round_trip_mcl_replay_into_mcl_dump(bus: str, tmp_path: Path) -> None:
     _assert_same_log(original, path)
 
 
-def test_dump_survives_hostile_frames_and_reports_them_by_reason(bus: str, tmp_path: Path) -> None:
+def test_dump_survives_hostile_frames_and_reports_them_by_reason(mcl_bus: str, tmp_path: Path) -> None:
     """A forged end of stream (counts a list), one-frame messages, a forged sequence: mcl-dump records on and says so."""
     import msgpack
     import zmq
@@ -496,18 +485,14 @@ def test_dump_survives_hostile_frames_and_reports_them_by_reason(bus: str, tmp_p
     def meta(seq: int, kind: int = wire.KIND_DATA) -> bytes:
         return wire.META.pack(wire.VERSION, kind, seq, time.time_ns()) + b"forger:1:0"
 
-    with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
         path = dump.wait_recording()
         raw = zmq.Context.instance().socket(zmq.XPUB)  # a raw socket: sends anything, sees subscriptions
         raw.linger = 2000  # closed right after sending: let the frames go out
         try:
-            raw.connect(parse_bus(bus).publish_endpoint)
-            deadline = time.monotonic() + 10
-            seen = b""
-            while seen != b"\x01" + wire.READY_TOPIC and time.monotonic() < deadline:  # every subscription is here
-                if raw.poll(100):
-                    seen = raw.recv()
-            assert seen == b"\x01" + wire.READY_TOPIC
+            raw.connect(parse_bus(mcl_bus).publish_endpoint)
+            ready = b"\x01" + wire.READY_TOPIC  # the forwarder's subscription comes after every other one
+            wait_until(lambda: raw.poll(100) and raw.recv() == ready, 10, 0, "the forwarder's READY subscription never came")
             raw.send_multipart([wire.END_TOPIC, meta(0, wire.KIND_END), msgpack.packb({"counts": [1, 2]})])
             raw.send_multipart([b"one"])
             raw.send_multipart([b"t", meta(0), b"a"])
@@ -515,7 +500,7 @@ def test_dump_survives_hostile_frames_and_reports_them_by_reason(bus: str, tmp_p
             raw.send_multipart([b"t", meta(1), b"b"])
         finally:
             raw.close()
-        publish_all(bus, payloads(5))
+        publish_all(mcl_bus, payloads(5))
         time.sleep(0.3)
         dump.proc.send_signal(signal.SIGINT)
         assert dump.wait() == 0, dump.stderr

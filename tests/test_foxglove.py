@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import receive, wait_until
 
 import mcl
 from mcl.foxglove import BridgeOptions, FoxgloveBridge, is_loopback, message_log_time
@@ -198,9 +199,7 @@ def test_clients_coming_and_going_never_disturb_the_bus(bridge: FoxgloveBridge, 
                 c.ws.close_socket() if hasattr(c.ws, "close_socket") else c.ws.socket.close()  # vanish, no close frame
             if i % 50 == 0:
                 time.sleep(0.002)
-        deadline = time.monotonic() + 10
-        while bridge.status().received < total and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: bridge.status().received >= total, 10, 0.05)
     status = bridge.status()
     assert status.received == total and status.bus_lost == 0
 
@@ -215,18 +214,14 @@ def test_slow_client_costs_bounded_memory_and_drops_are_counted(mcl_bus: str) ->
         slow = Client(bridge.port)  # subscribes, then never reads again
         publisher.publish("blob", payload)
         slow.poll(5, until=lambda: bool(slow.channels))
-        deadline = time.monotonic() + 5
-        while bridge.status().subscriptions == 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: bridge.status().subscriptions, 10, message="the slow client did not subscribe")
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
         total = 20_000  # 400 MB of payloads through the bridge
         for i in range(total):
             publisher.publish("blob", payload)
             if i % 200 == 0:
                 time.sleep(0.01)  # within the bus's high-water mark: the bus itself loses nothing
-        deadline = time.monotonic() + 20
-        while bridge.status().received < total + 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: bridge.status().received >= total + 1, 20, 0.05)
         status = bridge.status()
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         slow.close()
@@ -260,20 +255,17 @@ def test_replay_publishes_its_clock_on_the_bus(mcl_bus: str, sample_logs: Path) 
         origin = log.origin_ns or 0
     with Subscriber(None, mcl_bus, clock=True) as sub, mcl.Replay(sample_logs / "vehicle", speed=1.0, bus=mcl_bus) as replay:
         replay.start()
-        deadline = time.monotonic() + 10
-        while not sub.clocks and time.monotonic() < deadline:
-            sub.recv_batch(100, timeout=0.1)
+        receive(sub, timeout=10, until=lambda _: sub.clocks)
         (log_ns, wall_ns, speed), = sub.clocks.values()
         assert speed == 1.0 and origin <= log_ns <= origin + 10**10 and abs(wall_ns - time.time_ns()) < 5 * 10**9
         replay.pause()
         replay.seek(4.0)
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            sub.recv_batch(100, timeout=0.1)
+        def clock() -> tuple[int, float]:
             (log_ns, _, speed), = sub.clocks.values()
-            if speed == 0.0 and log_ns == origin + 4 * 10**9:
-                break
-        assert (log_ns, speed) == (origin + 4 * 10**9, 0.0)
+            return log_ns, speed
+
+        receive(sub, timeout=10, until=lambda _: clock() == (origin + 4 * 10**9, 0.0))
+        assert clock() == (origin + 4 * 10**9, 0.0)
     # ordinary subscribers never see it: the plugin's capture, a recorder, ... (kind 2 is skipped)
     assert message_log_time(5, 9, None) == 5 and message_log_time(0, 9, None) == 9
     assert message_log_time(1_500, 1_000, (10_000, 1_000, 2.0)) == 11_000
@@ -335,12 +327,8 @@ def test_endless_topic_names_are_bounded_by_max_channels(mcl_bus: str) -> None:
         assert publisher.wait_for_subscribers(1, timeout=10)
         for i in range(300):
             publisher.publish(f"t{i}", encode({"name": "M", "timestamp": 0.0, "i": i}))
-        deadline = time.monotonic() + 20
-        while bridge.status().received < 300 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        deadline = time.monotonic() + 20
-        while bridge.status().channels < 10 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: bridge.status().received >= 300, 20, 0.05)
+        wait_until(lambda: bridge.status().channels >= 10, 20, 0.05)
         status = bridge.status()
     assert status.received == 300 and status.channels == 10
     assert status.dropped[OVER_LIMIT] == 290 and OVER_LIMIT in status.line()
@@ -401,9 +389,7 @@ def test_client_connecting_while_a_replay_runs_gets_schemas_and_the_messages_in_
     expected = {t: [to_json_value(unpack(r.payload)) for r in records if r.topic == t] for t in ("imu", "gps", "camera/front")}
     with mcl.Replay(sample_logs / "vehicle", speed=1.0, bus=mcl_bus) as replay:
         replay.start()
-        deadline = time.monotonic() + 30
-        while bridge.status().channels < 3 and time.monotonic() < deadline:  # the replay is running: every topic seen
-            time.sleep(0.05)
+        wait_until(lambda: bridge.status().channels >= 3, 30, 0.05)  # the replay is running: every topic seen
         assert bridge.status().channels == 3
         late = Client(bridge.port)
         try:
@@ -463,9 +449,7 @@ def test_excluded_and_unselected_topics_are_not_advertised(mcl_bus: str) -> None
             c.poll(10, until=lambda: {ch["topic"] for ch in c.channels.values()} >= served
                    and all(len(c.topic_messages(t)) >= 20 for t in served))
             c.poll(0.5)  # what else would have been advertised has been by now
-            deadline = time.monotonic() + 10
-            while bridge.status().received < 30 * len(served) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: bridge.status().received >= 30 * len(served), 10, 0.05)
             status = bridge.status()
         finally:
             c.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -13,46 +12,16 @@ from pathlib import Path
 
 import pytest
 import zmq
-from conftest import wait_until
+from conftest import child_env, free_bus, reach, receive, wait_until
 
 import mcl
 from mcl.exceptions import BusError
-from mcl.network import DEFAULT_BUS, Forwarder, Publisher, Received, Subscriber, parse_bus
+from mcl.network import DEFAULT_BUS, Forwarder, Publisher, Subscriber, parse_bus
 from mcl.network.forwarder import hosting
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class Point(mcl.Message):
     fields = ("x", "y")
-
-
-@pytest.fixture()
-def bus() -> str:
-    """A private forwarder on free loopback ports; yields its bus address."""
-    with Forwarder("tcp://127.0.0.1:0") as forwarder:
-        yield forwarder.address
-
-
-def _free_bus() -> str:
-    """A bus address whose two ports were free a moment ago."""
-    with Forwarder("tcp://127.0.0.1:0") as forwarder:
-        return forwarder.address
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.update(extra)
-    return env
-
-
-def _receive(sub: Subscriber, count: int, timeout: float = 10.0) -> list[Received]:
-    out: list[Received] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count and time.monotonic() < deadline:
-        out.extend(sub.recv_batch(count - len(out), timeout=0.2))
-    return out
 
 
 # -- addresses ------------------------------------------------------------------------------
@@ -99,15 +68,15 @@ def test_bad_bus_address_in_publisher_and_subscriber() -> None:
 # -- publish / subscribe ----------------------------------------------------------------------
 
 
-def test_round_trip_fields(bus: str) -> None:
+def test_round_trip_fields(mcl_bus: str) -> None:
     """Bytes go verbatim, Messages and values are encoded; metadata is filled in."""
-    with Subscriber(bus=bus) as sub, Publisher(bus, close_timeout=0) as pub:
+    with Subscriber(bus=mcl_bus) as sub, Publisher(mcl_bus, close_timeout=0) as pub:
         assert pub.wait_for_subscribers(1, timeout=10)
         before = time.time_ns()
         pub.publish("raw", b"\x00\xffnot msgpack")
         pub.publish("point", Point(x=1, y=[2, 3]))
         pub.publish("point", {"k": 1.5})
-        got = _receive(sub, 3)
+        got = receive(sub, 3)
     assert [r.topic for r in got] == ["raw", "point", "point"]
     assert got[0].payload == b"\x00\xffnot msgpack"
     assert got[1].payload == Point(x=1, y=[2, 3], timestamp=got[1].message.timestamp).encode()
@@ -120,48 +89,48 @@ def test_round_trip_fields(bus: str) -> None:
     assert sub.lost == 0 and sub.losses() == {}
 
 
-def test_topic_filters(bus: str) -> None:
+def test_topic_filters(mcl_bus: str) -> None:
     """Prefix (default), exact and all-topics subscriptions get the right messages."""
     with (
-        Subscriber(["cam"], bus=bus) as prefix,
-        Subscriber("cam", bus=bus, exact=True) as exact,
-        Subscriber(bus=bus) as every,
-        Publisher(bus, close_timeout=0) as pub,
+        Subscriber(["cam"], bus=mcl_bus) as prefix,
+        Subscriber("cam", bus=mcl_bus, exact=True) as exact,
+        Subscriber(bus=mcl_bus) as every,
+        Publisher(mcl_bus, close_timeout=0) as pub,
     ):
         assert pub.wait_for_subscribers(3, timeout=10)
         for topic in ("cam", "camera/left", "imu", "cam"):
             pub.publish(topic, topic.encode())
-        assert [r.topic for r in _receive(prefix, 3)] == ["cam", "camera/left", "cam"]
-        assert [r.topic for r in _receive(exact, 2)] == ["cam", "cam"]
-        assert [r.topic for r in _receive(every, 4)] == ["cam", "camera/left", "imu", "cam"]
+        assert [r.topic for r in receive(prefix, 3)] == ["cam", "camera/left", "cam"]
+        assert [r.topic for r in receive(exact, 2)] == ["cam", "cam"]
+        assert [r.topic for r in receive(every, 4)] == ["cam", "camera/left", "imu", "cam"]
         assert prefix.recv(timeout=0.1) is None and exact.recv(timeout=0.1) is None
 
 
-def test_wait_for_subscribers_counts_and_times_out(bus: str) -> None:
+def test_wait_for_subscribers_counts_and_times_out(mcl_bus: str) -> None:
     """wait_for_subscribers is False with too few subscribers and True once they attach."""
-    with Publisher(bus) as pub:
+    with Publisher(mcl_bus) as pub:
         t0 = time.monotonic()
         assert pub.wait_for_subscribers(1, timeout=0.3) is False
         assert time.monotonic() - t0 >= 0.25
-        with Subscriber(bus=bus), Subscriber("x", bus=bus):
+        with Subscriber(bus=mcl_bus), Subscriber("x", bus=mcl_bus):
             assert pub.wait_for_subscribers(2, timeout=10)
             assert pub.subscribers == 2
         wait_until(lambda: pub.subscribers == 0, 10, message=lambda: f"{pub.subscribers} subscribers still counted")
 
 
-def test_slow_joiner_loses_nothing(bus: str) -> None:
+def test_slow_joiner_loses_nothing(mcl_bus: str) -> None:
     """After wait_for_subscribers, the very first message reaches a subscriber that just joined."""
     for _ in range(5):
-        with Publisher(bus, close_timeout=0) as pub, Subscriber(bus=bus) as sub:
+        with Publisher(mcl_bus, close_timeout=0) as pub, Subscriber(bus=mcl_bus) as sub:
             assert pub.wait_for_subscribers(1, timeout=10)
             pub.publish("first", b"1")
             got = sub.recv(timeout=5)
             assert got is not None and got.sequence == 0 and got.payload == b"1"
 
 
-def test_recv_timeout_batch_and_iteration(bus: str) -> None:
+def test_recv_timeout_batch_and_iteration(mcl_bus: str) -> None:
     """recv returns None on timeout; recv_batch takes what is queued; iteration yields in order."""
-    with Subscriber(bus=bus) as sub, Publisher(bus, close_timeout=0) as pub:
+    with Subscriber(bus=mcl_bus) as sub, Publisher(mcl_bus, close_timeout=0) as pub:
         t0 = time.monotonic()
         assert sub.recv(timeout=0.2) is None
         assert 0.15 <= time.monotonic() - t0 < 5
@@ -169,7 +138,7 @@ def test_recv_timeout_batch_and_iteration(bus: str) -> None:
         assert pub.wait_for_subscribers(1, timeout=10)
         for i in range(50):
             pub.publish("n", i)
-        batch = _receive(sub, 20)
+        batch = receive(sub, 20)
         assert [r.message for r in batch] == list(range(20))
         rest = []
         for received in sub:
@@ -179,10 +148,10 @@ def test_recv_timeout_batch_and_iteration(bus: str) -> None:
         assert rest == list(range(20, 50))
 
 
-def test_closed_endpoints_are_idempotent_and_refuse_use(bus: str) -> None:
+def test_closed_endpoints_are_idempotent_and_refuse_use(mcl_bus: str) -> None:
     """close() twice is fine; using a closed publisher or subscriber is a RuntimeError."""
-    pub = Publisher(bus)
-    sub = Subscriber(bus=bus)
+    pub = Publisher(mcl_bus)
+    sub = Subscriber(bus=mcl_bus)
     pub.close()
     pub.close()
     sub.close()
@@ -193,20 +162,15 @@ def test_closed_endpoints_are_idempotent_and_refuse_use(bus: str) -> None:
         sub.recv(0)
 
 
-def test_foreign_two_frame_messages_are_accepted(bus: str) -> None:
+def test_foreign_two_frame_messages_are_accepted(mcl_bus: str) -> None:
     """A plain pyzmq PUB sending [topic, payload] is received without accounting."""
     ctx = zmq.Context.instance()
     raw = ctx.socket(zmq.PUB)
     raw.linger = 0
     try:
-        raw.connect(parse_bus(bus).publish_endpoint)
-        with Subscriber(bus=bus) as sub:
-            deadline = time.monotonic() + 10
-            got = None
-            while got is None and time.monotonic() < deadline:
-                raw.send_multipart([b"plain", b"data"])
-                got = sub.recv(timeout=0.05)
-            assert got is not None
+        raw.connect(parse_bus(mcl_bus).publish_endpoint)
+        with Subscriber(bus=mcl_bus) as sub:
+            got = reach(lambda: raw.send_multipart([b"plain", b"data"]), sub)[0]
             assert (got.topic, got.payload, got.publisher, got.sequence) == ("plain", b"data", "", -1)
     finally:
         raw.close(0)
@@ -257,10 +221,10 @@ def test_loss_count_is_exact_with_tiny_hwm_and_slow_consumer() -> None:
             assert sub.lost > 0, "the test must actually force loss"
 
 
-def test_tail_loss_is_counted_from_the_end_of_stream(bus: str) -> None:
+def test_tail_loss_is_counted_from_the_end_of_stream(mcl_bus: str) -> None:
     """Messages dropped after the last one received are counted once the publisher closes."""
-    with Subscriber(["a", "b"], bus=bus, exact=True) as sub:
-        with Publisher(bus, close_timeout=0) as pub:
+    with Subscriber(["a", "b"], bus=mcl_bus, exact=True) as sub:
+        with Publisher(mcl_bus, close_timeout=0) as pub:
             assert pub.wait_for_subscribers(1, timeout=10)
             pub.publish("a", b"0")
             assert sub.recv(timeout=5) is not None
@@ -283,7 +247,7 @@ def test_close_waits_for_acknowledgement_and_flushes() -> None:
     def consume(started: threading.Event) -> None:
         with Subscriber(bus=bus, hwm=n) as sub:
             started.set()
-            got = _receive(sub, n, timeout=30)
+            got = receive(sub, n, timeout=30)
             while sub.recv(timeout=0.3) is not None:
                 pass
             result.update(received=len(got), lost=sub.lost)
@@ -341,7 +305,7 @@ with Subscriber("hello") as sub:
 @pytest.mark.slow
 def test_zero_config_either_order() -> None:
     """Without any forwarder, a subscriber and a publisher find each other in either order."""
-    env = _env(MCL_BUS=_free_bus())
+    env = child_env(MCL_BUS=free_bus())
     for first in ("sub", "pub"):
         procs: list[subprocess.Popen[str]] = []
         try:
@@ -367,10 +331,10 @@ def test_zero_config_either_order() -> None:
 @pytest.mark.slow
 def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch) -> None:
     """When the process serving the default bus is killed, the others take over without restart."""
-    address = _free_bus()
+    address = free_bus()
     monkeypatch.setenv("MCL_BUS", address)
     host = subprocess.Popen(
-        [sys.executable, "-c", _HOST_SCRIPT], env=_env(MCL_BUS=address), stdin=subprocess.PIPE,
+        [sys.executable, "-c", _HOST_SCRIPT], env=child_env(MCL_BUS=address), stdin=subprocess.PIPE,
         stdout=subprocess.PIPE, text=True,
     )
     pub_proc = None
@@ -382,8 +346,8 @@ def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch
             host.kill()
             host.wait(timeout=10)
             wait_until(lambda: hosting(parse_bus(address)), 10, message="this process did not take the bus over")
-            pub_proc = subprocess.Popen([sys.executable, "-c", _PUB_SCRIPT, "3"], env=_env(MCL_BUS=address))
-            got = _receive(sub, 3, timeout=30)
+            pub_proc = subprocess.Popen([sys.executable, "-c", _PUB_SCRIPT, "3"], env=child_env(MCL_BUS=address))
+            got = receive(sub, 3, timeout=30)
             assert [r.payload for r in got] == [b"0", b"1", b"2"]
             assert pub_proc.wait(timeout=20) == 0
     finally:
@@ -397,11 +361,11 @@ def test_zero_config_recovers_when_the_host_dies(monkeypatch: pytest.MonkeyPatch
             host.stdout.close()
 
 
-def test_private_bus_does_not_host(bus: str) -> None:
+def test_private_bus_does_not_host(mcl_bus: str) -> None:
     """An explicit (private) bus is never hosted by its publishers unless asked."""
-    with Publisher(bus) as pub:
-        assert not hosting(parse_bus(bus))
-        assert pub.bus == bus
+    with Publisher(mcl_bus) as pub:
+        assert not hosting(parse_bus(mcl_bus))
+        assert pub.bus == mcl_bus
 
 
 def test_forwarder_releases_its_ports() -> None:
@@ -422,9 +386,9 @@ def test_forwarder_releases_its_ports() -> None:
 @pytest.mark.slow
 def test_mcl_bus_serves_and_stops_on_sigterm() -> None:
     """mcl-bus --bind serves a bus until SIGTERM, then exits 0."""
-    address = _free_bus()
+    address = free_bus()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mcl.cli.bus", "--bind", address], env=_env(), stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "mcl.cli.bus", "--bind", address], env=child_env(), stdout=subprocess.PIPE, text=True
     )
     try:
         assert proc.stdout is not None

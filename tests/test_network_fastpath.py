@@ -6,17 +6,10 @@ import threading
 import time
 
 import zmq
+from conftest import reach, receive, wait_until
 
-from mcl.network import Forwarder, Publisher, Received, Subscriber, parse_bus
+from mcl.network import Forwarder, Publisher, Subscriber, parse_bus
 from mcl.network import wire
-
-
-def _receive(sub: Subscriber, count: int, timeout: float = 10.0) -> list[Received]:
-    out: list[Received] = []
-    deadline = time.monotonic() + timeout
-    while len(out) < count and time.monotonic() < deadline:
-        out.extend(sub.recv_batch(count - len(out), timeout=0.2))
-    return out
 
 
 def test_clients_of_an_in_process_forwarder_use_inproc_and_lose_nothing() -> None:
@@ -38,11 +31,13 @@ def test_clients_of_an_in_process_forwarder_use_inproc_and_lose_nothing() -> Non
 
         thread = threading.Thread(target=publish, daemon=True)
         thread.start()
-        got = _receive(sub, 2000)
-        deadline = time.monotonic() + 15
-        while thread.is_alive() and time.monotonic() < deadline:  # receive (and acknowledge) the end of stream
-            sub.recv(timeout=0.05)
-        assert not thread.is_alive() and not errors
+        got = receive(sub, 2000)
+        def published() -> bool:
+            sub.recv(timeout=0.05)  # receive (and acknowledge) the end of stream
+            return not thread.is_alive()
+
+        wait_until(published, 15, 0, "the publisher thread did not finish")
+        assert not errors
         assert endpoints and endpoints[0].startswith(b"inproc://")
         assert [r.payload for r in got] == [b"%d" % i for i in range(2000)]
         assert sub.lost == 0 and sub.malformed == 0
@@ -71,13 +66,8 @@ def test_malformed_frames_are_skipped_and_reading_resynchronises() -> None:
     try:
         with Forwarder("tcp://127.0.0.1:0") as forwarder, Subscriber(bus=forwarder.address) as sub:
             raw.connect(parse_bus(forwarder.address).publish_endpoint)
-            deadline = time.monotonic() + 10
-            warm = None
-            while warm is None and time.monotonic() < deadline:  # until the subscription reaches the PUB
-                raw.send_multipart([b"warm", b""])
-                warm = sub.recv(timeout=0.05)
-            assert warm is not None
-            _receive(sub, 1000, timeout=0.3)  # the other warm-up messages
+            reach(lambda: raw.send_multipart([b"warm", b""]), sub)  # until the subscription reaches the PUB
+            receive(sub, 1000, timeout=0.3)  # the other warm-up messages
             for frames in (
                 mcl_message(0, b"p0"),
                 [b"junk"],  # one frame: dropped alone, never joined to the message after it
@@ -88,10 +78,7 @@ def test_malformed_frames_are_skipped_and_reading_resynchronises() -> None:
                 mcl_message(3, b"p3"),
             ):
                 raw.send_multipart(frames)
-            got: list[Received] = []
-            deadline = time.monotonic() + 10
-            while not any(r.payload == b"p3" for r in got) and time.monotonic() < deadline:  # p3 comes last
-                got.extend(sub.recv_batch(10, timeout=0.2))
+            got = receive(sub, until=lambda got: any(r.payload == b"p3" for r in got))  # p3 comes last
             seqs = [r.sequence for r in got if r.topic == "t"]
             assert seqs == [0, 1, 2, 3]
             assert all(r.payload == b"p%d" % r.sequence for r in got if r.topic == "t")
@@ -112,7 +99,7 @@ def test_publish_many_is_publish_in_a_loop() -> None:
             assert pub.publish_many([("a", b"1"), ("b", {"x": 1}), ("a", bytearray(b"2"))]) == 3
             assert pub.publish_many([]) == 0
             assert pub.sent == {"a": 3, "b": 1}
-            got = _receive(sub, 4)
+            got = receive(sub, 4)
         assert [(r.topic, r.sequence) for r in got] == [("a", 0), ("a", 1), ("b", 0), ("a", 2)]
         assert got[2].message == {"x": 1} and got[3].payload == b"2"
         sub.recv(timeout=0.5)

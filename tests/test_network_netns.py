@@ -13,11 +13,10 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from conftest import child_env
 
-ROOT = Path(__file__).resolve().parent.parent
 COUNT = 10_000
 PORT = 26000
 
@@ -93,9 +92,7 @@ def namespaces() -> Iterator[dict[str, str]]:
 @pytest.mark.slow
 def test_bus_across_three_namespaces(namespaces: dict[str, str]) -> None:
     """10 000 messages go publisher -> forwarder -> subscriber across namespaces, complete and in order."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env.pop("MCL_BUS", None)
+    env = child_env(MCL_BUS=None)
 
     def start(side: str, *argv: str) -> subprocess.Popen[str]:
         return subprocess.Popen(

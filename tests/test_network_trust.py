@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import struct
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 import zmq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from conftest import child_env, free_bus, reach, receive, wait_until
 
 import mcl
 from mcl.network import Forwarder, Publisher, Received, Subscriber, parse_bus, wire
@@ -35,26 +35,6 @@ ATTACKER_ID = b"attacker:1:00000000"
 
 
 # -- helpers ---------------------------------------------------------------------------------
-@pytest.fixture()
-def forwarder() -> Iterator[Forwarder]:
-    """A private forwarder on free loopback ports."""
-    with Forwarder("tcp://127.0.0.1:0") as fwd:
-        yield fwd
-
-
-def _env() -> dict[str, str]:
-    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env = dict(os.environ, PYTHONPATH=pythonpath)
-    env.pop("MCL_BUS", None)
-    return env
-
-
-def _free_bus() -> str:
-    """A loopback bus address whose two ports were free a moment ago."""
-    with Forwarder("tcp://127.0.0.1:0") as fwd:
-        return fwd.address
-
-
 def meta(seq: int, kind: int = wire.KIND_DATA, pid: bytes = ATTACKER_ID, sent_ns: int | None = None) -> bytes:
     return wire.META.pack(wire.VERSION, kind, seq, time.time_ns() if sent_ns is None else sent_ns) + pid
 
@@ -74,39 +54,31 @@ class Attacker:
 
     def reach(self, sub: Subscriber, timeout: float = 10.0) -> None:
         """Wait until what this socket sends reaches `sub` (its subscription reached this PUB)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.send([b"warm", b""])
-            if any(r.topic == "warm" for r in sub.recv_batch(100, timeout=0.05)):
-                drain(sub, 0.2)
-                return
-        raise AssertionError("the attacker's messages never reached the subscriber")
+        reach(lambda: self.send([b"warm", b""]), sub, timeout, topic="warm")
+        drain(sub, 0.2)
 
     def mark(self, sub: Subscriber, timeout: float = 10.0) -> list[Received]:
         """Send a marker after what was sent and receive until it arrives (same pipe: in order)."""
         self._marks += 1
         marker = b"%d" % self._marks
         self.send([b"marker", marker])
-        got: list[Received] = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            seen = False
-            for r in sub.recv_batch(1000, timeout=0.2):  # what follows the marker in the batch is kept:
-                if r.topic == "marker" and r.payload == marker:  # other publishers' pipes are not ordered with it
-                    seen = True
-                else:
-                    got.append(r)
-            if seen:
-                return got
-        raise AssertionError(f"marker {marker!r} did not arrive; got {got[-5:]}")
+
+        def is_marker(r: Received) -> bool:
+            return r.topic == "marker" and r.payload == marker
+
+        # What follows the marker in its batch is kept: other publishers' pipes are not ordered with it.
+        got = receive(sub, timeout=timeout, until=lambda got: any(map(is_marker, got)))
+        if not any(map(is_marker, got)):
+            raise AssertionError(f"marker {marker!r} did not arrive; got {got[-5:]}")
+        return [r for r in got if not is_marker(r)]
 
     def close(self) -> None:
         self.sock.close(0)
 
 
 @pytest.fixture()
-def attacker(forwarder: Forwarder) -> Iterator[Attacker]:
-    raw = Attacker(forwarder.address)
+def attacker(mcl_bus: str) -> Iterator[Attacker]:
+    raw = Attacker(mcl_bus)
     try:
         yield raw
     finally:
@@ -136,14 +108,14 @@ for i in range(starts):
 
 
 @pytest.mark.slow
-def test_slow_joiner_every_first_message_reaches_a_subscriber_already_on_the_bus(forwarder: Forwarder) -> None:
+def test_slow_joiner_every_first_message_reaches_a_subscriber_already_on_the_bus(mcl_bus: str) -> None:
     """40 publishers started one after the other (TCP, another process) against a subscriber on the bus lose nothing."""
     starts, count = 40, 5
-    with Subscriber("sj", bus=forwarder.address) as sub:
+    with Subscriber("sj", bus=mcl_bus) as sub:
         assert sub.wait_joined(10)
         proc = subprocess.run(
-            [sys.executable, "-c", _PUBLISHER_STARTS, forwarder.address, str(starts), str(count)],
-            env=_env(), capture_output=True, text=True, timeout=120,
+            [sys.executable, "-c", _PUBLISHER_STARTS, mcl_bus, str(starts), str(count)],
+            env=child_env(MCL_BUS=None), capture_output=True, text=True, timeout=120,
         )
         assert proc.returncode == 0, proc.stderr
         got = drain(sub, 1.0)
@@ -156,14 +128,14 @@ def test_slow_joiner_every_first_message_reaches_a_subscriber_already_on_the_bus
 
 
 @pytest.mark.slow
-def test_replays_with_default_options_lose_no_first_record(forwarder: Forwarder, tmp_path: Path) -> None:
+def test_replays_with_default_options_lose_no_first_record(mcl_bus: str, tmp_path: Path) -> None:
     """8 replays with default options (no wait_for_subscribers) into a subscriber on the bus: every record of each arrives."""
     _make_log(tmp_path / "log", 30)
     runs = 8
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         assert sub.wait_joined(10)
         for _ in range(runs):
-            with mcl.Replay(tmp_path / "log", math.inf, bus=forwarder.address) as replay:
+            with mcl.Replay(tmp_path / "log", math.inf, bus=mcl_bus) as replay:
                 replay.start()
                 assert replay.wait(60)
         got = drain(sub, 1.0)
@@ -177,10 +149,10 @@ def test_replays_with_default_options_lose_no_first_record(forwarder: Forwarder,
     assert stats.lost == 0
 
 
-def test_a_head_missed_by_a_subscriber_on_the_bus_is_counted_from_0(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_a_head_missed_by_a_subscriber_on_the_bus_is_counted_from_0(mcl_bus: str, attacker: Attacker) -> None:
     """End of stream of a publisher that never knew of this subscriber (its subscription was still on its way):
     messages sent after the subscriber was on the bus are lost from sequence 0; those sent before are not claimed."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)  # the subscriber is on the bus from here
         joined = time.time_ns()
         late = {"counts": {b"h": 5}, "joined": {}, "first_ns": {b"h": joined + 1}}
@@ -192,11 +164,11 @@ def test_a_head_missed_by_a_subscriber_on_the_bus_is_counted_from_0(forwarder: F
     assert stats.lost == 5 and stats.suspect == 0  # 'late' sent all 5 after the join; 'early' began before it
 
 
-def test_publisher_waits_for_the_subscriptions_already_on_the_bus(forwarder: Forwarder) -> None:
+def test_publisher_waits_for_the_subscriptions_already_on_the_bus(mcl_bus: str) -> None:
     """wait_for_bus sees the forwarder's READY subscription after the subscribers' ones; a bus without it times out."""
-    with Subscriber("t", bus=forwarder.address) as sub:
+    with Subscriber("t", bus=mcl_bus) as sub:
         assert sub.wait_joined(10)
-        with Publisher(forwarder.address, close_timeout=0) as pub:
+        with Publisher(mcl_bus, close_timeout=0) as pub:
             assert pub.wait_for_bus(10)
             assert pub.subscribers == 1  # the subscriber's announcement came before READY
             pub.publish("t", b"first")
@@ -218,9 +190,9 @@ def test_publisher_waits_for_the_subscriptions_already_on_the_bus(forwarder: For
         xpub.close(0)
 
 
-def test_head_loss_counted_from_zero_when_the_subscriber_was_there_first(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_head_loss_counted_from_zero_when_the_subscriber_was_there_first(mcl_bus: str, attacker: Attacker) -> None:
     """A subscriber seen by the publisher before its first message counts a lost head from sequence 0."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         for seq in (3, 4):
             attacker.send([b"h", meta(seq), b"x"])
@@ -236,7 +208,7 @@ def test_head_loss_counted_from_zero_when_the_subscriber_was_there_first(forward
 
 
 # -- 1. high-water marks and back-pressure ------------------------------------------------------
-def test_back_pressure_a_slow_subscriber_loses_nothing(forwarder: Forwarder) -> None:
+def test_back_pressure_a_slow_subscriber_loses_nothing(mcl_bus: str) -> None:
     """A publisher with send_timeout into small queues and a slow reader: every message arrives, none dropped."""
     with Forwarder("tcp://127.0.0.1:0", hwm=50) as small:
         result: dict[str, object] = {}
@@ -292,10 +264,7 @@ def test_a_stuck_subscriber_stalls_the_bus_for_stall_s_only_and_its_loss_is_coun
                 got.extend(drain(live, 1.0))
                 late.extend(drain(stuck, 1.0))
             assert late[-1].payload == b"last" and got[-1].payload == b"last"
-            deadline = time.monotonic() + 10
-            while fwd.dropping and time.monotonic() < deadline:  # REARM_S later it waits for full queues again
-                time.sleep(0.05)
-            assert not fwd.dropping
+            wait_until(lambda: not fwd.dropping, 10, 0.05)  # REARM_S later it waits for full queues again
             assert len(got) + live.lost == sent + 1  # whatever the live one missed while the bus waited is counted
             assert len(late) + stuck.lost == sent + 1  # the stuck one's drops are all counted
             assert stuck.suspect == 0
@@ -330,16 +299,14 @@ def test_max_speed_replay_into_a_live_recorder_loses_nothing(tmp_path: Path) -> 
     """mcl-replay --max-speed of 20,000 messages (default options, TCP) into a running Recorder: all recorded, lost 0."""
     count = 20_000
     _make_log(tmp_path / "src", count)
-    bus = _free_bus()
+    bus = free_bus()
     with Recorder(tmp_path / "rec", bus) as rec:
         done = subprocess.run(
             [sys.executable, "-c", "from mcl.cli.replay import run; run()", str(tmp_path / "src"), "--max-speed", "--bus", bus],
-            env=_env(), capture_output=True, text=True, timeout=120,
+            env=child_env(MCL_BUS=None), capture_output=True, text=True, timeout=120,
         )
         assert done.returncode == 0, done.stderr
-        deadline = time.monotonic() + 30
-        while rec.status().messages < count and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: rec.status().messages >= count, 30, 0.1)
         time.sleep(0.3)  # the end of stream
     status = rec.status()
     assert status.messages == count and status.lost == 0 and status.malformed == 0
@@ -352,14 +319,14 @@ def test_max_speed_replay_into_a_live_recorder_loses_nothing(tmp_path: Path) -> 
 def _replay_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from mcl.cli.replay import run; run()", *args],
-        env=_env(), capture_output=True, text=True, timeout=timeout,
+        env=child_env(MCL_BUS=None), capture_output=True, text=True, timeout=timeout,
     )
 
 
 @pytest.mark.slow
 def test_replay_says_where_it_publishes_and_that_nobody_listened() -> None:
     """mcl-replay prints the bus address and, with nobody attached, says so plainly in its last line."""
-    bus = _free_bus()
+    bus = free_bus()
     done = _replay_cli(str(SAMPLE), "--max-speed", "--bus", bus)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -372,7 +339,7 @@ def test_bus_by_flag_behaves_like_mcl_bus_on_loopback(tmp_path: Path) -> None:
     """mcl-dump --bus ADDR + mcl-replay --bus ADDR (no forwarder started by anyone else) records the whole log."""
     from tests.test_record_helpers import DumpProcess
 
-    bus = _free_bus()
+    bus = free_bus()
     with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
         path = dump.wait_recording()
         done = _replay_cli(str(SAMPLE), "--max-speed", "--bus", bus, "--wait-for-subscribers", "1")
@@ -391,12 +358,10 @@ def test_bus_by_flag_behaves_like_mcl_bus_on_loopback(tmp_path: Path) -> None:
 def test_a_client_of_a_bus_without_forwarder_says_so_and_keeps_trying(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """No forwarder within NO_ANSWER_S: one warning naming the address and `mcl-bus --bind`; then it connects."""
     monkeypatch.setattr(_common, "NO_ANSWER_S", 0.3)
-    bus = _free_bus()
+    bus = free_bus()
     caplog.set_level(logging.WARNING, logger="mcl.network")
     with Subscriber("t", bus=bus, provide=False) as sub:
-        deadline = time.monotonic() + 10
-        while "no forwarder answers" not in caplog.text and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: "no forwarder answers" in caplog.text, 10, 0.05)
         lines = [r.getMessage() for r in caplog.records if "no forwarder answers" in r.getMessage()]
         assert lines == [f"no forwarder answers at {bus} (subscriber, tried for 0 s); start a bus there with `mcl-bus --bind {bus}`; still trying"]
         with Forwarder(bus) as fwd, Publisher(fwd.address, provide=False, close_timeout=0) as pub:
@@ -408,9 +373,9 @@ def test_a_client_of_a_bus_without_forwarder_says_so_and_keeps_trying(monkeypatc
 
 
 # -- 2. hostile frames ------------------------------------------------------------------------------
-def test_forged_end_of_stream_with_a_list_of_counts_is_dropped_and_counted(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_forged_end_of_stream_with_a_list_of_counts_is_dropped_and_counted(mcl_bus: str, attacker: Attacker) -> None:
     """An end of stream whose counts field is a list (and other bad tables) crashes nothing; counted by reason."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         for n, payload in enumerate([
             msgpack.packb({"counts": [1, 2, 3], "joined": {}}),
@@ -425,9 +390,9 @@ def test_forged_end_of_stream_with_a_list_of_counts_is_dropped_and_counted(forwa
         assert sub.lost == 0
 
 
-def test_one_frame_messages_never_take_frames_of_the_next(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_one_frame_messages_never_take_frames_of_the_next(mcl_bus: str, attacker: Attacker) -> None:
     """Two one-frame messages in a row are not delivered as a fake message; the real one after them arrives."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         attacker.send([b"fake-topic"])
         attacker.send([b"fake-payload"])
@@ -437,9 +402,9 @@ def test_one_frame_messages_never_take_frames_of_the_next(forwarder: Forwarder, 
         assert sub.stats().malformed_by_reason == {"one frame": 2}
 
 
-def test_forged_sequences_and_end_claims_are_suspect_not_lost(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_forged_sequences_and_end_claims_are_suspect_not_lost(mcl_bus: str, attacker: Attacker) -> None:
     """A sequence jump of a billion, a sequence going back and an end of stream claiming 10^12 sent are suspect."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         attacker.send([b"s", meta(0), b"0"])
         attacker.send([b"s", meta(1), b"1"])
@@ -455,9 +420,9 @@ def test_forged_sequences_and_end_claims_are_suspect_not_lost(forwarder: Forward
         assert stats.streams[(ATTACKER_ID.decode(), "s")].received == 5
 
 
-def test_a_real_gap_is_counted_with_its_span(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_a_real_gap_is_counted_with_its_span(mcl_bus: str, attacker: Attacker) -> None:
     """A plausible gap is lost, with the span (first sequence, count, sender times around it)."""
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)
         attacker.send([b"g", meta(0, sent_ns=10**18), b"0"])
         attacker.send([b"g", meta(6, sent_ns=10**18 + 10**9), b"6"])
@@ -515,12 +480,12 @@ _MESSAGE = st.one_of(
 )
 
 
-def test_fuzzed_frames_never_crash_a_subscriber_nor_hide_real_messages(forwarder: Forwarder, attacker: Attacker) -> None:
+def test_fuzzed_frames_never_crash_a_subscriber_nor_hide_real_messages(mcl_bus: str, attacker: Attacker) -> None:
     """Hypothesis: any frames from a raw socket, between the messages of a real publisher: none lost, nothing raises."""
     cases = {"n": 0, "legit": 0}
-    with Subscriber(bus=forwarder.address) as sub:
+    with Subscriber(bus=mcl_bus) as sub:
         attacker.reach(sub)  # on the bus before the publisher starts: its first message is due to it
-        pub = Publisher(forwarder.address, close_timeout=2)
+        pub = Publisher(mcl_bus, close_timeout=2)
         legit: list[Received] = []
 
         @settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), database=None)
@@ -549,11 +514,11 @@ def test_fuzzed_frames_never_crash_a_subscriber_nor_hide_real_messages(forwarder
 
 
 # -- 2. a recording goes on; its accounting is in the log ----------------------------------------
-def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(forwarder: Forwarder, attacker: Attacker, tmp_path: Path) -> None:
+def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(mcl_bus: str, attacker: Attacker, tmp_path: Path) -> None:
     """Native and MCL_LOG 1.0: hostile topics / type names are dropped by reason; the rest is recorded; accounting stored."""
     for fmt in ("native", "mcl1"):
-        with Recorder(tmp_path / fmt, forwarder.address, topics=["hostile/"], format=fmt) as rec:
-            with Subscriber(bus=forwarder.address) as probe:
+        with Recorder(tmp_path / fmt, mcl_bus, topics=["hostile/"], format=fmt) as rec:
+            with Subscriber(bus=mcl_bus) as probe:
                 attacker.reach(probe)
             attacker.send([b"hostile/type", meta(0), msgpack.packb({"name": "N" * 300})])  # a 300-character type name
             attacker.send([b"hostile/" + b"y" * 4000, meta(0), b"long topic"])
@@ -564,9 +529,7 @@ def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(fo
                 attacker.send([b"hostile/types", meta(i), msgpack.packb({"name": f"T{i}"})])
             attacker.send([wire.END_TOPIC, meta(0, wire.KIND_END, pid=b"forger"), msgpack.packb({"counts": [1]})])
             attacker.send([b"hostile/after", meta(0), b"after"])
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and rec.status().messages + rec.status().malformed < 1507:
-                time.sleep(0.05)
+            wait_until(lambda: rec.status().messages + rec.status().malformed >= 1507, 20, 0.05)
         status = rec.status()
         assert status.error is None
         with mcl.open_log(tmp_path / fmt) as log:
@@ -589,19 +552,17 @@ def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(fo
         assert (tmp_path / fmt / ACCOUNTING_FILE).is_file()
 
 
-def test_mcl_info_shows_the_recording_accounting(forwarder: Forwarder, attacker: Attacker, tmp_path: Path) -> None:
+def test_mcl_info_shows_the_recording_accounting(mcl_bus: str, attacker: Attacker, tmp_path: Path) -> None:
     """mcl-info (text and --json) shows what the recording lost and where."""
     from mcl.cli.info import main as info_main
 
-    with Recorder(tmp_path / "log", forwarder.address, topics=["g"]) as rec:
-        with Subscriber(bus=forwarder.address) as probe:
+    with Recorder(tmp_path / "log", mcl_bus, topics=["g"]) as rec:
+        with Subscriber(bus=mcl_bus) as probe:
             attacker.reach(probe)
         attacker.send([b"g", meta(0, sent_ns=rec.origin_ns + 10**9), b"0"])
         attacker.send([b"g", meta(4, sent_ns=rec.origin_ns + 2 * 10**9), b"4"])
         attacker.send([b"g-one-frame"])
-        deadline = time.monotonic() + 10
-        while rec.status().lost < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: rec.status().lost >= 3, 10, 0.05)
     assert rec.status().lost == 3
     import contextlib
     import io
@@ -622,19 +583,17 @@ def test_mcl_info_shows_the_recording_accounting(forwarder: Forwarder, attacker:
     assert stream["loss_spans"] == [{"first": 1, "count": 3, "after": 1.0, "before": 2.0}]
 
 
-def test_recording_bounds_its_topics(forwarder: Forwarder, attacker: Attacker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recording_bounds_its_topics(mcl_bus: str, attacker: Attacker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Distinct topics beyond MAX_TOPICS (foreign [topic, payload] senders make no streams) are dropped and counted."""
     from mcl import recorder as record
 
     monkeypatch.setattr(record, "MAX_TOPICS", 5)
-    with Recorder(tmp_path / "log", forwarder.address, topics=["many/"]) as rec:
-        with Subscriber(bus=forwarder.address) as probe:
+    with Recorder(tmp_path / "log", mcl_bus, topics=["many/"]) as rec:
+        with Subscriber(bus=mcl_bus) as probe:
             attacker.reach(probe)
         for n in range(12):
             attacker.send([b"many/%d" % n, b"payload"])
-        deadline = time.monotonic() + 10
-        while rec.status().messages + rec.status().malformed < 12 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(lambda: rec.status().messages + rec.status().malformed >= 12, 10, 0.05)
     status = rec.status()
     assert status.messages == 5 and status.dropped == {"too many topics": 7}
     assert sorted(t for t, c in status.topics.items() if c.messages) == [f"many/{n}" for n in range(5)]

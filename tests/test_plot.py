@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import reach, wait_until
 
 import mcl
 from mcl.exceptions import LogExistsError
@@ -167,42 +168,35 @@ def test_a_log_without_losses_has_no_lost_mark_and_a_bad_accounting_file_is_one_
 
 
 @pytest.mark.slow
-def test_a_real_recording_with_losses_draws_them(tmp_path: Path) -> None:
+def test_a_real_recording_with_losses_draws_them(mcl_bus: str, tmp_path: Path) -> None:
     """A Recorder on a private forwarder misses sequence numbers 1-3 of 'g': the span is drawn between 0 and 4, the CLI says so."""
     import time
 
     import zmq
 
-    from mcl.network import Forwarder, Subscriber, parse_bus, wire
+    from mcl.network import Subscriber, parse_bus, wire
     from mcl.recorder import Recorder, read_accounting
 
     def meta(seq: int) -> bytes:
         return wire.META.pack(wire.VERSION, wire.KIND_DATA, seq, time.time_ns()) + b"plot:1:00000000"
 
-    with Forwarder("tcp://127.0.0.1:0") as fwd:
-        sock = zmq.Context.instance().socket(zmq.PUB)
-        sock.linger = 0
-        try:
-            sock.connect(parse_bus(fwd.address).publish_endpoint)
-            with Recorder(tmp_path / "log", fwd.address) as rec:
-                with Subscriber(bus=fwd.address) as probe:  # wait until the raw socket reaches subscribers
-                    deadline = time.monotonic() + 10
-                    while time.monotonic() < deadline:
-                        sock.send_multipart([b"warm", b""])
-                        if probe.recv_batch(10, timeout=0.05):
-                            break
-                for i in range(20):  # a steady row
-                    sock.send_multipart([b"warm", b""])
-                    if i == 5:
-                        sock.send_multipart([b"g", meta(0), encode({"i": 0})])
-                    if i == 15:
-                        sock.send_multipart([b"g", meta(4), encode({"i": 4})])
-                    time.sleep(0.02)
-                deadline = time.monotonic() + 10
-                while rec.status().lost < 3 and time.monotonic() < deadline:
-                    time.sleep(0.05)
-        finally:
-            sock.close(0)
+    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock.linger = 0
+    try:
+        sock.connect(parse_bus(mcl_bus).publish_endpoint)
+        with Recorder(tmp_path / "log", mcl_bus) as rec:
+            with Subscriber(bus=mcl_bus) as probe:  # wait until the raw socket reaches subscribers
+                reach(lambda: sock.send_multipart([b"warm", b""]), probe)
+            for i in range(20):  # a steady row
+                sock.send_multipart([b"warm", b""])
+                if i == 5:
+                    sock.send_multipart([b"g", meta(0), encode({"i": 0})])
+                if i == 15:
+                    sock.send_multipart([b"g", meta(4), encode({"i": 4})])
+                time.sleep(0.02)
+            wait_until(lambda: rec.status().lost >= 3, 10, 0.05)
+    finally:
+        sock.close(0)
     accounting = read_accounting(tmp_path / "log")
     assert accounting is not None and accounting["lost"] == 3
     (stream,) = [s for s in accounting["streams"] if s["topic"] == "g"]

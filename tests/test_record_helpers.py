@@ -2,38 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
+from conftest import child_env
 
 import mcl
 from mcl.exceptions import LogDamageWarning
 
 FMT = "native"  # the format most tests record in
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def make_bus() -> Iterator[str]:
-    """A private bus (forwarder on free loopback ports); yields its address."""
-    network = pytest.importorskip("mcl.network")
-    if not hasattr(network, "Subscriber"):
-        pytest.skip("the bus (mcl.network) is not there yet")
-    from mcl.network.forwarder import Forwarder
-
-    forwarder = Forwarder("tcp://127.0.0.1:0")
-    try:
-        yield forwarder.address
-    finally:
-        forwarder.close()
 
 
 def payloads(n: int, topics: tuple[str, ...] = ("a",), size: int | None = None) -> list[tuple[str, bytes]]:
@@ -75,14 +57,12 @@ class DumpProcess:
     """mcl-dump in a subprocess; stderr is collected in a thread; killed on exit if still running."""
 
     def __init__(self, *args: str, stdout: int | None = subprocess.DEVNULL, env: dict[str, str] | None = None, preexec_fn=None) -> None:
-        pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        full_env = dict(os.environ, PYTHONPATH=pythonpath, **(env or {}))
         self.proc = subprocess.Popen(
             dump_command(*args),
             stdout=stdout,
             stderr=subprocess.PIPE,
             text=True,
-            env=full_env,
+            env=child_env(**(env or {})),
             cwd=str(ROOT),
             preexec_fn=preexec_fn,
         )

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import numbered_log, receive, wait_until
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,14 +20,6 @@ from mcl.replay.protocol import LatenessReport, Seek
 from mcl.replay.scheduler import BatchScheduler
 
 MS = 1_000_000
-
-
-def make_log(path: Path, count: int, step_ns: int, *, topics: tuple[str, ...] = ("a",), start_ns: int = 0) -> Path:
-    """A log of `count` records `step_ns` apart; the payload is the record's index (4 bytes)."""
-    with mcl.LogWriter(path, format="mcl1") as writer:
-        for i in range(count):
-            writer.write(topics[i % len(topics)], i.to_bytes(4, "big"), start_ns + i * step_ns)
-    return path
 
 
 def indices(records: list[mcl.Record]) -> list[int]:
@@ -68,7 +60,7 @@ def test_replays_every_record_in_order(sample_logs: Path) -> None:
 @pytest.mark.slow
 def test_start_after_end_replays_from_beginning(tmp_path: Path) -> None:
     """start() after a finished pass plays the whole log again (the original sent nothing)."""
-    log = make_log(tmp_path / "log", 20, 1 * MS)
+    log = numbered_log(tmp_path / "log", 20, 1 * MS)
     got = Collector()
     with mcl.Replay(log, speed=50, hooks=[got]) as replay:
         replay.start()
@@ -86,7 +78,7 @@ def test_pause_stops_the_clock_and_keeps_spacing(tmp_path: Path) -> None:
     before the pause lands; the bounds leave 0.4 s for hook latency.
     """
     spacing = 1.5
-    log = make_log(tmp_path / "log", 3, int(spacing * 1000) * MS)
+    log = numbered_log(tmp_path / "log", 3, int(spacing * 1000) * MS)
     got = Collector()
     with mcl.Replay(log, hooks=[got]) as replay:
         replay.start()
@@ -110,7 +102,7 @@ def test_pause_stops_the_clock_and_keeps_spacing(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_seek_plays_from_the_first_record_at_or_after(tmp_path: Path) -> None:
     """seek(t) while paused, then start(): records from the first at or after t, to the end."""
-    log = make_log(tmp_path / "log", 50, 10 * MS)
+    log = numbered_log(tmp_path / "log", 50, 10 * MS)
     got = Collector()
     with mcl.Replay(log, speed=math.inf, hooks=[got]) as replay:
         replay.seek(0.2051)
@@ -123,7 +115,7 @@ def test_seek_plays_from_the_first_record_at_or_after(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_step_sends_exactly_one_record(tmp_path: Path) -> None:
     """step() pauses and publishes the next record only; False at the end."""
-    log = make_log(tmp_path / "log", 3, 1000 * MS)
+    log = numbered_log(tmp_path / "log", 3, 1000 * MS)
     got = Collector()
     with mcl.Replay(log, hooks=[got]) as replay:
         assert replay.step() is True
@@ -140,7 +132,7 @@ def test_step_sends_exactly_one_record(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_speed_change_while_playing(tmp_path: Path) -> None:
     """Raising the speed while playing finishes the rest at once; status reports the speed."""
-    log = make_log(tmp_path / "log", 30, 1000 * MS)  # 29 s at speed 1
+    log = numbered_log(tmp_path / "log", 30, 1000 * MS)  # 29 s at speed 1
     got = Collector()
     with mcl.Replay(log, hooks=[got]) as replay:
         replay.start()
@@ -156,7 +148,7 @@ def test_speed_change_while_playing(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_stop_goes_back_to_the_beginning(tmp_path: Path) -> None:
     """stop() pauses at the start with counts reset; start() replays everything."""
-    log = make_log(tmp_path / "log", 40, 50 * MS)
+    log = numbered_log(tmp_path / "log", 40, 50 * MS)
     got = Collector()
     with mcl.Replay(log, speed=4, hooks=[got]) as replay:
         replay.start()
@@ -174,7 +166,7 @@ def test_stop_goes_back_to_the_beginning(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_status_reports_progress_and_lateness(tmp_path: Path) -> None:
     """status(): window, position, sent, paused state and lateness statistics."""
-    log = make_log(tmp_path / "log", 21, 10 * MS, start_ns=100 * MS)
+    log = numbered_log(tmp_path / "log", 21, 10 * MS, start_ns=100 * MS)
     with mcl.Replay(log, speed=5, hooks=[lambda r: None]) as replay:
         idle = replay.status()
         assert idle.state == "idle" and idle.start_ns == 100 * MS and idle.end_ns == 300 * MS
@@ -192,7 +184,7 @@ def test_status_reports_progress_and_lateness(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_loop_plays_again_until_stopped(tmp_path: Path) -> None:
     """loop=True starts over at the end; every pass is complete and in order."""
-    log = make_log(tmp_path / "log", 10, 1 * MS)
+    log = numbered_log(tmp_path / "log", 10, 1 * MS)
     got = Collector()
     with mcl.Replay(log, speed=math.inf, hooks=[got], loop=True) as replay:
         replay.start()
@@ -207,7 +199,7 @@ def test_loop_plays_again_until_stopped(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_selection_topics_exclude_remap_window(tmp_path: Path) -> None:
     """topics, exclude, remap and the start/end window select and rename records."""
-    log = make_log(tmp_path / "log", 30, 10 * MS, topics=("a", "b", "c"))
+    log = numbered_log(tmp_path / "log", 30, 10 * MS, topics=("a", "b", "c"))
     got = Collector()
     with mcl.Replay(
         log, speed=math.inf, hooks=[got], topics=["a", "b"], exclude="^b$", remap=["a:=/x/a"], start=0.05, end=0.2
@@ -266,7 +258,7 @@ def test_bad_sources_and_arguments(tmp_path: Path) -> None:
         mcl.Replay(tmp_path / "missing")
     with pytest.raises(TypeError, match="replay source"):
         mcl.Replay(42)
-    log = make_log(tmp_path / "log", 2, MS)
+    log = numbered_log(tmp_path / "log", 2, MS)
     with pytest.raises(ValueError, match="speed"):
         mcl.Replay(log, speed=0)
     with pytest.raises(TypeError, match="callable"):
@@ -284,7 +276,7 @@ def test_bad_sources_and_arguments(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_hook_error_fails_the_replay(tmp_path: Path) -> None:
     """A hook that raises stops the replay: wait() raises ReplayError naming the hook."""
-    log = make_log(tmp_path / "log", 5, MS)
+    log = numbered_log(tmp_path / "log", 5, MS)
 
     def broken(record: mcl.Record) -> None:
         raise KeyError("boom")
@@ -299,7 +291,7 @@ def test_hook_error_fails_the_replay(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_batch_buffer_and_scheduler_compose(tmp_path: Path) -> None:
     """BatchBuffer(source, options) + BatchScheduler(queue, options), Replay's fast path, compose by hand."""
-    log = make_log(tmp_path / "log", 25, MS)
+    log = numbered_log(tmp_path / "log", 25, MS)
     got = Collector()
     with BatchBuffer(str(log), ReplayOptions(batch_records=4, read_ahead=8)) as buffer:
         with BatchScheduler(buffer.queue, ReplayOptions(speed=100, publish=False), hooks=[got]) as scheduler:
@@ -415,7 +407,7 @@ def explains(delivered: list[int], segments: list[tuple[str, int]], n: int) -> b
 @pytest.fixture(scope="module")
 def control_replay(tmp_path_factory: pytest.TempPathFactory):
     """One replay reused by every example (stop() between them), with its collector."""
-    log = make_log(tmp_path_factory.mktemp("control") / "log", N_RECORDS, STEP_NS)
+    log = numbered_log(tmp_path_factory.mktemp("control") / "log", N_RECORDS, STEP_NS)
     got = Collector()
     replay = mcl.Replay(log, hooks=[got], stuck_timeout=30)
     yield replay, got
@@ -484,20 +476,15 @@ def test_model_rejects_loss_duplicates_and_disorder() -> None:
 
 
 @pytest.mark.slow
-def test_replay_onto_the_bus_reaches_a_subscriber(tmp_path: Path) -> None:
+def test_replay_onto_the_bus_reaches_a_subscriber(mcl_bus: str, tmp_path: Path) -> None:
     """Bus replay: a real Subscriber on a private bus gets every record, in order, bytes intact."""
-    from mcl.network import Forwarder, Subscriber
+    from mcl.network import Subscriber
 
-    log = make_log(tmp_path / "log", 200, 100_000, topics=("x/a", "x/b"))
-    with Forwarder("tcp://127.0.0.1:0") as bus, Subscriber(bus=bus.address) as sub:
-        with mcl.Replay(log, speed=20, bus=bus.address, wait_for_subscribers=1) as replay:
+    log = numbered_log(tmp_path / "log", 200, 100_000, topics=("x/a", "x/b"))
+    with Subscriber(bus=mcl_bus) as sub:
+        with mcl.Replay(log, speed=20, bus=mcl_bus, wait_for_subscribers=1) as replay:
             replay.start()
-            got = []
-            deadline = time.monotonic() + 30
-            while len(got) < 200 and time.monotonic() < deadline:
-                received = sub.recv(timeout=1.0)
-                if received is not None:
-                    got.append((received.topic, int.from_bytes(received.payload, "big")))
+            got = [(r.topic, int.from_bytes(r.payload, "big")) for r in receive(sub, 200, 30)]
             assert replay.wait(30)
             assert replay.status().sent == 200
         assert sub.lost == 0
@@ -506,7 +493,7 @@ def test_replay_onto_the_bus_reaches_a_subscriber(tmp_path: Path) -> None:
 
 def test_options_are_the_one_input(tmp_path: Path) -> None:
     """Replay(source, options): keywords build the same options; the speed setter replaces them (no process started)."""
-    log = make_log(tmp_path / "log", 5, 10 * MS)
+    log = numbered_log(tmp_path / "log", 5, 10 * MS)
     options = ReplayOptions(speed=2.0, start_ns=10 * MS, end_ns=30 * MS, topics=("t",), publish=False)
     by_keywords = mcl.Replay(log, 2, start=0.01, end=0.03, topics="t", publish=False)
     by_options = mcl.Replay(log, options)
@@ -564,7 +551,7 @@ class OpenCounter:
 
 def test_construction_opens_the_log_once_without_a_scan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Replay(...) on an MCL_LOG 1.0 log: one open, no summary scan; the first status() scans once."""
-    log = make_log(tmp_path / "log", 30, 10 * MS)
+    log = numbered_log(tmp_path / "log", 30, 10 * MS)
     counter = OpenCounter(monkeypatch)
     replay = mcl.Replay(log, speed=math.inf, hooks=[lambda r: None], start=0.05)
     try:
@@ -587,7 +574,7 @@ def test_buffer_worker_opens_the_log_once_for_seeks_and_loops(tmp_path: Path, mo
 
     from mcl.replay.buffer import _BufferWorker, make_source_spec
 
-    log = make_log(tmp_path / "log", 10, MS)
+    log = numbered_log(tmp_path / "log", 10, MS)
     counter = OpenCounter(monkeypatch)
     receive, send = multiprocessing.Pipe(duplex=False)
     options = ReplayOptions(loop=True, batch_records=100)

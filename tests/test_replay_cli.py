@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import alive, numbered_log, proc_stat, receive, wait_until
 
 import mcl
 from mcl.replay.control import ControlClient
@@ -23,24 +23,13 @@ DATASET = Path(__file__).resolve().parent.parent / "sample_logs" / "mcl-v1-datas
 CLI = [sys.executable, "-c", "from mcl.cli.replay import run; run()"]
 
 
-def make_log(path: Path, count: int, step_ns: int) -> Path:
-    with mcl.LogWriter(path, format="mcl1") as writer:
-        for i in range(count):
-            writer.write("t", i.to_bytes(4, "big"), i * step_ns)
-    return path
-
-
 def children(pid: int) -> list[int]:
     """Process ids whose parent is `pid`."""
     found = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as f:
-                    fields = f.read().rsplit(b")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != b"Z":
+            fields = proc_stat(int(entry))
+            if fields is not None and int(fields[1]) == pid and fields[0] != b"Z":
                 found.append(int(entry))
     return found
 
@@ -51,19 +40,6 @@ def title(pid: int) -> str:
             return f.read().split(b"\0")[0].decode(errors="replace")
     except OSError:
         return ""
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except OSError:
-        return False
-
-
-def wait_for(predicate, timeout: float = 10.0) -> bool:
-    """True once `predicate()` is (AssertionError after `timeout` s)."""
-    return bool(wait_until(predicate, timeout, 0.05))
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -107,24 +83,19 @@ def test_bad_input_is_one_line(args: list[str], code: int, message: str) -> None
 
 
 @pytest.mark.slow
-def test_replays_onto_a_bus(tmp_path: Path) -> None:
+def test_replays_onto_a_bus(mcl_bus: str, tmp_path: Path) -> None:
     """mcl-replay --bus --wait-for-subscribers delivers every record to a subscriber, selected and remapped."""
-    from mcl.network import Forwarder, Subscriber
+    from mcl.network import Subscriber
 
-    log = make_log(tmp_path / "log", 40, 10 * MS)
-    with Forwarder("tcp://127.0.0.1:0") as bus, Subscriber(bus=bus.address) as sub:
+    log = numbered_log(tmp_path / "log", 40, 10 * MS)
+    with Subscriber(bus=mcl_bus) as sub:
         proc = subprocess.Popen(
-            [*CLI, str(log), "--bus", bus.address, "--wait-for-subscribers", "1", "--speed", "10",
+            [*CLI, str(log), "--bus", mcl_bus, "--wait-for-subscribers", "1", "--speed", "10",
              "--start-offset", "0.1", "--until", "0.3", "--remap", "t:=r"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
         try:
-            got = []
-            deadline = time.monotonic() + 30
-            while len(got) < 21 and time.monotonic() < deadline:
-                received = sub.recv(timeout=0.5)
-                if received is not None:
-                    got.append((received.topic, int.from_bytes(received.payload, "big")))
+            got = [(r.topic, int.from_bytes(r.payload, "big")) for r in receive(sub, 21, 30)]
             out, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
@@ -137,7 +108,7 @@ def test_replays_onto_a_bus(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_remote_control_endpoint(tmp_path: Path) -> None:
     """--control: status, seek, speed, resume and bad requests over JSON; quit ends the command."""
-    log = make_log(tmp_path / "log", 50, 100 * MS)
+    log = numbered_log(tmp_path / "log", 50, 100 * MS)
     proc = subprocess.Popen(
         [*CLI, str(log), "--dry-run", "--start-paused", "--control", "tcp://127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -158,7 +129,7 @@ def test_remote_control_endpoint(tmp_path: Path) -> None:
                 client.request("seek")
             client.request("speed", speed=2.0)
             client.request("resume")
-            assert wait_for(lambda: client.request("status")["sent"] >= 5, 20)
+            wait_until(lambda: client.request("status")["sent"] >= 5, 20, 0.05)
             client.request("pause")
             client.request("quit")
         out, err = proc.communicate(timeout=30)
@@ -173,7 +144,7 @@ def test_remote_control_endpoint(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code: int) -> None:
     """SIGTERM, or Ctrl-C sent to the whole process group, ends mcl-replay and its workers."""
-    log = make_log(tmp_path / "log", 100, 1000 * MS)
+    log = numbered_log(tmp_path / "log", 100, 1000 * MS)
     proc = subprocess.Popen(
         [*CLI, str(log), "--dry-run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
@@ -181,7 +152,7 @@ def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code:
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("playing")
-        assert wait_for(lambda: sum(title(pid).startswith("mcl-replay") for pid in children(proc.pid)) == 2, 20)
+        wait_until(lambda: sum(title(pid).startswith("mcl-replay") for pid in children(proc.pid)) == 2, 20, 0.05)
         workers = children(proc.pid)
         if signum == signal.SIGINT:
             os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
@@ -194,13 +165,13 @@ def test_signals_stop_cleanly_without_orphans(tmp_path: Path, signum: int, code:
             proc.communicate()
     assert proc.returncode == code
     assert "Traceback" not in err
-    assert wait_for(lambda: not any(alive(pid) for pid in workers), 10)
+    wait_until(lambda: not any(alive(pid) for pid in workers), 10, 0.05)
 
 
 @pytest.mark.slow
 def test_keys_in_a_terminal_and_terminal_restored(tmp_path: Path) -> None:
     """In a terminal: space pauses, right seeks +5 s, up raises the speed, q quits; settings restored."""
-    log = make_log(tmp_path / "log", 30, 1000 * MS)
+    log = numbered_log(tmp_path / "log", 30, 1000 * MS)
     master, slave = pty.openpty()
     before = termios.tcgetattr(slave)
     proc = subprocess.Popen(
@@ -219,19 +190,19 @@ def test_keys_in_a_terminal_and_terminal_restored(tmp_path: Path) -> None:
                     return
 
     try:
-        assert wait_for(lambda: (pump(0.05), b"control: " in output)[1], 30)
+        wait_until(lambda: (pump(0.05), b"control: " in output)[1], 30, 0.05)
         address = output.split(b"control: ", 1)[1].split()[0].decode()
         with ControlClient(address, timeout=20) as client:
-            assert wait_for(lambda: client.request("status")["state"] == "playing", 20)
+            wait_until(lambda: client.request("status")["state"] == "playing", 20, 0.05)
             os.write(master, b" ")
-            assert wait_for(lambda: (pump(0.05), client.request("status")["state"] == "paused")[1], 10)
+            wait_until(lambda: (pump(0.05), client.request("status")["state"] == "paused")[1], 10, 0.05)
             position = client.request("status")["position"]
             os.write(master, b"\x1b[C")
-            assert wait_for(lambda: (pump(0.05), client.request("status")["position"] >= position + 4.9)[1], 10)
+            wait_until(lambda: (pump(0.05), client.request("status")["position"] >= position + 4.9)[1], 10, 0.05)
             os.write(master, b"\x1b[A")
-            assert wait_for(lambda: (pump(0.05), client.request("status")["speed"] == 2.0)[1], 10)
+            wait_until(lambda: (pump(0.05), client.request("status")["speed"] == 2.0)[1], 10, 0.05)
             os.write(master, b"q")
-        assert wait_for(lambda: (pump(0.05), proc.poll() is not None)[1], 20)
+        wait_until(lambda: (pump(0.05), proc.poll() is not None)[1], 20, 0.05)
     finally:
         if proc.poll() is None:
             proc.kill()

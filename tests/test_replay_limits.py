@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import zmq
-from conftest import wait_until
+from conftest import numbered_log, proc_stat, wait_until
 from hypothesis import HealthCheck, given, settings
 from strategies import control_requests
 
@@ -25,23 +25,13 @@ MS = 1_000_000
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_log(path: Path, count: int, step_ns: int, topic: str = "t") -> Path:
-    with mcl.LogWriter(path, format="native") as writer:
-        for i in range(count):
-            writer.write(topic, i.to_bytes(4, "big"), i * step_ns)
-    return path
-
-
 def cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time of the processes `pids` (seconds)."""
     ticks = 0
     for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])
+        fields = proc_stat(pid)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
@@ -84,7 +74,7 @@ def test_mcl_replay_refuses_a_speed_out_of_range(speed: str, capsys: pytest.Capt
 def test_speed_out_of_range_leaves_the_replay_running(tmp_path: Path) -> None:
     """replay.speed = 1e300 raises ValueError; the broadcast worker lives and the replay plays on."""
     seen: list[int] = []
-    log = make_log(tmp_path / "log", 400, 5 * MS)
+    log = numbered_log(tmp_path / "log", 400, 5 * MS, format="native")
     with mcl.Replay(log, hooks=[lambda r: seen.append(r.elapsed_ns)]) as replay:
         replay.start()
         for bad in (1e300, 1e-300, 0.0):
@@ -102,7 +92,7 @@ def test_speed_out_of_range_leaves_the_replay_running(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_loop_over_an_empty_selection_finishes_and_idles(tmp_path: Path) -> None:
     """--loop over nothing: the pass ends (no spin); the workers use almost no CPU over a 2 s window."""
-    log = make_log(tmp_path / "log", 2000, 1 * MS)
+    log = numbered_log(tmp_path / "log", 2000, 1 * MS, format="native")
     with mcl.Replay(log, hooks=[lambda r: None], loop=True, exclude=".*") as replay:
         replay.start()
         assert replay.wait(30), replay.status()
@@ -118,7 +108,7 @@ def test_loop_over_an_empty_selection_finishes_and_idles(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_loop_still_loops_after_a_seek_past_the_end(tmp_path: Path) -> None:
     """A pass emptied by a seek is not an empty selection: the loop goes on from the start."""
-    log = make_log(tmp_path / "log", 20, 10 * MS)
+    log = numbered_log(tmp_path / "log", 20, 10 * MS, format="native")
     seen: list[int] = []
     with mcl.Replay(log, hooks=[lambda r: seen.append(r.elapsed_ns)], loop=True) as replay:
         replay.pause()
@@ -132,7 +122,7 @@ def test_loop_still_loops_after_a_seek_past_the_end(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_mcl_replay_loop_over_nothing_is_an_error(tmp_path: Path) -> None:
     """mcl-replay --loop with a selection that holds no record: one error line, exit 1, within seconds."""
-    log = make_log(tmp_path / "log", 50, 10 * MS)
+    log = numbered_log(tmp_path / "log", 50, 10 * MS, format="native")
     done = subprocess.run(
         [sys.executable, "-m", "mcl.cli.replay", str(log), "--loop", "--dry-run", "--exclude", "^t$"],
         capture_output=True, text=True, timeout=60, cwd=str(ROOT), stdin=subprocess.DEVNULL,
@@ -173,7 +163,7 @@ def _ask(address: str, frames: list[bytes], timeout_s: float = 20.0) -> dict | N
 @pytest.fixture(scope="module")
 def control(tmp_path_factory: pytest.TempPathFactory):
     """A real replay (looping, hooks only) with its control endpoint on a free loopback port."""
-    log = make_log(tmp_path_factory.mktemp("control") / "log", 100, 5 * MS)
+    log = numbered_log(tmp_path_factory.mktemp("control") / "log", 100, 5 * MS, format="native")
     with mcl.Replay(log, hooks=[lambda r: None], loop=True) as replay:
         quits: list[int] = []
         with ControlServer(replay, "tcp://127.0.0.1:0", on_quit=lambda: quits.append(1)) as server:
@@ -233,7 +223,7 @@ def test_control_answers_every_request(control: ControlServer, frames: list[byte
 @pytest.mark.slow
 def test_mcl_replay_warns_about_a_non_loopback_control_bind(tmp_path: Path) -> None:
     """--control on every interface: a warning line says who can reach it; the replay runs as usual."""
-    log = make_log(tmp_path / "log", 20, 10 * MS)
+    log = numbered_log(tmp_path / "log", 20, 10 * MS, format="native")
     done = subprocess.run(
         [sys.executable, "-m", "mcl.cli.replay", str(log), "--dry-run", "--control", "tcp://0.0.0.0:0"],
         capture_output=True, text=True, timeout=60, cwd=str(ROOT), stdin=subprocess.DEVNULL,

@@ -12,30 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import alive, numbered_log, wait_until
 
 import mcl
 
 MS = 1_000_000
 
 
-def make_log(path: Path, count: int, step_ns: int) -> Path:
-    with mcl.LogWriter(path, format="mcl1") as writer:
-        for i in range(count):
-            writer.write("t", i.to_bytes(4, "big"), i * step_ns)
-    return path
-
-
 def running(pid: int) -> bool:
     """True while `pid` is a live (not zombie) mcl-replay worker."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             cmdline = f.read()
-    except (FileNotFoundError, ProcessLookupError, IndexError):
+    except OSError:
         return False
-    return state != b"Z" and (b"mcl-replay" in cmdline or b"spawn_main" in cmdline)
+    return alive(pid) and (b"mcl-replay" in cmdline or b"spawn_main" in cmdline)
 
 
 def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
@@ -46,7 +37,7 @@ def wait_gone(pids: list[int], timeout: float = 10.0) -> bool:
 @pytest.mark.slow
 def test_workers_are_named_and_closed(tmp_path: Path) -> None:
     """Workers carry their setproctitle names; close() leaves none behind."""
-    log = make_log(tmp_path / "log", 10, 100 * MS)
+    log = numbered_log(tmp_path / "log", 10, 100 * MS)
     replay = mcl.Replay(log, hooks=[lambda r: None])
     try:
         replay.pause()
@@ -70,7 +61,7 @@ def test_workers_are_named_and_closed(tmp_path: Path) -> None:
 @pytest.mark.parametrize("victim", ["buffer", "broadcast"])
 def test_dead_worker_is_reported(tmp_path: Path, victim: str) -> None:
     """A worker killed mid-replay makes wait() raise ReplayError at once, naming it; no hang."""
-    log = make_log(tmp_path / "log", 50, 100 * MS)
+    log = numbered_log(tmp_path / "log", 50, 100 * MS)
     with mcl.Replay(log, hooks=[lambda r: None]) as replay:
         replay.start()
         os.kill(replay.worker_pids[victim], signal.SIGKILL)
@@ -88,7 +79,7 @@ def test_dead_worker_is_reported(tmp_path: Path, victim: str) -> None:
 @pytest.mark.slow
 def test_stuck_worker_is_reported(tmp_path: Path) -> None:
     """A worker that stops answering (SIGSTOP) is reported stuck and killed."""
-    log = make_log(tmp_path / "log", 50, 100 * MS)
+    log = numbered_log(tmp_path / "log", 50, 100 * MS)
     with mcl.Replay(log, hooks=[lambda r: None], stuck_timeout=1.0) as replay:
         replay.start()
         pid = replay.worker_pids["buffer"]
@@ -128,7 +119,7 @@ PARENT = textwrap.dedent(
 @pytest.mark.parametrize("started_from", ["main", "thread"])
 def test_no_orphans_when_the_parent_is_killed(tmp_path: Path, started_from: str) -> None:
     """SIGKILL of the process that owns a replay: its workers exit within seconds."""
-    log = make_log(tmp_path / "log", 100, 1000 * MS)
+    log = numbered_log(tmp_path / "log", 100, 1000 * MS)
     script = tmp_path / "parent.py"
     script.write_text(PARENT)
     parent = subprocess.Popen(

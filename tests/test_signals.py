@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
-from test_record_helpers import DumpProcess, make_bus, read_back
+from conftest import child_env, numbered_log, wait_until
+from test_record_helpers import DumpProcess, read_back
 from test_replay_cli import alive, children
 
 import mcl
@@ -22,10 +22,6 @@ from mcl.cli.common import STOP_SIGNALS, StopSignals
 
 MS = 1_000_000
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _env() -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
 
 
 class SemaphoreWatch:
@@ -145,10 +141,7 @@ def test_stop_signals_raise_once_then_only_record() -> None:
 
 def _slow_log(path: Path) -> Path:
     """A 99 s native log (one record a second): a replay of it runs until stopped."""
-    with mcl.LogWriter(path, format="native") as writer:
-        for i in range(100):
-            writer.write("t", i.to_bytes(4, "big"), i * 1000 * MS)
-    return path
+    return numbered_log(path, 100, 1000 * MS, format="native")
 
 
 def _assert_nothing_left(workers: list[int], shm: SemaphoreWatch) -> None:
@@ -168,7 +161,7 @@ def test_sighup_ends_mcl_replay_cleanly_and_leaks_no_semaphore(tmp_path: Path) -
         proc = subprocess.Popen(
             shm.command([sys.executable, "-m", "mcl.cli.replay", str(log), "--dry-run"]),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-            start_new_session=True, env=_env(), cwd=str(ROOT),
+            start_new_session=True, env=child_env(), cwd=str(ROOT),
         )
         try:
             assert proc.stdout is not None
@@ -203,7 +196,7 @@ def test_closing_the_terminal_of_mcl_replay_ends_it_cleanly(tmp_path: Path) -> N
         master, slave = pty.openpty()
         proc = subprocess.Popen(
             shm.command([sys.executable, "-m", "mcl.cli.replay", str(log), "--dry-run"]),
-            stdin=slave, stdout=slave, stderr=err, preexec_fn=controlling_terminal, env=_env(), cwd=str(ROOT),
+            stdin=slave, stdout=slave, stderr=err, preexec_fn=controlling_terminal, env=child_env(), cwd=str(ROOT),
         )
         os.close(slave)
         try:
@@ -238,7 +231,7 @@ def test_sighup_stops_mcl_bus_cleanly() -> None:
         address = probe.address
     proc = subprocess.Popen(
         [sys.executable, "-m", "mcl.cli.bus", "--bind", address], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        text=True, env=_env(), cwd=str(ROOT), start_new_session=True,
+        text=True, env=child_env(), cwd=str(ROOT), start_new_session=True,
     )
     try:
         assert proc.stdout is not None
@@ -255,19 +248,18 @@ def test_sighup_stops_mcl_bus_cleanly() -> None:
 
 
 @pytest.mark.slow
-def test_sighup_closes_the_mcl_dump_log(tmp_path: Path) -> None:
+def test_sighup_closes_the_mcl_dump_log(mcl_bus: str, tmp_path: Path) -> None:
     """SIGHUP: mcl-dump records what arrived, writes the index and exits 0."""
-    with make_bus() as bus:
-        with DumpProcess("--bus", bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
-            path = dump.wait_recording()
-            with mcl.Publisher(bus) as pub:
-                assert pub.wait_for_subscribers(1, 10)
-                for i in range(50):
-                    pub.publish("t", mcl.encode({"i": i}))
-            assert path is not None
-            wait_until(lambda: "50 msgs" in dump.stderr or _flushed(path, 50), 20)
-            dump.proc.send_signal(signal.SIGHUP)
-            assert dump.wait() == 0, dump.stderr
+    with DumpProcess("--bus", mcl_bus, "-o", str(tmp_path), "--status-interval", "60") as dump:
+        path = dump.wait_recording()
+        with mcl.Publisher(mcl_bus) as pub:
+            assert pub.wait_for_subscribers(1, 10)
+            for i in range(50):
+                pub.publish("t", mcl.encode({"i": i}))
+        assert path is not None
+        wait_until(lambda: "50 msgs" in dump.stderr or _flushed(path, 50), 20)
+        dump.proc.send_signal(signal.SIGHUP)
+        assert dump.wait() == 0, dump.stderr
     assert (path / "data_0000.mcli").is_file()
     assert len(read_back(path)) == 50
 

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 import numpy as np
 import pytest
+from conftest import wait_until
 
 import mcl
 import mcl.tables
@@ -390,7 +391,6 @@ def test_sigterm_during_an_export_leaves_nothing(tmp_path: Path) -> None:
     import signal
     import subprocess
     import sys
-    import time
 
     _make_log(tmp_path / "log", n=200_000, chunk_size=1 << 16)
     proc = subprocess.Popen(
@@ -398,10 +398,11 @@ def test_sigterm_during_an_export_leaves_nothing(tmp_path: Path) -> None:
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 60
-        while not any(p.name.startswith(".ds.partial-") for p in tmp_path.iterdir()):
-            assert proc.poll() is None and time.monotonic() < deadline, "the export did not start"
-            time.sleep(0.01)
+        def started() -> bool:
+            assert proc.poll() is None, "the export ended before it started writing"
+            return any(p.name.startswith(".ds.partial-") for p in tmp_path.iterdir())
+
+        wait_until(started, 60, 0.01, "the export did not start")
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
     finally:
