@@ -287,7 +287,7 @@ def test_sighup_to_a_script_using_mcl_replay_leaks_no_semaphore(tmp_path: Path) 
         proc = subprocess.Popen(
             shm.command([sys.executable, "-c", script]),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-            start_new_session=True, env=_env(), cwd=str(ROOT),
+            start_new_session=True, env=child_env(), cwd=str(ROOT),
         )
         try:
             assert proc.stdout is not None
