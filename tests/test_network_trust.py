@@ -240,6 +240,7 @@ def test_back_pressure_a_slow_subscriber_loses_nothing(mcl_bus: str) -> None:
         assert small.stalls == 0
 
 
+@pytest.mark.slow  # over two seconds: not in the fast lane
 def test_a_stuck_subscriber_stalls_the_bus_for_stall_s_only_and_its_loss_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
     """A subscriber that never reads: after stall_s the forwarder drops for it (counted), the others go on; then it waits again."""
     from mcl.network import forwarder as forwarder_module
@@ -270,6 +271,7 @@ def test_a_stuck_subscriber_stalls_the_bus_for_stall_s_only_and_its_loss_is_coun
             assert stuck.suspect == 0
 
 
+@pytest.mark.slow  # over two seconds: not in the fast lane
 def test_a_waiting_publisher_waits_once_for_a_dead_bus_then_drops_and_counts() -> None:
     """send_timeout: a bus that takes nothing costs one timeout, then messages drop at once (counted) until it moves."""
     with Forwarder("tcp://127.0.0.1:0", hwm=10, stall_s=5.0) as fwd, Subscriber("x", bus=fwd.address, hwm=10) as stuck:
@@ -480,6 +482,7 @@ _MESSAGE = st.one_of(
 )
 
 
+@pytest.mark.slow  # over two seconds: not in the fast lane
 def test_fuzzed_frames_never_crash_a_subscriber_nor_hide_real_messages(mcl_bus: str, attacker: Attacker) -> None:
     """Hypothesis: any frames from a raw socket, between the messages of a real publisher: none lost, nothing raises."""
     cases = {"n": 0, "legit": 0}
@@ -514,6 +517,7 @@ def test_fuzzed_frames_never_crash_a_subscriber_nor_hide_real_messages(mcl_bus: 
 
 
 # -- 2. a recording goes on; its accounting is in the log ----------------------------------------
+@pytest.mark.slow  # over two seconds: not in the fast lane
 def test_recording_goes_on_past_unstorable_messages_and_stores_its_accounting(mcl_bus: str, attacker: Attacker, tmp_path: Path) -> None:
     """Native and MCL_LOG 1.0: hostile topics / type names are dropped by reason; the rest is recorded; accounting stored."""
     for fmt in ("native", "mcl1"):
