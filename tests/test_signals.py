@@ -276,8 +276,9 @@ def test_sighup_to_a_script_using_mcl_replay_leaks_no_semaphore(tmp_path: Path) 
     """A closed terminal kills a plain script that uses mcl.Replay (no handler of its own): its workers end and the
     resource tracker, started immune to SIGHUP by the first worker, removes every semaphore."""
     log = _slow_log(tmp_path / "log")
-    script = (
-        "import sys, time, mcl\n"
+    script = (  # SIGHUP's default action, as in a terminal (the test runner may ignore it: nohup)
+        "import signal, sys, time, mcl\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
         f"replay = mcl.Replay({str(log)!r}, mcl.ReplayOptions(publish=False))\n"
         "replay.start()\n"
         "print('playing', flush=True)\n"
