@@ -153,13 +153,18 @@ def check_names(value: Any, what: str, *, none_ok: bool = True) -> tuple[str, ..
     if value is None and none_ok:
         return None
     if isinstance(value, str):
-        return (value,)
-    if isinstance(value, (bytes, bytearray, dict)) or not isinstance(value, Iterable):
+        value = (value,)
+    elif isinstance(value, (bytes, bytearray, dict)) or not isinstance(value, Iterable):
         raise ArgumentError(f"{what} must be a name or a list of names (strings), not {_shown(value)}")
     names = tuple(value)
     bad = [name for name in names if not isinstance(name, str)]
     if bad:
         raise ArgumentError(f"{what} must be names (strings), not {_shown(bad[0])} in {_shown(names)}")
+    for name in names:
+        try:
+            name.encode("utf-8")
+        except UnicodeEncodeError:  # lone surrogates (os.fsdecode of bytes that are not UTF-8)
+            raise ArgumentError(f"{what}: {_shown(name)} is not UTF-8 text (names are UTF-8 on the wire and on disk)") from None
     return names
 
 
