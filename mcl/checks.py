@@ -102,12 +102,9 @@ def check_number(
             number = float(value)
         except OverflowError:  # an int past the float range: surely out of range
             number = None
-    ok = (
-        number is not None
-        and not math.isnan(number)
-        and (math.isfinite(number) or (infinite_ok and number == math.inf and maximum == math.inf))
-        and (number > minimum if above else number >= minimum)
-        and (number <= maximum or (infinite_ok and number == math.inf))
+    ok = number is not None and (
+        (infinite_ok and number == math.inf)
+        or (math.isfinite(number) and (number > minimum if above else number >= minimum) and number <= maximum)
     )
     if not ok:
         low = f"above {minimum:g}" if above else f"from {minimum:g}"

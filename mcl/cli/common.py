@@ -376,6 +376,12 @@ def _describe_os_error(exc: OSError) -> str:
 # -- argument types -------------------------------------------------------------------
 
 
+def _quoted(text: str) -> str:
+    """`text` quoted for an error line, cut to 60 characters (a 5000-character argument stays one short line)."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:56] + "...'"
+
+
 def _max_seconds() -> float:
     """The longest span in seconds: within the int64 ns of log times and the longest wait a thread can make."""
     from mcl.timeutil import MAX_NS, NS_PER_S
@@ -388,11 +394,11 @@ def seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a number of seconds") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a finite number of seconds")
     if abs(value) > _max_seconds():
-        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {_max_seconds():g} s (mcl's times are int64 ns)")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is too long: at most {_max_seconds():g} s (mcl's times are int64 ns)")
     return value
 
 
@@ -402,7 +408,7 @@ def positive_seconds(text: str) -> float:
 
     value = seconds(text)
     if not round(value * NS_PER_S) >= 1:  # 1e-300 is not zero, but it is 0 ns
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds (at least 1 ns)")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} must be a positive number of seconds (at least 1 ns)")
     return value
 
 
@@ -411,9 +417,9 @@ def positive_number(text: str, maximum: float = 1e12) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a number") from None
     if not 0 < value <= maximum:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number (at most {maximum:g})")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} must be a positive number (at most {maximum:g})")
     return value
 
 
@@ -423,7 +429,7 @@ def megabytes(text: str) -> float:
 
     value = positive_number(text, MAX_INT64 / 1e6)
     if round(value * 1_000_000) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is less than one byte (the size is in MB, 10^6 bytes)")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is less than one byte (the size is in MB, 10^6 bytes)")
     return value
 
 
@@ -435,11 +441,11 @@ def whole_number(text: str, minimum: int = 0, maximum: int | None = None) -> int
     try:
         value = int(text)
     except ValueError:  # also more than 4300 digits
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a whole number") from None
     if value < minimum:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} must be at least {minimum}")
     if value > top:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at most {top}")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} must be at most {top}")
     return value
 
 
@@ -469,7 +475,7 @@ def non_negative_seconds(text: str) -> float:
     """argparse type: a finite, non-negative number of seconds."""
     value = seconds(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; give seconds >= 0")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is negative; give seconds >= 0")
     return value
 
 
@@ -477,11 +483,11 @@ def comma_list(text: str) -> list[str]:
     """argparse type: ``a,b,c`` to ``['a', 'b', 'c']`` (no empty items; names are UTF-8 text on the wire and on disk)."""
     items = [item.strip() for item in text.split(",")]
     if not items or any(not item for item in items):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of names")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a comma-separated list of names")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:  # bytes of the command line that are not UTF-8 (os.fsdecode's surrogates)
-        raise argparse.ArgumentTypeError(f"{text!r} is not UTF-8 text (names are UTF-8)") from None
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not UTF-8 text (names are UTF-8)") from None
     return items
 
 

@@ -180,11 +180,7 @@ def _replay(args: argparse.Namespace) -> int:
                     f"to attach to {bus} before the first message",
                     flush=True,
                 )
-        if args.start_paused:
-            replay.pause()
-        else:
-            replay.start()
-        if args.control is not None:
+        if args.control is not None:  # bound before the workers start: a bind that fails leaves nothing running
             from mcl.replay.control import ControlServer, is_loopback
 
             server = stack.enter_context(ControlServer(replay, args.control, on_quit=quit_requested.set))
@@ -195,6 +191,10 @@ def _replay(args: argparse.Namespace) -> int:
                     "can pause, seek, stop and quit this replay (no authentication); bind 127.0.0.1 unless "
                     "a firewall keeps others out"
                 )
+        if args.start_paused:
+            replay.pause()
+        else:
+            replay.start()
         try:
             status = _run(replay, keys, display, quit_requested)
         except OSError as exc:
