@@ -164,7 +164,10 @@ class RecordOptions:
     def __post_init__(self) -> None:
         # Types and ranges of every field (mcl.checks): an ArgumentError naming the field.
         object.__setattr__(self, "topics", check_names(self.topics, "topics"))
-        check_text(self.bus, "bus", none_ok=True)
+        if self.bus is not None:
+            from mcl.network.address import parse_bus
+
+            parse_bus(self.bus)  # BusError naming the address
         check_flag(self.exact, "exact")
         if self.topic_filter is not None and not callable(self.topic_filter):
             raise ArgumentError(f"topic_filter must be a callable or None, not {self.topic_filter!r}")

@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from mcl.checks import check_flag
 from mcl.exceptions import (
     ArgumentError,
     ArgumentRangeError,
@@ -60,6 +61,7 @@ class LogReader:
         if not paths:
             raise LogError("no log path given")
         # The options first (ArgumentError naming each), so a bad one opens no file.
+        check_flag(strict, "strict")
         topic_filter: TopicFilter | None = topics if callable(topics) else make_topic_filter(topics)
         start_ns = seconds_to_ns(start, "start")
         end_ns = seconds_to_ns(end, "end")

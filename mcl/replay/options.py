@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcl.checks import MAX_C_INT, check_flag, check_int, check_names, check_pattern, check_text
+from mcl.checks import MAX_C_INT, check_flag, check_int, check_names, check_pattern
 from mcl.exceptions import ArgumentError, ArgumentRangeError, ArgumentTypeError
 from mcl.replay.clock import MAX_SPEED, MIN_SPEED, check_speed
 from mcl.timeutil import MAX_NS, NS_PER_S, check_ns, check_seconds, check_timeout
@@ -63,8 +63,9 @@ class ReplayOptions:
         check_int(self.batch_records, "batch_records", minimum=1, maximum=MAX_READ_AHEAD, unit="records")
         check_int(self.batch_bytes, "batch_bytes", minimum=1, maximum=MAX_C_INT, unit="bytes")
         check_ns(self.spin_ns, "spin_ns")
-        check_text(self.bus, "bus", none_ok=True)
         check_flag(self.publish, "publish")
+        if self.bus is not None:
+            check_bus(self.bus)
         check_int(self.hwm, "hwm", minimum=0, maximum=MAX_C_INT, unit="messages", none_ok=True)
         check_timeout(self.send_timeout_s, "send_timeout_s", none_ok=False)
         check_int(self.wait_for_subscribers, "wait_for_subscribers", minimum=0, maximum=MAX_C_INT, unit="subscribers")
@@ -118,6 +119,13 @@ class ReplayOptions:
     def queue_batches(self) -> int:
         """Queue length in batches so that about `read_ahead` records are buffered."""
         return max(2, math.ceil(self.read_ahead / self.batch_records))
+
+
+def check_bus(bus: Any) -> None:
+    """A bus address of the options (str or BusAddress): BusError naming it when it is not one (mcl.network.parse_bus)."""
+    from mcl.network.address import parse_bus
+
+    parse_bus(bus)
 
 
 def intersect_window(starts: Iterable[int | None], ends: Iterable[int | None]) -> tuple[int | None, int | None]:
