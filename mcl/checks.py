@@ -14,6 +14,7 @@ with the same rules.
 
 from __future__ import annotations
 
+import importlib
 import math
 import operator
 import re
@@ -22,7 +23,7 @@ from typing import Any, Literal, overload
 
 from mcl.exceptions import ArgumentError
 
-__all__ = ["MAX_INT64", "MAX_C_INT", "check_int", "check_number", "check_names", "check_pattern", "check_text", "check_flag"]
+__all__ = ["MAX_INT64", "MAX_C_INT", "check_int", "check_number", "check_names", "check_pattern", "nested_repetition", "check_text", "check_flag"]
 
 MAX_INT64 = 2**63 - 1  # counts and sizes: what a log's int64 fields and C sizes hold
 MAX_C_INT = 2**31 - 1  # ZeroMQ socket options (high-water marks) and semaphore counts are C ints
@@ -166,7 +167,14 @@ def check_names(value: Any, what: str, *, none_ok: bool = True) -> tuple[str, ..
 
 
 def check_pattern(value: Any, what: str, *, none_ok: bool = True) -> str | None:
-    """A regular expression given as text (None stays None when `none_ok`), compiled once to check it."""
+    """A regular expression given as text (None stays None when `none_ok`), compiled once to check it.
+
+    The pattern is matched against topic names that come from the wire, so a
+    pattern that can take exponential time is refused: an unbounded
+    repetition inside another (``(a+)+$``, ``(\\w*)*x``) backtracks 2^n
+    times on a topic of n characters built for it (30 characters: minutes),
+    which would stall a recorder. :func:`nested_repetition` says where.
+    """
     if value is None and none_ok:
         return None
     if not isinstance(value, str):
@@ -175,4 +183,47 @@ def check_pattern(value: Any, what: str, *, none_ok: bool = True) -> str | None:
         re.compile(value)
     except (re.error, RecursionError, OverflowError) as exc:  # deeply nested groups overflow the compiler
         raise ArgumentError(f"bad {what} pattern {_shown(value)}: {exc}") from None
+    nested = nested_repetition(value)
+    if nested is not None:
+        raise ArgumentError(
+            f"bad {what} pattern {_shown(value)}: a repetition inside a repetition ({nested}) can take "
+            "exponential time on a topic made for it; write it without the outer repeat (or with a possessive one, *+ / ++)"
+        )
     return value
+
+
+def nested_repetition(pattern: str) -> str | None:
+    """The first unbounded repetition nested in another one in `pattern` (a short description), or None.
+
+    Possessive repetitions (``a++``, ``(?>...)``) never backtrack and are
+    allowed; bounded ones (``{0,3}``) too. `pattern` must compile.
+    """
+    parser: Any = importlib.import_module("re._parser")  # the stdlib parser (sre_parse is deprecated)
+    constants: Any = importlib.import_module("re._constants")
+    greedy = {constants.MAX_REPEAT, constants.MIN_REPEAT}
+    unbounded_max = constants.MAXREPEAT
+
+    def walk(items: Any, outer: bool) -> str | None:
+        for op, arg in items:
+            if op in greedy:
+                low, high, body = arg
+                unbounded = high == unbounded_max
+                if unbounded and outer:
+                    return f"{'+' if low else '*'} inside + or *"
+                found = walk(body, outer or unbounded)
+            elif op is constants.SUBPATTERN:
+                found = walk(arg[3], outer)
+            elif op is constants.BRANCH:
+                found = next((f for f in (walk(branch, outer) for branch in arg[1]) if f), None)
+            elif op in (constants.ASSERT, constants.ASSERT_NOT):
+                found = walk(arg[1], outer)
+            else:
+                found = None
+            if found:
+                return found
+        return None
+
+    try:
+        return walk(parser.parse(pattern), False)
+    except (re.error, RecursionError):
+        return None

@@ -23,6 +23,7 @@ import pytest
 import mcl
 from mcl.checks import MAX_C_INT, check_int, check_names, check_number
 from mcl.exceptions import ArgumentError, MclError
+from mcl.log.record import make_topic_filter
 from mcl.recorder import RecordOptions
 from mcl.replay import ReplayOptions
 from mcl.station.config import StationConfigError, load_config
@@ -76,6 +77,10 @@ CLI_CASES: list[tuple[str, list[str], int, str]] = [
     ("convert", [LOG, "OUT", "--split-size", "1e-300"], 2, "less than one byte"),
     ("convert", [LOG, "OUT", "--split-size", HUGE], 2, "positive number"),
     ("cat", [LOG, "--topics", NOT_UTF8], 2, "is not UTF-8 text"),
+    ("cat", [LOG, "--exclude", "(a+)+$"], 2, "a repetition inside a repetition"),
+    ("dump", ["--exclude", r"(\w+\s?)+$"], 2, "a repetition inside a repetition"),
+    ("replay", [LOG, "--dry-run", "--exclude", "(a*)*x"], 2, "a repetition inside a repetition"),
+    ("replay", [LOG, "--dry-run", "--exclude", "[a-"], 2, "bad regular expression"),
     ("cat", [LOG, "--end", "9223372036.9"], 2, "too long"),
     ("export", [LOG, "--topics", "gps", "--fields", "latitude", "--csv", "-", "--start=-1e-300"], 2, "negative"),
     ("info", [LOG, "--start", HUGE], 2, "not a finite number"),
@@ -242,6 +247,18 @@ def test_writer_options_are_checked_before_anything_is_created(options: dict[str
     assert not (tmp_path / "log").exists()
 
 
+def test_a_catastrophic_exclude_is_refused_and_linear_ones_kept() -> None:
+    """(a+)+$ on 'aaaa...!' backtracks 2^n times (a 30-character topic from the wire: minutes): refused; ordinary patterns are not."""
+    for bad in ("(a+)+$", "(a*)*x", r"(\w+\s?)+$", "(a|b+)*", "x(?=(a+)+)"):
+        with pytest.raises(ArgumentError, match="repetition inside a repetition"):
+            make_topic_filter(None, exclude=bad)
+        with pytest.raises(ArgumentError, match="repetition inside a repetition"):
+            ReplayOptions(exclude=bad)
+    for good in ("^camera/", "(?:front|rear)$", "a+b+", "(a++)+$", "(?>a+)+$", "(a{0,3})x", "imu|gps"):
+        keep = make_topic_filter(None, exclude=good)
+        assert keep is not None and keep("lidar") is True
+
+
 def test_the_mcl1_writer_checks_the_shared_options(tmp_path: Path) -> None:
     """MCL_LOG 1.0 took any split_size (-1, 'abc') and failed at the first write; now the factory's one check refuses it."""
     for bad in (-1, "abc", 10**400):
@@ -299,7 +316,7 @@ def test_subscriber_and_publisher_waits_check_their_values() -> None:
     "call",
     [
         lambda: ReplayOptions(speed=math.inf, start_ns=0, end_ns=MAX_NS, hwm=0, read_ahead=1, wait_for_subscribers=MAX_C_INT),
-        lambda: ReplayOptions(topics="gps", remap=[["a", "b"]], exclude="(a+)+$"),
+        lambda: ReplayOptions(topics="gps", remap=[["a", "b"]], exclude="(a++)+$"),
         lambda: RecordOptions(hwm=MAX_C_INT, count=2**63 - 1, split_size=1, topics=["a", "b"]),
         lambda: check_timeout(math.inf, infinite_ok=True),
         lambda: check_int(__import__("numpy").int64(5), "n"),
@@ -333,6 +350,7 @@ STATION_CASES = [
     ("[units.a]\nkind = 'runner'\nclass = 'a:B'\nperiod = " + HUGE + "\n", "key 'period': "),
     ("[units.a]\nkind = 'offload'\nsource = 'a'\ndestination = '/nonexistent/b'\nsettle = -inf\n", "key 'settle': "),
     ("[station]\nmin_free = " + "9" * 5000 + "\n", "TOML value out of range"),
+    ("[units.a]\nkind = 'replay'\nlog = 'x'\nexclude = '(a+)+$'\n", "key 'exclude': bad regular expression '(a+)+$': a repetition inside"),
 ]
 
 

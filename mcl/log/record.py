@@ -70,12 +70,14 @@ def make_topic_filter(
     and no regular expression of `exclude` matches it (``re.search``).
     Raises :class:`~mcl.exceptions.ArgumentError` (a ValueError) for a bad regular expression or names that are not strings.
     """
-    from mcl.checks import check_names
+    from mcl.checks import check_names, check_pattern
 
     given = check_names(topics, "topics")
     names = None if given is None else frozenset(given)
     starts = check_names(prefixes, "prefixes")
     patterns = list(check_names(exclude, "exclude") or ())
+    for pattern in patterns:
+        check_pattern(pattern, "exclude")  # compiles, and no nested repetition: topics come from the wire
     drop = None
     if patterns:
         try:

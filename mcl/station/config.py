@@ -612,10 +612,13 @@ def _build_unit(
         if ("curve_secret" in options) != ("curve_clients" in options):
             raise fail("curve_secret and curve_clients go together", "curve_secret")
     if kind == "replay" and options.get("exclude") is not None:
+        from mcl.checks import check_pattern
+        from mcl.exceptions import ArgumentError
+
         try:
-            re.compile(options["exclude"])
-        except re.error as exc:
-            raise fail(f"bad regular expression: {exc}", "exclude") from None
+            check_pattern(options["exclude"], "exclude")
+        except ArgumentError as exc:
+            raise fail(str(exc).replace("bad exclude pattern", "bad regular expression"), "exclude") from None
     if kind == "offload" and is_within(options["destination"], options["source"]):
         # The copy would be the source itself (then removed after keep_local) or be copied again and again.
         raise fail(f"{options['destination']} is inside the source {options['source']}: give a destination outside it", "destination")
