@@ -38,9 +38,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mcl.checks import MAX_C_INT, MAX_INT64, check_flag, check_int, check_names, check_text
 from mcl.exceptions import ArgumentError, LogError, MclError, RecordError
 from mcl.log.formats import DEFAULT_FORMAT, LogWriterProtocol, check_writer_options, format_spec, make_writer
-from mcl.timeutil import NS_PER_S, check_seconds
+from mcl.timeutil import NS_PER_S, check_seconds, check_timeout
 
 if TYPE_CHECKING:
     from mcl.network import Received
@@ -130,12 +131,9 @@ class RecorderStatus:
     error: str | None = None  # why the recording stopped early, None if it did not
 
 
-def _positive(value: Any, name: str, unit: str, none_ok: bool = True) -> None:
-    """`value` must be a positive integer (or None when `none_ok`); ArgumentError naming the field."""
-    if value is None and none_ok:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ArgumentError(f"{name} must be a positive integer ({unit}){' or None' if none_ok else ''}, not {value!r}")
+def _positive(value: Any, name: str, unit: str, none_ok: bool = True, maximum: int = MAX_INT64) -> None:
+    """`value` must be a positive integer up to `maximum` (or None when `none_ok`); ArgumentError naming the field."""
+    check_int(value, name, minimum=1, maximum=maximum, unit=unit, none_ok=none_ok)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,17 +162,28 @@ class RecordOptions:
     hwm: int = DEFAULT_HWM  # messages the recorder's socket queues while the thread is busy (then drops, counted)
 
     def __post_init__(self) -> None:
-        if self.topics is not None and not all(isinstance(t, str) for t in self.topics):
-            raise ArgumentError(f"topics must be strings, not {self.topics!r}")
-        if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata):
-            raise ArgumentError(f"metadata keys and values must be strings, not {self.metadata!r}")
+        # Types and ranges of every field (mcl.checks): an ArgumentError naming the field.
+        object.__setattr__(self, "topics", check_names(self.topics, "topics"))
+        if self.bus is not None:
+            from mcl.network.address import parse_bus
+
+            parse_bus(self.bus)  # BusError naming the address
+        check_flag(self.exact, "exact")
+        if self.topic_filter is not None and not callable(self.topic_filter):
+            raise ArgumentError(f"topic_filter must be a callable or None, not {self.topic_filter!r}")
+        if self.on_message is not None and not callable(self.on_message):
+            raise ArgumentError(f"on_message must be a callable or None, not {self.on_message!r}")
+        check_text(self.format, "format")
+        pairs = None if isinstance(self.metadata, (str, bytes)) or not isinstance(self.metadata, Iterable) else tuple(self.metadata)
+        if pairs is None or not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in pairs):
+            raise ArgumentError(f"metadata must be (key, value) pairs of strings, not {self.metadata!r}")
         _positive(self.split_size, "split_size", "bytes")
         _positive(self.split_duration_ns, "split_duration_ns", "ns")
         _positive(self.max_files, "max_files", "data files")
         _positive(self.flush_interval_ns, "flush_interval_ns", "ns", none_ok=False)
         _positive(self.duration_ns, "duration_ns", "ns")
         _positive(self.count, "count", "messages")
-        _positive(self.hwm, "hwm", "messages", none_ok=False)
+        _positive(self.hwm, "hwm", "messages", none_ok=False, maximum=MAX_C_INT)
         if self.compression not in (None, "zstd"):
             raise ArgumentError(f"compression: unknown {self.compression!r} (known: zstd)")
         try:
@@ -193,8 +202,10 @@ class RecordOptions:
     ) -> RecordOptions:
         """The options of ``Recorder``'s keyword form (lists, a dict of metadata; times in ns)."""
         if topics is not None:
-            fields["topics"] = (topics,) if isinstance(topics, str) else tuple(topics)
+            fields["topics"] = check_names(topics, "topics")
         if metadata is not None:
+            if isinstance(metadata, (str, bytes)) or not isinstance(metadata, (Mapping, Iterable)):
+                raise ArgumentError(f"metadata must be a dict of strings, not {metadata!r}")
             fields["metadata"] = tuple((metadata.items() if isinstance(metadata, Mapping) else metadata))
         unknown = sorted(set(fields) - {f for f in cls.__dataclass_fields__})
         if unknown:
@@ -333,6 +344,7 @@ class Recorder:
         Raises RecordError / LogError if the log cannot be created, BusError
         if the bus cannot be joined.
         """
+        check_timeout(timeout, none_ok=False)
         if self._started:
             raise RuntimeError("Cannot start a recorder twice; create a new Recorder for a new recording.")
         self._started = True
@@ -388,6 +400,7 @@ class Recorder:
 
         Idempotent. Raises RecordError (once) if the recording failed.
         """
+        timeout = check_timeout(timeout)
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -404,6 +417,7 @@ class Recorder:
 
         A failure is raised by :meth:`stop`, not here.
         """
+        timeout = check_timeout(timeout)
         if not self._started:
             raise RuntimeError("Cannot wait for a recorder that was not started.")
         return self._done.wait(timeout)

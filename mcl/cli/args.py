@@ -53,11 +53,19 @@ _Adder = argparse.ArgumentParser | argparse._ArgumentGroup
 
 
 def regex(text: str) -> str:
-    """argparse type: a valid regular expression (kept as text)."""
+    """argparse type: a valid regular expression (kept as text), refused when it can take exponential time.
+
+    The one check of :func:`mcl.checks.check_pattern`: topics matched come
+    from the wire, and a nested repetition such as ``(a+)+$`` would let a
+    publisher stall the command with one topic name made for it.
+    """
+    from mcl.checks import check_pattern
+    from mcl.exceptions import ArgumentError
+
     try:
-        re.compile(text)
-    except re.error as exc:
-        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {exc}") from None
+        check_pattern(text, "regular expression")
+    except ArgumentError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("bad regular expression pattern", "bad regular expression")) from None
     return text
 
 

@@ -29,7 +29,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mcl.cli.common import LineFormatter, StopSignals, make_parser, run_main
+from mcl.cli.common import LineFormatter, StopSignals, make_parser, queue_length, run_main
 from mcl.exceptions import BusError
 
 if TYPE_CHECKING:
@@ -40,16 +40,6 @@ __all__ = ["add_arguments", "main", "run"]
 PROG = "mcl-bus"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bind",
@@ -58,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--hwm",
-        type=_positive_int,
+        type=queue_length,
         default=None,
         metavar="N",
         help="messages queued per peer before ZeroMQ drops (default: 1000)",

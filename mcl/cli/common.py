@@ -31,8 +31,10 @@ only mcl-station run, a daemon, takes SIGHUP as "reload the configuration".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import contextvars
 import datetime as _dt
+import io
 import logging
 import math
 import os
@@ -40,7 +42,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import IO, Any
 
 from mcl.exceptions import LogDamageWarning, LogError, MclError
@@ -62,6 +64,12 @@ __all__ = [
     "seconds",
     "non_negative_seconds",
     "positive_seconds",
+    "positive_number",
+    "megabytes",
+    "whole_number",
+    "whole_numbers",
+    "positive_int",
+    "queue_length",
     "comma_list",
     "check_topics",
     "format_utc",
@@ -235,7 +243,7 @@ class _Stderr:
 
 
 def _run_body(body: Callable[[], int | None]) -> int:
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _paths_on_stdout():
         warnings.simplefilter("always", LogDamageWarning)
         print_damage_warnings()
         try:
@@ -261,6 +269,36 @@ def _run_body(body: Callable[[], int | None]) -> int:
         except OSError as exc:
             print_error(_describe_os_error(exc))
             return EXIT_ERROR
+
+
+@contextlib.contextmanager
+def _paths_on_stdout() -> Iterator[None]:
+    """Let stdout print the names the command line gave, also those that are not UTF-8.
+
+    A file name of bytes that are not UTF-8 arrives as surrogates
+    (``os.fsdecode``); printed back ("written to PATH") with the default
+    strict error handler it would be a UnicodeEncodeError after the work
+    is done. ``surrogateescape`` writes the original bytes, as ``ls`` does.
+    """
+    stream = sys.stdout
+    reconfigure = getattr(stream, "reconfigure", None)
+    previous = getattr(stream, "errors", None)
+    if reconfigure is None or previous != "strict":
+        yield
+        return
+    try:
+        reconfigure(errors="surrogateescape")
+    except (ValueError, OSError, io.UnsupportedOperation):  # not reconfigurable now: leave it as it is
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            if sys.stdout is stream:
+                reconfigure(errors=previous)
+        except (ValueError, OSError, io.UnsupportedOperation):
+            pass
 
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # each ends a long-running command cleanly
@@ -343,69 +381,118 @@ def _describe_os_error(exc: OSError) -> str:
 # -- argument types -------------------------------------------------------------------
 
 
-def seconds(text: str) -> float:
-    """argparse type: a finite number of seconds (may be negative) within the int64 ns range of log times."""
+def _quoted(text: str) -> str:
+    """`text` quoted for an error line, cut to 60 characters (a 5000-character argument stays one short line)."""
+    shown = repr(text)
+    return shown if len(shown) <= 60 else shown[:56] + "...'"
+
+
+def _max_seconds() -> float:
+    """The longest span in seconds: within the int64 ns of log times and the longest wait a thread can make."""
     from mcl.timeutil import MAX_NS, NS_PER_S
 
+    return min(MAX_NS / NS_PER_S, threading.TIMEOUT_MAX)
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite number of seconds (may be negative) within the int64 ns range of log times."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a number of seconds") from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
-    if abs(value) * NS_PER_S > MAX_NS:
-        raise argparse.ArgumentTypeError(f"{text!r} is too long: at most {MAX_NS / NS_PER_S:g} s (mcl's times are int64 ns)")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a finite number of seconds")
+    if abs(value) > _max_seconds():
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is too long: at most {_max_seconds():g} s (mcl's times are int64 ns)")
     return value
 
 
 def positive_seconds(text: str) -> float:
-    """argparse type: a number of seconds above zero (durations, intervals, timeouts), as :func:`seconds`."""
+    """argparse type: a number of seconds of at least 1 ns (durations, intervals, timeouts), as :func:`seconds`."""
+    from mcl.timeutil import NS_PER_S
+
     value = seconds(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    if not round(value * NS_PER_S) >= 1:  # 1e-300 is not zero, but it is 0 ns
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} must be a positive number of seconds (at least 1 ns)")
     return value
 
 
-def positive_number(text: str) -> float:
-    """argparse type: a finite number above zero (sizes, intervals)."""
+def positive_number(text: str, maximum: float = 1e12) -> float:
+    """argparse type: a finite number above zero and at most `maximum` (sizes in MB, rates)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a number") from None
+    if not 0 < value <= maximum:
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} must be a positive number (at most {maximum:g})")
     return value
 
 
-def whole_number(text: str, minimum: int = 0) -> int:
-    """argparse type: a whole number >= `minimum` (0 by default)."""
+def megabytes(text: str) -> float:
+    """argparse type: a size in megabytes (10^6 bytes) of at least one byte and within the int64 range."""
+    from mcl.checks import MAX_INT64
+
+    value = positive_number(text, MAX_INT64 / 1e6)
+    if round(value * 1_000_000) < 1:
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is less than one byte (the size is in MB, 10^6 bytes)")
+    return value
+
+
+def whole_number(text: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """argparse type: a whole number from `minimum` (0 by default) to `maximum` (default: the int64 range)."""
+    from mcl.checks import MAX_INT64
+
+    top = MAX_INT64 if maximum is None else maximum
     try:
         value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    except ValueError:  # also more than 4300 digits
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a whole number") from None
     if value < minimum:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least {minimum}")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} must be at least {minimum}")
+    if value > top:
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} must be at most {top}")
     return value
+
+
+def whole_numbers(minimum: int = 0, maximum: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number from `minimum` to `maximum` (as :func:`whole_number`)."""
+
+    def whole(text: str) -> int:
+        return whole_number(text, minimum, maximum)
+
+    whole.__name__ = "whole_number"
+    return whole
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1 (counts, sizes in records)."""
+    """argparse type: a whole number >= 1 (counts, sizes in records), within the int64 range."""
     return whole_number(text, 1)
+
+
+def queue_length(text: str) -> int:
+    """argparse type: a queue bound in messages, 1 to 2^31 - 1 (ZeroMQ's high-water marks are C ints)."""
+    from mcl.checks import MAX_C_INT
+
+    return whole_number(text, 1, MAX_C_INT)
 
 
 def non_negative_seconds(text: str) -> float:
     """argparse type: a finite, non-negative number of seconds."""
     value = seconds(text)
     if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is negative; give seconds >= 0")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is negative; give seconds >= 0")
     return value
 
 
 def comma_list(text: str) -> list[str]:
-    """argparse type: ``a,b,c`` to ``['a', 'b', 'c']`` (no empty items)."""
+    """argparse type: ``a,b,c`` to ``['a', 'b', 'c']`` (no empty items; names are UTF-8 text on the wire and on disk)."""
     items = [item.strip() for item in text.split(",")]
     if not items or any(not item for item in items):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of names")
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not a comma-separated list of names")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of the command line that are not UTF-8 (os.fsdecode's surrogates)
+        raise argparse.ArgumentTypeError(f"{_quoted(text)} is not UTF-8 text (names are UTF-8)") from None
     return items
 
 

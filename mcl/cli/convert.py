@@ -30,8 +30,8 @@ from mcl.cli.args import add_quiet_argument, add_time_arguments, add_topic_argum
 from mcl.cli.common import (
     check_topics,
     make_parser,
-    non_negative_seconds,
-    positive_number,
+    megabytes,
+    positive_seconds,
     run_main,
 )
 from mcl.exceptions import LogError
@@ -65,8 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write the absolute paths of the inputs into the MCAP file's metadata (left out by default)",
     )
-    parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes), as mcl-dump")
-    parser.add_argument("--split-duration", type=non_negative_seconds, metavar="S", help="start a new data file every S seconds")
+    parser.add_argument("--split-size", type=megabytes, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes), as mcl-dump")
+    parser.add_argument("--split-duration", type=positive_seconds, metavar="S", help="start a new data file every S seconds")
 
 
 def main(argv: list[str] | None = None) -> int:

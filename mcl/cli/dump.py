@@ -48,8 +48,9 @@ from mcl.cli.common import (
     format_seconds,
     format_size,
     make_parser,
+    megabytes,
     positive_int,
-    positive_number,
+    queue_length,
     positive_seconds,
     print_warning,
     run_main,
@@ -73,12 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exact", action="store_true", help=argparse.SUPPRESS)  # accepted for old scripts: --topics are exact names now
     parser.add_argument("-o", "--output", metavar="DIR", default=".", help="where the <UTC timestamp>_<host>/ log directories go (default: .)")
     parser.add_argument("--format", choices=("native", "mcl1"), default="native", help="log format (default: native)")
-    parser.add_argument("--split-size", type=positive_number, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
+    parser.add_argument("--split-size", type=megabytes, metavar="MB", help="start a new data file after MB megabytes (10^6 bytes)")
     parser.add_argument("--split-duration", type=positive_seconds, metavar="S", help="start a new data file every S seconds")
     parser.add_argument("--max-files", type=positive_int, metavar="N", help="rotation: keep only the newest N data files (native format)")
     parser.add_argument("--compress", action="store_true", help="compress data blocks with zstd (native format)")
     parser.add_argument("--flush-interval", type=positive_seconds, default=0.1, metavar="S", help="flush the log every S seconds; SIGKILL loses at most this much (default: 0.1)")
-    parser.add_argument("--hwm", type=positive_int, default=100_000, metavar="N", help="messages queued for the recorder while it writes; when full the bus waits (a replay) or drops (live publishers; counted as lost); default: 100000")
+    parser.add_argument("--hwm", type=queue_length, default=100_000, metavar="N", help="messages queued for the recorder while it writes; when full the bus waits (a replay) or drops (live publishers; counted as lost); default: 100000")
     parser.add_argument("--metadata", "-m", action="append", default=[], metavar="KEY=VALUE", help="free metadata kept with the log (repeatable)")
     stop = parser.add_argument_group("stopping")
     stop.add_argument("--duration", type=positive_seconds, metavar="S", help="stop after S seconds of recording")

@@ -29,7 +29,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mcl.cli.args import add_bus_argument, add_quiet_argument, add_topic_arguments, describe_topics
-from mcl.cli.common import LineFormatter, StopSignals, make_parser, positive_int, print_warning, run_main, whole_number
+from mcl.cli.common import LineFormatter, StopSignals, make_parser, print_warning, queue_length, run_main, whole_number
 
 if TYPE_CHECKING:  # the bridge (and foxglove-sdk) is imported when serving: --help starts without it
     from mcl.foxglove import BridgeOptions
@@ -53,11 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address the WebSocket server listens on (default: 127.0.0.1)")
     parser.add_argument("--port", type=_port, default=8765, help="WebSocket port (default: 8765; 0 picks a free one)")
     parser.add_argument(
-        "--queue", type=positive_int, default=1000, metavar="N",
+        "--queue", type=queue_length, default=1000, metavar="N",
         help="messages held per topic for the clients; beyond, the oldest are dropped and counted (default: 1000)",
     )
     parser.add_argument(
-        "--backlog", type=positive_int, default=1024, metavar="N",
+        "--backlog", type=queue_length, default=1024, metavar="N",
         help="messages queued per client by the server; a slower client loses its oldest (default: 1024)",
     )
     add_quiet_argument(parser, "no status line")

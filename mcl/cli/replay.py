@@ -38,15 +38,15 @@ from mcl.cli.common import (
     check_topics,
     make_parser,
     non_negative_seconds,
-    positive_int,
     positive_number,
     print_warning,
     run_main,
-    whole_number,
+    whole_numbers,
 )
+from mcl.checks import MAX_C_INT
 from mcl.exceptions import ReplayError
 from mcl.timeutil import NS_PER_S
-from mcl.replay.options import ReplayStatus, parse_remap
+from mcl.replay.options import MAX_READ_AHEAD, ReplayStatus, parse_remap
 
 __all__ = ["add_arguments", "main", "run"]
 
@@ -59,7 +59,7 @@ def _speed(text: str) -> float:
     """argparse type: a replay speed within the clock's documented range."""
     from mcl.replay.clock import check_speed
 
-    value = positive_number(text)
+    value = positive_number(text, sys.float_info.max)
     try:
         check_speed(value)
     except ValueError as exc:
@@ -95,10 +95,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     output = parser.add_argument_group("output")
     add_bus_argument(output)
     add_quiet_argument(output, "no progress display and no final line")
-    output.add_argument("--wait-for-subscribers", type=whole_number, default=0, metavar="N", help="hold the first message until N subscribers (mcl-dump, Subscriber) are attached to the bus")
-    output.add_argument("--hwm", type=whole_number, default=None, metavar="N", help="messages queued towards the bus before a publish waits (0: unlimited; default: the bus default, 10000)")
+    output.add_argument("--wait-for-subscribers", type=whole_numbers(0, MAX_C_INT), default=0, metavar="N", help="hold the first message until N subscribers (mcl-dump, Subscriber) are attached to the bus")
+    output.add_argument("--hwm", type=whole_numbers(0, MAX_C_INT), default=None, metavar="N", help="messages queued towards the bus before a publish waits (0: unlimited; default: the bus default, 10000)")
     output.add_argument("--dry-run", action="store_true", help="publish nothing: timing and progress only")
-    output.add_argument("--read-ahead", type=positive_int, default=5000, metavar="N", help="messages buffered ahead (default 5000)")
+    output.add_argument("--read-ahead", type=whole_numbers(1, MAX_READ_AHEAD), default=5000, metavar="N", help="messages buffered ahead (default 5000)")
     output.add_argument("--control", metavar="ADDR", help="serve remote control requests on ADDR (PORT, HOST:PORT, tcp://...; port 0: any)")
 
 
@@ -115,10 +115,14 @@ def _replay(args: argparse.Namespace) -> int:
     import mcl
     from mcl.replay import Replay
 
-    if args.bus is not None and not args.dry_run:
+    if args.bus is not None:
         from mcl.network import parse_bus
 
-        parse_bus(args.bus)  # a bad address is bad input: say so before starting anything
+        parse_bus(args.bus)  # a bad address is bad input (also with --dry-run): say so before starting anything
+    if args.control is not None:
+        from mcl.replay.control import parse_control_address
+
+        parse_control_address(args.control)  # before any worker starts (a bad one left their semaphores behind)
     with mcl.open_log(*args.logs) as log:
         # Bad selections are bad input: say so rather than replay nothing.
         check_topics(log, args.topics)
@@ -173,11 +177,7 @@ def _replay(args: argparse.Namespace) -> int:
                     f"to attach to {bus} before the first message",
                     flush=True,
                 )
-        if args.start_paused:
-            replay.pause()
-        else:
-            replay.start()
-        if args.control is not None:
+        if args.control is not None:  # bound before the workers start: a bind that fails leaves nothing running
             from mcl.replay.control import ControlServer, is_loopback
 
             server = stack.enter_context(ControlServer(replay, args.control, on_quit=quit_requested.set))
@@ -188,6 +188,10 @@ def _replay(args: argparse.Namespace) -> int:
                     "can pause, seek, stop and quit this replay (no authentication); bind 127.0.0.1 unless "
                     "a firewall keeps others out"
                 )
+        if args.start_paused:
+            replay.pause()
+        else:
+            replay.start()
         try:
             status = _run(replay, keys, display, quit_requested)
         except OSError as exc:

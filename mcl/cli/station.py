@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mcl.cli.common import StopSignals, make_parser, positive_seconds, run_main
+from mcl.cli.common import StopSignals, make_parser, positive_seconds, run_main, whole_numbers
 from mcl.jsonform import dumps as dumps_json
 from mcl.timeutil import NS_PER_S
 
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", "-q", action="store_true", help="station log to the file only, not to stderr")
     p = sub.add_parser("check", help="validate a station file and print its plan")
     p.add_argument("config", metavar="STATION.toml", type=Path)
-    p.add_argument("--sessions", type=int, default=3, metavar="N", help="capture windows shown per scheduled unit (default: 3)")
+    p.add_argument("--sessions", type=whole_numbers(1, 1000), default=3, metavar="N", help="capture windows shown per scheduled unit (default: 3)")
     p.add_argument("--json", action="store_true", help="the plan as JSON")
     p.add_argument("--no-import", action="store_true", help="do not import the runner classes (their modules run code when imported)")
 

@@ -117,6 +117,8 @@ def file_starts_with(path: Path, magic: bytes) -> bool:
 
 def format_spec(name: str) -> FormatSpec:
     """The registered format `name` (LogError if unknown)."""
+    if not isinstance(name, str):
+        raise LogError(f"a log format is a name (known: {', '.join(_REGISTRY)}), not {name!r}")
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -197,6 +199,27 @@ def check_writer_options(format: str, **options: Any) -> None:
             raise LogError(f"{_FEATURE_NAMES.get(name, name)} is not supported by the {format} format (formats that have it: {having})")
 
 
+def check_writer_common(
+    *, origin_ns: Any, metadata: Any, split_size: Any, split_duration_ns: Any
+) -> None:
+    """The options every writer takes, checked once before a writer creates anything (ArgumentError naming each).
+
+    `origin_ns` is UTC ns within the int64 range, `metadata` a dict of str
+    (or None), the split limits positive whole numbers (or None).
+    """
+    from mcl.checks import MAX_INT64, check_int
+    from mcl.exceptions import ArgumentError
+    from mcl.timeutil import MAX_NS, check_ns
+
+    check_ns(origin_ns, "origin_ns", minimum=-MAX_NS)
+    if metadata is not None and not (
+        isinstance(metadata, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items())
+    ):
+        raise ArgumentError(f"metadata must be a dict of strings (or None), not {metadata!r}")
+    check_int(split_size, "split_size", minimum=1, maximum=MAX_INT64, unit="bytes", none_ok=True)
+    check_ns(split_duration_ns, "split_duration_ns", minimum=1, none_ok=True)
+
+
 def make_writer(path: str | os.PathLike[str], format: str = DEFAULT_FORMAT, **options: Any) -> LogWriterProtocol:
     """A new writer of `format` at `path` (which must not hold a log)."""
     writer: LogWriterProtocol = writer_class(format)(path, **options)
@@ -231,6 +254,6 @@ def LogWriter(  # noqa: N802 - a factory that reads like the class users expect
         origin_ns=time.time_ns() if origin_ns is None else origin_ns,
         metadata=metadata,
         split_size=split_size,
-        split_duration_ns=seconds_to_ns(split_duration),
+        split_duration_ns=seconds_to_ns(split_duration, "split_duration"),
         **options,
     )

@@ -40,6 +40,7 @@ from typing import IO
 import msgpack
 
 from mcl.exceptions import (
+    ArgumentError,
     LogDamageWarning,
     LogError,
     LogExistsError,
@@ -750,8 +751,11 @@ class Mcl1Writer:
         revisions: dict[str | None, str] | None = None,  # type name (None: raw) -> revision of that series
         blank_line: str = "#",  # empty header comment lines: '#' (original writer) or '# ' (shipped A/B files)
     ) -> None:
+        from mcl.log.formats import check_writer_common
+
+        check_writer_common(origin_ns=origin_ns, metadata=metadata, split_size=split_size, split_duration_ns=split_duration_ns)
         if split_entries is not None and (isinstance(split_entries, bool) or not isinstance(split_entries, int) or split_entries < 1):
-            raise ValueError(f"split_entries must be a whole number >= 1, not {split_entries!r}")
+            raise ArgumentError(f"split_entries must be a whole number >= 1, not {split_entries!r}")
         format_header(0, None, blank_line=blank_line)  # checks blank_line
         self.path = Path(path)
         self._created_dir = make_log_dir(self.path)

@@ -30,12 +30,14 @@ from mcl.exceptions import (
     LogFormatError,
     LogNotFound,
 )
-from mcl.log.formats import file_starts_with
+from mcl.checks import check_flag, check_int
+from mcl.log.formats import check_writer_common, file_starts_with
 from mcl.log.native_layout import (
     CHUNK_HEADER,
     DATA_SUFFIX,
     INDEX_SUFFIX,
     FILE_MAGIC,
+    MAX_CHUNK_BYTES,
     MAX_TOPICS_PER_CHUNK,
     MAX_TYPES_PER_TOPIC,
     TYPE_SAMPLE,
@@ -74,7 +76,7 @@ from mcl.log.record import (
     total_topics,
 )
 from mcl.message import type_name_of
-from mcl.timeutil import NS_PER_S
+from mcl.timeutil import NS_PER_S, check_ns
 
 __all__ = ["FORMAT", "NativeSource", "NativeWriter", "probe", "reindex", "data_files"]
 
@@ -153,18 +155,17 @@ class NativeWriter:
         max_files: int | None = None,  # rotation: keep only the newest N data files (with their indexes); None: keep all
     ) -> None:
         self.path = Path(path)
-        if split_size is not None and split_size <= 0:
-            raise LogError(f"split size must be positive, not {split_size}")
-        if split_duration_ns is not None and split_duration_ns <= 0:
-            raise LogError(f"split duration must be positive, not {split_duration_ns} ns")
-        if chunk_size <= 0:
-            raise LogError(f"chunk size must be positive, not {chunk_size}")
-        if chunk_duration_ns is not None and chunk_duration_ns <= 0:
-            raise LogError(f"chunk duration must be positive, not {chunk_duration_ns} ns")
+        # Every option before anything is created (ArgumentError naming it).
+        check_writer_common(origin_ns=origin_ns, metadata=metadata, split_size=split_size, split_duration_ns=split_duration_ns)
+        check_int(chunk_size, "chunk_size", minimum=1, maximum=MAX_CHUNK_BYTES, unit="bytes")
+        check_ns(chunk_duration_ns, "chunk_duration_ns", minimum=1, none_ok=True)
+        check_ns(flush_interval_ns, "flush_interval_ns", minimum=1, none_ok=True)
+        check_int(compression_level, "compression_level", minimum=-(1 << 17), maximum=22)
+        check_flag(fsync, "fsync")
         self._chunk_duration_ns = chunk_duration_ns
         self._chunk_until_ns: int = 1 << 64
         self._compressor: Any = None
-        if compression not in (None, "none", "zstd"):
+        if not (compression is None or isinstance(compression, str)) or compression not in (None, "none", "zstd"):
             raise LogError(f"unknown compression {compression!r} (known: none, zstd)")
         if compression == "zstd":
             try:

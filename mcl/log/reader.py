@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from mcl.checks import check_flag
 from mcl.exceptions import (
     ArgumentError,
     ArgumentRangeError,
@@ -59,6 +60,13 @@ class LogReader:
         paths = list(paths)
         if not paths:
             raise LogError("no log path given")
+        # The options first (ArgumentError naming each), so a bad one opens no file.
+        check_flag(strict, "strict")
+        topic_filter: TopicFilter | None = topics if callable(topics) else make_topic_filter(topics)
+        start_ns = seconds_to_ns(start, "start")
+        end_ns = seconds_to_ns(end, "end")
+        if start_ns is not None and end_ns is not None and start_ns > end_ns:
+            raise LogError(f"start {start} s is after end {end} s")
         self.sources: list[LogSource] = []
         try:
             for path in paths:
@@ -72,11 +80,9 @@ class LogReader:
             (s.origin_ns - self.origin_ns) if (s.origin_ns is not None and self.origin_ns is not None) else 0
             for s in self.sources
         ]
-        self.topic_filter: TopicFilter | None = topics if callable(topics) else make_topic_filter(topics)
-        self.start_ns = seconds_to_ns(start)
-        self.end_ns = seconds_to_ns(end)
-        if self.start_ns is not None and self.end_ns is not None and self.start_ns > self.end_ns:
-            raise LogError(f"start {start} s is after end {end} s")
+        self.topic_filter = topic_filter
+        self.start_ns = start_ns
+        self.end_ns = end_ns
         self._closed = False
 
     def __iter__(self) -> Iterator[Record]:

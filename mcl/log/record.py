@@ -68,17 +68,24 @@ def make_topic_filter(
     A topic is kept when it is one of `topics` (exact names) or starts with
     one of `prefixes` (when neither is given, every topic is a candidate),
     and no regular expression of `exclude` matches it (``re.search``).
-    Raises ValueError for a bad regular expression.
+    Raises :class:`~mcl.exceptions.ArgumentError` (a ValueError) for a bad regular expression or names that are not strings.
     """
-    names = None if topics is None else frozenset([topics] if isinstance(topics, str) else topics)
-    starts = None if prefixes is None else tuple([prefixes] if isinstance(prefixes, str) else prefixes)
-    patterns = [] if exclude is None else ([exclude] if isinstance(exclude, str) else list(exclude))
+    from mcl.checks import check_names, check_pattern
+
+    given = check_names(topics, "topics")
+    names = None if given is None else frozenset(given)
+    starts = check_names(prefixes, "prefixes")
+    patterns = list(check_names(exclude, "exclude") or ())
+    for pattern in patterns:
+        check_pattern(pattern, "exclude")  # compiles, and no nested repetition: topics come from the wire
     drop = None
     if patterns:
         try:
             drop = re.compile("|".join(f"(?:{p})" for p in patterns)).search
-        except re.error as exc:
-            raise ValueError(f"bad exclude pattern {' '.join(patterns)!r}: {exc}") from None
+        except (re.error, RecursionError, OverflowError) as exc:
+            from mcl.exceptions import ArgumentError
+
+            raise ArgumentError(f"bad exclude pattern {' '.join(patterns)!r}: {exc}") from None
     if starts is None and drop is None:
         return None if names is None else names.__contains__
     if names is None and starts is None:

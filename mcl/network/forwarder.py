@@ -36,10 +36,12 @@ from typing import Any
 
 import zmq
 
+from mcl.checks import MAX_C_INT, check_int, check_number
 from mcl.exceptions import BusError
 from mcl.network import wire
 from mcl.network.address import BusAddress, parse_bus
 from mcl.network.security import CurveServer
+from mcl.timeutil import check_timeout
 
 __all__ = [
     "DEFAULT_HWM",
@@ -104,9 +106,12 @@ class Forwarder:
         stall_s: float | None = DEFAULT_STALL_S,
     ) -> None:
         self._requested = parse_bus(bus, allow_any_port=True)
-        self._hwm = int(hwm)
-        self._max_message_bytes = int(max_message_bytes)
-        self._stall_ms = None if stall_s is None else max(1, int(stall_s * 1000))
+        # The options before any thread or socket (ArgumentError naming each; ZeroMQ's options are C ints).
+        self._hwm = check_int(hwm, "hwm", minimum=0, maximum=MAX_C_INT, unit="messages")
+        self._max_message_bytes = check_int(max_message_bytes, "max_message_bytes", minimum=0, unit="bytes")
+        check_timeout(retry_s, "retry_s")
+        stall = check_number(stall_s, "stall_s", above=True, minimum=0, maximum=MAX_C_INT // 1000, unit="s", none_ok=True)
+        self._stall_ms = None if stall is None else max(1, int(stall * 1000))
         self.stalls = 0  # times a subscriber stalled the bus for stall_s and was dropped for
         self._curve = curve
         self._retry_s = retry_s
@@ -166,7 +171,7 @@ class Forwarder:
 
     def wait_first_bind(self, timeout: float = 1.0) -> bool:
         """Wait for the first attempt to bind (a forwarder with `retry_s`); True if it serves now."""
-        self._tried.wait(timeout)
+        self._tried.wait(check_timeout(timeout))
         return self.serving
 
     @property
@@ -181,7 +186,7 @@ class Forwarder:
 
     def wait_serving(self, timeout: float | None = None) -> bool:
         """Wait until the ports are bound (hosting mode); True when serving."""
-        self._ready.wait(timeout)
+        self._ready.wait(check_timeout(timeout))
         return self.serving
 
     def close(self) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from mcl.checks import MAX_C_INT, check_flag, check_int, check_number, check_text
 from mcl.exceptions import BusError
 from mcl.message import Message, encode
 from mcl.network import wire
@@ -19,6 +20,7 @@ from mcl.network._common import ConnectionWatch, endpoints, make_id, make_socket
 from mcl.network.address import BusAddress
 from mcl.network.forwarder import DEFAULT_HWM
 from mcl.network.security import CurveClient
+from mcl.timeutil import check_timeout
 
 __all__ = ["Publisher"]
 
@@ -86,6 +88,14 @@ class Publisher:
     ) -> None:
         self._sock: zmq.Socket | None = None
         self._lease = None
+        # The options before any socket (ArgumentError naming each; ZeroMQ's options are C ints of ms).
+        check_int(hwm, "hwm", minimum=0, maximum=MAX_C_INT, unit="messages")
+        check_timeout(close_timeout, "close_timeout", none_ok=False)
+        check_timeout(startup_wait, "startup_wait", none_ok=False)
+        check_number(send_timeout, "send_timeout", minimum=0, maximum=MAX_C_INT // 1000, unit="s")
+        check_text(id, "id", none_ok=True)
+        if provide is not None:
+            check_flag(provide, "provide")
         self.id: str = id if id is not None else make_id()
         self._idb = self.id.encode()
         self._ack_prefix = wire.ACK_PREFIX + self._idb + b"."
@@ -268,6 +278,7 @@ class Publisher:
         (no forwarder, or one that is not mcl's), and it is not waited for again.
         """
         sock = self._sock
+        timeout = check_timeout(timeout)
         if sock is None:
             raise RuntimeError("Cannot wait for the bus on a closed Publisher.")
         limit = self._startup_wait if timeout is None else timeout
@@ -292,6 +303,8 @@ class Publisher:
         publisher: from then on it gets every message published (or counts
         what it misses).
         """
+        check_int(n, "n", minimum=0, maximum=MAX_C_INT, unit="subscribers")
+        check_timeout(timeout, "timeout", none_ok=False, infinite_ok=True)
         sock = self._sock
         if sock is None:
             raise RuntimeError("Cannot wait for subscribers on a closed Publisher.")

@@ -55,6 +55,8 @@ def make_keys(directory: str | Path, name: str) -> tuple[Path, Path]:
     key. The secret file is readable by its owner only.
     """
     directory = Path(directory)
+    if not name or name in (".", "..") or "/" in name or "\0" in name:
+        raise BusError(f"{directory / name}: a key pair needs a file name (DIR/NAME makes DIR/NAME.key)")
     taken = [f for f in (directory / f"{name}.key", directory / f"{name}.key_secret") if f.exists()]
     if taken:
         raise BusError(f"{taken[0]}: already exists; not replacing a key (remove it first to make a new pair)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -13,6 +14,7 @@ from typing import Any
 import msgpack
 import zmq
 
+from mcl.checks import MAX_C_INT, MAX_INT64, check_flag, check_int, check_names
 from mcl.exceptions import BusError
 from mcl.message import decode
 from mcl.network import wire
@@ -20,7 +22,7 @@ from mcl.network._common import ConnectionWatch, endpoints, make_id, make_socket
 from mcl.network.address import BusAddress
 from mcl.network.forwarder import DEFAULT_HWM, DEFAULT_MAX_MESSAGE_BYTES
 from mcl.network.security import CurveClient
-from mcl.timeutil import NS_PER_S
+from mcl.timeutil import NS_PER_S, check_timeout
 
 __all__ = ["LossSpan", "Received", "StreamStats", "Subscriber", "SubscriberStats"]
 
@@ -162,15 +164,8 @@ _UNSET = object()
 
 
 def _normalize_topics(topics: Iterable[str] | str | None) -> list[str] | None:
-    if topics is None:
-        return None
-    if isinstance(topics, str):
-        return [topics]
-    out = list(topics)
-    for topic in out:
-        if not isinstance(topic, str):
-            raise TypeError(f"topics must be strings, not {type(topic).__name__}")
-    return out
+    names = check_names(topics, "topics")
+    return None if names is None else list(names)
 
 
 class Subscriber:
@@ -222,6 +217,15 @@ class Subscriber:
         max_streams: int = DEFAULT_MAX_STREAMS,
     ) -> None:
         self._sock: zmq.Socket | None = None
+        # The options before any socket (ArgumentError naming each; ZeroMQ's options are C ints).
+        check_int(hwm, "hwm", minimum=0, maximum=MAX_C_INT, unit="messages")
+        check_int(max_message_bytes, "max_message_bytes", minimum=0, maximum=MAX_INT64, unit="bytes")
+        check_int(max_topic_bytes, "max_topic_bytes", minimum=1, maximum=MAX_INT64, unit="bytes")
+        check_int(max_streams, "max_streams", minimum=1, maximum=MAX_INT64, unit="streams")
+        check_flag(exact, "exact")
+        check_flag(clock, "clock")
+        if provide is not None:
+            check_flag(provide, "provide")
         # publisher id -> (log_ns, wall_ns, speed) of its last replay time message (clock=True)
         self.clocks: dict[str, tuple[int, int, float]] = {}
         self._watch: ConnectionWatch | None = None
@@ -309,6 +313,7 @@ class Subscriber:
         waits for this subscriber's announcement among the subscriptions it
         receives (then closes).
         """
+        check_timeout(timeout, none_ok=False)
         if self._sock is None:
             raise RuntimeError("Cannot wait on a closed Subscriber.")
         context, endpoint, _ = endpoints(self._address, self._curve)
@@ -346,11 +351,13 @@ class Subscriber:
                 yield received
 
     def _wait_and_take(self, max_count: int, timeout: float | None) -> list[Received]:
+        check_int(max_count, "max_count", minimum=1, maximum=MAX_INT64, unit="messages")
+        timeout = check_timeout(timeout, "timeout", infinite_ok=True)
         sock = self._sock
         if sock is None:
             raise RuntimeError("Cannot receive on a closed Subscriber.")
         batch: list[Received] = []
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None or timeout == math.inf else time.monotonic() + timeout
         while True:
             self._take(sock, batch, max_count)
             if batch:

@@ -112,13 +112,15 @@ class ReplayClock:
 
 
 def check_speed(speed: float) -> None:
-    """Raise ValueError unless MIN_SPEED <= `speed` <= MAX_SPEED, or `speed` is math.inf."""
+    """Raise ArgumentError (a ValueError) unless MIN_SPEED <= `speed` <= MAX_SPEED, or `speed` is math.inf."""
     if (
         isinstance(speed, bool)
         or not isinstance(speed, (int, float))
         or not (speed == math.inf or MIN_SPEED <= speed <= MAX_SPEED)
     ):
-        raise ValueError(
+        from mcl.exceptions import ArgumentError
+
+        raise ArgumentError(
             f"speed must be between {MIN_SPEED:g} and {MAX_SPEED:g} (or math.inf: as fast as possible), not {speed!r}"
         )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -43,17 +44,35 @@ class _BadRequest(ValueError):
     """A request the endpoint refuses (the reply says why)."""
 
 
+_MAX_IPC_PATH = 107  # bytes of a Unix socket path (sun_path less its NUL)
+
+
 def parse_control_address(text: str) -> str:
-    """``PORT``, ``HOST:PORT`` or a full ZeroMQ endpoint (tcp://, ipc://) to an endpoint."""
+    """``PORT``, ``HOST:PORT`` or a full ZeroMQ endpoint (tcp://, ipc://) to an endpoint.
+
+    Checked before anything binds it: a port 0..65535 (0: any free one), a
+    host, an ipc path short enough for a Unix socket; BusError otherwise.
+    """
+    bad = f"{text!r} is not a control address (PORT, HOST:PORT, tcp://HOST:PORT or ipc://PATH)"
+    if not isinstance(text, str):
+        raise BusError(bad)
     text = text.strip()
-    if "://" in text:
-        return text
-    if text.isdigit():
-        return f"tcp://127.0.0.1:{text}"
-    host, sep, port = text.rpartition(":")
-    if sep and port.isdigit() and host:
-        return f"tcp://{host}:{port}"
-    raise BusError(f"{text!r} is not a control address (PORT, HOST:PORT or tcp://HOST:PORT)")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "tcp", text if not text.isdigit() else f"127.0.0.1:{text}"
+    if scheme == "ipc":
+        size = len(os.fsencode(rest)) if rest else 0
+        if not 0 < size <= _MAX_IPC_PATH or "\0" in rest:
+            raise BusError(f"{bad}: an ipc path is 1 to {_MAX_IPC_PATH} bytes, not {size}")
+        return f"ipc://{rest}"
+    if scheme == "inproc" and rest:
+        return f"inproc://{rest}"
+    if scheme != "tcp":
+        raise BusError(bad)
+    host, colon, port = rest.rpartition(":")
+    if not colon or not host or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise BusError(f"{bad}: give a host and a port 0..65535")
+    return f"tcp://{host}:{int(port)}"
 
 
 def is_loopback(endpoint: str) -> bool:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mcl.exceptions import ArgumentRangeError, ArgumentTypeError
+from mcl.checks import MAX_C_INT, check_flag, check_int, check_names, check_pattern
+from mcl.exceptions import ArgumentError, ArgumentRangeError, ArgumentTypeError
 from mcl.replay.clock import MAX_SPEED, MIN_SPEED, check_speed
-from mcl.timeutil import NS_PER_S, check_seconds
+from mcl.timeutil import MAX_NS, NS_PER_S, check_ns, check_seconds, check_timeout
 
 __all__ = ["ReplayOptions", "ReplayStatus", "parse_remap", "check_compat_speed", "check_seconds", "intersect_window"]
 
+
+MAX_READ_AHEAD = 10_000_000  # records buffered ahead at most (the queue's semaphore and memory bound)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,23 +46,32 @@ class ReplayOptions:
     def __post_init__(self) -> None:
         # The one validation of a replay's settings: Replay, its workers and its
         # speed setter all take a ReplayOptions (dataclasses.replace re-runs this).
+        # Every field is checked for its type and range here (mcl.checks), so a
+        # bad value is an ArgumentError naming it, never an error deep in a worker.
         object.__setattr__(self, "speed", check_compat_speed(self.speed))
         check_speed(self.speed)
-        if self.start_ns is not None and self.start_ns < 0:
-            raise ValueError(f"start must be >= 0 s, not {self.start_ns / NS_PER_S} s")
+        check_ns(self.start_ns, "start_ns", none_ok=True)
+        check_ns(self.end_ns, "end_ns", none_ok=True)
         if self.start_ns is not None and self.end_ns is not None and self.start_ns > self.end_ns:
-            raise ValueError(f"start {self.start_ns / NS_PER_S} s is after end {self.end_ns / NS_PER_S} s")
-        if self.read_ahead < 1 or self.batch_records < 1 or self.batch_bytes < 1:
-            raise ValueError("read_ahead, batch_records and batch_bytes must be >= 1")
-        if self.delay_ns < 0:
-            raise ValueError("delay must be >= 0 s")
-        if self.wait_for_subscribers < 0:
-            raise ValueError("wait_for_subscribers must be >= 0")
-        if self.exclude is not None:
-            try:
-                re.compile(self.exclude)
-            except re.error as exc:
-                raise ValueError(f"bad exclude pattern {self.exclude!r}: {exc}") from None
+            raise ArgumentError(f"start {self.start_ns / NS_PER_S} s is after end {self.end_ns / NS_PER_S} s")
+        object.__setattr__(self, "topics", check_names(self.topics, "topics"))
+        check_pattern(self.exclude, "exclude")
+        object.__setattr__(self, "remap", _check_remap(self.remap))
+        check_flag(self.loop, "loop")
+        check_ns(self.delay_ns, "delay_ns")
+        check_int(self.read_ahead, "read_ahead", minimum=1, maximum=MAX_READ_AHEAD, unit="records")
+        check_int(self.batch_records, "batch_records", minimum=1, maximum=MAX_READ_AHEAD, unit="records")
+        check_int(self.batch_bytes, "batch_bytes", minimum=1, maximum=MAX_C_INT, unit="bytes")
+        check_ns(self.spin_ns, "spin_ns")
+        check_flag(self.publish, "publish")
+        if self.bus is not None:
+            check_bus(self.bus)
+        check_int(self.hwm, "hwm", minimum=0, maximum=MAX_C_INT, unit="messages", none_ok=True)
+        check_timeout(self.send_timeout_s, "send_timeout_s", none_ok=False)
+        check_int(self.wait_for_subscribers, "wait_for_subscribers", minimum=0, maximum=MAX_C_INT, unit="subscribers")
+        check_ns(self.stuck_timeout_ns, "stuck_timeout_ns", minimum=1)
+        check_ns(self.start_timeout_ns, "start_timeout_ns", minimum=1)
+        check_ns(self.origin_ns, "origin_ns", minimum=-MAX_NS, none_ok=True)
 
     @classmethod
     def from_seconds(
@@ -86,7 +97,7 @@ class ReplayOptions:
             "speed": speed,
             "start_ns": _to_ns(start, "start"),
             "end_ns": _to_ns(end, "end"),
-            "topics": None if topics is None else (topics,) if isinstance(topics, str) else tuple(topics),
+            "topics": check_names(topics, "topics"),
             "exclude": exclude,
             "remap": None if remap is None else _remap_pairs(remap),
             "loop": loop,
@@ -110,6 +121,13 @@ class ReplayOptions:
         return max(2, math.ceil(self.read_ahead / self.batch_records))
 
 
+def check_bus(bus: Any) -> None:
+    """A bus address of the options (str or BusAddress): BusError naming it when it is not one (mcl.network.parse_bus)."""
+    from mcl.network.address import parse_bus
+
+    parse_bus(bus)
+
+
 def intersect_window(starts: Iterable[int | None], ends: Iterable[int | None]) -> tuple[int | None, int | None]:
     """(latest start, earliest end) of the bounds given; None bounds are open (None: no bound at all)."""
     lo = [t for t in starts if t is not None]
@@ -121,11 +139,16 @@ def check_compat_speed(speed: Any) -> float:
     """The original speed check: a number > 0 (math.inf: as fast as possible), else a TypeError; the float."""
     if isinstance(speed, bool) or not isinstance(speed, (int, float)):
         raise ArgumentTypeError(f"speed must be a number > 0 (math.inf: as fast as possible), not a {type(speed).__name__}")
-    if math.isnan(speed) or speed <= 0:  # the range is checked by check_speed; this error is also a TypeError
+    try:
+        value = float(speed)
+    except OverflowError:  # an int past the float range
+        value = math.nan
+    if math.isnan(value) or value <= 0 or (value == math.inf and isinstance(speed, int)):
+        # the range is checked by check_speed; this error is also a TypeError
         raise ArgumentRangeError(
             f"speed must be between {MIN_SPEED:g} and {MAX_SPEED:g} (or math.inf: as fast as possible), not {speed!r}"
         )
-    return float(speed)
+    return value
 
 
 def _to_ns(seconds: float | None, what: str) -> int | None:
@@ -135,14 +158,31 @@ def _to_ns(seconds: float | None, what: str) -> int | None:
 def _remap_pairs(remap: dict[str, str] | Iterable[str]) -> tuple[tuple[str, str], ...]:
     if isinstance(remap, dict):
         return tuple(remap.items())
+    if isinstance(remap, str):
+        return (parse_remap(remap),)
+    if not isinstance(remap, Iterable):
+        raise ArgumentError(f"remap must be a dict {{old: new}} or 'OLD:=NEW' strings, not {remap!r}")
     return tuple(parse_remap(item) for item in remap)
 
 
+def _check_remap(remap: Any) -> tuple[tuple[str, str], ...]:
+    """ReplayOptions.remap: (old, new) pairs of strings, old not empty."""
+    if isinstance(remap, (str, bytes)) or not isinstance(remap, Iterable):
+        raise ArgumentError(f"remap must be (old, new) pairs of topic names, not {remap!r}")
+    pairs = tuple(remap)
+    for pair in pairs:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2 and all(isinstance(name, str) for name in pair) and pair[0]):
+            raise ArgumentError(f"remap must be (old, new) pairs of topic names, not {pair!r} in {pairs!r}")
+    return tuple((old, new) for old, new in pairs)
+
+
 def parse_remap(text: str) -> tuple[str, str]:
-    """``OLD:=NEW`` to ``("OLD", "NEW")`` (the rosbag2 / ROS remap syntax)."""
+    """``OLD:=NEW`` to ``("OLD", "NEW")`` (the rosbag2 / ROS remap syntax); ArgumentError (a ValueError) if it is not."""
+    if not isinstance(text, str):
+        raise ArgumentError(f"remap {text!r} is not a string OLD:=NEW")
     old, sep, new = text.partition(":=")
     if not sep or not old:
-        raise ValueError(f"{text!r} is not a remap OLD:=NEW")
+        raise ArgumentError(f"{text!r} is not a remap OLD:=NEW")
     return old, new
 
 

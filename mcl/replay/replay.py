@@ -12,7 +12,7 @@ from typing import Any
 from mcl.exceptions import MclError, ReplayError
 from mcl.replay.buffer import BatchBuffer, SourceSpec, make_source_spec, narrow_selection
 from mcl.replay.protocol import PLAYING_STATES, GetStatus, Pause, Resume, Seek, SetSpeed, State, Step, WorkerStatus
-from mcl.timeutil import NS_PER_S
+from mcl.timeutil import NS_PER_S, check_timeout
 from mcl.replay.options import ReplayOptions, ReplayStatus, check_seconds
 from mcl.replay.scheduler import BatchScheduler, Hook
 from mcl.replay.worker import heartbeat_age, sigint_blocked
@@ -255,6 +255,7 @@ class Replay:
 
         Raises ReplayError if the replay failed; RuntimeError if it was never started.
         """
+        timeout = check_timeout(timeout)
         scheduler = self._scheduler
         if scheduler is None:
             raise RuntimeError("Cannot wait for a replay that was never started.")

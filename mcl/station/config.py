@@ -9,14 +9,17 @@ a dict). Times are stored as integer ns, sizes as bytes.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
+import stat
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mcl.checks import MAX_C_INT, MAX_INT64
 from mcl.exceptions import MclError
 from mcl.station.schedule import Schedule, parse_schedule
 from mcl.timeutil import NS_PER_S
@@ -88,12 +91,20 @@ for _i, _p in enumerate("KMGTP", 1):
 _SIZE_UNITS["kB"] = _SIZE_UNITS["k"] = 1000
 
 
+def _as_float(value: int | float | str) -> float:
+    """`value` as a float; an int past the float range (TOML integers have no limit here) is infinity."""
+    try:
+        return float(value)
+    except OverflowError:  # only an int overflows float()
+        return math.inf if int(value) > 0 else -math.inf
+
+
 def parse_duration_ns(value: Any, *, allow_zero: bool = False) -> int:
     """A number of seconds or a text such as ``"30s"``, ``"2m"``, ``"1h30m"``, ``"2d"``, ``"500ms"`` to ns."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds = _as_float(value)
     elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         pos = 0
@@ -101,7 +112,7 @@ def parse_duration_ns(value: Any, *, allow_zero: bool = False) -> int:
         for m in _DURATION_RE.finditer(text):
             if m.start() != pos:
                 break
-            seconds += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            seconds += _as_float(m.group(1)) * _DURATION_UNITS[m.group(2)]
             pos = m.end()
         if pos != len(text) or not text:
             raise ValueError(f"{value!r} is not a duration (seconds, or e.g. '30s', '2m', '1h30m', '2d')")
@@ -117,17 +128,25 @@ def parse_size(value: Any, *, number_unit: int = 1) -> int:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a size")
     if isinstance(value, (int, float)):
-        size = float(value) * number_unit
+        size = _as_float(value) * number_unit
     elif isinstance(value, str):
         m = _SIZE_RE.match(value)
         if m is None:
             raise ValueError(f"{value!r} is not a size (e.g. '1 GiB', '500 MB', '4096')")
-        size = float(m.group(1)) * _SIZE_UNITS[m.group(2) or ""]
+        size = _as_float(m.group(1)) * _SIZE_UNITS[m.group(2) or ""]
     else:
         raise ValueError(f"{value!r} is not a size")
-    if not 0 <= size < 2**63:
+    if not 0 <= size < 2**63:  # also NaN
         raise ValueError(f"{value!r} is out of range")
     return int(size)
+
+
+def _split_size(value: Any) -> int:
+    """A recorder's split size: a size (a bare number is MB, as mcl-dump --split-size) of at least one byte."""
+    size = parse_size(value, number_unit=1_000_000)
+    if size < 1:
+        raise ValueError(f"{value!r} is less than one byte")
+    return size
 
 
 MIN_LOG_BYTES = 1024  # a station log rotated more often than this is refused
@@ -152,21 +171,33 @@ def _bool(value: Any) -> bool:
     return value
 
 
-def _positive_int(value: Any) -> int:
+def _positive_int(value: Any, maximum: int = MAX_INT64) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"{value!r} is not a whole number >= 1")
+    if value > maximum:
+        raise ValueError(f"{value!r} is over the limit of {maximum}")
     return value
+
+
+def _queue_length(value: Any) -> int:
+    """A high-water mark: ZeroMQ's are C ints."""
+    return _positive_int(value, MAX_C_INT)
 
 
 def _non_negative_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{value!r} is not a whole number >= 0")
+    if value > MAX_INT64:
+        raise ValueError(f"{value!r} is over the limit of {MAX_INT64}")
     return value
 
 
-def _positive_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
-        raise ValueError(f"{value!r} is not a positive number")
+def _speed(value: Any) -> float:
+    """A replay speed, in the range the replay clock takes (mcl.replay.clock)."""
+    from mcl.replay.clock import MAX_SPEED, MIN_SPEED
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not MIN_SPEED <= value <= MAX_SPEED:
+        raise ValueError(f"{value!r} is not a replay speed ({MIN_SPEED:g} to {MAX_SPEED:g})")
     return float(value)
 
 
@@ -330,19 +361,19 @@ _KIND_KEYS: dict[str, dict[str, tuple[str, Parser]]] = {
         "topics": ("topics", _topics),
         "exact": ("exact", _bool),
         "format": ("format", _format),
-        "split_size": ("split_size", lambda v: parse_size(v, number_unit=1_000_000)),
+        "split_size": ("split_size", _split_size),
         "split_duration": ("split_duration_ns", parse_duration_ns),
         "max_files": ("max_files", _positive_int),
         "compress": ("compress", _bool),
         "flush_interval": ("flush_interval_ns", parse_duration_ns),
-        "hwm": ("hwm", _positive_int),
+        "hwm": ("hwm", _queue_length),
         "metadata": ("metadata", _str_table),
         "bus": ("bus", _str),
     },
     "replay": {
         "log": ("log", _str),
         "loop": ("loop", _bool),
-        "speed": ("speed", _positive_float),
+        "speed": ("speed", _speed),
         "topics": ("topics", _topics),
         "exclude": ("exclude", _str),
         "remap": ("remap", _str_table),
@@ -350,7 +381,7 @@ _KIND_KEYS: dict[str, dict[str, tuple[str, Parser]]] = {
     },
     "bus": {
         "bind": ("bind", _str),
-        "hwm": ("hwm", _positive_int),
+        "hwm": ("hwm", _queue_length),
         "curve_secret": ("curve_secret", _str),
         "curve_clients": ("curve_clients", _str),
     },
@@ -407,7 +438,12 @@ def load_config(path: str | os.PathLike[str]) -> StationConfig:
     """Read and check a station TOML file (StationConfigError naming file, unit, key, line)."""
     p = Path(path)
     try:
-        with open(p, "rb") as fp:
+        # O_NONBLOCK and fstat first: a FIFO or a device given as the file is refused, never waited on.
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fp:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise StationConfigError("not a regular file (a station file is a TOML text file)", path=p)
+            os.set_blocking(fd, True)
             data = fp.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise StationConfigError(f"cannot read: {exc.strerror}", path=p) from None
@@ -429,6 +465,8 @@ def load_config(path: str | os.PathLike[str]) -> StationConfig:
         elif "end of document" in message:
             line = text.count("\n") + 1
         raise StationConfigError(f"TOML syntax error: {message}", path=p, line=line, column=column) from None
+    except ValueError as exc:  # an integer of more than 4300 digits (Python's limit of int(str))
+        raise StationConfigError(f"TOML value out of range: {exc}".split(";")[0], path=p) from None
     return _build(table, path=p.resolve(), base=p.resolve().parent, text=text, digest=hashlib.sha256(data).hexdigest())
 
 
@@ -574,10 +612,13 @@ def _build_unit(
         if ("curve_secret" in options) != ("curve_clients" in options):
             raise fail("curve_secret and curve_clients go together", "curve_secret")
     if kind == "replay" and options.get("exclude") is not None:
+        from mcl.checks import check_pattern
+        from mcl.exceptions import ArgumentError
+
         try:
-            re.compile(options["exclude"])
-        except re.error as exc:
-            raise fail(f"bad regular expression: {exc}", "exclude") from None
+            check_pattern(options["exclude"], "exclude")
+        except ArgumentError as exc:
+            raise fail(str(exc).replace("bad exclude pattern", "bad regular expression"), "exclude") from None
     if kind == "offload" and is_within(options["destination"], options["source"]):
         # The copy would be the source itself (then removed after keep_local) or be copied again and again.
         raise fail(f"{options['destination']} is inside the source {options['source']}: give a destination outside it", "destination")
