@@ -181,7 +181,6 @@ def _replay(args: argparse.Namespace) -> int:
             from mcl.replay.control import ControlServer, is_loopback
 
             server = stack.enter_context(ControlServer(replay, args.control, on_quit=quit_requested.set))
-            print(f"control: {server.address}", flush=True)
             if not is_loopback(server.address):
                 print_warning(
                     f"the control endpoint {server.address} is not on loopback: anyone who can connect to it "
@@ -192,6 +191,8 @@ def _replay(args: argparse.Namespace) -> int:
             replay.pause()
         else:
             replay.start()
+        if args.control is not None:  # announced once the workers run: a client then sees them playing or paused
+            print(f"control: {server.address}", flush=True)
         try:
             status = _run(replay, keys, display, quit_requested)
         except OSError as exc:

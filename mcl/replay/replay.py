@@ -339,7 +339,6 @@ class Replay:
         with sigint_blocked():  # the queues may start multiprocessing's resource tracker
             buffer = BatchBuffer(self._spec, options)
             scheduler = BatchScheduler(buffer.queue, options, hooks=self.hooks, paused=True)
-        self._buffer, self._scheduler = buffer, scheduler
         try:
             buffer.start()
             scheduler.start()
@@ -348,6 +347,9 @@ class Replay:
             scheduler.close()
             buffer.close()
             raise
+        # Published once started: status() (no lock: a control endpoint's thread may ask
+        # while this thread starts the workers) sees an idle replay until then, not a failed one.
+        self._buffer, self._scheduler = buffer, scheduler
         self._supervisor = threading.Thread(target=self._supervise, name="mcl-replay: supervisor", daemon=True)
         self._supervisor.start()
         return scheduler
