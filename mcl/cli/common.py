@@ -115,9 +115,11 @@ _program: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcl_progr
 _process_program: str | None = None
 
 
-def _prefix(kind: str) -> str:
-    prog = _program.get() or _process_program
-    return f"{prog}: {kind}: " if prog else f"{kind}: "
+def _line(kind: str | None, message: object, prog: str | None = None) -> str:
+    """``PROG: KIND: message`` on one line; PROG is `prog` or the current command's (left out when none)."""
+    prog = prog or _program.get() or _process_program
+    head = f"{prog}: " if prog else ""
+    return head + (f"{kind}: " if kind else "") + " ".join(str(message).split("\n"))
 
 
 def print_error(message: object, file: IO[str] | None = None) -> None:
@@ -130,14 +132,10 @@ def print_warning(message: object, file: IO[str] | None = None) -> None:
     _print_line("warning", message, file)
 
 
-def _one_line(message: object) -> str:
-    return " ".join(str(message).split("\n"))
-
-
 def _print_line(kind: str, message: object, file: IO[str] | None) -> None:
     stream = file if file is not None else sys.stderr
     try:
-        print(_prefix(kind) + _one_line(message), file=stream, flush=True)
+        print(_line(kind, message), file=stream, flush=True)
     except (OSError, ValueError):  # stderr closed: nothing more we can say
         pass
 
@@ -154,16 +152,13 @@ class LineFormatter(logging.Formatter):
         self.prog = prog
 
     def format(self, record: logging.LogRecord) -> str:
-        text = super().format(record)
         if record.levelno >= logging.ERROR:
             kind: str | None = "error"
         elif record.levelno >= logging.WARNING:
             kind = "warning"
         else:
             kind = None
-        prog = self.prog or _program.get() or _process_program
-        head = f"{prog}: " if prog else ""
-        return head + (f"{kind}: " if kind else "") + _one_line(text)
+        return _line(kind, super().format(record), self.prog)
 
 
 def _show_warning(
