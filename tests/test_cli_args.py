@@ -480,6 +480,22 @@ def test_info_start_end_counts_the_window(log: Path, capsys: pytest.CaptureFixtu
     assert f"window:    {start_s:.3f} s to the end of log time" in text
 
 
+def test_info_window_reports_the_damage_it_reads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A flipped byte in a chunk body the index cannot vouch for: the window's read finds it, mcl-info says so."""
+    import shutil
+
+    log = tmp_path / "vehicle"
+    shutil.copytree(VEHICLE, log)
+    data = log / "data_0000.mcln"
+    body = bytearray(data.read_bytes())
+    body[len(body) // 2] ^= 0xFF
+    data.write_bytes(bytes(body))
+    assert info.main([str(log), "--json", "--start", "0"]) == 0
+    window = json.loads(capsys.readouterr().out)
+    assert window["messages"] < 1400 and len(window["damage"]) == 1
+    assert "CRC" in window["damage"][0]["reason"] and window["damage"][0]["path"] == str(data)
+
+
 def test_info_end_before_start_is_one_error_line(capsys: pytest.CaptureFixture[str]) -> None:
     """An empty window (--end before --start) is the command's one error line, exit 1."""
     assert info.main([str(VEHICLE), "--start", "5", "--end", "2"]) == 1

@@ -17,8 +17,8 @@ one), window ({start, end} in log seconds as given, null without --start /
 
 With --start / --end (seconds of log time from the log's time origin,
 inclusive, as in mcl-cat) the messages, topics, types, rates and times are
-those of the window, counted record by record; files, size, damage and the
-accounting are the whole log's.
+those of the window, counted record by record (damage met doing so is
+reported with the rest); files, size and the accounting are the whole log's.
 
 Damage (a truncated tail, a damaged line or block, a data file that cannot
 be read at all) is reported, not an error: the exit status is 0. A path
@@ -167,7 +167,7 @@ def _info(args: argparse.Namespace) -> int:
         print(format_summary(summary))
         if windowed:
             print(f"window:    {_window_text(args.start, args.end)} of log time"
-                  " (messages, topics and times counted in it; files, size and damage: the whole log)")
+                  " (messages, topics and times counted in it; files and size: the whole log)")
         accounting = _accounting(summary)
         if accounting is not None:
             print(format_accounting(accounting))

@@ -185,9 +185,10 @@ def window_summary(
 ) -> LogSummary:
     """The summary of the records of `source` from `start_ns` to `end_ns` (elapsed, inclusive; None: open).
 
-    Files, size, metadata and damage are the whole log's (from its own
-    summary); the counts, topics, types and times are those of the window,
-    read record by record (so never from an index).
+    Files, size and metadata are the whole log's (from its own summary);
+    the counts, topics, types and times are those of the window, read
+    record by record (so never from an index); damage is the whole log's
+    summary's and what reading the window met.
     """
     import warnings
 
@@ -200,10 +201,19 @@ def window_summary(
         files=list(whole.files), damage=list(whole.damage), metadata=dict(whole.metadata),
         indexed=False, verified=whole.verified,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", LogDamageWarning)  # the whole log's summary reported it
+    with warnings.catch_warnings(record=True) as met:
+        warnings.simplefilter("always", LogDamageWarning)
         for record in source.iter_records(None, start_ns, end_ns):
             count_record(window.topics, record, type_name_of(record.payload))
+    # Damage met reading the window (a chunk body an index cannot vouch for) belongs to the summary too.
+    known = {(d.path, d.offset, d.line) for d in window.damage}
+    for w in met:
+        found = w.message
+        if isinstance(found, LogDamageWarning) and (found.path, found.offset, found.line) not in known:
+            known.add((found.path, found.offset, found.line))
+            window.damage.append(Damage(found.path, found.reason, offset=found.offset, line=found.line))
+        elif not isinstance(found, LogDamageWarning):
+            warnings.warn_explicit(found, w.category, w.filename, w.lineno)  # not ours: passed on
     total_topics(window)
     return window
 
